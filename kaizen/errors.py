@@ -1,0 +1,132 @@
+"""Every exception Kaizen raises, in one place.
+
+All derive from `KaizenError`. Each message names what failed (node, field, port) and says what to
+do about it; structured attributes carry the same facts for programs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class KaizenError(Exception):
+    """Base class of every Kaizen error."""
+
+
+class SignatureError(KaizenError, ValueError):
+    """A signature spec is malformed. `field` names the culprit, `position` the offset in `spec`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        spec: str | None = None,
+        position: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.spec = spec
+        self.position = position
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        text = self.message
+        if self.spec is not None and self.position is not None:
+            caret = " " * self.position + "^"
+            text = f"{text}\n  {self.spec}\n  {caret}"
+        return text
+
+
+class OutputParseError(KaizenError, ValueError):
+    """A model reply could not be turned into the signature's typed outputs.
+
+    `raw` is the reply exactly as received; `errors` lists every problem as
+    `(field or None, message)`. `str(err)` is worded to be sent back to the model as a correction.
+    """
+
+    def __init__(self, message: str, *, raw: str, errors: Sequence[tuple[str | None, str]]) -> None:
+        self.raw = raw
+        self.errors = list(errors)
+        super().__init__(message)
+
+
+class InputValidationError(KaizenError, ValueError):
+    """Inputs given to an agent or signature are missing, unexpected or of the wrong type.
+
+    `errors` lists `(field, message)` for every problem found.
+    """
+
+    def __init__(self, message: str, *, errors: Sequence[tuple[str, str]] = ()) -> None:
+        self.errors = list(errors)
+        super().__init__(message)
+
+
+class WorkflowValidationError(KaizenError, ValueError):
+    """`WorkflowBuilder.build()` found problems; `problems` lists every one of them."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"workflow is invalid ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class ParameterError(KaizenError, ValueError):
+    """Run parameters do not fit the workflow (unknown node, unused parameter, bad value)."""
+
+
+class NodeExecutionError(KaizenError):
+    """A node failed. The original exception is chained as `__cause__`."""
+
+    def __init__(self, node_id: str, attempt: int, message: str) -> None:
+        self.node_id = node_id
+        self.attempt = attempt
+        super().__init__(f"node {node_id!r} failed on attempt {attempt}: {message}")
+
+
+class ModelError(KaizenError):
+    """A model provider call failed for good (after retries, or not retryable)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        retryable: bool = False,
+        attempts: int = 1,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class ConfigError(KaizenError, ValueError):
+    """Agent or framework configuration is invalid (unknown key, value out of range, no model)."""
+
+
+class BudgetExceededError(KaizenError):
+    """A token or cost ceiling was reached; no further model calls are made in this run."""
+
+    def __init__(self, message: str, *, limit: str, used: Any, ceiling: Any) -> None:
+        self.limit = limit
+        self.used = used
+        self.ceiling = ceiling
+        super().__init__(message)
+
+
+__all__ = [
+    "BudgetExceededError",
+    "ConfigError",
+    "InputValidationError",
+    "KaizenError",
+    "ModelError",
+    "NodeExecutionError",
+    "OutputParseError",
+    "ParameterError",
+    "SignatureError",
+    "WorkflowValidationError",
+]

@@ -1,0 +1,126 @@
+"""`Node` and its typed `Port`s: the unit a workflow graph is made of.
+
+A node declares input and output ports and implements either `run(**inputs) -> dict` (sync; the
+runtime runs it in a worker thread) or `async arun(**inputs) -> dict` (runs on the event loop). The
+returned dict maps output port names to values; an output port left out of the dict was *not
+produced*, and whatever depends on it is skipped (this is how `SwitchNode` routes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
+
+
+class _Missing:
+    """Marks a port with no default (the port is required)."""
+
+    _instance: ClassVar[_Missing | None] = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final = _Missing()
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A named, typed input or output of a node. Without a default, an input port is required."""
+
+    name: str
+    type: Any = Any
+    default: Any = MISSING
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPolicy:
+    """How the runtime runs one node: per-attempt timeout (seconds) and retries after a failure."""
+
+    timeout: float | None = None
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = field(default=(Exception,))
+    backoff: float = 0.0  # seconds before the first retry, doubled on each further one
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {self.timeout!r}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries!r}")
+
+
+class Node:
+    """Base class of every node type.
+
+    Subclasses either set the class attributes `input_ports` / `output_ports`, or override
+    `make_ports()` when ports depend on config (as `FunctionNode` and `AgentNode` do).
+    `accepts_partial_inputs = True` makes the runtime start the node once every source has settled,
+    passing only the inputs that were produced (as `MergeNode` needs).
+    """
+
+    type_name: ClassVar[str] = ""
+    input_ports: ClassVar[tuple[Port, ...]] = ()
+    output_ports: ClassVar[tuple[Port, ...]] = ()
+    accepts_partial_inputs: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        node_id: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        policy: ExecutionPolicy | None = None,
+    ) -> None:
+        if not isinstance(node_id, str) or not node_id:
+            raise ValueError(f"a node id must be a non-empty string, got {node_id!r}")
+        self.id = node_id
+        self.config: Mapping[str, Any] = MappingProxyType(dict(config or {}))
+        self.policy = policy or ExecutionPolicy()
+        ins, outs = self.make_ports()
+        self.inputs: Mapping[str, Port] = MappingProxyType(_by_name(ins, node_id, "input"))
+        self.outputs: Mapping[str, Port] = MappingProxyType(_by_name(outs, node_id, "output"))
+
+    def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
+        """Return `(input_ports, output_ports)`; called once by `__init__`."""
+        return self.input_ports, self.output_ports
+
+    @classmethod
+    def node_type(cls) -> str:
+        """The name this type is registered under (`type_name`, else the class name)."""
+        return cls.type_name or cls.__name__
+
+    @property
+    def is_async(self) -> bool:
+        return type(self).arun is not Node.arun
+
+    def run(self, **inputs: Any) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} implements neither run() nor arun()")
+
+    async def arun(self, **inputs: Any) -> dict[str, Any]:
+        return self.run(**inputs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+
+def _by_name(ports: Iterable[Port], node_id: str, kind: str) -> dict[str, Port]:
+    result: dict[str, Port] = {}
+    for port in ports:
+        if port.name in result:
+            raise ValueError(f"node {node_id!r} declares {kind} port {port.name!r} twice")
+        result[port.name] = port
+    return result

@@ -1,0 +1,1 @@
+"""Multi-agent patterns as graph builders: pipeline, debate, consensus, supervisor-worker."""
