@@ -53,11 +53,24 @@ demo: setup
 $(BENCH_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e . 'kailash==2.65.0' 'langgraph==1.2.22' dspy kailash-kaizen
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . 'kailash==2.65.0' 'langgraph==1.2.22' \
+	  'dspy==3.4.1' 'kailash-kaizen==2.46.1' prometheus_client
+	# kailash-kaizen's import name is also `kaizen`: in site-packages it would shadow this repo's
+	# package. Keep its dependencies, move the package itself (with kaizen-agents, which holds its
+	# patterns) to a private directory that only the benchmark subprocesses measuring it put on
+	# sys.path (benchmarks/common.py: PEER_KAIZEN_DIR).
+	$(BENCH_VENV)/bin/python -m pip uninstall --quiet -y kailash-kaizen
+	rm -rf $(BENCH_VENV)/kailash-kaizen
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --target $(BENCH_VENV)/kailash-kaizen \
+	  'kailash-kaizen==2.46.1' 'kaizen-agents==0.13.0'
 	touch $@
 
-bench: $(BENCH_VENV)/.deps graphviz
-	for b in benchmarks/bench_*.py; do $(BENCH_VENV)/bin/python $$b || exit 1; done
+# Each table is printed and also written as Markdown to out/bench/ (docs/benchmarks.md quotes them).
+bench: $(BENCH_VENV)/.deps
+	mkdir -p out/bench
+	for b in benchmarks/bench_*.py; do \
+	  $(BENCH_VENV)/bin/python $$b $(if $(QUICK),--quick) --markdown out/bench/$$(basename $$b .py).md \
+	  || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -118,6 +118,23 @@ class BudgetExceededError(KaizenError):
         super().__init__(message)
 
 
+class UnknownNodeTypeError(KaizenError, LookupError):
+    """No node type is registered under `name`; `suggestions` lists registered names like it."""
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = list(suggestions)
+        hint = f"; did you mean {', '.join(map(repr, self.suggestions))}?" if suggestions else ""
+        super().__init__(
+            f"unknown node type {name!r}{hint} (register your own with "
+            "kaizen.nodes.register_node_type or the @node decorator)"
+        )
+
+
+class RenderError(KaizenError):
+    """A picture could not be drawn: an unsupported file suffix, or Graphviz's `dot` is missing."""
+
+
 __all__ = [
     "BudgetExceededError",
     "ConfigError",
@@ -127,6 +144,8 @@ __all__ = [
     "NodeExecutionError",
     "OutputParseError",
     "ParameterError",
+    "RenderError",
     "SignatureError",
+    "UnknownNodeTypeError",
     "WorkflowValidationError",
 ]

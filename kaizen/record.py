@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from kaizen.workflow import Workflow
 
 
 class NodeStatus(enum.StrEnum):
@@ -88,6 +93,17 @@ class RunRecord:
         from dataclasses import asdict
 
         return asdict(self)
+
+    def render(self, path: str | Path, workflow: Workflow | None = None) -> Path:
+        """Draw the run as SVG: the status-coloured graph (given `workflow`) above the timeline."""
+        from kaizen.render_run import render_run
+
+        return render_run(self, path, workflow)
+
+    def _repr_svg_(self) -> str:
+        from kaizen.timeline import timeline_svg
+
+        return timeline_svg(self)
 
 
 class EventKind(enum.StrEnum):

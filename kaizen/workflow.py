@@ -36,7 +36,16 @@ class Connection:
 class Workflow:
     """A built, validated, immutable workflow graph. Create it with `WorkflowBuilder.build()`."""
 
-    __slots__ = ("_graph", "bound_inputs", "connections", "name", "nodes", "order")
+    __slots__ = (
+        "__weakref__",  # the runtime caches per-workflow plans in a WeakKeyDictionary
+        "_graph",
+        "bound_inputs",
+        "connections",
+        "name",
+        "nodes",
+        "open_inputs",
+        "order",
+    )
 
     def __init__(
         self,
@@ -46,6 +55,7 @@ class Workflow:
         graph: nx.DiGraph,
         order: tuple[str, ...],
         bound_inputs: Mapping[str, Mapping[str, Any]] | None = None,
+        open_inputs: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.name = name
         self.nodes: Mapping[str, Node] = MappingProxyType(dict(nodes))
@@ -55,6 +65,9 @@ class Workflow:
         self.bound_inputs: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             {k: MappingProxyType(dict(v)) for k, v in (bound_inputs or {}).items()}
         )
+        # required inputs with no source and no config value: (node_id, port), to be supplied
+        # as run parameters
+        self.open_inputs = open_inputs
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -85,3 +98,4 @@ class Workflow:
         from kaizen.render import workflow_svg
 
         return workflow_svg(self)
+

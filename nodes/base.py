@@ -71,12 +71,15 @@ class Node:
     `make_ports()` when ports depend on config (as `FunctionNode` and `AgentNode` do).
     `accepts_partial_inputs = True` makes the runtime start the node once every source has settled,
     passing only the inputs that were produced (as `MergeNode` needs).
+    `config_keys` names the settings a type reads from its config; when it is not `None`, the
+    builder reports any other config key that is not an input port name (a likely typo).
     """
 
     type_name: ClassVar[str] = ""
     input_ports: ClassVar[tuple[Port, ...]] = ()
     output_ports: ClassVar[tuple[Port, ...]] = ()
     accepts_partial_inputs: ClassVar[bool] = False
+    config_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(
         self,
@@ -112,6 +115,13 @@ class Node:
 
     async def arun(self, **inputs: Any) -> dict[str, Any]:
         return self.run(**inputs)
+
+    def unproduced_reason(self, outputs: Mapping[str, Any]) -> str | None:
+        """Why output ports missing from `outputs` were not produced (shown in skip reasons).
+
+        Routing nodes override this ("branch 'low' not taken", "converged after round 2").
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"

@@ -45,6 +45,12 @@ CONTAINERS: dict[str, type] = {
 SPECIAL_FORMS = ("Optional", "Union", "Literal")
 
 _registry: dict[str, type[BaseModel]] = {}
+_registry_version = 0  # bumped on each registration, so cached parses never see a stale registry
+
+
+def registry_version() -> int:
+    """A number that changes whenever the registry does (part of the parse cache key)."""
+    return _registry_version
 
 
 def register_type(model: type[BaseModel], name: str | None = None) -> type[BaseModel]:
@@ -60,7 +66,9 @@ def register_type(model: type[BaseModel], name: str | None = None) -> type[BaseM
         raise ValueError(f"type name must be an identifier, got {key!r}")
     if key in SCALARS or key in CONTAINERS or key in SPECIAL_FORMS:
         raise ValueError(f"{key!r} is a builtin signature type name; register the model as another")
+    global _registry_version
     _registry[key] = model
+    _registry_version += 1
     return model
 
 

@@ -1,0 +1,390 @@
+"""Agent benchmark: import cost, per-call overhead, and 100 concurrent calls, beside the peers.
+
+Cases:
+- import: `import X` in a fresh interpreter (median of several), for `kaizen` (this repository),
+  `kailash`, `langgraph.graph`, `dspy` and kailash-kaizen's `kaizen`.
+- execute, 0 ms model: one `agent.execute(question=...)` with a model that answers at once
+  (Kaizen: `kaizen.testing.ScriptedModel` through litellm; kailash-kaizen: its mock provider; DSPy:
+  `dspy.Predict` with `DummyLM`). The floor row is `kaizen.llm.complete` alone, the same litellm
+  call with the same messages and schema, so "kaizen own share" = execute - complete is what
+  Kaizen adds around the model call (prompt, validation, parsing, the one-node workflow).
+- 100 concurrent, 0 ms model: 100 executions at once (Kaizen and DSPy with asyncio; kailash-kaizen
+  has no async execute, so 100 threads).
+- 100 concurrent, 200 ms HTTP: 100 executions at once against `kaizen.fault_server.FaultServer`
+  (a real OpenAI-compatible server on loopback answering after 200 ms) through litellm's `openai/`
+  provider; the floor row is 100 bare `litellm.acompletion` calls. kailash-kaizen refuses
+  loopback endpoints, so it has no row here.
+
+Run: `.bench-venv/bin/python benchmarks/bench_agent.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    FLOOR,
+    KAIZEN,
+    PEER_KAIZEN_DIR,
+    Report,
+    Row,
+    Target,
+    merge_worker_rows,
+    parse_args,
+    print_report,
+    quiet_peers,
+    run_worker,
+    skipped,
+    timed_row,
+    try_import,
+    worker_main,
+)
+
+SIGNATURE = "question -> answer: str, confidence: float"
+ANSWER = {"answer": "Machine learning is learning from data.", "confidence": 0.9}
+QUESTION = "What is machine learning?"
+LATENCY = 0.2
+CONCURRENT = 100
+BATCH = 20  # calls per timed repetition of the per-call cases
+
+IMPORT = "import"
+EXECUTE = "execute, 0 ms model"
+OWN_SHARE = "execute, kaizen own share"
+EXECUTE_ASYNC = "execute_async, 0 ms model"
+OWN_SHARE_ASYNC = "execute_async, kaizen own share"
+CONCURRENT_0 = f"{CONCURRENT} concurrent, 0 ms model"
+CONCURRENT_HTTP = f"{CONCURRENT} concurrent, {LATENCY * 1000:.0f} ms HTTP"
+CASES = (
+    IMPORT,
+    EXECUTE,
+    OWN_SHARE,
+    EXECUTE_ASYNC,
+    OWN_SHARE_ASYNC,
+    CONCURRENT_0,
+    CONCURRENT_HTTP,
+)
+PEER_KAIZEN = "kailash-kaizen"
+IMPL_ORDER = (KAIZEN, FLOOR, "kailash", "langgraph", "dspy", "dspy-litellm", PEER_KAIZEN)
+TARGETS = {
+    IMPORT: Target("≤ 150 ms", 0.150, "seconds"),
+    OWN_SHARE: Target("≤ 1 ms/call", 1000.0),
+    OWN_SHARE_ASYNC: Target("≤ 1 ms/call", 1000.0),
+}
+
+IMPORTS = (
+    (KAIZEN, "kaizen", False),
+    ("kailash", "kailash", False),
+    ("langgraph", "langgraph.graph", False),
+    ("dspy", "dspy", False),
+    (PEER_KAIZEN, "kaizen", True),
+)
+
+
+# --- import time (parent process, one fresh interpreter per sample) ------------------------------
+
+
+def import_rows(quick: bool) -> list[Row]:
+    samples = 3 if quick else 7
+    probe = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
+    rows = []
+    for impl, module, peer in IMPORTS:
+        env = dict(os.environ)
+        if peer:
+            if not PEER_KAIZEN_DIR.is_dir():
+                rows.append(skipped(IMPORT, impl, f"{PEER_KAIZEN_DIR} missing"))
+                continue
+            env["PYTHONPATH"] = str(PEER_KAIZEN_DIR)
+        times = []
+        for _ in range(samples + 1):  # the first warms the OS file cache
+            proc = subprocess.run(
+                [sys.executable, "-W", "ignore", "-c", probe.format(module)],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd="/tmp",
+                check=False,
+            )
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                rows.append(skipped(IMPORT, impl, f"import {module} failed: {tail}"))
+                break
+            times.append(float(proc.stdout.strip().splitlines()[-1]))
+        else:
+            median = statistics.median(times[1:])
+            rows.append(Row(IMPORT, impl, median, None, samples, f"import {module}"))
+    return rows
+
+
+# --- Kaizen --------------------------------------------------------------------------------------
+
+
+def kaizen_api() -> tuple[Callable[..., Any], Any]:
+    """`kaizen.create_agent` (falling back to its defining module) and `kaizen.llm`."""
+    import kaizen
+    from kaizen import llm
+
+    create: Callable[..., Any] | None = getattr(kaizen, "create_agent", None)
+    if create is None:
+        from kaizen import framework
+
+        create = framework.create_agent
+    return create, llm
+
+
+def kaizen_rows(quick: bool) -> list[Row]:
+    from kaizen.fault_server import FaultServer
+    from kaizen.testing import ScriptedModel
+
+    create_agent, llm = kaizen_api()
+    reps = 5 if quick else 11
+    rows: list[Row] = []
+
+    model = ScriptedModel(lambda messages: ANSWER)
+    agent = create_agent("bench_qa", signature=SIGNATURE, config={"model": model})
+    first = agent.execute(question=QUESTION)
+    if first.confidence != ANSWER["confidence"]:
+        return [skipped(EXECUTE, KAIZEN, f"wrong result {first!r}")]
+    call = model.calls[-1]
+    messages = call.messages
+    schema = agent.signature.output_schema
+
+    def executes() -> None:
+        for _ in range(BATCH):
+            agent.execute(question=QUESTION)
+
+    def completes() -> None:
+        for _ in range(BATCH):
+            llm.complete(messages, model=model, response_schema=schema)
+
+    full = timed_row(EXECUTE, KAIZEN, executes, units=BATCH, reps=reps)
+    floor = timed_row(EXECUTE, FLOOR, completes, units=BATCH, reps=reps)
+    floor.note = "kaizen.llm.complete alone (litellm + ScriptedModel)"
+    rows += [full, floor]
+    rows += own_share(OWN_SHARE, full, floor, "execute - complete")
+
+    async def executes_async() -> None:
+        for _ in range(BATCH):
+            await agent.execute_async(question=QUESTION)
+
+    async def acompletes() -> None:
+        for _ in range(BATCH):
+            await llm.acomplete(messages, model=model, response_schema=schema)
+
+    full = timed_row(EXECUTE_ASYNC, KAIZEN, executes_async, units=BATCH, reps=reps, is_async=True)
+    floor = timed_row(EXECUTE_ASYNC, FLOOR, acompletes, units=BATCH, reps=reps, is_async=True)
+    floor.note = "kaizen.llm.acomplete alone (litellm + ScriptedModel)"
+    rows += [full, floor]
+    rows += own_share(OWN_SHARE_ASYNC, full, floor, "execute_async - acomplete")
+
+    async def hundred_scripted() -> None:
+        results = await asyncio.gather(
+            *(agent.execute_async(question=f"{QUESTION} #{i}") for i in range(CONCURRENT))
+        )
+        assert all(r.confidence == ANSWER["confidence"] for r in results)
+
+    rows.append(
+        timed_row(CONCURRENT_0, KAIZEN, hundred_scripted, reps=max(3, reps // 2), is_async=True)
+    )
+
+    with FaultServer(latency=LATENCY, reply=ANSWER) as server:
+        http_agent = create_agent(
+            "bench_http_qa",
+            signature=SIGNATURE,
+            config={"model": "openai/bench", "api_base": server.base_url, "api_key": "bench"},
+        )
+
+        async def hundred_http() -> None:
+            results = await asyncio.gather(
+                *(http_agent.execute_async(question=f"{QUESTION} #{i}") for i in range(CONCURRENT))
+            )
+            assert all(r.confidence == ANSWER["confidence"] for r in results)
+
+        rows.append(timed_row(CONCURRENT_HTTP, KAIZEN, hundred_http, reps=3, is_async=True))
+        rows.append(litellm_floor_row(server.base_url, messages))
+    return rows
+
+
+def own_share(case: str, full: Row, floor: Row, note: str) -> list[Row]:
+    """Kaizen's time around the model call: the full call minus the bare model call."""
+    if full.per_unit_us is None or floor.per_unit_us is None:
+        return []
+    own = full.per_unit_us - floor.per_unit_us
+    return [Row(case, KAIZEN, own / 1e6, own, full.reps, note)]
+
+
+def litellm_floor_row(base_url: str, messages: list[dict[str, Any]]) -> Row:
+    """100 bare `litellm.acompletion` calls to the same server: the floor for the HTTP case."""
+    import litellm
+
+    async def hundred() -> None:
+        await asyncio.gather(
+            *(
+                litellm.acompletion(
+                    model="openai/bench", messages=messages, api_base=base_url, api_key="bench"
+                )
+                for _ in range(CONCURRENT)
+            )
+        )
+
+    row = timed_row(CONCURRENT_HTTP, FLOOR, hundred, reps=3, is_async=True)
+    row.note = "bare litellm.acompletion"
+    return row
+
+
+# --- DSPy ----------------------------------------------------------------------------------------
+
+
+def dspy_reply(fields: dict[str, Any]) -> str:
+    """A reply in DSPy's chat-adapter format, for the HTTP server DSPy talks to."""
+    parts = [f"[[ ## {name} ## ]]\n{value}" for name, value in fields.items()]
+    return "\n\n".join([*parts, "[[ ## completed ## ]]"])
+
+
+def dspy_rows(quick: bool) -> list[Row]:
+    import dspy
+    from dspy.utils.dummies import DummyLM
+
+    reps = 5 if quick else 11
+    rows: list[Row] = []
+    predict = dspy.Predict(SIGNATURE)
+    dummy = DummyLM({QUESTION: ANSWER, "#": ANSWER})
+    with dspy.context(lm=dummy):
+        first = predict(question=QUESTION)
+        if float(first.confidence) != ANSWER["confidence"]:
+            return [skipped(EXECUTE, "dspy", f"wrong result {first!r}")]
+
+        def calls() -> None:
+            for _ in range(BATCH):
+                predict(question=QUESTION)
+
+        rows.append(timed_row(EXECUTE, "dspy", calls, units=BATCH, reps=reps, note="DummyLM"))
+
+    async def hundred(lm: Any) -> None:
+        with dspy.context(lm=lm):
+            results = await asyncio.gather(
+                *(predict.acall(question=f"{QUESTION} #{i}") for i in range(CONCURRENT))
+            )
+        assert all(float(r.confidence) == ANSWER["confidence"] for r in results)
+
+    rows.append(
+        timed_row(
+            CONCURRENT_0,
+            "dspy",
+            lambda: hundred(dummy),
+            reps=max(3, reps // 2),
+            is_async=True,
+            note="DummyLM, asyncio",
+        )
+    )
+    try:
+        from kaizen.fault_server import FaultServer
+    except ImportError as exc:
+        rows.append(skipped(CONCURRENT_HTTP, "dspy", f"no FaultServer: {exc}"))
+        return rows
+    with FaultServer(latency=LATENCY, reply=dspy_reply(ANSWER)) as server:
+        # DSPy 3.4's default engine ("auto") sends this request through its own lm15 client, not
+        # litellm; the second row forces litellm, the transport Kaizen uses.
+        for impl, engine in (("dspy", "auto"), ("dspy-litellm", "litellm")):
+            lm = dspy.LM(
+                "openai/bench",
+                api_base=server.base_url,
+                api_key="bench",
+                cache=False,
+                engine=engine,
+            )
+            rows.append(
+                timed_row(
+                    CONCURRENT_HTTP,
+                    impl,
+                    partial(hundred, lm),
+                    reps=3,
+                    is_async=True,
+                    note=f"dspy.LM(engine={engine!r}), Predict.acall",
+                )
+            )
+    return rows
+
+
+# --- kailash-kaizen (subprocess with its directory first on sys.path) ----------------------------
+
+
+def peer_kaizen_rows(quick: bool) -> list[Row]:
+    import kaizen  # kailash-kaizen's package here, see run_worker(peer_kaizen=True)
+
+    if "kailash-kaizen" not in str(kaizen.__file__):
+        return [skipped("*", PEER_KAIZEN, f"imported {kaizen.__file__}, not kailash-kaizen")]
+    reps = 5 if quick else 11
+    agent = kaizen.create_agent(
+        "bench_qa", config={"model": "mock-model", "provider": "mock", "signature": SIGNATURE}
+    )
+    first = agent.execute(question=QUESTION)
+    if not isinstance(first, dict):
+        return [skipped("*", PEER_KAIZEN, f"unexpected result {str(first)[:60]}")]
+    note = "mock provider, canned text"
+    if set(first) != set(ANSWER):  # it reads "answer: str" as a field name: say so, still time it
+        note += f"; output keys {sorted(first)}"
+
+    def calls() -> None:
+        for _ in range(BATCH):
+            agent.execute(question=QUESTION)
+
+    rows = [timed_row(EXECUTE, PEER_KAIZEN, calls, units=BATCH, reps=reps, note=note)]
+
+    def hundred() -> None:
+        with ThreadPoolExecutor(CONCURRENT) as pool:
+            list(pool.map(lambda i: agent.execute(question=f"{QUESTION} #{i}"), range(CONCURRENT)))
+
+    rows.append(
+        timed_row(
+            CONCURRENT_0, PEER_KAIZEN, hundred, reps=3, note="mock provider, 100 threads (no async)"
+        )
+    )
+    rows.append(skipped(CONCURRENT_HTTP, PEER_KAIZEN, "its openai provider rejects loopback URLs"))
+    return rows
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def worker_rows(name: str, quick: bool) -> list[Row]:
+    quiet_peers()
+    if name == PEER_KAIZEN:
+        return peer_kaizen_rows(quick)
+    missing = try_import("kaizen.agent" if name == KAIZEN else name)
+    if missing:
+        return [skipped("*", name, missing)]
+    return kaizen_rows(quick) if name == KAIZEN else dspy_rows(quick)
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    if args.worker:
+        worker_main(lambda: worker_rows(args.worker, args.quick))
+        return
+    report = Report("bench_agent: import, per-call overhead, concurrency", "µs/call", [], TARGETS)
+    print("timing imports ...", flush=True)
+    report.extend(import_rows(args.quick))
+    running_cases = CASES[1:]
+    for name, peer in ((KAIZEN, False), ("dspy", False), (PEER_KAIZEN, True)):
+        print(f"running {name} ...", flush=True)
+        rows = run_worker(__file__, name, args.quick, peer_kaizen=peer)
+        merge_worker_rows(report, rows, running_cases)
+    order = {case: i for i, case in enumerate(CASES)}
+    impls = {impl: i for i, impl in enumerate(IMPL_ORDER)}
+    report.rows.sort(key=lambda r: (order.get(r.case, 9), impls.get(r.impl, 99)))
+    print_report(report, args.json, args.markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The `Kaizen` facade: a framework instance holding default agent config, and the module-level
+functions (`kaizen.create_agent`, ...) that use a default instance.
+
+Defaults layer under each agent's own config (see `kaizen.config` for the full precedence).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from kaizen.agent import Agent
+from kaizen.config import AgentConfig
+from kaizen.errors import ConfigError
+
+
+class Kaizen:
+    """A framework instance: default config for its agents, and its agents by name.
+
+    ```python
+    kz = Kaizen(config={"model": "openai/gpt-4o-mini", "temperature": 0.2})
+    qa = kz.create_agent("qa", "question -> answer")   # inherits model and temperature
+    ```
+    """
+
+    def __init__(self, config: AgentConfig | Mapping[str, Any] | None = None) -> None:
+        self.config = AgentConfig.coerce(config, where="Kaizen config")
+        # weak: the framework finds agents by name without keeping them alive
+        self._agents: weakref.WeakValueDictionary[str, Agent] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Kaizen(config={self.config.explicit()!r}, agents={sorted(self._agents)!r})"
+
+    def create_agent(
+        self,
+        name: str,
+        signature: Any = None,
+        config: AgentConfig | Mapping[str, Any] | None = None,
+    ) -> Agent:
+        """An agent named `name`; `signature` is a spec string, a `Signature`, or None for
+        `task: str, context: dict = {} -> result: str`; `config` overrides this instance's."""
+        agent = Agent(name, signature, config, defaults=self.config)
+        with self._lock:
+            self._agents[name] = agent
+        return agent
+
+    def get_agent(self, name: str) -> Agent:
+        """The live agent this instance created under `name` (the latest, if reused)."""
+        agent = self._agents.get(name)
+        if agent is None:
+            known = ", ".join(sorted(self._agents)) or "(none)"
+            raise ConfigError(f"no agent named {name!r}; agents created so far: {known}")
+        return agent
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """Live agents by name."""
+        return dict(self._agents)
+
+    # -- patterns: facade functions for kaizen.patterns are added below this line ---------------
+
+
+_default: Kaizen | None = None
+_default_lock = threading.Lock()
+
+
+def default_kaizen() -> Kaizen:
+    """The instance behind the module-level functions (created on first use, no config)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Kaizen()
+    return _default
+
+
+def create_agent(
+    name: str,
+    signature: Any = None,
+    config: AgentConfig | Mapping[str, Any] | None = None,
+) -> Agent:
+    """`kaizen.create_agent(name, signature=None, config=None)` on the default instance."""
+    return default_kaizen().create_agent(name, signature, config)
+
+
+def get_agent(name: str) -> Agent:
+    """An agent created earlier through `kaizen.create_agent`, by name."""
+    return default_kaizen().get_agent(name)
+
+
+# -- patterns: module-level facade functions for kaizen.patterns go below this line -------------
+
+
+__all__ = ["Kaizen", "create_agent", "default_kaizen", "get_agent"]

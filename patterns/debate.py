@@ -1,0 +1,236 @@
+"""`create_debate_workflow`: a debate unrolled into a graph, round by round, ending in a verdict.
+
+Graph (ids): `topic` (when the topic is a builder argument) feeds every debater and the judge;
+round r has one node per debater, `round<r>/<debater>`, and a collector `round<r>/arguments`
+whose `arguments` list every debater of round r+1 reads as `previous_arguments`. The last
+round's arguments go to the judge (node id: the judge's name), which rules: position, rationale,
+confidence. With `early_stop`, `round<r>/convergence` after each round but the last routes the
+arguments either on to round r+1 or, when the positions converged, straight to the judge through
+`verdict/arguments`; the later rounds are then skipped, each node with the reason. Nodes carry a
+`group` ("round 1", ..., "verdict") so the rendered graph shows the rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kaizen.nodes.agent import AgentNode
+from kaizen.nodes.base import MISSING, Port
+from kaizen.patterns.aggregate import (
+    ConvergenceNode,
+    DebateRoundNode,
+    FinalArgumentsNode,
+    member_port,
+)
+from kaizen.patterns.budgeting import attach_budget
+from kaizen.patterns.members import (
+    Member,
+    add_agent_node,
+    first_output,
+    resolve_members,
+    set_group,
+)
+from kaizen.patterns.roles import role_key
+
+if TYPE_CHECKING:
+    from kaizen.agent import Agent
+    from kaizen.budget import Budget
+    from kaizen.builder import WorkflowBuilder
+    from kaizen.framework import Kaizen
+
+JUDGE_ROLES = frozenset({"moderator", "judge"})
+DEFAULT_JUDGE = "moderator"
+
+
+def create_debate_workflow(
+    agents: Sequence[Agent | str],
+    topic: str | None = None,
+    rounds: int = 3,
+    *,
+    judge: Agent | str | None = None,
+    early_stop: bool = False,
+    convergence: float = 1.0,
+    model: Any = None,
+    agent_config: Mapping[str, Any] | None = None,
+    budget: Budget | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    framework: Kaizen | None = None,
+    name: str = "debate",
+) -> WorkflowBuilder:
+    """A debate among `agents` over `rounds` rounds, ruled on by a judge.
+
+    `agents` are `Agent`s or role names (see docs/patterns.md). The judge is `judge`, else the
+    last agent when it is a judge (role `"moderator"` / `"judge"`, or an agent taking `arguments`
+    but not `previous_arguments`), else a `"moderator"`. A role debater's signature is
+    `topic, previous_arguments -> argument, position, confidence`; an `Agent` debater needs an
+    `argument` output (or names it first) and, for more than one round, a `previous_arguments`
+    input. `topic` set here becomes a constant node; left None, pass it at run time
+    (`parameters={"topic": ...}`). `early_stop` ends the debate after the first round in which at
+    least `convergence` (share of all debaters) hold the same position. `model` / `agent_config`
+    configure the agents created from role names; `budget` (or `max_tokens` / `max_cost`) caps
+    the model usage of a run of this workflow.
+    `framework` (a `Kaizen` instance) creates the role-name agents, which inherit its config.
+    """
+    from kaizen.builder import WorkflowBuilder
+
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"create_debate_workflow: rounds must be an int >= 1, got {rounds!r}")
+    if not 0.0 < convergence <= 1.0:
+        raise ValueError(
+            f"create_debate_workflow: convergence is a share of debaters in (0, 1], "
+            f"got {convergence!r}"
+        )
+    config = _with_model(agent_config, model)
+    items = list(agents)
+    if judge is None and items and _looks_like_judge(items[-1]):
+        judge = items.pop()
+    if len(items) < 2:
+        raise ValueError(
+            f"create_debate_workflow: a debate needs at least 2 debaters besides the judge, "
+            f"got {len(items)}"
+        )
+    debaters = resolve_members(
+        items, "debater", pattern="debate", agent_config=config, framework=framework
+    )
+    (judge_member,) = resolve_members(
+        [judge if judge is not None else DEFAULT_JUDGE],
+        "judge",
+        pattern="debate judge",
+        agent_config=config,
+        framework=framework,
+    )
+    judge_member = _distinct(judge_member, debaters)
+    fields = {m.key: _debater_fields(m, rounds) for m in debaters}
+    if "arguments" not in judge_member.signature.input_names:
+        raise ValueError(
+            f"debate judge {judge_member.agent.name!r} needs an input 'arguments: list[str]' "
+            f"(its inputs: {', '.join(judge_member.signature.input_names)})"
+        )
+
+    builder = WorkflowBuilder(name)
+    if topic is not None:
+        builder.add_node("ConstantNode", "topic", {"value": topic})
+    final_id = "verdict/arguments"
+    if early_stop:
+        final = FinalArgumentsNode(final_id, {"rounds": rounds})
+        set_group(final, "verdict")
+        builder.add_node_instance(final)
+
+    for r in range(1, rounds + 1):
+        group = f"round {r}"
+        collector_id = f"round{r}/arguments"
+        previous = (
+            (f"round{r - 1}/convergence", "next_arguments")
+            if early_stop
+            else (f"round{r - 1}/arguments", "arguments")
+        )
+        for member in debaters:
+            node_id = f"round{r}/{member.key}"
+            if r == 1:
+                add_agent_node(builder, member.agent, node_id, group=group)
+            else:
+                node = DebaterNode(node_id, agent=member.agent, needs=("previous_arguments",))
+                set_group(node, group)
+                builder.add_node_instance(node)
+            if topic is not None and member.has_input("topic"):
+                builder.add_connection("topic", "value", node_id, "topic")
+            for role, output in fields[member.key].items():
+                builder.add_connection(node_id, output, collector_id, member_port(member.key, role))
+            if r > 1:
+                builder.add_connection(*previous, node_id, "previous_arguments")
+        collector = DebateRoundNode(
+            collector_id, {"round": r, "members": fields, "gated": early_stop and r > 1}
+        )
+        set_group(collector, group)
+        builder.add_node_instance(collector)
+        if early_stop and r > 1:  # a round after the debate stopped is skipped for that reason
+            builder.add_connection(*previous, collector_id, "previous_arguments")
+        if early_stop and r < rounds:
+            gate_id = f"round{r}/convergence"
+            gate = ConvergenceNode(
+                gate_id, {"round": r, "agreement": convergence, "debaters": len(debaters)}
+            )
+            set_group(gate, group)
+            builder.add_node_instance(gate)
+            builder.add_connection(collector_id, "arguments", gate_id, "arguments")
+            builder.add_connection(collector_id, "positions", gate_id, "positions")
+            builder.add_connection(gate_id, "final_arguments", final_id, f"round{r}")
+            if r > 1:
+                builder.add_connection(f"round{r - 1}/convergence", "stopped", gate_id, "stopped")
+        elif early_stop:
+            builder.add_connection(collector_id, "arguments", final_id, f"round{r}")
+
+    judge_id = judge_member.key
+    add_agent_node(builder, judge_member.agent, judge_id, group="verdict")
+    if topic is not None and judge_member.has_input("topic"):
+        builder.add_connection("topic", "value", judge_id, "topic")
+    if early_stop:
+        builder.add_connection(final_id, "arguments", judge_id, "arguments")
+    else:
+        builder.add_connection(f"round{rounds}/arguments", "arguments", judge_id, "arguments")
+    attach_budget(builder, budget, max_tokens=max_tokens, max_cost=max_cost)
+    return builder
+
+
+class DebaterNode(AgentNode):
+    """A debater in round 2 or later: the previous round's arguments are a *required* input here
+    (optional in the agent's signature), so the round is skipped when they never come."""
+
+    def __init__(self, node_id: str, *, agent: Agent, needs: Sequence[str]) -> None:
+        self.needs = tuple(needs)
+        super().__init__(node_id, agent=agent)
+
+    def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
+        inputs, outputs = super().make_ports()
+        required = [
+            Port(p.name, p.type, MISSING, p.description) if p.name in self.needs else p
+            for p in inputs
+        ]
+        return required, outputs
+
+
+def _with_model(agent_config: Mapping[str, Any] | None, model: Any) -> dict[str, Any]:
+    config = dict(agent_config or {})
+    if model is not None:
+        config["model"] = model
+    return config
+
+
+def _looks_like_judge(item: Agent | str) -> bool:
+    if isinstance(item, str):
+        return role_key(item) in JUDGE_ROLES
+    signature = getattr(item, "signature", None)
+    if signature is None:
+        return False
+    inputs = signature.input_names
+    return "arguments" in inputs and "previous_arguments" not in inputs
+
+
+def _distinct(judge: Member, debaters: Sequence[Member]) -> Member:
+    taken = {m.key for m in debaters} | {"topic"}
+    key, n = judge.key, 1
+    while key in taken:
+        n += 1
+        key = f"{judge.key}_{n}"
+    return Member(key, judge.agent)
+
+
+def _debater_fields(member: Member, rounds: int) -> dict[str, str]:
+    """Which outputs of a debater the round collects: argument, and position / confidence."""
+    signature = member.signature
+    if rounds > 1 and not member.has_input("previous_arguments"):
+        raise ValueError(
+            f"debater {member.agent.name!r} needs an input 'previous_arguments: list[str]' to "
+            f"hear the other debaters in rounds 2..{rounds} (its inputs: "
+            f"{', '.join(signature.input_names)})"
+        )
+    fields = {"argument": first_output(signature, ("argument", "answer", "result"))}
+    for role in ("position", "confidence"):
+        if member.has_output(role):
+            fields[role] = role
+    return fields
+
+
+__all__ = ["create_debate_workflow"]

