@@ -25,7 +25,8 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -167,11 +168,12 @@ def kaizen_rows(quick: bool) -> list[Row]:
         for _ in range(BATCH):
             llm.complete(messages, model=model, response_schema=schema)
 
-    full = timed_row(EXECUTE, KAIZEN, executes, units=BATCH, reps=reps)
-    floor = timed_row(EXECUTE, FLOOR, completes, units=BATCH, reps=reps)
-    floor.note = "kaizen.llm.complete alone (litellm + ScriptedModel)"
-    rows += [full, floor]
-    rows += own_share(OWN_SHARE, full, floor, "execute - complete")
+    rows += paired(
+        (EXECUTE, OWN_SHARE),
+        lambda: timed_pair(executes, completes, reps),
+        "kaizen.llm.complete alone (litellm + ScriptedModel)",
+        "execute - complete, paired",
+    )
 
     async def executes_async() -> None:
         for _ in range(BATCH):
@@ -181,11 +183,12 @@ def kaizen_rows(quick: bool) -> list[Row]:
         for _ in range(BATCH):
             await llm.acomplete(messages, model=model, response_schema=schema)
 
-    full = timed_row(EXECUTE_ASYNC, KAIZEN, executes_async, units=BATCH, reps=reps, is_async=True)
-    floor = timed_row(EXECUTE_ASYNC, FLOOR, acompletes, units=BATCH, reps=reps, is_async=True)
-    floor.note = "kaizen.llm.acomplete alone (litellm + ScriptedModel)"
-    rows += [full, floor]
-    rows += own_share(OWN_SHARE_ASYNC, full, floor, "execute_async - acomplete")
+    rows += paired(
+        (EXECUTE_ASYNC, OWN_SHARE_ASYNC),
+        lambda: asyncio.run(timed_pair_async(executes_async, acompletes, reps)),
+        "kaizen.llm.acomplete alone (litellm + ScriptedModel)",
+        "execute_async - acomplete, paired",
+    )
 
     async def hundred_scripted() -> None:
         results = await asyncio.gather(
@@ -215,12 +218,62 @@ def kaizen_rows(quick: bool) -> list[Row]:
     return rows
 
 
-def own_share(case: str, full: Row, floor: Row, note: str) -> list[Row]:
-    """Kaizen's time around the model call: the full call minus the bare model call."""
-    if full.per_unit_us is None or floor.per_unit_us is None:
-        return []
-    own = full.per_unit_us - floor.per_unit_us
-    return [Row(case, KAIZEN, own / 1e6, own, full.reps, note)]
+Pair = tuple[list[float], list[float]]
+
+
+def timed_pair(full: Callable[[], Any], floor: Callable[[], Any], reps: int) -> Pair:
+    """Batch times of `full` and `floor`, alternating (so load changes hit both alike)."""
+    fulls: list[float] = []
+    floors: list[float] = []
+    for i in range(reps + 1):  # the first pair warms up
+        order = [(full, fulls), (floor, floors)]
+        for fn, out in order if i % 2 else reversed(order):
+            start = time.perf_counter()
+            fn()
+            if i:
+                out.append(time.perf_counter() - start)
+    return fulls, floors
+
+
+async def timed_pair_async(
+    full: Callable[[], Awaitable[Any]], floor: Callable[[], Awaitable[Any]], reps: int
+) -> Pair:
+    """`timed_pair` for coroutine functions, inside one event loop."""
+    fulls: list[float] = []
+    floors: list[float] = []
+    for i in range(reps + 1):
+        order = [(full, fulls), (floor, floors)]
+        for fn, out in order if i % 2 else reversed(order):
+            start = time.perf_counter()
+            await fn()
+            if i:
+                out.append(time.perf_counter() - start)
+    return fulls, floors
+
+
+def paired(
+    cases: tuple[str, str], measure: Callable[[], Pair], floor_note: str, share_note: str
+) -> list[Row]:
+    """Rows for the full call, the bare model call, and Kaizen's own share per call.
+
+    The share is the median of the per-repetition differences, which shrugs off load changes
+    better than a difference of two medians taken at different times.
+    """
+    case, share_case = cases
+    try:
+        fulls, floors = measure()
+    except Exception as exc:
+        return [skipped(case, KAIZEN, f"{type(exc).__name__}: {exc}")]
+    per_call = 1e6 / BATCH
+    full_s = statistics.median(fulls)
+    floor_s = statistics.median(floors)
+    share_s = statistics.median(f - b for f, b in zip(fulls, floors, strict=True)) / BATCH
+    count = len(fulls)
+    return [
+        Row(case, KAIZEN, full_s, full_s * per_call, count),
+        Row(case, FLOOR, floor_s, floor_s * per_call, count, floor_note),
+        Row(share_case, KAIZEN, share_s, share_s * 1e6, count, share_note),
+    ]
 
 
 def litellm_floor_row(base_url: str, messages: list[dict[str, Any]]) -> Row:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import UnknownNodeTypeError, WorkflowValidationError
 from kaizen.nodes.base import ExecutionPolicy, Node
@@ -23,6 +23,9 @@ from kaizen.nodes.compat import format_type, is_compatible
 from kaizen.nodes.function import FunctionNode, NodeFunction
 from kaizen.nodes.registry import get_node_type
 from kaizen.workflow import Connection, Workflow
+
+if TYPE_CHECKING:
+    from kaizen.budget import Budget
 
 __all__ = ["ConnectionSpec", "NodeSpec", "WorkflowBuilder"]
 
@@ -82,6 +85,8 @@ class WorkflowBuilder:
         self.name = name
         self._specs: list[NodeSpec] = []
         self._connections: list[ConnectionSpec] = []
+        # a token / cost ceiling the built workflows carry (patterns set it: budget=, max_tokens=)
+        self.budget: Budget | None = None
 
     # ---- declaring -------------------------------------------------------------------------
 
@@ -191,6 +196,7 @@ class WorkflowBuilder:
         other = WorkflowBuilder(self.name if name is None else name)
         other._specs = list(self._specs)
         other._connections = list(self._connections)
+        other.budget = self.budget
         return other
 
     def __repr__(self) -> str:
@@ -210,7 +216,9 @@ class WorkflowBuilder:
         *open input* (`workflow.open_inputs`) to be given as a run parameter; with `parameters`,
         build() checks them too.
         """
-        return _Build(self.name, self._specs, self._connections).run(parameters)
+        workflow = _Build(self.name, self._specs, self._connections).run(parameters)
+        workflow.budget = self.budget
+        return workflow
 
 
 def _connection_from_mapping(item: Mapping[str, str]) -> tuple[str, ...]:

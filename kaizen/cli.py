@@ -3,6 +3,7 @@
     kaizen render module:attr -o graph.svg
     kaizen run module:attr --param node.port=value --param port=value [--out DIR]
     kaizen ask "question -> answer, confidence: float" --question "..." [--model M]
+    kaizen demo [--topic T] [--out DIR] [--model M]
 
 `module:attr` names a `WorkflowBuilder`, a `Workflow`, or a function returning either; the module
 is imported with the current directory on `sys.path`, or given as a file (`path/to/flow.py:attr`).
@@ -282,8 +283,37 @@ def _typed_fields(signature: Any, raw: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-# `kaizen demo` goes here: a command that lazily imports and calls the demo function from
-# kaizen/demo.py (written separately), the same way the commands above import what they need.
+@app.command()
+def demo(
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="What to debate (default: a set topic).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the graphs, run pictures and results.")
+    ] = Path("out"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model (litellm name); default: $KAIZEN_MODEL, else the embedded local/smollm2.",
+        ),
+    ] = None,
+) -> None:
+    """Run a debate and a consensus on a topic, print the verdict, draw both to --out.
+
+    A weak or failed answer is reported as such (failed nodes, consensus not reached); the
+    command fails only when the model cannot be used at all.
+    """
+    from kaizen.demo import run_demo
+    from kaizen.errors import KaizenError
+
+    try:
+        run_demo(topic, out, model)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except KaizenError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

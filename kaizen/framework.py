@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from kaizen.agent import Agent
 from kaizen.config import AgentConfig
 from kaizen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kaizen.builder import WorkflowBuilder
 
 
 class Kaizen:
@@ -61,6 +64,40 @@ class Kaizen:
         return dict(self._agents)
 
     # -- patterns: facade functions for kaizen.patterns are added below this line ---------------
+
+    def create_pipeline(self, steps: Sequence[Any], **options: Any) -> WorkflowBuilder:
+        """`kaizen.patterns.create_pipeline`; role-name steps inherit this instance's config."""
+        from kaizen.patterns import create_pipeline
+
+        return create_pipeline(steps, framework=self, **options)
+
+    def create_debate_workflow(
+        self, agents: Sequence[Any], topic: str | None = None, rounds: int = 3, **options: Any
+    ) -> WorkflowBuilder:
+        """`kaizen.patterns.create_debate_workflow`; role-name agents inherit this config."""
+        from kaizen.patterns import create_debate_workflow
+
+        return create_debate_workflow(agents, topic, rounds, framework=self, **options)
+
+    def create_consensus_workflow(
+        self,
+        agents: Sequence[Any],
+        decision_criteria: str = "majority_vote",
+        confidence_threshold: float = 0.5,
+        **options: Any,
+    ) -> WorkflowBuilder:
+        """`kaizen.patterns.create_consensus_workflow`; role-name agents inherit this config."""
+        from kaizen.patterns import create_consensus_workflow
+
+        return create_consensus_workflow(
+            agents, decision_criteria, confidence_threshold, framework=self, **options
+        )
+
+    def create_supervisor_agent(self, name: str, config: Mapping[str, Any]) -> WorkflowBuilder:
+        """`kaizen.patterns.create_supervisor_agent`; role-name agents inherit this config."""
+        from kaizen.patterns import create_supervisor_agent
+
+        return create_supervisor_agent(name, config, framework=self)
 
 
 _default: Kaizen | None = None

@@ -28,7 +28,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.errors import ConfigError, ModelError
-from kaizen.providers import KAIZEN_PROVIDERS, is_kaizen_model, load_litellm, provider_of
+from kaizen.providers import (
+    KAIZEN_PROVIDERS,
+    is_kaizen_model,
+    litellm_logging_off,
+    load_litellm,
+    provider_of,
+)
 from kaizen.record import Usage
 
 if TYPE_CHECKING:
@@ -240,7 +246,8 @@ def complete(
     started = time.perf_counter()
     retrying = Retrying(**_retry_options(call))
     try:
-        response = retrying(litellm.completion, **call.kwargs)
+        with litellm_logging_off():  # Kaizen records usage itself; see kaizen.providers
+            response = retrying(litellm.completion, **call.kwargs)
     except Exception as exc:
         raise _model_error(exc, call, _attempts(retrying)) from _root_cause(exc)
     return _reply(litellm, response, call, _attempts(retrying), time.perf_counter() - started)
@@ -272,7 +279,8 @@ async def acomplete(
     started = time.perf_counter()
     retrying = AsyncRetrying(**_retry_options(call))
     try:
-        response: Any = await retrying(litellm.acompletion, **call.kwargs)
+        with litellm_logging_off():
+            response: Any = await retrying(litellm.acompletion, **call.kwargs)
     except Exception as exc:
         raise _model_error(exc, call, _attempts(retrying)) from _root_cause(exc)
     return _reply(litellm, response, call, _attempts(retrying), time.perf_counter() - started)
@@ -323,13 +331,27 @@ def _reply(litellm: Any, response: Any, call: _Call, attempts: int, latency: flo
 
 
 _unpriced: set[str] = set()
+_NOT_PRICED = object()
 
 
 def _cost(litellm: Any, response: Any, name: str) -> float:
-    """USD cost per litellm's price map; 0.0 for Kaizen's own and for unpriced models."""
+    """USD cost per litellm's price map; 0.0 for Kaizen's own and for unpriced models.
+
+    litellm prices every response it returns (``_hidden_params["response_cost"]``, None when the
+    model is not in its price map); that figure is used rather than pricing the response twice.
+    """
     if is_kaizen_model(name) or name in _unpriced:
         return 0.0
-    try:
+    hidden = getattr(response, "_hidden_params", None)
+    if isinstance(hidden, Mapping):
+        priced = hidden.get("response_cost", _NOT_PRICED)
+    else:
+        priced = getattr(hidden, "response_cost", _NOT_PRICED)
+    if priced is None:
+        return 0.0
+    if isinstance(priced, int | float):
+        return float(priced)
+    try:  # a response litellm did not price (other versions): ask its calculator directly
         return float(litellm.completion_cost(completion_response=response, model=name) or 0.0)
     except Exception:  # litellm raises for models missing from its price map
         _unpriced.add(name)  # benign race: worst case two threads each compute it once

@@ -8,12 +8,27 @@ exactly once (thread-safe, idempotent, and without disturbing providers the user
 - ``local/smollm2``: the embedded SmolLM2 model (`kaizen.local_model`).
 
 Both answer every structured-output request, so `kaizen.llm` always sends them the JSON Schema.
+
+`litellm_logging_off()` wraps every Kaizen call to litellm. litellm hands each call's success
+and failure logging to one process-wide background worker (``GLOBAL_LOGGING_WORKER``) bound to a
+single event loop, plus a thread pool on the sync path. Kaizen runs coroutines on one loop per
+thread (and `asyncio.run` in user code makes more), so that worker keeps being rebound between
+loops: it revives coroutines another loop already started ("cannot reuse already awaited
+coroutine"), strands its own tasks ("Task was destroyed but it is pending!") and prints the
+tracebacks to stderr. Kaizen records usage and cost itself and registers no litellm callbacks, so
+while the user has registered none either, its calls run in litellm's internal-call context,
+which skips that machinery (and its CPU cost) without changing the response or the cost litellm
+computes for it. A user who registers litellm callbacks or a litellm budget gets litellm's
+logging back, unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
 
@@ -21,8 +36,20 @@ SCRIPTED_PROVIDER = "kaizen-scripted"
 LOCAL_PROVIDER = "local"
 KAIZEN_PROVIDERS = frozenset({SCRIPTED_PROVIDER, LOCAL_PROVIDER})
 
+# Where a user's litellm callbacks live; any of them set means litellm's logging is wanted.
+_CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+    "input_callback",
+    "service_callback",
+)
+
 _lock = threading.Lock()
 _loaded: ModuleType | None = None
+_internal_call: ContextVar[bool] | None = None
 
 
 def load_litellm() -> ModuleType:
@@ -39,8 +66,45 @@ def load_litellm() -> ModuleType:
 
             litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout
             _register(litellm)
+            _find_internal_call_flag()
             _loaded = litellm
     return _loaded
+
+
+def _find_internal_call_flag() -> None:
+    global _internal_call
+    try:
+        from litellm._internal_context import is_internal_call
+    except ImportError:  # another litellm version: its logging stays on (noisy, still correct)
+        return
+    if isinstance(is_internal_call, ContextVar):
+        _internal_call = is_internal_call
+
+
+def litellm_logging_wanted(litellm: Any) -> bool:
+    """True when the user registered litellm callbacks or a litellm budget (they need its logging)."""
+    if getattr(litellm, "max_budget", None):
+        return True
+    return any(getattr(litellm, name, None) for name in _CALLBACK_LISTS)
+
+
+@contextlib.contextmanager
+def litellm_logging_off() -> Iterator[None]:
+    """Run the litellm calls inside without litellm's own success/failure logging machinery.
+
+    A no-op when the user registered litellm callbacks or a budget (`litellm_logging_wanted`).
+    Safe in coroutines: the flag is a context variable, set and reset in the caller's context.
+    """
+    litellm = load_litellm()
+    flag = _internal_call
+    if flag is None or litellm_logging_wanted(litellm):
+        yield
+        return
+    token = flag.set(True)
+    try:
+        yield
+    finally:
+        flag.reset(token)
 
 
 def _register(litellm: Any) -> None:
@@ -82,6 +146,8 @@ __all__ = [
     "LOCAL_PROVIDER",
     "SCRIPTED_PROVIDER",
     "is_kaizen_model",
+    "litellm_logging_off",
+    "litellm_logging_wanted",
     "load_litellm",
     "provider_of",
 ]

@@ -19,6 +19,8 @@ from kaizen.nodes.base import Node
 if TYPE_CHECKING:
     import networkx as nx
 
+    from kaizen.budget import Budget
+
 
 @dataclass(frozen=True, slots=True)
 class Connection:
@@ -40,6 +42,7 @@ class Workflow:
         "__weakref__",  # the runtime caches per-workflow plans in a WeakKeyDictionary
         "_graph",
         "bound_inputs",
+        "budget",
         "connections",
         "name",
         "nodes",
@@ -56,6 +59,7 @@ class Workflow:
         order: tuple[str, ...],
         bound_inputs: Mapping[str, Mapping[str, Any]] | None = None,
         open_inputs: tuple[tuple[str, str], ...] = (),
+        budget: Budget | None = None,
     ) -> None:
         self.name = name
         self.nodes: Mapping[str, Node] = MappingProxyType(dict(nodes))
@@ -68,6 +72,8 @@ class Workflow:
         # required inputs with no source and no config value: (node_id, port), to be supplied
         # as run parameters
         self.open_inputs = open_inputs
+        # a token / cost ceiling for its runs (a pattern's budget); a runtime's own budget wins
+        self.budget = budget
 
     @property
     def graph(self) -> nx.DiGraph:

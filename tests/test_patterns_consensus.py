@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kaizen.patterns import ConsensusResult, create_consensus_workflow
 
 from kaizen.builder import WorkflowBuilder
 from kaizen.framework import create_agent
+from kaizen.patterns import ConsensusResult, create_consensus_workflow
 from kaizen.record import NodeStatus, RunRecord
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kaizen.patterns import create_pipeline
 
 from kaizen.errors import WorkflowValidationError
 from kaizen.framework import create_agent
+from kaizen.patterns import create_pipeline
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 

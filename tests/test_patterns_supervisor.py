@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kaizen.patterns import create_supervisor_agent
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kaizen.builder import WorkflowBuilder
 from kaizen.framework import create_agent
+from kaizen.patterns import create_supervisor_agent
+from kaizen.patterns.delegation import AssignNode, match_worker
 from kaizen.record import NodeStatus, RunRecord
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
@@ -208,3 +211,34 @@ def test_supervisor_renders(tmp_path: Path) -> None:
     svg = wf.render(tmp_path / "supervisor.svg").read_text()
     for text in ("manager/plan", "manager/review", "revision", "manager/synthesize"):
         assert text in svg
+
+
+def test_worker_names_in_a_plan_are_matched_leniently() -> None:
+    workers = {"researcher": "researcher", "data_analyst": "Data Analyst"}
+    assert match_worker("Researcher", workers) == "researcher"
+    assert match_worker("the researcher", workers) == "researcher"
+    assert match_worker("data analyst", workers) == "data_analyst"
+    assert match_worker("researcehr", workers) == "researcher"  # a close misspelling
+    assert match_worker("astronaut", workers) is None
+
+
+@given(
+    subtasks=st.lists(st.text(alphabet="abc ", min_size=1, max_size=5), max_size=12),
+    n_workers=st.integers(1, 5),
+)
+def test_round_robin_deals_every_subtask_once_and_evenly(
+    subtasks: list[str], n_workers: int
+) -> None:
+    workers = {f"w{i}": f"w{i}" for i in range(n_workers)}
+    node = AssignNode("assign", {"workers": workers, "mode": "round_robin"})
+    real = [s.strip() for s in subtasks if s.strip()]
+    if not real:
+        with pytest.raises(ValueError, match="no subtask"):
+            node.run(subtasks=subtasks)
+        return
+    out = node.run(subtasks=subtasks)
+    dealt = [part for key in workers if key in out for part in out[key].split("\n")]
+    assert sorted(dealt) == sorted(real)
+    counts = [len(out[key].split("\n")) if key in out else 0 for key in workers]
+    assert max(counts) - min(counts) <= 1
+    assert out["unassigned"] == [key for key in workers if key not in out]
