@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "register_node_type": "kaizen.nodes",
     "AgentNode": "kaizen.nodes.agent",
     "LLMAgentNode": "kaizen.nodes.agent",
+    "ConsensusResult": "kaizen.patterns",
     "create_consensus_workflow": "kaizen.patterns",
     "create_debate_workflow": "kaizen.patterns",
     "create_pipeline": "kaizen.patterns",
@@ -78,6 +79,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "Connection",
+    "ConsensusResult",
     "ConstantNode",
     "EventKind",
     "ExecutionPolicy",
@@ -177,6 +179,7 @@ if TYPE_CHECKING:
     )
     from kaizen.nodes.agent import AgentNode, LLMAgentNode
     from kaizen.patterns import (
+        ConsensusResult,
         create_consensus_workflow,
         create_debate_workflow,
         create_pipeline,

@@ -82,7 +82,7 @@ def _find_internal_call_flag() -> None:
 
 
 def litellm_logging_wanted(litellm: Any) -> bool:
-    """True when the user registered litellm callbacks or a litellm budget (they need its logging)."""
+    """True when the user registered litellm callbacks or a budget: both need its logging."""
     if getattr(litellm, "max_budget", None):
         return True
     return any(getattr(litellm, name, None) for name in _CALLBACK_LISTS)

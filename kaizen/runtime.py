@@ -509,7 +509,7 @@ class _Run:
         """All of `t`'s sources settled and some input is missing: run it anyway, or skip it."""
         p, got, lost = self.plan.nodes[t], self.inputs[t], self.lost[t] or []
         if p.partial:
-            if any(port in got for port in p.wired):
+            if p.node.runs_without_inputs or any(port in got for port in p.wired):
                 self.ready.append(t)
             else:
                 self.skips.append((t, "no input arrived: " + "; ".join(w for _, w, _ in lost)))

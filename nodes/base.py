@@ -70,7 +70,8 @@ class Node:
     Subclasses either set the class attributes `input_ports` / `output_ports`, or override
     `make_ports()` when ports depend on config (as `FunctionNode` and `AgentNode` do).
     `accepts_partial_inputs = True` makes the runtime start the node once every source has settled,
-    passing only the inputs that were produced (as `MergeNode` needs).
+    passing only the inputs that were produced (as `MergeNode` needs); if none was produced it is
+    skipped, unless `runs_without_inputs = True`.
     `config_keys` names the settings a type reads from its config; when it is not `None`, the
     builder reports any other config key that is not an input port name (a likely typo).
     """
@@ -79,6 +80,9 @@ class Node:
     input_ports: ClassVar[tuple[Port, ...]] = ()
     output_ports: ClassVar[tuple[Port, ...]] = ()
     accepts_partial_inputs: ClassVar[bool] = False
+    # With accepts_partial_inputs: run even when no input arrived at all (an aggregator that must
+    # report "every member failed" rather than vanish); otherwise such a node is skipped.
+    runs_without_inputs: ClassVar[bool] = False
     config_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(

@@ -205,6 +205,7 @@ class ConsensusNode(Node):
 
     type_name = "Consensus"
     accepts_partial_inputs: ClassVar[bool] = True
+    runs_without_inputs: ClassVar[bool] = True  # "every agent failed" is a result to report
     config_keys: ClassVar[frozenset[str] | None] = frozenset(
         {"members", "rule", "confidence_threshold", "quorum", "weights"}
     )

@@ -117,9 +117,7 @@ def test_user_registered_litellm_callbacks_still_fire() -> None:
         print(sorted(set(seen)))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['async', 'sync']", done.stderr
 

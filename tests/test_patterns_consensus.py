@@ -131,8 +131,11 @@ def test_every_agent_failed_still_reports_and_never_succeeds() -> None:
     results, _ = run(
         create_consensus_workflow(ROLES, question="q", model=model, agent_config={"retries": 0})
     )
-    # nothing arrived at the aggregator: the runtime skips it, so no result claims anything
-    assert "consensus" not in results
+    result = results["consensus"]["result"]
+    assert not result.reached and results["consensus"]["reached"] is False
+    assert result.decision is None and result.votes == []
+    assert sorted(f.agent for f in result.failures) == sorted(ROLES)
+    assert all("500" in f.error for f in result.failures)
 
 
 def test_a_failure_above_quorum_is_reported_beside_the_decision() -> None:
