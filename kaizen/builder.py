@@ -565,7 +565,6 @@ class _Build:
         return tuple(open_inputs)
 
 
-
 _SCALARS = (int, float, bool, bytes, type(None))
 
 

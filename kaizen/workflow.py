@@ -104,4 +104,3 @@ class Workflow:
         from kaizen.render import workflow_svg
 
         return workflow_svg(self)
-
