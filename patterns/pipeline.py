@@ -128,17 +128,29 @@ def _configure(
     settings = {k: v for k, v in override.items() if k in config_keys}
     constants = {k: v for k, v in override.items() if k not in config_keys and member.has_input(k)}
     unknown = sorted(set(override) - set(settings) - set(constants))
-    if unknown:
+    if unknown and _takes_context(member) and "context" not in constants:
+        # {"focus": "technical"} on an agent with the default signature: step context
+        constants["context"] = {k: override[k] for k in unknown}
+    elif unknown:
         raise ValueError(
             f"create_pipeline: step {step} ({member.agent.name!r}) config key(s) {unknown} are "
             f"neither agent config keys ({', '.join(sorted(config_keys))}) nor inputs of the "
-            f"step ({', '.join(member.signature.input_names)})"
+            f"step ({', '.join(member.signature.input_names)}), and the step has no "
+            "`context: dict` input to carry them"
         )
     if not settings:
         return member, constants
     agent = member.agent
     copy = Agent(agent.name, agent.signature, {**agent.config.explicit(), **settings})
     return Member(member.key, copy), constants
+
+
+def _takes_context(member: Member) -> bool:
+    """The step has a `context` input of a dict type (as the default signature does)."""
+    from typing import get_origin
+
+    field = next((f for f in member.signature.inputs if f.name == "context"), None)
+    return field is not None and (field.type is dict or get_origin(field.type) is dict)
 
 
 __all__ = ["create_pipeline"]

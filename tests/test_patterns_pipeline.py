@@ -96,3 +96,16 @@ def test_pipeline_renders(tmp_path: Path) -> None:
     builder = create_pipeline(["researcher", "writer"], model=ScriptedModel([]))
     svg = builder.build().render(tmp_path / "pipeline.svg").read_text()
     assert "researcher" in svg and "previous_result" in svg
+
+
+def test_the_design_contract_form_puts_extra_step_config_into_the_context() -> None:
+    research_model = ScriptedModel(lambda m: {"result": "three trends"})
+    summary_model = ScriptedModel(lambda m: {"summary": "one line"})
+    research = create_agent("research", config={"model": research_model})  # task, context
+    summary = create_agent("summary", "result: str -> summary: str", {"model": summary_model})
+    builder = create_pipeline([(research, {"focus": "technical"}), (summary, {})])
+    results, _ = LocalRuntime().execute(builder.build(), parameters={"task": "ML trends"})
+    assert results["summary"] == {"summary": "one line"}
+    research_prompt = research_model.calls[0].messages[-1]["content"]
+    assert "technical" in research_prompt and "ML trends" in research_prompt
+    assert "three trends" in summary_model.calls[0].messages[-1]["content"]
