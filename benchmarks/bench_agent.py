@@ -41,15 +41,13 @@ from common import (
     Report,
     Row,
     Target,
-    merge_worker_rows,
-    parse_args,
-    print_report,
+    bench_main,
+    collect_workers,
     quiet_peers,
-    run_worker,
     skipped,
+    sort_rows,
     timed_row,
     try_import,
-    worker_main,
 )
 
 SIGNATURE = "question -> answer: str, confidence: float"
@@ -420,24 +418,15 @@ def worker_rows(name: str, quick: bool) -> list[Row]:
     return kaizen_rows(quick) if name == KAIZEN else dspy_rows(quick)
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        worker_main(lambda: worker_rows(args.worker, args.quick))
-        return
+def build_report(quick: bool) -> Report:
     report = Report("bench_agent: import, per-call overhead, concurrency", "µs/call", [], TARGETS)
     print("timing imports ...", flush=True)
-    report.extend(import_rows(args.quick))
-    running_cases = CASES[1:]
-    for name, peer in ((KAIZEN, False), ("dspy", False), (PEER_KAIZEN, True)):
-        print(f"running {name} ...", flush=True)
-        rows = run_worker(__file__, name, args.quick, peer_kaizen=peer)
-        merge_worker_rows(report, rows, running_cases)
-    order = {case: i for i, case in enumerate(CASES)}
-    impls = {impl: i for i, impl in enumerate(IMPL_ORDER)}
-    report.rows.sort(key=lambda r: (order.get(r.case, 9), impls.get(r.impl, 99)))
-    print_report(report, args.json, args.markdown)
+    report.extend(import_rows(quick))
+    workers = (KAIZEN, "dspy", (PEER_KAIZEN, True))
+    collect_workers(report, __file__, workers, quick, CASES[1:])
+    sort_rows(report, CASES, IMPL_ORDER)
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, worker_rows, build_report)

@@ -28,15 +28,13 @@ from common import (
     Report,
     Row,
     Target,
-    merge_worker_rows,
-    parse_args,
-    print_report,
+    bench_main,
+    collect_workers,
     quiet_peers,
-    run_worker,
     skipped,
+    sort_rows,
     timed_row,
     try_import,
-    worker_main,
 )
 
 LATENCY = 0.2
@@ -268,21 +266,13 @@ def worker_rows(name: str, quick: bool) -> list[Row]:
     return kaizen_rows(quick)
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        worker_main(lambda: worker_rows(args.worker, args.quick))
-        return
+def build_report(quick: bool) -> Report:
     report = Report("bench_patterns: patterns on a 200 ms model", "per agent", [], TARGETS)
     report.extend(floor_rows())
-    for name, peer in ((KAIZEN, False), (PEER_KAIZEN, True)):
-        print(f"running {name} ...", flush=True)
-        merge_worker_rows(report, run_worker(__file__, name, args.quick, peer_kaizen=peer), CASES)
-    order = {case: i for i, case in enumerate(CASES)}
-    impls = {KAIZEN: 0, FLOOR: 1, BARE_LITELLM: 2, PEER_KAIZEN: 3}
-    report.rows.sort(key=lambda r: (order.get(r.case, 9), impls.get(r.impl, 9)))
-    print_report(report, args.json, args.markdown)
+    collect_workers(report, __file__, (KAIZEN, (PEER_KAIZEN, True)), quick, CASES)
+    sort_rows(report, CASES, (KAIZEN, FLOOR, BARE_LITELLM, PEER_KAIZEN))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, worker_rows, build_report)

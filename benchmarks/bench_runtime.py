@@ -34,15 +34,13 @@ from common import (
     Report,
     Row,
     Target,
-    merge_worker_rows,
-    parse_args,
-    print_report,
+    bench_main,
+    collect_workers,
     quiet_peers,
-    run_worker,
     skipped,
+    sort_rows,
     timed_row,
     try_import,
-    worker_main,
 )
 
 SLEEP = 0.2
@@ -699,22 +697,13 @@ def worker_rows(name: str, quick: bool) -> list[Row]:
     return builders[name](quick)
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        worker_main(lambda: worker_rows(args.worker, args.quick))
-        return
-    report = Report("bench_runtime: graph execution", unit="µs/node", targets=targets(args.quick))
-    cases = case_names(args.quick)
-    for name in WORKERS:
-        print(f"running {name} ...", flush=True)
-        rows = run_worker(__file__, name, args.quick, timeout=400)
-        merge_worker_rows(report, rows, cases)
-    order = {case: i for i, case in enumerate(cases)}
-    impls = {impl: i for i, impl in enumerate(IMPL_ORDER)}
-    report.rows.sort(key=lambda r: (order.get(r.case, 999), impls.get(r.impl, 99)))
-    print_report(report, args.json, args.markdown)
+def build_report(quick: bool) -> Report:
+    report = Report("bench_runtime: graph execution", unit="µs/node", targets=targets(quick))
+    cases = case_names(quick)
+    collect_workers(report, __file__, WORKERS, quick, cases, timeout=400)
+    sort_rows(report, cases, IMPL_ORDER)
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, worker_rows, build_report)

@@ -28,15 +28,13 @@ from common import (
     KAIZEN,
     Report,
     Row,
-    merge_worker_rows,
-    parse_args,
-    print_report,
+    bench_main,
+    collect_workers,
     quiet_peers,
-    run_worker,
     skipped,
+    sort_rows,
     timed_row,
     try_import,
-    worker_main,
 )
 
 # (inputs, outputs): simple, typed, generic, Literal, Optional, nested, unions
@@ -151,44 +149,19 @@ def library_rows(
     quick: bool,
 ) -> list[Row]:
     good, bad = accepted(compile_models)
-    note = f"rejects {len(bad)}/20: " + "; ".join(bad) if bad else ""
+    rejected = f"rejects {len(bad)}/20: " + "; ".join(bad) if bad else ""
     if not good:
-        return [skipped(case, impl, note) for case in CASES]
+        return [skipped(case, impl, rejected) for case in CASES]
     reps = 5 if quick else 15
-    units = len(SPECS)
-    rows = [
-        timed_row(
-            "parse+compile",
-            impl,
-            batch_runner(compile_models, spec_batches("p")),
-            units=units,
-            reps=reps,
-            warmup=2,
-            note=note,
-        )
-    ]
+
+    def timed(case: str, fn: Callable[[], Any], note: str = "") -> Row:
+        return timed_row(case, impl, fn, units=len(SPECS), reps=reps, warmup=2, note=note)
+
+    rows = [timed("parse+compile", batch_runner(compile_models, spec_batches("p")), rejected)]
     if compile_with_schema is not None:
-        rows.append(
-            timed_row(
-                "+json-schema",
-                impl,
-                batch_runner(compile_with_schema, spec_batches("s")),
-                units=units,
-                reps=reps,
-                warmup=2,
-            )
-        )
+        rows.append(timed("+json-schema", batch_runner(compile_with_schema, spec_batches("s"))))
     same = next(spec_batches("c"))
-    rows.append(
-        timed_row(
-            "cached",
-            impl,
-            lambda: [compile_models(spec) for spec in same],
-            units=units,
-            reps=reps,
-            warmup=2,
-        )
-    )
+    rows.append(timed("cached", lambda: [compile_models(spec) for spec in same]))
     return rows
 
 
@@ -200,15 +173,9 @@ def worker_rows(name: str, quick: bool) -> list[Row]:
     return kaizen_rows(quick) if name == KAIZEN else dspy_rows(quick)
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        worker_main(lambda: worker_rows(args.worker, args.quick))
-        return
+def build_report(quick: bool) -> Report:
     report = Report("bench_signatures: 20 specs, parse + compile", unit="µs/sig")
-    for name in WORKERS:
-        print(f"running {name} ...", flush=True)
-        merge_worker_rows(report, run_worker(__file__, name, args.quick), CASES)
+    collect_workers(report, __file__, WORKERS, quick, CASES)
     # DSPy has no schema step: compare Kaizen's +json-schema with DSPy's parse+compile
     dspy_compile = next(
         (r for r in report.rows if r.impl == "dspy" and r.case == "parse+compile"), None
@@ -219,10 +186,9 @@ def main() -> None:
                 "+json-schema", "dspy", dspy_compile.seconds, dspy_compile.per_unit_us, 0, NO_SCHEMA
             )
         )
-    order = {case: i for i, case in enumerate(CASES)}
-    report.rows.sort(key=lambda r: (order.get(r.case, 9), r.impl != KAIZEN))
-    print_report(report, args.json, args.markdown)
+    sort_rows(report, CASES, (KAIZEN,))
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__, worker_rows, build_report)

@@ -1,4 +1,4 @@
-"""Shared harness for the benchmarks: timing, peer isolation, and the side-by-side table.
+"""Shared harness for the benchmarks: timing, peer isolation, the common `main`, and the table.
 
 Every bench measures cases; each case has one row per implementation ("kaizen", the peers, and
 "python", the plain-Python floor). A row holds the median wall time over several repetitions after
@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +250,50 @@ def merge_worker_rows(report: Report, rows: list[Row], cases: Iterable[str]) -> 
                 report.add(Row(case, row.impl, None, None, 0, row.note))
         else:
             report.add(row)
+
+
+def collect_workers(
+    report: Report,
+    script: str,
+    workers: Iterable[str | tuple[str, bool]],
+    quick: bool,
+    cases: Iterable[str],
+    *,
+    timeout: float = 300,
+) -> None:
+    """Run each worker (a name, or `(name, peer_kaizen)`) in turn and merge its rows."""
+    cases = tuple(cases)
+    for worker in workers:
+        name, peer = (worker, False) if isinstance(worker, str) else worker
+        print(f"running {name} ...", flush=True)
+        rows = run_worker(script, name, quick, peer_kaizen=peer, timeout=timeout)
+        merge_worker_rows(report, rows, cases)
+
+
+def sort_rows(report: Report, cases: Sequence[str], impl_order: Sequence[str]) -> None:
+    """Order the rows by case, then by implementation; unknown ones go last, in their order."""
+    case_rank = {case: i for i, case in enumerate(cases)}
+    impl_rank = {impl: i for i, impl in enumerate(impl_order)}
+    report.rows.sort(
+        key=lambda r: (case_rank.get(r.case, len(case_rank)), impl_rank.get(r.impl, len(impl_rank)))
+    )
+
+
+def bench_main(
+    doc: str,
+    worker_rows: Callable[[str, bool], list[Row]],
+    build_report: Callable[[bool], Report],
+) -> None:
+    """A bench's `main`: parse the options; a `--worker NAME` subprocess prints that worker's rows
+    (`worker_rows(name, quick)`), otherwise the report `build_report(quick)` is printed.
+
+    `doc` is the bench's module docstring, whose first line describes it in `--help`.
+    """
+    args = parse_args(doc.splitlines()[0])
+    if args.worker:
+        worker_main(lambda: worker_rows(args.worker, args.quick))
+        return
+    print_report(build_report(args.quick), args.json, args.markdown)
 
 
 # --- output -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import asyncio
 import reprlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from kaizen.config import AgentConfig, ModelSettings, resolve_settings
 from kaizen.errors import ConfigError, KaizenError, NodeExecutionError
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from kaizen.signatures import Signature
     from kaizen.workflow import Workflow
 
-_T = TypeVar("_T")
 
 # An agent created without a signature: a task, optional context, a free-text result.
 DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
@@ -141,7 +140,10 @@ class Agent:
         self.signature: Signature = sig
         self._output_schema: dict[str, Any] | None = None
         self._settings: ModelSettings | None = None
-        self._compiled: tuple[Workflow, LocalRuntime, AgentNode] | None = None
+        # execute() and execute_async() each get a cached one-node workflow (keyed by "sync"):
+        # the sync one runs AgentNode.run inline, so a sync caller never crosses into a loop
+        self._engines: dict[bool, tuple[Workflow, AgentNode]] = {}
+        self._runtime: LocalRuntime | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -154,7 +156,8 @@ class Agent:
         self.signature = state["signature"]
         self._output_schema = None
         self._settings = None
-        self._compiled = None
+        self._engines = {}
+        self._runtime = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -194,19 +197,21 @@ class Agent:
         """
         values = self.signature.validate_inputs(inputs)
         self.settings()
-        workflow, runtime, node = self._engine()
+        workflow, runtime, node = self._engine(sync=True)
         run_id = uuid.uuid4().hex
         scope = node._scopes[run_id] = _ExecuteScope()
         failure: BaseException | None = None
+
+        def run() -> tuple[dict[str, dict[str, Any]], str]:
+            return runtime.execute(workflow, {self.name: values}, run_id=run_id)
+
         try:
             if asyncio._get_running_loop() is None:
-                results, _ = runtime.execute(workflow, {self.name: values}, run_id=run_id)
-            else:  # called from async code (a notebook cell): the run needs a loop of its own
-                results, _ = _in_thread(
-                    lambda: asyncio.run(
-                        runtime.execute_async(workflow, {self.name: values}, run_id=run_id)
-                    )
-                )
+                results, _ = run()
+            else:  # called from async code (a notebook cell): run where no loop is running
+                from kaizen.runtime import _call_in_new_thread
+
+                results, _ = _call_in_new_thread(run, "kaizen:agent-execute")
         except NodeExecutionError as exc:
             failure = _unwrap(exc)
         finally:
@@ -219,7 +224,7 @@ class Agent:
         """`execute` for async code: the model call runs on the running event loop."""
         values = self.signature.validate_inputs(inputs)
         self.settings()
-        workflow, runtime, node = self._engine()
+        workflow, runtime, node = self._engine(sync=False)
         run_id = uuid.uuid4().hex
         scope = node._scopes[run_id] = _ExecuteScope()
         failure: BaseException | None = None
@@ -236,22 +241,29 @@ class Agent:
     @property
     def runtime(self) -> LocalRuntime:
         """The runtime `execute` uses (its run records are looked up by `metadata['run_id']`)."""
-        return self._engine()[1]
-
-    def _engine(self) -> tuple[Workflow, LocalRuntime, AgentNode]:
-        """The cached one-node workflow `execute` runs, its runtime, and the node in it."""
-        engine = self._compiled
-        if engine is None:
+        if self._runtime is None:
             with self._lock:
-                engine = self._compiled
-                if engine is None:
+                if self._runtime is None:
                     from kaizen.runtime import LocalRuntime
 
-                    workflow = self.to_workflow().build()
-                    node = workflow.nodes[self.name]
-                    assert isinstance(node, AgentNode)
-                    engine = self._compiled = (workflow, LocalRuntime(), node)
-        return engine
+                    self._runtime = LocalRuntime()
+        return self._runtime
+
+    def _engine(self, *, sync: bool) -> tuple[Workflow, LocalRuntime, AgentNode]:
+        """The cached one-node workflow `execute` (sync) or `execute_async` runs, its runtime,
+        and the node in it."""
+        engine = self._engines.get(sync)
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get(sync)
+                if engine is None:
+                    from kaizen.builder import WorkflowBuilder
+
+                    node = AgentNode(self.name, agent=self, sync=sync)
+                    builder = WorkflowBuilder(self.name)
+                    builder.add_node_instance(node)
+                    engine = self._engines[sync] = (builder.build(), node)
+        return engine[0], self.runtime, engine[1]
 
     def _result(
         self, results: Mapping[str, Mapping[str, Any]], report: AgentCallReport | None, run_id: str
@@ -299,25 +311,6 @@ class Agent:
         builder = WorkflowBuilder(self.name)
         builder.add_node_instance(self.to_workflow_node(node_id))
         return builder
-
-
-def _in_thread(call: Callable[[], _T]) -> _T:
-    """Run `call` in a fresh thread and wait: a blocking call made from inside an event loop."""
-    box: list[_T] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            box.append(call())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="kaizen:agent-execute")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return box[0]
 
 
 def _unwrap(exc: NodeExecutionError) -> BaseException:

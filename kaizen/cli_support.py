@@ -22,6 +22,9 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
     from kaizen.record import RunEvent
     from kaizen.workflow import Workflow
 
@@ -232,6 +235,27 @@ def to_json(value: Any) -> str:
 # --------------------------------------------------------------------------- progress
 
 
+def node_progress_bar(console: Console) -> Progress:
+    """A rich bar counting settled nodes: spinner, bar, done/total, elapsed, then a description."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+
+
 class RunProgress:
     """A rich progress bar on stderr fed by runtime events: nodes settled out of total, and which
     nodes are running now. Events may arrive from worker threads."""
@@ -251,24 +275,8 @@ class RunProgress:
     def _start(self) -> None:
         """Show the bar on the first event, so a run refused up front draws no empty bar."""
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
 
-        self._progress = Progress(
-            SpinnerColumn(),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self._progress = node_progress_bar(Console(stderr=True))
         self._progress.start()
         self._task = self._progress.add_task("starting", total=self._total)
 

@@ -267,23 +267,9 @@ class DemoProgress:
         self.task: Any = None
 
     def __enter__(self) -> DemoProgress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from kaizen.cli_support import node_progress_bar
 
-        self.progress = Progress(
-            SpinnerColumn(),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=self.console,
-        )
+        self.progress = node_progress_bar(self.console)
         self.progress.start()
         self.task = self.progress.add_task("starting", total=self.total)
         return self

@@ -40,7 +40,7 @@ import uuid
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kaizen.budget import Budget
 from kaizen.context import NodeContext, _current, current_node_context
@@ -52,6 +52,7 @@ from kaizen.workflow import Workflow
 __all__ = ["EventCallback", "FailurePolicy", "LocalRuntime"]
 
 _log = logging.getLogger("kaizen.runtime")
+_T = TypeVar("_T")
 
 FailurePolicy = Literal["fail_fast", "continue"]
 EventCallback = Callable[[RunEvent], None]
@@ -800,10 +801,17 @@ def _thread_runner() -> asyncio.Runner:
         # libraries left running on it (litellm's logging worker, for one).
         thread = threading.current_thread()
         if thread is threading.main_thread():
-            atexit.register(runner.close)
+            atexit.register(_close_runner, runner)
         else:
-            weakref.finalize(thread, runner.close)
+            weakref.finalize(thread, _close_runner, runner)
     return runner
+
+
+def _close_runner(runner: asyncio.Runner) -> None:
+    if asyncio._get_running_loop() is None:
+        runner.close()
+    else:  # finalised on a thread whose own loop runs: no cleanup run possible, just close it
+        runner.get_loop().close()
 
 
 def _run_on_thread_loop(
@@ -824,16 +832,24 @@ def _run_on_thread_loop(
 def _run_in_new_thread(
     coro: Coroutine[Any, Any, tuple[Results, RunRecord]],
 ) -> tuple[Results, RunRecord]:
-    box: list[tuple[Results, RunRecord]] = []
+    return _call_in_new_thread(lambda: asyncio.run(coro), "kaizen:nested-run")
+
+
+def _call_in_new_thread(call: Callable[[], _T], thread_name: str) -> _T:
+    """Run `call` in a fresh thread and wait: a blocking call made from inside an event loop.
+
+    Whatever `call` raises is raised here.
+    """
+    box: list[_T] = []
     failure: list[BaseException] = []
 
     def target() -> None:
         try:
-            box.append(asyncio.run(coro))
+            box.append(call())
         except BaseException as exc:
             failure.append(exc)
 
-    thread = threading.Thread(target=target, name="kaizen:nested-run")
+    thread = threading.Thread(target=target, name=thread_name)
     thread.start()
     thread.join()
     if failure:

@@ -127,7 +127,8 @@ AGENT_CONFIG_KEYS = frozenset(
 
 
 class AgentNode(Node):
-    """A node that runs an `Agent`: ports = signature fields, async on the runtime's event loop.
+    """A node that runs an `Agent`: ports = signature fields, async on the runtime's event loop
+    (or, built with `sync=True`, sync through the runtime's threads or inline).
 
     Built from an agent (`agent.to_workflow_node(id)`) or by type name from a config holding
     `signature`, an optional agent `name`, and agent config keys; other config keys named like
@@ -148,6 +149,7 @@ class AgentNode(Node):
         *,
         policy: ExecutionPolicy | None = None,
         agent: Agent | None = None,
+        sync: bool = False,
     ) -> None:
         if agent is None:
             agent = _agent_from_config(node_id, config or {})
@@ -163,10 +165,17 @@ class AgentNode(Node):
             if agent.config.model is not None:
                 description["model"] = agent.config.model
         self.agent = agent
+        # sync=True: the runtime calls run() (litellm's sync API) instead of arun() on its loop;
+        # `Agent.execute` uses it so a sync caller's call stays sync end to end
+        self._sync = sync
         # run id -> scope of an `Agent.execute` call running this node (registered, then removed,
         # by that call; the run id, unlike a context variable, reaches every runtime thread)
         self._scopes: dict[str, _ExecuteScope] = {}
         super().__init__(node_id, description, policy=policy)
+
+    @property
+    def is_async(self) -> bool:
+        return not self._sync
 
     def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
         signature = self.agent.signature

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from kaizen.patterns.aggregate import ConsensusNode, member_port
 from kaizen.patterns.budgeting import attach_budget
 from kaizen.patterns.decision import DECISION_RULES, default_quorum
-from kaizen.patterns.members import Member, add_agent_node, first_output, resolve_members, set_group
+from kaizen.patterns.members import (
+    Member,
+    add_agent_node,
+    config_with_model,
+    first_output,
+    resolve_members,
+    set_group,
+)
 
 if TYPE_CHECKING:
     from kaizen.agent import Agent
@@ -71,9 +78,7 @@ def create_consensus_workflow(
             f"create_consensus_workflow: confidence_threshold must be in [0, 1], "
             f"got {confidence_threshold!r}"
         )
-    config = dict(agent_config or {})
-    if model is not None:
-        config["model"] = model
+    config = config_with_model(agent_config, model)
     members = resolve_members(
         agents,
         "voter",

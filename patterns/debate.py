@@ -27,6 +27,7 @@ from kaizen.patterns.budgeting import attach_budget
 from kaizen.patterns.members import (
     Member,
     add_agent_node,
+    config_with_model,
     first_output,
     resolve_members,
     set_group,
@@ -82,7 +83,7 @@ def create_debate_workflow(
             f"create_debate_workflow: convergence is a share of debaters in (0, 1], "
             f"got {convergence!r}"
         )
-    config = _with_model(agent_config, model)
+    config = config_with_model(agent_config, model)
     items = list(agents)
     if judge is None and items and _looks_like_judge(items[-1]):
         judge = items.pop()
@@ -189,13 +190,6 @@ class DebaterNode(AgentNode):
             for p in inputs
         ]
         return required, outputs
-
-
-def _with_model(agent_config: Mapping[str, Any] | None, model: Any) -> dict[str, Any]:
-    config = dict(agent_config or {})
-    if model is not None:
-        config["model"] = model
-    return config
 
 
 def _looks_like_judge(item: Agent | str) -> bool:

@@ -47,6 +47,14 @@ def safe_key(name: str) -> str:
     return f"a_{key}" if key[0].isdigit() else key
 
 
+def config_with_model(agent_config: Mapping[str, Any] | None, model: Any) -> dict[str, Any]:
+    """The config for agents made from role names: `agent_config`, with `model` when given."""
+    config = dict(agent_config or {})
+    if model is not None:
+        config["model"] = model
+    return config
+
+
 def resolve_members(
     agents: Sequence[Agent | str],
     part: str,

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from kaizen.nodes.builtins import ConstantNode
 from kaizen.patterns.budgeting import attach_budget
-from kaizen.patterns.members import Member, add_agent_node, resolve_members, set_group
+from kaizen.patterns.members import (
+    Member,
+    add_agent_node,
+    config_with_model,
+    resolve_members,
+    set_group,
+)
 
 if TYPE_CHECKING:
     from kaizen.agent import Agent
@@ -66,9 +72,7 @@ def create_pipeline(
         else:
             agents.append(step)
             overrides.append({})
-    config = dict(agent_config or {})
-    if model is not None:
-        config["model"] = model
+    config = config_with_model(agent_config, model)
     members = resolve_members(
         agents, "stage", pattern="pipeline", agent_config=config, framework=framework
     )

@@ -22,6 +22,7 @@ from kaizen.patterns.delegation import REVISED, AssignNode, RevisionRouteNode, W
 from kaizen.patterns.members import (
     Member,
     add_agent_node,
+    config_with_model,
     first_output,
     resolve_members,
     safe_key,
@@ -69,9 +70,7 @@ def create_supervisor_agent(
 
     settings = _settings(name, config)
     allocation: str = settings["task_allocation"]
-    agent_config = dict(settings.get("agent_config") or {})
-    if settings.get("model") is not None:
-        agent_config["model"] = settings["model"]
+    agent_config = config_with_model(settings.get("agent_config"), settings.get("model"))
     s = safe_key(name)
     workers = resolve_members(
         settings["workers"],

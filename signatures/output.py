@@ -20,6 +20,7 @@ import ast
 import json
 import re
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -117,23 +118,11 @@ def _object_spans(text: str) -> list[tuple[int, int]]:
 
 def _match_brace(text: str, start: int) -> int | None:
     depth = 0
-    quote = ""
-    escaped = False
-    for index in range(start, len(text)):
-        char = text[index]
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "\"'":
-            # an apostrophe inside prose-like JSON ("it's") must not open a string: only a quote
-            # right after a delimiter does
-            if char == '"' or text[index - 1 : index] in ("", "{", "[", ",", ":", " ", "\n"):
-                quote = char
-        elif char == "{":
+    # an apostrophe inside prose-like JSON ("it's") must not open a string
+    for index, char, in_code in _scan_literals(text, start, prose_apostrophes=True):
+        if not in_code:
+            continue
+        if char == "{":
             depth += 1
         elif char == "}":
             depth -= 1
@@ -164,9 +153,25 @@ def _decode(text: str) -> Any:
 def _strip_trailing_commas(text: str) -> str:
     """Remove commas directly before `}` or `]` (outside string literals)."""
     out: list[str] = []
+    for index, char, in_code in _scan_literals(text, 0, prose_apostrophes=False):
+        if in_code and char == "," and text[index + 1 :].lstrip()[:1] in ("}", "]"):
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+def _scan_literals(
+    text: str, start: int, *, prose_apostrophes: bool
+) -> Iterator[tuple[int, str, bool]]:
+    """`(index, char, in_code)` for each character of `text` from `start`; `in_code` is False
+    inside a string literal (quotes included), where `\\` escapes the next character.
+
+    With `prose_apostrophes`, an apostrophe opens a string only right after a delimiter.
+    """
     quote = ""
     escaped = False
-    for index, char in enumerate(text):
+    for index in range(start, len(text)):
+        char = text[index]
         if quote:
             if escaped:
                 escaped = False
@@ -174,14 +179,16 @@ def _strip_trailing_commas(text: str) -> str:
                 escaped = True
             elif char == quote:
                 quote = ""
-        elif char in "\"'":
+            yield index, char, False
+        elif char in "\"'" and (
+            char == '"'
+            or not prose_apostrophes
+            or text[index - 1 : index] in ("", "{", "[", ",", ":", " ", "\n")
+        ):
             quote = char
-        elif char == ",":
-            rest = text[index + 1 :].lstrip()
-            if rest[:1] in ("}", "]"):
-                continue
-        out.append(char)
-    return "".join(out)
+            yield index, char, False
+        else:
+            yield index, char, True
 
 
 def _unfence(raw: str) -> str:

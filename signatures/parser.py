@@ -24,7 +24,7 @@ import difflib
 import keyword
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, NoReturn
 
@@ -320,14 +320,18 @@ class _Parser:
         )
 
     def type_args(self, opener: Token) -> list[Any]:
-        args = [self.type_expr()]
+        return self.rest_of_args(opener, self.type_expr(), self.type_expr)
+
+    def rest_of_args(self, opener: Token, first: Any, parse_item: Callable[[], Any]) -> list[Any]:
+        """`first`, then `, item` while there are commas (a trailing one allowed), then `]`."""
+        items = [first]
         while self.at(","):
             self.advance()
             if self.at("]"):
                 break
-            args.append(self.type_expr())
+            items.append(parse_item())
         self.expect_close(opener)
-        return args
+        return items
 
     def tuple_args(self, opener: Token) -> Any:
         if self.at("("):
@@ -341,24 +345,11 @@ class _Parser:
             self.advance()
             self.expect_close(opener)
             return tuple[first, ...]  # type: ignore[valid-type]
-        args = [first]
-        while self.at(","):
-            self.advance()
-            if self.at("]"):
-                break
-            args.append(self.type_expr())
-        self.expect_close(opener)
+        args = self.rest_of_args(opener, first, self.type_expr)
         return tuple[tuple(args)]  # type: ignore[misc]
 
     def literal_args(self, opener: Token) -> list[Any]:
-        values = [self.literal_value()]
-        while self.at(","):
-            self.advance()
-            if self.at("]"):
-                break
-            values.append(self.literal_value())
-        self.expect_close(opener)
-        return values
+        return self.rest_of_args(opener, self.literal_value(), self.literal_value)
 
     def literal_value(self) -> Any:
         token = self.tok
