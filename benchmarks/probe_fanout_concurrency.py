@@ -1,8 +1,8 @@
 """Probe: sync fan-out cost per node against `max_concurrency` (Kaizen only, no peers).
 
-A sync node runs in a worker thread, and the runtime keeps at most `max_concurrency` nodes in
-flight, so a wide fan-out of trivial sync nodes costs about one thread round trip per
-`max_concurrency` nodes. This shows how much (docs/benchmarks.md, "What the misses come from").
+A sync node runs in a worker thread and takes one of the run's `max_concurrency` slots only when
+a worker starts it, so the cost per node of a wide fan-out of trivial sync nodes should not depend
+on the bound. This checks that (docs/benchmarks.md, "What the misses come from").
 
     .venv/bin/python benchmarks/probe_fanout_concurrency.py [N]
 """

@@ -7,11 +7,17 @@ the calls that actually invoke a node.
 Scheduling. A node becomes ready the moment every one of its sources has settled (completed,
 failed, or skipped); there are no supersteps, so a node never waits for an unrelated sibling.
 The driver is a coroutine on an event loop: async nodes run there as tasks, sync nodes in a pool
-of worker threads, at most `max_concurrency` nodes at once. Two shortcuts keep overhead at a few
-microseconds per node without changing behaviour: a ready node that is alone (nothing else ready or
-running, no timeout or retries) is called directly, with no task and no thread hop (sync nodes only
-under `execute()`, where the runtime owns the loop: under `execute_async()` a blocking call would
-stall the caller's loop); and worker threads report completions in batches, waking the loop once.
+of worker threads. At most `max_concurrency` nodes run at once, counted by one per-run slot count
+that both sides respect: the driver takes a slot before it starts an async node (or a node with a
+timeout or retries), while a ready sync node goes to the pool at once and takes its slot only when
+a worker starts it (the worker then marks it RUNNING and has the driver announce it). A worker that
+finds no slot free parks the call; whoever frees the next slot runs it. A wide sync fan-out then
+needs no loop round trip per batch of `max_concurrency` nodes. Two shortcuts keep overhead at a
+few microseconds per node without changing behaviour: a ready node that is alone (nothing else
+ready or running, no timeout or retries) is called directly, with no task and no thread hop (sync
+nodes only under `execute()`, where the runtime owns the loop: under `execute_async()` a blocking
+call would stall the caller's loop); and worker threads report completions in batches, waking the
+loop once.
 
 Outputs. A node returns a dict of output port values; a port left out was *not produced*. A node
 whose required input comes from a port that was not produced, from a skipped node, or from a failed
@@ -312,12 +318,18 @@ class _Run:
         self.lost: list[list[tuple[str, str, bool]] | None] = [None] * len(plan.nodes)
         self.ready: deque[int] = deque(plan.roots)
         self.skips: deque[tuple[int, str]] = deque()
-        self.running = 0
+        self.running = 0  # nodes started or handed to the pool, and not yet settled
         self.stopping = False
+        # slots: nodes actually running (the driver's loop-held nodes plus sync calls in workers)
+        self.slot_lock = threading.Lock()
+        self.busy = 0
+        self.parked: deque[tuple[NodePlan, dict[str, Any]]] = deque()  # sync calls awaiting a slot
+        self.slot_wait: deque[NodePlan] = deque()  # loop-held nodes awaiting a slot
         self.tasks: dict[int, asyncio.Task[_Outcome]] = {}
         self.abandoned_tasks: list[asyncio.Task[_Outcome]] = []
-        # completions reported by worker threads, and how they wake the driver
-        self.completions: deque[_Outcome] = deque()
+        # outcomes for the driver to settle (and, as bare indices, sync nodes that workers
+        # started, for it to announce), and how worker threads wake it
+        self.completions: deque[_Outcome | int] = deque()
         self.loop = asyncio.get_running_loop()
         self.waiter: asyncio.Future[None] | None = None
         self.wake_scheduled = False
@@ -328,25 +340,36 @@ class _Run:
 
     async def drive(self) -> None:
         """Start ready nodes as slots allow, settle outcomes as they come, until nothing is left."""
-        ready, plan_nodes = self.ready, self.plan.nodes
+        ready, plan_nodes, slot_wait = self.ready, self.plan.nodes, self.slot_wait
         me = asyncio.current_task()
         while True:
             while self.completions:
-                self.settle(self.completions.popleft())
-            while ready and self.running < self.limit and not self.stopping:
+                done = self.completions.popleft()
+                if isinstance(done, int):
+                    self.announce(done)
+                else:
+                    self.settle(done)
+            while ready and not self.stopping:
                 p = plan_nodes[ready.popleft()]
-                if self.running == 0 and not ready and not p.needs_policy:
+                if self.running == 0 and not ready and not slot_wait and not p.needs_policy:
                     if p.is_async:  # alone: await it here, no task needed
                         self.start(p)
+                        self.take_slot()
                         self.settle(await self.call_async(p, self.inputs[p.index]))
                         continue
-                    if self.inline_sync:  # alone: call it here, no thread hop
+                    if self.inline_sync:  # alone: call it here, no thread hop (and no slot)
                         self.start(p)
                         self.settle(self.call_sync(p, self.inputs[p.index], 1))
                         if me is not None and me.cancelling():
                             raise asyncio.CancelledError
                         continue
-                self.launch(p)
+                if p.is_async or p.needs_policy:
+                    slot_wait.append(p)
+                else:  # a worker marks it RUNNING when it starts it
+                    self.running += 1
+                    self.pool.submit(self.run_in_worker, p, self.inputs[p.index], False)
+            while slot_wait and not self.stopping and self.take_slot():
+                self.launch(slot_wait.popleft())
             if self.running == 0 and not self.completions:
                 return
             await self.wait()
@@ -365,13 +388,87 @@ class _Run:
             waiter.set_result(None)
 
     def report_from_thread(self, outcome: _Outcome) -> None:
-        """Hand a sync node's outcome to the driver; one loop wake-up serves a whole batch."""
+        """Hand a sync node's outcome to the driver."""
         self.completions.append(outcome)
+        self.wake_from_thread()
+
+    def wake_from_thread(self) -> None:
+        """Have the driver look at `completions`; one loop wake-up serves a whole batch."""
         if self.wake_scheduled or self.stopping:
             return
         self.wake_scheduled = True
         with contextlib.suppress(RuntimeError):  # RuntimeError: the loop is gone (abandoned)
             self.loop.call_soon_threadsafe(self.wake)
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def take_slot(self) -> bool:
+        """Take a slot for a node the driver runs (async, or under a policy), if one is free."""
+        with self.slot_lock:
+            if self.busy >= self.limit:
+                return False
+            self.busy += 1
+            return True
+
+    def release_slot(self) -> None:
+        """The driver's node ended: hand its slot to a parked sync call, else free it.
+
+        A driver waiting for a slot is woken by the next completion, which always follows a
+        slot's release."""
+        with self.slot_lock:
+            if not self.parked or self.stopping:
+                self.busy -= 1
+                return
+            p, inputs = self.parked.popleft()
+        self.pool.submit(self.run_in_worker, p, inputs, True)
+
+    def run_in_worker(self, p: NodePlan, inputs: dict[str, Any], has_slot: bool) -> None:
+        """Run a sync node in a worker once it has a slot, then the parked calls its slot frees."""
+        lock = self.slot_lock
+        with lock:
+            if self.stopping:  # the run failed fast or was cancelled before the node started
+                if has_slot:
+                    self.busy -= 1
+                return
+            if not has_slot:
+                if self.busy >= self.limit:
+                    self.parked.append((p, inputs))  # the next slot released runs it
+                    return
+                self.busy += 1
+            self.mark_started(p)
+        while True:
+            if self.listeners:
+                self.wake_from_thread()  # to announce the start
+            try:
+                outcome = self.context.copy().run(self.call_sync, p, inputs, 1)
+            except BaseException as exc:  # never let a worker thread die silently
+                now = time.time()
+                outcome = _Outcome(p.index, None, exc, now, now)
+            with lock:
+                parked = self.parked.popleft() if self.parked and not self.stopping else None
+                if parked is None:
+                    self.busy -= 1
+                else:
+                    self.mark_started(parked[0])
+            self.report_from_thread(outcome)  # after the release: see release_slot
+            if parked is None:
+                return
+            p, inputs = parked
+
+    def mark_started(self, p: NodePlan) -> None:
+        """A worker starts sync node `p` (slot lock held: a fail-fast either came first, and `p`
+        never starts, or finds it RUNNING and cancels it)."""
+        nr = self.node_runs[p.index]
+        nr.status = _RUNNING
+        nr.started = time.time()
+        nr.attempts = 1
+        if self.listeners:
+            self.completions.append(p.index)
+
+    def announce(self, i: int) -> None:
+        """Emit NODE_STARTED for a sync node a worker started (it may be CANCELLED since)."""
+        nr = self.node_runs[i]
+        self.emit(EventKind.NODE_STARTED, nr.node_id, node_type=nr.node_type)
 
     # -- launching ----------------------------------------------------------------------------
 
@@ -385,12 +482,12 @@ class _Run:
             self.emit(EventKind.NODE_STARTED, p.node_id, node_type=p.node_type)
 
     def launch(self, p: NodePlan) -> None:
-        """Start `p` concurrently with whatever else runs."""
+        """Start `p`, an async node or one under a policy, holding a slot, on the loop."""
         self.start(p)
         inputs = self.inputs[p.index]
         if p.needs_policy:
             self.track(p, self.supervise(p, inputs))
-        elif p.is_async:
+        else:
             # Run the first step now, as Python 3.12's eager tasks do: a node that finishes
             # without suspending needs no task at all.
             coro = self.call_async(p, inputs)
@@ -401,8 +498,6 @@ class _Run:
                 self.completions.append(done.value)
                 return
             self.track(p, _finish(_Resume(coro, pending)), context)
-        else:
-            self.pool.submit(self.run_in_worker, p, inputs)
 
     def track(
         self,
@@ -420,16 +515,6 @@ class _Run:
         self.completions.append(task.result())
         self.wake()
 
-    def run_in_worker(self, p: NodePlan, inputs: dict[str, Any]) -> None:
-        if self.stopping:
-            return  # dispatched, but the run failed fast or was cancelled before a worker came
-        try:
-            outcome = self.context.copy().run(self.call_sync, p, inputs, 1)
-        except BaseException as exc:  # never let a worker thread die silently
-            now = time.time()
-            outcome = _Outcome(p.index, None, exc, now, now)
-        self.report_from_thread(outcome)
-
     # -- settling -----------------------------------------------------------------------------
 
     def settle(self, outcome: _Outcome) -> None:
@@ -441,6 +526,8 @@ class _Run:
         self.running -= 1
         self.tasks.pop(i, None)
         p = self.plan.nodes[i]
+        if p.is_async or p.needs_policy:
+            self.release_slot()
         nr.started, nr.finished, nr.attempts = outcome.started, outcome.finished, outcome.attempts
         error = outcome.error
         if error is None:
@@ -536,15 +623,16 @@ class _Run:
 
     def stop(self, culprit: str) -> None:
         """Fail fast: start nothing new; cancel async nodes and abandon sync ones still running."""
-        self.stopping = True
         self.ready.clear()
+        self.slot_wait.clear()
         self.abort(
             NodeStatus.CANCELLED,
             f"cancelled: node {culprit!r} failed and failure_policy is 'fail_fast'",
         )
 
     def abort(self, status: NodeStatus, reason: str) -> None:
-        self.stopping = True
+        with self.slot_lock:  # from here no worker starts a node (see run_in_worker)
+            self.stopping = True
         now = time.time()
         for nr in self.node_runs:
             if nr.status is _RUNNING:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import threading
 import time
 from typing import Any
@@ -192,6 +193,98 @@ def test_max_concurrency_bounds_running_nodes() -> None:
         wb.add_node(busy, f"b{i}")
     LocalRuntime(max_concurrency=2).execute(wb.build())
     assert peak[0] == 2
+
+
+def test_max_concurrency_is_one_bound_for_sync_and_async_nodes_together() -> None:
+    lock = threading.Lock()
+    running = [0]
+    peak = [0]
+
+    def enter() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+
+    def leave() -> None:
+        with lock:
+            running[0] -= 1
+
+    def busy_sync() -> None:
+        enter()
+        time.sleep(0.03)
+        leave()
+
+    async def busy_async() -> None:
+        enter()
+        await asyncio.sleep(0.03)
+        leave()
+
+    wb = WorkflowBuilder()
+    for i in range(5):
+        wb.add_node(busy_sync, f"s{i}")
+        wb.add_node(busy_async, f"a{i}")
+    for run in (
+        lambda rt: rt.execute(wb.build()),
+        lambda rt: asyncio.run(rt.execute_async(wb.build())),
+    ):
+        peak[0] = 0
+        run(LocalRuntime(max_concurrency=3))
+        assert peak[0] == 3
+
+
+def test_queued_sync_nodes_start_when_a_slot_frees_and_record_that_time() -> None:
+    def nap() -> None:
+        time.sleep(0.03)
+
+    wb = WorkflowBuilder()
+    for i in range(4):
+        wb.add_node(nap, f"n{i}")
+    events: list[RunEvent] = []
+    _, record = LocalRuntime(max_concurrency=1).execute_with_record(
+        wb.build(), on_event=events.append
+    )
+    spans = sorted((n.started or 0.0, n.finished or 0.0) for n in record.nodes.values())
+    for (_, finished), (started, _) in itertools.pairwise(spans):
+        assert started >= finished  # one at a time, each started when it really began
+    kinds = [(e.kind, e.node_id) for e in events]
+    for i in range(4):
+        assert kinds.index((EventKind.NODE_STARTED, f"n{i}")) < kinds.index(
+            (EventKind.NODE_FINISHED, f"n{i}")
+        )
+
+
+def test_fail_fast_never_starts_queued_sync_nodes() -> None:
+    ran: list[str] = []
+
+    def boom() -> None:
+        time.sleep(0.02)
+        raise RuntimeError("boom")
+
+    def work() -> None:
+        context = current_node_context()
+        assert context is not None
+        ran.append(context.node_id)
+        time.sleep(0.05)
+
+    wb = WorkflowBuilder()
+    wb.add_node(boom, "boom")
+    for i in range(8):
+        wb.add_node(work, f"w{i}")
+    events: list[RunEvent] = []
+    rt = LocalRuntime(max_concurrency=2)
+    with pytest.raises(NodeExecutionError):
+        rt.execute(wb.build(), on_event=events.append)
+    time.sleep(0.3)  # long enough for any queued node to have started by now
+    record = rt.last_record
+    assert record is not None
+    started = {e.node_id for e in events if e.kind is EventKind.NODE_STARTED}
+    assert len(ran) < 8 and set(ran) <= started | {"boom"}
+    for i in range(8):
+        status = record.nodes[f"w{i}"].status
+        if f"w{i}" in ran:
+            assert status in (NodeStatus.COMPLETED, NodeStatus.CANCELLED)
+        else:
+            assert status is NodeStatus.PENDING
 
 
 # -- policies ------------------------------------------------------------------------------
