@@ -10,7 +10,7 @@ Cases:
   Kaizen adds around the model call (prompt, validation, parsing, the one-node workflow).
 - 100 concurrent, 0 ms model: 100 executions at once (Kaizen and DSPy with asyncio; kailash-kaizen
   has no async execute, so 100 threads).
-- 100 concurrent, 200 ms HTTP: 100 executions at once against `kaizen.fault_server.FaultServer`
+- 100 concurrent, 200 ms HTTP: 100 executions at once against `kaizen.testing.FaultServer`
   (a real OpenAI-compatible server on loopback answering after 200 ms) through litellm's `openai/`
   provider; the floor row is 100 bare `litellm.acompletion` calls. kailash-kaizen refuses
   loopback endpoints, so it has no row here.
@@ -142,7 +142,7 @@ def kaizen_api() -> tuple[Callable[..., Any], Any]:
 
 
 def kaizen_rows(quick: bool) -> list[Row]:
-    from kaizen.fault_server import FaultServer
+    from kaizen.testing.fault_server import FaultServer
     from kaizen.testing import ScriptedModel
 
     create_agent, llm = kaizen_api()
@@ -339,7 +339,7 @@ def dspy_rows(quick: bool) -> list[Row]:
         )
     )
     try:
-        from kaizen.fault_server import FaultServer
+        from kaizen.testing.fault_server import FaultServer
     except ImportError as exc:
         rows.append(skipped(CONCURRENT_HTTP, "dspy", f"no FaultServer: {exc}"))
         return rows
@@ -412,7 +412,7 @@ def worker_rows(name: str, quick: bool) -> list[Row]:
     quiet_peers()
     if name == PEER_KAIZEN:
         return peer_kaizen_rows(quick)
-    missing = try_import("kaizen.agent" if name == KAIZEN else name)
+    missing = try_import("kaizen.agents" if name == KAIZEN else name)
     if missing:
         return [skipped("*", name, missing)]
     return kaizen_rows(quick) if name == KAIZEN else dspy_rows(quick)

@@ -2,7 +2,7 @@
 
 Kaizen's patterns are graphs: the consensus is a fan-out of 100 agent nodes into an aggregator,
 the debate is unrolled into rounds of nodes and a judge. Every model call goes over real HTTP to
-`kaizen.fault_server.FaultServer` (an OpenAI-compatible server on loopback answering after 200 ms
+`kaizen.testing.FaultServer` (an OpenAI-compatible server on loopback answering after 200 ms
 with a valid instance of the requested schema) through litellm's `openai/` provider. The floor is
 the critical path: one call for the consensus, rounds + 1 (the judge) calls for the debate.
 
@@ -61,7 +61,7 @@ CHOSEN = {
 
 def schema_reply(body: dict[str, Any]) -> Any:
     """The reply FaultServer sends: the requested schema's example with agreeing votes."""
-    from kaizen.fault_server import example_for_schema, requested_schema
+    from kaizen.testing.fault_server import example_for_schema, requested_schema
 
     schema = requested_schema(body)
     reply = example_for_schema(schema)
@@ -96,7 +96,7 @@ def kaizen_api() -> tuple[Any, Any, Any, Any]:
         return found
 
     return (
-        pick("create_agent", "kaizen.framework"),
+        pick("create_agent", "kaizen.agents"),
         pick("create_consensus_workflow", "kaizen.patterns"),
         pick("create_debate_workflow", "kaizen.patterns"),
         kaizen.LocalRuntime,
@@ -104,7 +104,7 @@ def kaizen_api() -> tuple[Any, Any, Any, Any]:
 
 
 def kaizen_rows(quick: bool) -> list[Row]:
-    from kaizen.fault_server import FaultServer
+    from kaizen.testing.fault_server import FaultServer
 
     create_agent, create_consensus, create_debate, runtime_cls = kaizen_api()
     reps = 2 if quick else 5

@@ -77,12 +77,23 @@ class ParameterError(KaizenError, ValueError):
 
 
 class NodeExecutionError(KaizenError):
-    """A node failed. The original exception is chained as `__cause__`."""
+    """A node failed. The original exception is chained as `__cause__`.
+
+    Raised by a runtime under `failure_policy="fail_fast"`, it also carries the run: `run_id`
+    and `results` (what the nodes that completed produced), so nothing already done is lost.
+    """
 
     def __init__(self, node_id: str, attempt: int, message: str) -> None:
         self.node_id = node_id
         self.attempt = attempt
+        self.run_id: str | None = None
+        self.results: dict[str, dict[str, Any]] = {}
         super().__init__(f"node {node_id!r} failed on attempt {attempt}: {message}")
+
+
+class NodeCancelledError(KaizenError):
+    """A node was stopped while it ran: the run failed fast after another node's failure, or the
+    run itself was cancelled (Ctrl-C, a cancelled task). Recorded, never raised to callers."""
 
 
 class ModelError(KaizenError):
@@ -108,13 +119,26 @@ class ConfigError(KaizenError, ValueError):
     """Agent or framework configuration is invalid (unknown key, value out of range, no model)."""
 
 
-class BudgetExceededError(KaizenError):
-    """A token or cost ceiling was reached; no further model calls are made in this run."""
+class VetoError(KaizenError):
+    """Raised by a lifecycle hook to refuse a model or tool call (see `kaizen.runtime.hooks`):
+    the call does not happen and the node sees this error."""
+
+
+class BudgetExceededError(VetoError):
+    """A token or cost ceiling was reached; no further model calls start.
+
+    Raised before a model call by the budget's hook. Under `failure_policy="fail_fast"` the
+    runtime stops the run and raises it with `run_id`, `node_id` (the node refused) and `results`
+    (what completed); under `"continue"` the refused nodes are SKIPPED and the run goes on.
+    """
 
     def __init__(self, message: str, *, limit: str, used: Any, ceiling: Any) -> None:
         self.limit = limit
         self.used = used
         self.ceiling = ceiling
+        self.run_id: str | None = None
+        self.node_id: str | None = None
+        self.results: dict[str, dict[str, Any]] = {}
         super().__init__(message)
 
 
@@ -141,11 +165,13 @@ __all__ = [
     "InputValidationError",
     "KaizenError",
     "ModelError",
+    "NodeCancelledError",
     "NodeExecutionError",
     "OutputParseError",
     "ParameterError",
     "RenderError",
     "SignatureError",
     "UnknownNodeTypeError",
+    "VetoError",
     "WorkflowValidationError",
 ]

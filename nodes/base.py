@@ -8,30 +8,13 @@ produced*, and whatever depends on it is skipped (this is how `SwitchNode` route
 
 from __future__ import annotations
 
+import copy as _copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
-
-class _Missing:
-    """Marks a port with no default (the port is required)."""
-
-    _instance: ClassVar[_Missing | None] = None
-
-    def __new__(cls) -> _Missing:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-MISSING: Final = _Missing()
+from kaizen.missing import MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +57,7 @@ class Node:
     skipped, unless `runs_without_inputs = True`.
     `config_keys` names the settings a type reads from its config; when it is not `None`, the
     builder reports any other config key that is not an input port name (a likely typo).
+    `hooks` are lifecycle hooks scoped to this node (see `kaizen.runtime.hooks`).
     """
 
     type_name: ClassVar[str] = ""
@@ -84,6 +68,9 @@ class Node:
     # report "every member failed" rather than vanish); otherwise such a node is skipped.
     runs_without_inputs: ClassVar[bool] = False
     config_keys: ClassVar[frozenset[str] | None] = None
+    # Lifecycle hooks (kaizen.runtime.hooks) that observe this node's own moments in every run,
+    # besides the runtime's: an agent's node carries the agent's hooks.
+    hooks: tuple[Any, ...] = ()
 
     def __init__(
         self,
@@ -100,6 +87,18 @@ class Node:
         ins, outs = self.make_ports()
         self.inputs: Mapping[str, Port] = MappingProxyType(_by_name(ins, node_id, "input"))
         self.outputs: Mapping[str, Port] = MappingProxyType(_by_name(outs, node_id, "output"))
+
+    def copy(self, *, node_id: str | None = None, policy: ExecutionPolicy | None = None) -> Node:
+        """A shallow copy under another id and/or execution policy (ports and config shared:
+        both are read-only)."""
+        clone = _copy.copy(self)
+        if node_id is not None:
+            if not isinstance(node_id, str) or not node_id:
+                raise ValueError(f"a node id must be a non-empty string, got {node_id!r}")
+            clone.id = node_id
+        if policy is not None:
+            clone.policy = policy
+        return clone
 
     def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
         """Return `(input_ports, output_ports)`; called once by `__init__`."""
@@ -129,6 +128,9 @@ class Node:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
+
+
+__all__ = ["MISSING", "ExecutionPolicy", "Node", "Port"]
 
 
 def _by_name(ports: Iterable[Port], node_id: str, kind: str) -> dict[str, Port]:

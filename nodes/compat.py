@@ -24,7 +24,7 @@ import types
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-__all__ = ["format_type", "is_compatible"]
+__all__ = ["is_compatible"]
 
 _NONE_TYPE = type(None)
 _PROMOTIONS: dict[type, tuple[type, ...]] = {int: (float, complex), float: (complex,)}
@@ -133,15 +133,3 @@ def _literal_fits(value: Any, target: Any) -> bool:
     if get_origin(target) in _UNION_ORIGINS:
         return any(_literal_fits(value, member) for member in get_args(target))
     return _compatible(type(value), target)
-
-
-def format_type(tp: Any) -> str:
-    """A short, readable spelling of an annotation for error messages (`int`, `list[str]`)."""
-    if tp is Any:
-        return "Any"
-    if tp is None or tp is _NONE_TYPE:
-        return "None"
-    if isinstance(tp, type) and not get_args(tp):
-        return tp.__qualname__ if tp.__module__ != "builtins" else tp.__name__
-    text = repr(tp)
-    return text.replace("typing.", "").replace("collections.abc.", "")

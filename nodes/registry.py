@@ -26,9 +26,10 @@ N = TypeVar("N", bound=type[Node])
 
 _REGISTRY: dict[str, type[Node]] = {}
 
-# Modules whose node types register when first needed (a name lookup misses, or the full list is
-# asked for), so `import kaizen.nodes` does not load them.
-_LAZY_MODULES = ["kaizen.nodes.agent"]
+# Node types defined by higher layers, imported (by name) the first time a lookup misses or the
+# full list is asked for: `add_node("AgentNode", ...)` works without importing the agent layer
+# first, and `import kaizen.nodes` stays free of it.
+_LAZY_MODULES = ["kaizen.agents.agent"]
 
 
 def _load_lazy_modules() -> bool:

@@ -44,7 +44,7 @@ def _by_member(inputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def upstream_error(node_id: str) -> str:
     """What the current run recorded for `node_id`: its error or skip reason, if known."""
-    from kaizen.context import current_node_context
+    from kaizen.runtime.context import current_node_context
 
     ctx = current_node_context()
     run = ctx.record.nodes.get(node_id) if ctx is not None else None

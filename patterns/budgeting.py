@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kaizen.budget import Budget
-    from kaizen.builder import WorkflowBuilder
+    from kaizen.runtime.budget import Budget
+    from kaizen.workflow.builder import WorkflowBuilder
 
 
 def attach_budget(
@@ -23,7 +23,7 @@ def attach_budget(
     max_cost: float | None = None,
 ) -> Budget | None:
     """Give `builder` a budget: `budget` itself, or a new one from `max_tokens` / `max_cost`."""
-    from kaizen.budget import Budget
+    from kaizen.runtime.budget import Budget
 
     if budget is not None and (max_tokens is not None or max_cost is not None):
         raise ValueError("give either budget=Budget(...) or max_tokens / max_cost, not both")

@@ -27,10 +27,10 @@ from kaizen.patterns.members import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.agent import Agent
-    from kaizen.budget import Budget
-    from kaizen.builder import WorkflowBuilder
-    from kaizen.framework import Kaizen
+    from kaizen.agents.agent import Agent
+    from kaizen.runtime.budget import Budget
+    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.agents.facade import Kaizen
 
 AGGREGATOR_ID = "consensus"
 RESERVED_IDS = frozenset({AGGREGATOR_ID, "question"})
@@ -66,7 +66,7 @@ def create_consensus_workflow(
     time (`parameters={"question": ...}`).
     `framework` (a `Kaizen` instance) creates the role-name agents, which inherit its config.
     """
-    from kaizen.builder import WorkflowBuilder
+    from kaizen.workflow.builder import WorkflowBuilder
 
     if decision_criteria not in DECISION_RULES:
         raise ValueError(

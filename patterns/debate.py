@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kaizen.nodes.agent import AgentNode
+from kaizen.agents.agent import AgentNode
 from kaizen.nodes.base import MISSING, Port
 from kaizen.patterns.aggregate import (
     ConvergenceNode,
@@ -35,10 +35,10 @@ from kaizen.patterns.members import (
 from kaizen.patterns.roles import role_key
 
 if TYPE_CHECKING:
-    from kaizen.agent import Agent
-    from kaizen.budget import Budget
-    from kaizen.builder import WorkflowBuilder
-    from kaizen.framework import Kaizen
+    from kaizen.agents.agent import Agent
+    from kaizen.runtime.budget import Budget
+    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.agents.facade import Kaizen
 
 JUDGE_ROLES = frozenset({"moderator", "judge"})
 DEFAULT_JUDGE = "moderator"
@@ -74,7 +74,7 @@ def create_debate_workflow(
     the model usage of a run of this workflow.
     `framework` (a `Kaizen` instance) creates the role-name agents, which inherit its config.
     """
-    from kaizen.builder import WorkflowBuilder
+    from kaizen.workflow.builder import WorkflowBuilder
 
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"create_debate_workflow: rounds must be an int >= 1, got {rounds!r}")

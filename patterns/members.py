@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from kaizen.patterns.roles import role_agent
 
 if TYPE_CHECKING:
-    from kaizen.agent import Agent
-    from kaizen.builder import WorkflowBuilder
-    from kaizen.framework import Kaizen
-    from kaizen.nodes.agent import AgentNode
+    from kaizen.agents.agent import Agent
+    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.agents.facade import Kaizen
+    from kaizen.agents.agent import AgentNode
     from kaizen.nodes.base import Node
     from kaizen.signatures import Signature
 
@@ -65,7 +65,7 @@ def resolve_members(
     framework: Kaizen | None = None,
 ) -> list[Member]:
     """Turn `agents` (Agent objects or role names) into members with unique keys."""
-    from kaizen.agent import Agent
+    from kaizen.agents.agent import Agent
 
     if isinstance(agents, str | bytes) or not isinstance(agents, Sequence):
         raise TypeError(

@@ -28,10 +28,10 @@ from kaizen.patterns.members import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.agent import Agent
-    from kaizen.budget import Budget
-    from kaizen.builder import WorkflowBuilder
-    from kaizen.framework import Kaizen
+    from kaizen.agents.agent import Agent
+    from kaizen.runtime.budget import Budget
+    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.agents.facade import Kaizen
 
 PREVIOUS = "previous_"
 
@@ -54,7 +54,7 @@ def create_pipeline(
     nor one of the step's inputs.
     `framework` (a `Kaizen` instance) creates the role-name agents, which inherit its config.
     """
-    from kaizen.builder import WorkflowBuilder
+    from kaizen.workflow.builder import WorkflowBuilder
 
     if isinstance(steps, str | bytes) or not isinstance(steps, Sequence) or not steps:
         raise ValueError(f"create_pipeline: steps must be a non-empty list, got {steps!r}")
@@ -125,8 +125,8 @@ def _configure(
     member: Member, override: Mapping[str, Any], step: int
 ) -> tuple[Member, dict[str, Any]]:
     """The step's agent with its config overrides applied, and its constant inputs."""
-    from kaizen.agent import Agent
-    from kaizen.config import valid_keys
+    from kaizen.agents.agent import Agent
+    from kaizen.agents.config import valid_keys
 
     config_keys = set(valid_keys())
     settings = {k: v for k, v in override.items() if k in config_keys}
@@ -153,7 +153,7 @@ def _takes_context(member: Member) -> bool:
     """The step has a `context` input of a dict type (as the default signature does)."""
     from typing import get_origin
 
-    field = next((f for f in member.signature.inputs if f.name == "context"), None)
+    field = next((f for f in member.signature.input_fields if f.name == "context"), None)
     return field is not None and (field.type is dict or get_origin(field.type) is dict)
 
 

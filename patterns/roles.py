@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kaizen.agent import Agent
-    from kaizen.framework import Kaizen
+    from kaizen.agents.agent import Agent
+    from kaizen.agents.facade import Kaizen
     from kaizen.signatures import Signature
 
 #: Known role names and their personas.
@@ -149,7 +149,7 @@ def role_agent(
 ) -> Agent:
     """An agent named `name` (default: the role) playing `part` with the role's persona,
     created by `framework` (default: the default `Kaizen` instance), whose defaults it inherits."""
-    from kaizen.framework import default_kaizen
+    from kaizen.agents.facade import default_kaizen
 
     signature = part_signature(part, options=options)
     merged = dict(config or {})

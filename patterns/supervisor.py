@@ -31,8 +31,8 @@ from kaizen.patterns.members import (
 from kaizen.patterns.roles import persona, role_agent
 
 if TYPE_CHECKING:
-    from kaizen.builder import WorkflowBuilder
-    from kaizen.framework import Kaizen
+    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.agents.facade import Kaizen
 
 ALLOCATIONS = ("automatic", "round_robin")
 CONFIG_KEYS = (
@@ -66,7 +66,7 @@ def create_supervisor_agent(
     `task: str` input; its result is its `result` output (or `answer` / `output`, else its
     first). The answer is the output `answer` of node `<name>/synthesize`.
     """
-    from kaizen.builder import WorkflowBuilder
+    from kaizen.workflow.builder import WorkflowBuilder
 
     settings = _settings(name, config)
     allocation: str = settings["task_allocation"]

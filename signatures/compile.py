@@ -1,8 +1,9 @@
 """Compile signature fields into pydantic models and the output JSON Schema.
 
 Models are cached by their fields, so equal signatures (and signatures sharing an input or output
-side) share one model class. Model attributes are `f0, f1, ...` with the field names as aliases:
-any field name, even one a `BaseModel` attribute uses (`json`, `schema`, `model_config`), works.
+side) share one model class. Model attributes are the field names; a name a `BaseModel` already
+uses (`json`, `schema`, `model_config`) becomes `<name>_` with the field name as its alias, so
+every field name works and validation always goes by field name.
 """
 
 from __future__ import annotations
@@ -14,33 +15,47 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from kaizen.nodes.base import MISSING
+from kaizen.missing import MISSING
 
 from .fields import SignatureField
 
-_CONFIG = ConfigDict(extra="ignore", populate_by_name=False, arbitrary_types_allowed=False)
+# protected_namespaces=(): a field may be called `model_name`; clashing names are aliased below
+_CONFIG = ConfigDict(extra="ignore", arbitrary_types_allowed=False, protected_namespaces=())
+_TAKEN = frozenset(dir(BaseModel))
 
 
-def attribute_name(index: int) -> str:
-    """The model attribute holding field number `index` (its alias is the field name)."""
-    return f"f{index}"
+def attribute_name(name: str) -> str:
+    """The model attribute that holds field `name`: the name itself, unless a pydantic model
+    already uses it (`json`, `copy`, `model_dump`, ...); then `name_` (aliased to `name`)."""
+    attribute = name
+    while attribute in _TAKEN:
+        attribute += "_"
+    return attribute
 
 
 @functools.lru_cache(maxsize=1024)
 def build_model(title: str, fields: tuple[SignatureField, ...]) -> type[BaseModel]:
-    """A pydantic model with one aliased attribute per field, carrying constraints and defaults."""
+    """A pydantic model with one attribute per field, carrying constraints and defaults."""
     definitions: dict[str, Any] = {}
-    for index, f in enumerate(fields):
+    for f in fields:
         extra: dict[str, Any] = dict(f.constraints)
         if f.description:
             extra["description"] = f.description
+        attribute = attribute_name(f.name)
+        if attribute != f.name:
+            extra["alias"] = f.name
         if f.default is MISSING:
-            info = Field(alias=f.name, title=f.name, **extra)
+            info = Field(title=f.name, **extra)
         else:
-            info = Field(default=f.default, alias=f.name, title=f.name, **extra)
-        definitions[attribute_name(index)] = (f.type, info)
+            info = Field(default=f.default, title=f.name, **extra)
+        definitions[attribute] = (f.type, info)
     model: type[BaseModel] = create_model(title, __config__=_CONFIG, **definitions)
     return model
+
+
+def values_of(instance: BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
+    """`{field name: value}` of a validated model instance, in field order."""
+    return {name: getattr(instance, attribute_name(name)) for name in names}
 
 
 def output_schema(fields: tuple[SignatureField, ...], title: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaizen.nodes.base import MISSING
+from kaizen.missing import MISSING
 
 from .fieldtypes import base_kinds
 

@@ -16,6 +16,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel
 
+from kaizen.text import type_name
+
 #: Plain type names usable in a spec, and the object each stands for.
 SCALARS: dict[str, Any] = {
     "str": str,
@@ -142,27 +144,15 @@ def normalize(annotation: Any) -> Any:
 
 
 def format_type(annotation: Any, types: Mapping[str, type] | None = None) -> str:
-    """Write a normalized annotation in spec syntax (`list[str]`, `int | None`, `Literal['a']`)."""
-    if annotation is type(None):
-        return "None"
-    if annotation is Any:
-        return "Any"
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return "Literal[" + ", ".join(repr(v) for v in typing.get_args(annotation)) + "]"
-    if origin is Union or origin is _pytypes.UnionType:
-        return " | ".join(format_type(arg, types) for arg in typing.get_args(annotation))
-    if origin is not None:
-        args = typing.get_args(annotation)
-        if origin is tuple and args == ():
-            return "tuple[()]"
-        parts = ["..." if arg is Ellipsis else format_type(arg, types) for arg in args]
-        return f"{origin.__name__}[{', '.join(parts)}]"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return _model_name(annotation, types)
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return repr(annotation)
+    """Write a normalized annotation in spec syntax (`list[str]`, `int | None`, `Literal['a']`);
+    pydantic models by the name they are registered under (or given as in `types`)."""
+
+    def name_of(cls: type) -> str | None:
+        if issubclass(cls, BaseModel):
+            return _model_name(cls, types)
+        return None
+
+    return type_name(annotation, name_of)
 
 
 def _model_name(model: type[BaseModel], types: Mapping[str, type] | None) -> str:

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from kaizen.errors import OutputParseError
 
-from .compile import attribute_name, describe_problem, friendly_errors
+from .compile import describe_problem, friendly_errors, values_of
 from .fieldtypes import accepts_object, accepts_str
 from .signature import Signature
 
@@ -45,7 +45,7 @@ def parse_output(signature: Signature, raw: str) -> dict[str, Any]:
     """
     if not isinstance(raw, str):
         raise TypeError(f"parse_output expects the reply text as a str, got {type(raw).__name__}")
-    outputs = signature.outputs
+    outputs = signature.output_fields
     names = signature.output_names
     found = extract_object(raw, names)
     data: dict[str, Any]
@@ -75,7 +75,7 @@ def parse_output(signature: Signature, raw: str) -> dict[str, Any]:
     except ValidationError as exc:
         errors: list[tuple[str | None, str]] = list(friendly_errors(exc, outputs))
         raise OutputParseError(_correction(errors), raw=raw, errors=errors) from None
-    return {name: getattr(instance, attribute_name(i)) for i, name in enumerate(names)}
+    return values_of(instance, names)
 
 
 def extract_object(raw: str, names: tuple[str, ...] = ()) -> dict[str, Any] | None:

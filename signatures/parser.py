@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, NoReturn
 
 from kaizen.errors import SignatureError
-from kaizen.nodes.base import MISSING
+from kaizen.missing import MISSING
 
 from .fields import SignatureField, constraint_problem
 from .fieldtypes import (

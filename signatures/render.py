@@ -24,7 +24,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import InputValidationError
-from kaizen.nodes.base import MISSING
+from kaizen.missing import MISSING
 
 from .fieldtypes import format_type
 from .signature import Signature
@@ -83,11 +83,11 @@ def _field_context(signature: Signature) -> tuple[list[dict[str, Any]], list[dic
                 "required": f.required,
                 "value": "",
             }
-            for f in signature.inputs
+            for f in signature.input_fields
         ]
         outputs = [
             {"name": f.name, "type": format_type(f.type), "description": f.description}
-            for f in signature.outputs
+            for f in signature.output_fields
         ]
         cached = (inputs, outputs)
         signature._cache["field_context"] = cached
@@ -159,7 +159,7 @@ def render_messages(
     fields, _ = _field_context(signature)
     rows: list[dict[str, Any]] = []
     missing: list[tuple[str, str]] = []
-    for f, row in zip(signature.inputs, fields, strict=True):
+    for f, row in zip(signature.input_fields, fields, strict=True):
         value = inputs.get(f.name, f.default)
         if value is MISSING:
             missing.append((f.name, "is missing"))

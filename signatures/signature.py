@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from kaizen.errors import InputValidationError, SignatureError
 
 from . import fieldtypes
-from .compile import attribute_name, build_model, describe_problem, friendly_errors, output_schema
+from .compile import build_model, describe_problem, friendly_errors, output_schema, values_of
 from .fields import FieldDeclaration, SignatureField, constraint_problem
 from .parser import parse_spec
 
@@ -38,15 +38,15 @@ class Signature:
     __slots__ = (
         "_cache",
         "_hash",
+        "input_fields",
         "input_names",
-        "inputs",
         "instructions",
+        "output_fields",
         "output_names",
-        "outputs",
     )
 
-    inputs: tuple[SignatureField, ...]
-    outputs: tuple[SignatureField, ...]
+    input_fields: tuple[SignatureField, ...]
+    output_fields: tuple[SignatureField, ...]
     instructions: str
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
@@ -93,8 +93,8 @@ class Signature:
         instructions: str,
     ) -> None:
         setattr_ = object.__setattr__
-        setattr_(self, "inputs", inputs)
-        setattr_(self, "outputs", outputs)
+        setattr_(self, "input_fields", inputs)
+        setattr_(self, "output_fields", outputs)
         setattr_(self, "instructions", instructions)
         setattr_(self, "input_names", tuple(f.name for f in inputs))
         setattr_(self, "output_names", tuple(f.name for f in outputs))
@@ -109,17 +109,11 @@ class Signature:
 
     @classmethod
     def signature(cls) -> Signature:
-        """The `Signature` value a class signature declares (same kind as the string form's)."""
-        sig = cls.__dict__.get(_SIGNATURE_ATTRIBUTE)
-        if isinstance(sig, SignatureError):
-            raise SignatureError(sig.message, field=sig.field)
-        if sig is None:
-            raise TypeError(
-                "Signature.signature() is for subclasses; declare fields in `class QA(Signature)` "
-                "or call create_signature('question -> answer')"
-            )
-        assert isinstance(sig, Signature)
-        return sig
+        """The `Signature` value a class signature declares (same kind as the string form's).
+
+        `create_signature(QA)` does the same and also works when a field is named `signature`.
+        """
+        return _declared(cls)
 
     # -- value semantics -----------------------------------------------------------------------
 
@@ -138,8 +132,8 @@ class Signature:
             return NotImplemented
         return (
             self._hash == other._hash
-            and self.inputs == other.inputs
-            and self.outputs == other.outputs
+            and self.input_fields == other.input_fields
+            and self.output_fields == other.output_fields
             and self.instructions == other.instructions
         )
 
@@ -147,7 +141,7 @@ class Signature:
         return self._hash
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Signature, (self.inputs, self.outputs, self.instructions))
+        return (Signature, (self.input_fields, self.output_fields, self.instructions))
 
     def __str__(self) -> str:
         text = self._cache.get("str")
@@ -161,8 +155,8 @@ class Signature:
 
     def spec(self, types: Mapping[str, type] | None = None) -> str:
         """The spec string; `types` names unregistered models as they will be passed back in."""
-        left = ", ".join(_format_field(f, types) for f in self.inputs)
-        right = ", ".join(_format_field(f, types) for f in self.outputs)
+        left = ", ".join(_format_field(f, types) for f in self.input_fields)
+        right = ", ".join(_format_field(f, types) for f in self.output_fields)
         prefix = f"{self.instructions!r} " if self.instructions else ""
         return f"{prefix}{left} -> {right}"
 
@@ -172,19 +166,41 @@ class Signature:
             raise TypeError(f"instructions must be a string, got {type(text).__name__}")
         if text == self.instructions:
             return self
-        return Signature._trusted(self.inputs, self.outputs, text)
+        return Signature._trusted(self.input_fields, self.output_fields, text)
+
+    def with_fields(
+        self,
+        *,
+        inputs: Iterable[SignatureField] = (),
+        outputs: Iterable[SignatureField] = (),
+    ) -> Signature:
+        """The same signature with more fields appended (checked like any signature's fields).
+
+        Patterns use it to give an agent an input its own signature lacks (a debater hearing the
+        previous round's arguments) without changing the agent the user made.
+        """
+        added_in, added_out = tuple(inputs), tuple(outputs)
+        if not added_in and not added_out:
+            return self
+        return Signature(
+            self.input_fields + added_in, self.output_fields + added_out, self.instructions
+        )
 
     # -- compiled forms ------------------------------------------------------------------------
 
     @property
     def input_model(self) -> type[BaseModel]:
-        """Pydantic model of the inputs (attributes are aliased: validate by field name)."""
-        return build_model("Inputs", self.inputs)
+        """Pydantic model of the inputs: one attribute per field, named like the field.
+
+        A field whose name a pydantic model already uses (`json`, `copy`, `model_dump`, ...) is
+        stored as `<name>_` with the field name as its alias; validate by field name either way.
+        """
+        return build_model("Inputs", self.input_fields)
 
     @property
     def output_model(self) -> type[BaseModel]:
-        """Pydantic model of the outputs (attributes are aliased: validate by field name)."""
-        return build_model("Outputs", self.outputs)
+        """Pydantic model of the outputs (attribute names as for `input_model`)."""
+        return build_model("Outputs", self.output_fields)
 
     @property
     def output_schema(self) -> dict[str, Any]:
@@ -195,7 +211,7 @@ class Signature:
         """
         schema = self._cache.get("schema")
         if schema is None:
-            schema = output_schema(self.outputs, "Outputs")
+            schema = output_schema(self.output_fields, "Outputs")
             self._cache["schema"] = schema
         return schema
 
@@ -229,14 +245,28 @@ class Signature:
         try:
             instance = self.input_model.model_validate(known)
         except ValidationError as exc:
-            problems.extend(friendly_errors(exc, self.inputs))
+            problems.extend(friendly_errors(exc, self.input_fields))
             instance = None
         if problems or instance is None:
             details = "; ".join(describe_problem(field, message) for field, message in problems)
             raise InputValidationError(
                 f"invalid inputs for signature `{self}`: {details}", errors=problems
             )
-        return {name: getattr(instance, attribute_name(i)) for i, name in enumerate(names)}
+        return values_of(instance, names)
+
+
+def _declared(cls: type[Signature]) -> Signature:
+    """The value a `class X(Signature)` declares, or the error its declaration raised."""
+    sig = cls.__dict__.get(_SIGNATURE_ATTRIBUTE)
+    if isinstance(sig, SignatureError):
+        raise SignatureError(sig.message, field=sig.field)
+    if sig is None:
+        raise TypeError(
+            "Signature.signature() is for subclasses; declare fields in `class QA(Signature)` "
+            "or call create_signature('question -> answer')"
+        )
+    assert isinstance(sig, Signature)
+    return sig
 
 
 def _format_field(f: SignatureField, types: Mapping[str, type] | None) -> str:
@@ -290,9 +320,6 @@ def _check_fields(inputs: tuple[SignatureField, ...], outputs: tuple[SignatureFi
                 raise SignatureError(f"field {name!r}: {problem}", field=name)
 
 
-_RESERVED = frozenset(dir(Signature))
-
-
 def _from_class(cls: type[Signature]) -> Signature | SignatureError | None:
     """Collect the fields a `class X(Signature)` declares (its own and its bases')."""
     declared: dict[str, tuple[FieldDeclaration, type]] = {}
@@ -324,12 +351,6 @@ def _from_class(cls: type[Signature]) -> Signature | SignatureError | None:
     inputs: list[SignatureField] = []
     outputs: list[SignatureField] = []
     for name, (decl, _) in declared.items():
-        if name in _RESERVED:
-            raise SignatureError(
-                f"{cls.__name__}: field name {name!r} clashes with a Signature attribute; "
-                "rename the field",
-                field=name,
-            )
         try:
             annotation = fieldtypes.normalize(hints.get(name, str))
         except fieldtypes.UnsupportedTypeError as exc:
@@ -394,7 +415,7 @@ def create_signature(
     if isinstance(spec, Signature):
         sig = spec
     elif isinstance(spec, type) and issubclass(spec, Signature):
-        sig = spec.signature()
+        sig = _declared(spec)
     else:
         raise TypeError(
             "create_signature expects a spec string such as 'question: str -> answer: str', "

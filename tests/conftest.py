@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kaizen.fault_server import FaultServer
+from kaizen.testing.fault_server import FaultServer
 
 
 @pytest.fixture

@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from kaizen.agent import Agent, ExecutionResult
+from kaizen.agents import Agent, ExecutionResult
 from kaizen.errors import (
     ConfigError,
     InputValidationError,
     ModelError,
     OutputParseError,
 )
-from kaizen.framework import create_agent
-from kaizen.record import RunStatus
+from kaizen.agents import create_agent
+from kaizen.runtime import RunStatus
 from kaizen.testing import ScriptedModel
 
 QA = "question: str -> answer: str, confidence: float"

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import InputValidationError, WorkflowValidationError
-from kaizen.framework import create_agent
+from kaizen.agents import create_agent
 from kaizen.nodes import get_node_type
-from kaizen.nodes.agent import AgentNode, LLMAgentNode
+from kaizen.agents import AgentNode, LLMAgentNode
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 
@@ -152,12 +152,12 @@ def test_agents_in_an_async_workflow() -> None:
 
 
 def test_budget_stops_an_agent_before_its_next_model_call() -> None:
-    from kaizen.budget import Budget
-    from kaizen.record import NodeStatus
+    from kaizen.runtime import Budget
+    from kaizen.runtime import NodeStatus
 
     model = ScriptedModel(["not json", {"answer": "too late", "score": 1.0}])
     agent = create_agent("spender", "question -> answer, score: float", {"model": model})
-    runtime = LocalRuntime(budget=Budget(max_tokens=1))
+    runtime = LocalRuntime(budget=Budget(max_tokens=1), failure_policy="continue")
     results, run_id = runtime.execute(
         agent.to_workflow().build(), parameters={"spender": {"question": "q"}}
     )

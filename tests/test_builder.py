@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 import networkx as nx
 import pytest
 
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import ParameterError, WorkflowValidationError
 from kaizen.nodes import FunctionNode, Node, Port, node
 from kaizen.runtime import LocalRuntime
@@ -602,7 +602,7 @@ def test_add_workflow_copies_nodes_under_a_prefix() -> None:
 
 
 def test_agents_are_added_by_their_workflow_node() -> None:
-    from kaizen.agent import Agent
+    from kaizen.agents import Agent
 
     agent = Agent("tb_qa", signature="question: str -> answer: str", config={"model": "test/x"})
     builder = WorkflowBuilder()

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import WorkflowValidationError
 from kaizen.nodes import Node, Port, register_node_type
 

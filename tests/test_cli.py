@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kaizen.cli import app
-from kaizen.cli_support import CliError, parse_field_options, parse_params, parse_value
+from kaizen.cli.support import CliError, parse_field_options, parse_params, parse_value
 
 KAIZEN = Path(sys.executable).parent / "kaizen"
 
 FLOWS = textwrap.dedent(
     """
-    from kaizen.builder import WorkflowBuilder
+    from kaizen.workflow import WorkflowBuilder
 
     def fetch(topic: str) -> str:
         return f"notes on {topic}"

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaizen.config import ENV_VARS, AgentConfig, env_layer, resolve_settings
+from kaizen.agents.config import ENV_VARS, AgentConfig, env_layer, resolve_settings
 from kaizen.errors import ConfigError
-from kaizen.framework import Kaizen, create_agent
+from kaizen.agents import Kaizen, create_agent
 from kaizen.testing import ScriptedModel
 
 ENV = (
@@ -151,7 +151,7 @@ def test_api_key_is_not_shown_in_repr() -> None:
 
 
 def test_agent_node_settings_match_the_config_fields() -> None:
-    from kaizen.nodes.agent import AGENT_CONFIG_KEYS
+    from kaizen.agents import AGENT_CONFIG_KEYS
 
     assert set(AgentConfig.model_fields) == AGENT_CONFIG_KEYS
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from kaizen.demo import DEFAULT_TOPIC, run_demo
+from kaizen.cli.demo import DEFAULT_TOPIC, run_demo
 from kaizen.errors import ConfigError
 from kaizen.testing import ScriptedModel
 

@@ -1,4 +1,4 @@
-"""kaizen.fault_server.FaultServer over raw HTTP (no litellm): replies, faults, log, concurrency."""
+"""kaizen.testing.FaultServer over raw HTTP (no litellm): replies, faults, log, concurrency."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaizen.fault_server import (
+from kaizen.testing.fault_server import (
     Fault,
     FaultServer,
     example_for_schema,

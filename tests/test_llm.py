@@ -24,8 +24,8 @@ from kaizen.testing import ScriptedModel, status_error
 
 def test_importing_kaizen_llm_does_not_import_litellm() -> None:
     code = (
-        "import sys, kaizen, kaizen.llm, kaizen.testing, kaizen.providers, kaizen.local_model, "
-        "kaizen.fault_server; print('litellm' in sys.modules, 'llama_cpp' in sys.modules)"
+        "import sys, kaizen, kaizen.llm, kaizen.testing, kaizen.llm.litellm_adapter, kaizen.llm.local, "
+        "kaizen.testing.fault_server; print('litellm' in sys.modules, 'llama_cpp' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
@@ -60,10 +60,10 @@ def test_fallback_is_the_local_model_or_a_helpful_error(monkeypatch: pytest.Monk
 def test_without_the_local_model_the_error_names_every_way_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import kaizen.llm
+    import kaizen.llm.models
 
     monkeypatch.delenv("KAIZEN_MODEL", raising=False)
-    monkeypatch.setattr(kaizen.llm, "local_model_installed", lambda: False)
+    monkeypatch.setattr(kaizen.llm.models, "local_model_installed", lambda: False)
     with pytest.raises(ConfigError, match="KAIZEN_MODEL"):
         resolve_model()
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kaizen.errors import ModelError
-from kaizen.fault_server import Fault, FaultServer
+from kaizen.testing.fault_server import Fault, FaultServer
 from kaizen.llm import ModelReply, acomplete, complete
 
 pytestmark = pytest.mark.timeout(60)

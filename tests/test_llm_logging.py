@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from kaizen.providers import litellm_logging_off, litellm_logging_wanted, load_litellm
+from kaizen.llm.litellm_adapter import litellm_logging_off, litellm_logging_wanted, load_litellm
 
 # Every way Kaizen code reaches litellm from several event loops: agents on threads (a loop per
 # thread), asyncio.run per call, an agent run from inside a running loop (a nested thread), sync
@@ -20,9 +20,9 @@ from kaizen.providers import litellm_logging_off, litellm_logging_wanted, load_l
 SCRIPT = textwrap.dedent(
     """
     import asyncio, threading
-    from kaizen.agent import Agent
+    from kaizen.agents import Agent
     from kaizen.errors import ModelError
-    from kaizen.fault_server import FaultServer
+    from kaizen.testing.fault_server import FaultServer
     from kaizen.llm import acomplete, complete
     from kaizen.testing import ScriptedModel
 
@@ -90,7 +90,7 @@ def test_user_registered_litellm_callbacks_still_fire() -> None:
     code = textwrap.dedent(
         """
         import asyncio, time
-        from kaizen.providers import load_litellm
+        from kaizen.llm.litellm_adapter import load_litellm
         from kaizen.llm import acomplete, complete
         from kaizen.testing import ScriptedModel
 

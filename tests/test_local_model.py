@@ -18,7 +18,7 @@ import pytest
 
 from kaizen.errors import ModelError
 from kaizen.llm import LOCAL_MODEL, ModelReply, acomplete, complete, local_model_installed
-from kaizen.local_model import (
+from kaizen.llm.local import (
     LocalModelError,
     LocalModelTruncated,
     bounded_schema,

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal, Optional, TypedDict, TypeVar
 import pydantic
 import pytest
 
-from kaizen.nodes.compat import format_type, is_compatible
+from kaizen.nodes.compat import is_compatible
+from kaizen.text import type_name as format_type
 
 
 class Answer(pydantic.BaseModel):

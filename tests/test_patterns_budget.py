@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from kaizen.budget import Budget
+from kaizen.runtime import Budget
 from kaizen.patterns import create_consensus_workflow, create_debate_workflow
-from kaizen.record import NodeStatus
+from kaizen.runtime import NodeStatus
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from kaizen.builder import WorkflowBuilder
-from kaizen.framework import create_agent
+from kaizen.workflow import WorkflowBuilder
+from kaizen.agents import create_agent
 from kaizen.patterns import ConsensusResult, create_consensus_workflow
-from kaizen.record import NodeStatus, RunRecord
+from kaizen.runtime import NodeStatus, RunRecord
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 

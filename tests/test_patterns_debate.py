@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from kaizen.builder import WorkflowBuilder
-from kaizen.framework import create_agent
+from kaizen.workflow import WorkflowBuilder
+from kaizen.agents import create_agent
 from kaizen.patterns import create_debate_workflow, role_agent
-from kaizen.record import NodeStatus, RunRecord
+from kaizen.runtime import NodeStatus, RunRecord
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 

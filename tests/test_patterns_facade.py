@@ -4,7 +4,7 @@ and the module-level functions under `kaizen.`."""
 from __future__ import annotations
 
 import kaizen
-from kaizen.framework import Kaizen
+from kaizen.agents import Kaizen
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kaizen.errors import WorkflowValidationError
-from kaizen.framework import create_agent
+from kaizen.agents import create_agent
 from kaizen.patterns import create_pipeline
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel

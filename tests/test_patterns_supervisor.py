@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaizen.builder import WorkflowBuilder
-from kaizen.framework import create_agent
+from kaizen.workflow import WorkflowBuilder
+from kaizen.agents import create_agent
 from kaizen.patterns import create_supervisor_agent
 from kaizen.patterns.delegation import AssignNode, match_worker
-from kaizen.record import NodeStatus, RunRecord
+from kaizen.runtime import NodeStatus, RunRecord
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
 

@@ -10,16 +10,16 @@ from typing import Any, Optional
 import networkx as nx
 import pytest
 
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import RenderError
 from kaizen.nodes.base import Node, Port
 from kaizen.render import (
     render_workflow,
-    type_label,
     workflow_svg,
     workflow_to_dot,
     workflow_to_mermaid,
 )
+from kaizen.text import type_name as type_label
 from kaizen.workflow import Connection, Workflow
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -56,28 +56,16 @@ def hand_made(
     nodes: list[Node],
     connections: list[Connection],
     *,
-    open_inputs: tuple[tuple[str, str], ...] = (),
     bound: dict[str, dict[str, Any]] | None = None,
     name: str = "hand",
 ) -> Workflow:
     graph = nx.DiGraph()
     for n in nodes:
-        graph.add_node(n.id, node=n)
-    for c in connections:
-        if graph.has_edge(c.source, c.target):
-            graph.edges[c.source, c.target]["ports"].append((c.source_port, c.target_port))
-        else:
-            graph.add_edge(c.source, c.target, ports=[(c.source_port, c.target_port)])
-    order = tuple(nx.topological_sort(graph))
-    return Workflow(
-        name,
-        {n.id: n for n in nodes},
-        tuple(connections),
-        nx.freeze(graph),
-        order,
-        bound_inputs=bound,
-        open_inputs=open_inputs,
-    )
+        graph.add_node(n.id)
+    graph.add_edges_from((c.source, c.target) for c in connections)
+    by_id = {n.id: n for n in nodes}
+    ordered = {node_id: by_id[node_id] for node_id in nx.topological_sort(graph)}
+    return Workflow(name, ordered, tuple(connections), bound_inputs=bound)
 
 
 WEIRD_ID = 'round1/b "quoted" <x> & |pipe| [1] {2} #3;'
@@ -92,7 +80,6 @@ def workflow() -> Workflow:
             Connection("a", "score", WEIRD_ID, "score"),
             Connection("a", "text", "round1/c", "text"),
         ],
-        open_inputs=(("a", "topic"), (WEIRD_ID, "tags")),
         bound={"round1/c": {"tags": ["x"]}},
     )
 
@@ -105,7 +92,7 @@ def test_type_labels_are_short_and_readable() -> None:
     assert type_label(Any) == "Any"
     assert type_label(list[str]) == "list[str]"
     assert type_label(dict[str, int]) == "dict[str, int]"
-    assert type_label(Optional[int]) == "Optional[int]"  # noqa: UP045
+    assert type_label(Optional[int]) == "int | None"  # noqa: UP045
     assert type_label(int | None) == "int | None"
 
 

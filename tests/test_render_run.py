@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import NodeExecutionError, RenderError
-from kaizen.record import NodeRun, NodeStatus, RunRecord, RunStatus
+from kaizen.runtime import NodeRun, NodeStatus, RunRecord, RunStatus
 from kaizen.render import render_run, run_svg, run_to_dot, timeline_svg
 from kaizen.runtime import LocalRuntime
-from kaizen.timeline import STATUS_COLORS, format_duration
+from kaizen.render.timeline import STATUS_COLORS, format_duration
 from kaizen.workflow import Workflow
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from kaizen.budget import Budget
-from kaizen.builder import WorkflowBuilder
-from kaizen.context import current_node_context
+from kaizen.runtime import Budget
+from kaizen.workflow import WorkflowBuilder
+from kaizen.runtime import current_node_context
 from kaizen.errors import BudgetExceededError, NodeExecutionError, ParameterError
 from kaizen.nodes import MergeNode, SwitchNode
-from kaizen.record import EventKind, NodeStatus, RunEvent, RunStatus, Usage
+from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunStatus, Usage
 from kaizen.runtime import LocalRuntime
 from kaizen.workflow import Workflow
 
@@ -548,9 +548,7 @@ def test_node_context_is_visible_in_sync_and_async_nodes_with_caller_context() -
     assert current_node_context() is None
 
 
-def test_usage_is_recorded_and_an_exhausted_budget_skips_model_nodes() -> None:
-    budget = Budget(max_tokens=100)
-
+def budget_graph() -> Workflow:
     def model_call(prompt: str) -> str:
         ctx = current_node_context()
         assert ctx is not None
@@ -566,13 +564,18 @@ def test_usage_is_recorded_and_an_exhausted_budget_skips_model_nodes() -> None:
     wb.add_connection("m1", "result", "m3", "prompt")
     wb.add_connection("m3", "after")
     wb.add_connection("m1", "m2")
-    rt = LocalRuntime(budget=budget)
-    results, record = rt.execute_with_record(wb.build(), {"prompt": "hi"})
+    return wb.build()
+
+
+def test_usage_is_recorded_and_an_exhausted_budget_skips_model_nodes() -> None:
+    budget = Budget(max_tokens=100)
+    rt = LocalRuntime(budget=budget, failure_policy="continue")
+    results, record = rt.execute_with_record(budget_graph(), {"prompt": "hi"})
     assert results["m3"] == {"result": "hi.."}
     assert record.usage.total_tokens == 120 and record.nodes["m1"].usage.calls == 1
     assert budget.used.total_tokens == 120
     # the shared budget is now exhausted: the next run's model nodes are skipped, not failed
-    results, record = rt.execute_with_record(wb.build(), {"prompt": "hi"})
+    results, record = rt.execute_with_record(budget_graph(), {"prompt": "hi"})
     assert results == {}
     m1 = record.nodes["m1"]
     assert m1.status is NodeStatus.SKIPPED and (m1.skip_reason or "").startswith("budget exceeded")
@@ -580,6 +583,23 @@ def test_usage_is_recorded_and_an_exhausted_budget_skips_model_nodes() -> None:
     assert record.status is RunStatus.FAILED
     with pytest.raises(BudgetExceededError):
         budget.check()
+
+
+def test_under_fail_fast_an_exhausted_budget_stops_the_run_and_raises_with_what_was_done() -> None:
+    budget = Budget(max_tokens=60)  # enough for m1 only
+    rt = LocalRuntime(budget=budget)
+    with pytest.raises(BudgetExceededError) as info:
+        rt.execute(budget_graph(), {"prompt": "hi"}, run_id="over")
+    error = info.value
+    assert error.run_id == "over" and error.node_id == "m3"
+    assert error.results["m1"] == {"result": "hi."}  # nothing already done is lost
+    assert "m3" not in error.results and "after" not in error.results
+    assert "run 'over'" in "\n".join(error.__notes__)
+    record = rt.get_record("over")
+    assert record.status is RunStatus.FAILED
+    assert record.nodes["m3"].status is NodeStatus.SKIPPED
+    assert (record.nodes["m3"].skip_reason or "").startswith("budget exceeded")
+    assert record.nodes["after"].status is NodeStatus.SKIPPED
 
 
 # -- async entry points and cancellation -------------------------------------------------------
@@ -592,8 +612,9 @@ def test_execute_async_and_execute_inside_a_loop() -> None:
     async def main() -> None:
         results, _ = await rt.execute_async(wf, {"x": 2})
         assert results["dbl"] == {"result": 6}
-        with pytest.raises(RuntimeError, match="execute_async"):
-            rt.execute(wf, {"x": 2})
+        # as in a notebook cell: the sync entry point works inside a running loop too
+        results, _ = rt.execute(wf, {"x": 3})
+        assert results["dbl"] == {"result": 8}
 
     asyncio.run(main())
 
@@ -665,7 +686,7 @@ def test_budget_reports_usage_and_refuses_bad_limits() -> None:
 
 CTRL_C_SCRIPT = """
 import asyncio, os, signal, threading, time
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.runtime import LocalRuntime
 
 async def slow():
@@ -710,7 +731,7 @@ def test_parameter_type_check_lets_coercible_values_through() -> None:
 
     import pydantic
 
-    from kaizen.scheduler import value_fits
+    from kaizen.workflow.parameters import value_fits
 
     class Colour(enum.Enum):
         RED = "red"

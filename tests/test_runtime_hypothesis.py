@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kaizen.builder import WorkflowBuilder
+from kaizen.workflow import WorkflowBuilder
 from kaizen.nodes import Node, Port
-from kaizen.record import NodeStatus, RunRecord
+from kaizen.runtime import NodeStatus, RunRecord
 from kaizen.runtime import LocalRuntime
 from kaizen.workflow import Workflow
 

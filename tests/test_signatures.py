@@ -17,6 +17,7 @@ from kaizen.signatures import (
     Signature,
     SignatureField,
     create_signature,
+    parse_output,
     register_type,
 )
 
@@ -37,7 +38,7 @@ register_type(SigTestPerson)
 
 def types_of(spec: str, **kwargs: Any) -> dict[str, Any]:
     sig = create_signature(spec, **kwargs)
-    return {f.name: f.type for f in (*sig.inputs, *sig.outputs)}
+    return {f.name: f.type for f in (*sig.input_fields, *sig.output_fields)}
 
 
 # -- string form ------------------------------------------------------------------------------
@@ -47,15 +48,15 @@ def test_untyped_fields_are_strings() -> None:
     sig = create_signature("question -> answer")
     assert sig.input_names == ("question",)
     assert sig.output_names == ("answer",)
-    assert sig.inputs[0] == SignatureField("question", str)
-    assert sig.inputs[0].default is MISSING and sig.inputs[0].required
+    assert sig.input_fields[0] == SignatureField("question", str)
+    assert sig.input_fields[0].default is MISSING and sig.input_fields[0].required
 
 
 def test_typed_fields_keep_order_and_types() -> None:
     sig = create_signature("question: str, context: list[str] -> answer: str, confidence: float")
     assert sig.input_names == ("question", "context")
     assert sig.output_names == ("answer", "confidence")
-    assert [f.type for f in sig.outputs] == [str, float]
+    assert [f.type for f in sig.output_fields] == [str, float]
 
 
 @pytest.mark.parametrize(
@@ -126,11 +127,11 @@ def test_descriptions_constraints_defaults_and_instructions() -> None:
         "answer: str (min_length=1) 'the answer'"
     )
     assert sig.instructions == "Answer briefly."
-    question, k = sig.inputs
+    question, k = sig.input_fields
     assert question.description == "what the user asks"
     assert k.default == 3 and k.constraints == {"ge": 1, "le": 10}
-    assert sig.outputs[0].constraints == {"min_length": 1}
-    assert sig.outputs[0].description == "the answer"
+    assert sig.output_fields[0].constraints == {"min_length": 1}
+    assert sig.output_fields[0].description == "the answer"
 
 
 def test_instructions_argument_wins_over_the_spec() -> None:
@@ -142,7 +143,7 @@ def test_instructions_argument_wins_over_the_spec() -> None:
 def test_commas_inside_brackets_and_literal_strings_are_not_separators() -> None:
     sig = create_signature("a: dict[str, int], b: Literal['x, y', \"->\"] -> c: tuple[int, str]")
     assert sig.input_names == ("a", "b")
-    assert sig.inputs[1].type == Literal["x, y", "->"]
+    assert sig.input_fields[1].type == Literal["x, y", "->"]
 
 
 def test_whitespace_and_newlines_are_insignificant() -> None:
@@ -271,7 +272,7 @@ def test_with_instructions_returns_a_new_signature() -> None:
     sig = create_signature("a -> b")
     other = sig.with_instructions("Be terse.")
     assert other.instructions == "Be terse." and sig.instructions == ""
-    assert other.inputs == sig.inputs
+    assert other.input_fields == sig.input_fields
 
 
 def test_signature_pickles() -> None:
@@ -308,8 +309,8 @@ def test_class_form_gives_the_same_kind_of_value() -> None:
     assert create_signature(QA) is sig
     assert sig.instructions == "Answer the question from the context."
     assert sig.input_names == ("question", "context")
-    assert sig.inputs[1].default == [] and not sig.inputs[1].required
-    assert sig.outputs[1].constraints == {"ge": 0, "le": 1}
+    assert sig.input_fields[1].default == [] and not sig.input_fields[1].required
+    assert sig.output_fields[1].constraints == {"ge": 0, "le": 1}
     assert create_signature(str(sig)) == sig
 
 
@@ -340,7 +341,7 @@ def test_class_form_inherits_fields_and_accepts_typing_spellings() -> None:
         Base.signature()
     sig = Child.signature()
     assert sig.input_names == ("question",)
-    assert sig.outputs[0].type == Optional[list[str]]  # noqa: UP045
+    assert sig.output_fields[0].type == Optional[list[str]]  # noqa: UP045
     assert sig.instructions == ""
 
 
@@ -356,12 +357,6 @@ def test_class_form_errors() -> None:
 
     with pytest.raises(SignatureError, match="NoOutputs: a signature needs at least one output"):
         create_signature(NoOutputs)
-
-    with pytest.raises(SignatureError, match="clashes"):
-
-        class Clash(Signature):
-            inputs: str = InputField()
-            answer: str = OutputField()
 
     with pytest.raises(SignatureError, match="not a supported"):
 
@@ -471,3 +466,30 @@ def test_length_and_number_constraints_apply_through_optional() -> None:
     assert validator.is_valid({"tags": None, "n": None})
     assert not validator.is_valid({"tags": ["a", "b", "c"], "n": 1})
     assert not validator.is_valid({"tags": [], "n": -1})
+
+
+def test_field_names_are_the_users_own_even_where_kaizen_or_pydantic_use_them() -> None:
+    class Names(Signature):
+        inputs: str = InputField()
+        signature: str = InputField()
+        instructions: str = InputField()
+        json: str = OutputField()
+        model_dump: int = OutputField()
+        confidence: float = OutputField()
+
+    sig = create_signature(Names)
+    assert sig.input_names == ("inputs", "signature", "instructions")
+    assert sig.output_names == ("json", "model_dump", "confidence")
+    outputs = sig.output_model.model_validate({"json": "{}", "model_dump": "3", "confidence": "0.93"})
+    assert outputs.confidence == 0.93  # field names are the model's attribute names
+    assert outputs.json_ == "{}" and outputs.model_dump_ == 3  # clashing ones get a trailing _
+    reply = '{"json": "x", "model_dump": 1, "confidence": "0.5"}'
+    assert parse_output(sig, reply) == {"json": "x", "model_dump": 1, "confidence": 0.5}
+
+
+def test_string_signature_output_model_attributes_are_the_field_names() -> None:
+    sig = create_signature("question: str -> answer: str, confidence: float")
+    model = sig.output_model.model_validate({"answer": "x", "confidence": "0.93"})
+    assert model.answer == "x" and model.confidence == 0.93
+    inputs = sig.input_model.model_validate({"question": "q"})
+    assert inputs.question == "q"

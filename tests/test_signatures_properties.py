@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaizen.errors import SignatureError
+from kaizen.signatures.compile import attribute_name
 from kaizen.signatures import Signature, SignatureField, create_signature, parse_output
 from kaizen.signatures.fieldtypes import make_union
 
@@ -153,7 +154,7 @@ def replies(draw: st.DrawFn) -> tuple[Signature, dict[str, Any], str]:
         body = f"```{draw(st.sampled_from(['', 'json']))}\n{body}\n```"
     if draw(st.booleans()):
         body = f"{draw(prose)}\n{body}\n{draw(prose)}"
-    expected = {name: getattr(instance, f"f{i}") for i, name in enumerate(field_names)}
+    expected = {name: getattr(instance, attribute_name(name)) for name in field_names}
     return sig, expected, body
 
 

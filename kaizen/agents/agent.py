@@ -1,0 +1,393 @@
+"""`Agent` (a signature + a model config, executable and usable as a workflow node) and
+`AgentNode` (an agent in a workflow graph).
+
+`agent.execute(**inputs)` is the workflow engine running a one-node workflow that holds the
+agent's `AgentNode` (built once and cached); the conversation with the model is the exchange flow
+of `kaizen.agents.exchange`, which the node drives sync (`run`) or async (`arun`).
+
+When `execute` raises, and when it returns a failed result:
+
+- before anything runs it always raises: `InputValidationError` (inputs that do not fit the
+  signature), `ConfigError` (no model, a bad environment variable);
+- when the run fails (`ModelError` after the provider retries, `OutputParseError` after
+  `max_parse_attempts` replies that do not fit, `BudgetExceededError`) it raises that error by
+  default; with the agent config `raise_on_error=False` it returns an `ExecutionResult` with
+  `success=False` and the error in `.error` instead, metadata included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kaizen.agents.config import AgentConfig, ModelSettings, environment_key, resolve_settings
+from kaizen.agents.exchange import exchange
+from kaizen.agents.result import ExecutionReport, ExecutionResult
+from kaizen.errors import BudgetExceededError, ConfigError, KaizenError, NodeExecutionError
+from kaizen.flow import Flow, run_async, run_sync
+from kaizen.missing import MISSING
+from kaizen.nodes.base import ExecutionPolicy, Node, Port
+from kaizen.nodes.registry import register_node_type
+from kaizen.runtime.hooks import check_hooks
+
+if TYPE_CHECKING:
+    from kaizen.runtime.local import LocalRuntime
+    from kaizen.signatures import Signature
+    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.workflow.workflow import Workflow
+
+__all__ = [
+    "AGENT_CONFIG_KEYS",
+    "DEFAULT_SIGNATURE_SPEC",
+    "Agent",
+    "AgentNode",
+    "LLMAgentNode",
+    "coerce_signature",
+    "default_signature",
+]
+
+# An agent created without a signature: a task, optional context, a free-text result.
+DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
+
+#: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
+AGENT_CONFIG_KEYS = frozenset(AgentConfig.model_fields)
+
+
+def default_signature() -> Signature:
+    """`task: str, context: dict = {} -> result: str` (created once, then cached)."""
+    from kaizen.signatures import create_signature
+
+    return create_signature(DEFAULT_SIGNATURE_SPEC)
+
+
+def coerce_signature(signature: Any) -> Signature:
+    """A `Signature` from a spec string, a `Signature` (instance or class form), or None."""
+    from kaizen.signatures import Signature, create_signature
+
+    if signature is None:
+        return default_signature()
+    if isinstance(signature, Signature):
+        return signature
+    return create_signature(signature)
+
+
+class Agent:
+    """A named agent: a `Signature`, an `AgentConfig`, lifecycle hooks, and a lazily resolved
+    model. Create agents with `kaizen.create_agent(...)` or `Kaizen(...).create_agent(...)`.
+
+    `hooks` (`kaizen.runtime.hooks`) observe this agent's own moments wherever it runs: its
+    node's start and finish, its model calls and their usage.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        signature: Any = None,
+        config: AgentConfig | Mapping[str, Any] | None = None,
+        *,
+        defaults: AgentConfig | None = None,
+        hooks: Iterable[object] = (),
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"an agent needs a non-empty name, got {name!r}")
+        self.name = name
+        own = AgentConfig.coerce(config, where=f"agent {name!r}")
+        self.config: AgentConfig = own.merged_over(defaults) if defaults is not None else own
+        sig = coerce_signature(signature)
+        instructions = self.config.effective_instructions
+        if instructions is not None:
+            sig = sig.with_instructions(instructions)
+        self.signature: Signature = sig
+        self._hooks = check_hooks(hooks)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Caches: per-process state that never travels with the agent."""
+        self._output_schema: dict[str, Any] | None = None
+        self._settings: tuple[tuple[str | None, ...], ModelSettings] | None = None
+        # execute() and execute_async() each get a cached one-node workflow (keyed by "sync"):
+        # the sync one runs AgentNode.run inline, so a sync caller never crosses into a loop
+        self._engines: dict[bool, Workflow] = {}
+        self._runtime: LocalRuntime | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what defines the agent travels (to another process, a Ray worker); caches do not
+        return {
+            "name": self.name,
+            "config": self.config,
+            "signature": self.signature,
+            "hooks": self._hooks,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name = state["name"]
+        self.config = state["config"]
+        self.signature = state["signature"]
+        self._hooks = state["hooks"]
+        self._reset()
+
+    def __repr__(self) -> str:
+        model = self.config.model
+        return f"Agent({self.name!r}, inputs={list(self.signature.input_names)}, " + (
+            f"outputs={list(self.signature.output_names)}, model={model!r})"
+        )
+
+    @property
+    def hooks(self) -> tuple[object, ...]:
+        return self._hooks
+
+    def add_hook(self, hook: object) -> None:
+        """Observe this agent's moments with `hook` from now on."""
+        self._hooks = (*self._hooks, *check_hooks([hook]))
+
+    def with_signature(self, signature: Any) -> Agent:
+        """A copy of this agent (same name, config and hooks) with another signature."""
+        copy = Agent(self.name, signature, self.config, hooks=self._hooks)
+        return copy
+
+    @property
+    def output_schema(self) -> dict[str, Any]:
+        """The signature's output JSON Schema (computed once; treat it as read-only)."""
+        schema = self._output_schema
+        if schema is None:
+            schema = self._output_schema = self.signature.output_schema
+        return schema
+
+    def settings(self) -> ModelSettings:
+        """The config with the environment applied and the model resolved, as the next run uses
+        it: resolved again whenever a `KAIZEN_*` variable it reads has changed.
+
+        Raises `ConfigError` when no model is configured and none is installed.
+        """
+        key = environment_key()
+        cached = self._settings
+        if cached is None or cached[0] != key:
+            cached = self._settings = (key, resolve_settings(self.config))
+        return cached[1]
+
+    # -- execution ------------------------------------------------------------------------------
+
+    def execute(self, **inputs: Any) -> ExecutionResult:
+        """Validate `inputs`, run the agent, return its typed outputs (see the module docstring
+        for what raises and what returns a failed result)."""
+        values, workflow, report, run_id, settings = self._prepare(inputs, sync=True)
+        started = time.perf_counter()
+        try:
+            results, _ = self.runtime.execute(
+                workflow, {self.name: values}, run_id=run_id, hooks=[report]
+            )
+        except (NodeExecutionError, BudgetExceededError) as exc:
+            failure: BaseException = exc
+        else:
+            return self._result(results, report, run_id, started)
+        return self._failed(failure, report, run_id, started, settings)
+
+    async def execute_async(self, **inputs: Any) -> ExecutionResult:
+        """`execute` for async code: the model call runs on the running event loop."""
+        values, workflow, report, run_id, settings = self._prepare(inputs, sync=False)
+        started = time.perf_counter()
+        try:
+            results, _ = await self.runtime.execute_async(
+                workflow, {self.name: values}, run_id=run_id, hooks=[report]
+            )
+        except (NodeExecutionError, BudgetExceededError) as exc:
+            failure: BaseException = exc
+        else:
+            return self._result(results, report, run_id, started)
+        return self._failed(failure, report, run_id, started, settings)
+
+    @property
+    def runtime(self) -> LocalRuntime:
+        """The runtime `execute` uses (its run records are looked up by `metadata['run_id']`)."""
+        if self._runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    from kaizen.runtime.local import LocalRuntime
+
+                    self._runtime = LocalRuntime()
+        return self._runtime
+
+    def _prepare(
+        self, inputs: Mapping[str, Any], *, sync: bool
+    ) -> tuple[dict[str, Any], Workflow, ExecutionReport, str, ModelSettings]:
+        values = self.signature.validate_inputs(inputs)  # before anything runs
+        settings = self.settings()  # a ConfigError before anything runs, too
+        return values, self._engine(sync), ExecutionReport(self.name), uuid.uuid4().hex, settings
+
+    def _engine(self, sync: bool) -> Workflow:
+        """The cached one-node workflow `execute` (sync) or `execute_async` runs."""
+        workflow = self._engines.get(sync)
+        if workflow is None:
+            with self._lock:
+                workflow = self._engines.get(sync)
+                if workflow is None:
+                    from kaizen.workflow.builder import WorkflowBuilder
+
+                    node = AgentNode(self.name, agent=self, sync=sync, inputs_validated=True)
+                    builder = WorkflowBuilder(self.name)
+                    builder.add_node_instance(node)
+                    workflow = self._engines[sync] = builder.build()
+        return workflow
+
+    def _result(
+        self,
+        results: Mapping[str, Mapping[str, Any]],
+        report: ExecutionReport,
+        run_id: str,
+        started: float,
+    ) -> ExecutionResult:
+        outputs = results.get(self.name)
+        if outputs is None:  # skipped (the runtime says why) or never ran
+            node_run = self.runtime.get_record(run_id).nodes.get(self.name)
+            why = node_run.skip_reason or node_run.error if node_run is not None else None
+            raise KaizenError(
+                f"agent {self.name!r} produced no result in run {run_id!r}: {why or 'unknown'}"
+            )
+        metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
+        return ExecutionResult(dict(outputs), raw=report.raw, metadata=metadata)
+
+    def _failed(
+        self,
+        failure: BaseException,
+        report: ExecutionReport,
+        run_id: str,
+        started: float,
+        settings: ModelSettings,
+    ) -> ExecutionResult:
+        error = failure
+        if isinstance(failure, NodeExecutionError) and isinstance(failure.__cause__, Exception):
+            error = failure.__cause__  # the agent's own error, its chain intact
+        if settings.raise_on_error:
+            raise error
+        metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
+        return ExecutionResult(
+            {}, raw=report.raw, metadata=metadata, success=False, error=error
+        )
+
+    # -- agents as nodes ------------------------------------------------------------------------
+
+    def to_workflow_node(
+        self, node_id: str | None = None, *, timeout: float | None = None, retries: int = 0
+    ) -> AgentNode:
+        """This agent as a workflow node (ports = signature fields); id defaults to the name.
+
+        `timeout` / `retries` are the runtime's per-node policy (provider retries are separate:
+        config key `retries`).
+        """
+        policy = ExecutionPolicy(timeout=timeout, retries=retries)
+        return AgentNode(node_id or self.name, policy=policy, agent=self)
+
+    def to_workflow(self, node_id: str | None = None) -> WorkflowBuilder:
+        """A `WorkflowBuilder` holding just this agent's node."""
+        from kaizen.workflow.builder import WorkflowBuilder
+
+        builder = WorkflowBuilder(self.name)
+        builder.add_node_instance(self.to_workflow_node(node_id))
+        return builder
+
+
+class AgentNode(Node):
+    """A node that runs an `Agent`: ports = signature fields, async on the runtime's event loop
+    (or, built with `sync=True`, sync in the runtime's threads or inline).
+
+    By type name from a config: `{"agent": agent}` uses that agent; `{"signature": ...,
+    "name": ..., <agent config keys>}` makes one. Other keys named like an input set that input.
+    """
+
+    type_name = "AgentNode"
+    config_keys: ClassVar[frozenset[str] | None] = AGENT_CONFIG_KEYS | {
+        "agent",
+        "signature",
+        "name",
+    }
+
+    def __init__(
+        self,
+        node_id: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        policy: ExecutionPolicy | None = None,
+        agent: Agent | None = None,
+        sync: bool = False,
+        inputs_validated: bool = False,
+    ) -> None:
+        config = dict(config or {})
+        if agent is None:
+            agent = _agent_from_config(node_id, config)
+        elif config:
+            raise ValueError(
+                f"node {node_id!r}: pass either an agent or a config, not both "
+                "(configure the agent instead)"
+            )
+        self.agent = agent
+        # sync=True: the runtime calls run() (litellm's sync API) instead of arun() on its loop
+        self._sync = sync
+        # Agent.execute validated the inputs already; in a graph they are validated here
+        self._inputs_validated = inputs_validated
+        # The node's config keeps only input values (bound by the builder): what configures the
+        # agent stays with the agent, and its API key never sits in a node's config.
+        inputs = set(agent.signature.input_names)
+        super().__init__(node_id, {k: v for k, v in config.items() if k in inputs}, policy=policy)
+
+    @property  # type: ignore[override]
+    def hooks(self) -> tuple[object, ...]:
+        return self.agent.hooks
+
+    @property
+    def is_async(self) -> bool:
+        return not self._sync
+
+    def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
+        signature = self.agent.signature
+        inputs = [Port(f.name, f.type, f.default, f.description) for f in signature.input_fields]
+        outputs = [Port(f.name, f.type, MISSING, f.description) for f in signature.output_fields]
+        return inputs, outputs
+
+    def _flow(self, inputs: dict[str, Any]) -> Flow[dict[str, Any]]:
+        agent = self.agent
+        if not self._inputs_validated:
+            inputs = agent.signature.validate_inputs(inputs)
+        return exchange(agent.name, agent.signature, agent.settings(), inputs, agent.output_schema)
+
+    def run(self, **inputs: Any) -> dict[str, Any]:
+        return run_sync(self._flow(inputs))
+
+    async def arun(self, **inputs: Any) -> dict[str, Any]:
+        return await run_async(self._flow(inputs))
+
+
+class LLMAgentNode(AgentNode):
+    """`AgentNode` by type name; config: `signature`, optional `name`, and any agent config key."""
+
+    type_name = "LLMAgentNode"
+
+
+def _agent_from_config(node_id: str, config: Mapping[str, Any]) -> Agent:
+    given = config.get("agent")
+    if given is not None:
+        if not isinstance(given, Agent):
+            raise TypeError(
+                f"config 'agent' must be an Agent (kaizen.create_agent), got {type(given).__name__}"
+            )
+        extra = sorted(set(config) & (AGENT_CONFIG_KEYS | {"signature", "name"}))
+        if extra:
+            raise ValueError(
+                f"config {extra} cannot change the agent given as 'agent'; configure the agent "
+                "itself, or give 'signature' and agent config keys instead of 'agent'"
+            )
+        return given
+    settings = dict(config)
+    signature = coerce_signature(settings.pop("signature", None))
+    name = settings.pop("name", node_id)
+    for key in signature.input_names:  # input values, bound by the builder
+        if key not in AGENT_CONFIG_KEYS:
+            settings.pop(key, None)
+    return Agent(name, signature, settings)
+
+
+register_node_type(AgentNode)
+register_node_type(LLMAgentNode)

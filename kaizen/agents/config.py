@@ -1,0 +1,249 @@
+"""Agent configuration: `AgentConfig` (validated with pydantic) and how its layers are merged.
+
+Precedence, highest first: the agent's own config > the `Kaizen` instance's config > environment
+variables (`KAIZEN_MODEL`, `KAIZEN_TEMPERATURE`, `KAIZEN_MAX_TOKENS`, `KAIZEN_TIMEOUT`,
+`KAIZEN_API_BASE`) > built-in defaults. The explicit layers are validated when an agent is created;
+the environment is read, and the model resolved, each time the agent runs (`resolve_settings`,
+cached while those variables keep their values), so creating an agent with nothing configured
+never fails and a changed `KAIZEN_MODEL` applies to the next run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kaizen.errors import ConfigError
+from kaizen.llm.models import (
+    ModelHandle,
+    ModelSpec,
+    StructuredOutputMode,
+    model_name,
+    resolve_model,
+    uses_structured_output,
+)
+
+# config field -> environment variable that supplies it when no explicit layer does
+ENV_VARS: dict[str, str] = {
+    "model": "KAIZEN_MODEL",
+    "temperature": "KAIZEN_TEMPERATURE",
+    "max_tokens": "KAIZEN_MAX_TOKENS",
+    "timeout": "KAIZEN_TIMEOUT",
+    "api_base": "KAIZEN_API_BASE",
+}
+
+
+class AgentConfig(BaseModel):
+    """How an agent talks to its model. Every key is optional; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    model: Any = Field(
+        default=None,
+        description="litellm model name ('openai/gpt-4o-mini', 'local/smollm2') or a model handle "
+        "such as a ScriptedModel",
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, description="seconds per provider call")
+    retries: int = Field(default=3, ge=0, description="provider retries on 429/5xx/timeouts")
+    max_parse_attempts: int = Field(
+        default=3, ge=1, description="model calls allowed to produce a valid reply (re-asks + 1)"
+    )
+    instructions: str | None = None
+    system_prompt: str | None = Field(default=None, description="alias of `instructions`")
+    structured_output: StructuredOutputMode = "auto"
+    api_base: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    prompt_template: str | None = Field(
+        default=None, description="jinja2 template of the user message (the per-call prompt)"
+    )
+    system_template: str | None = Field(
+        default=None, description="jinja2 template of the system message"
+    )
+    raise_on_error: bool = Field(
+        default=True,
+        description="execute() raises when the run fails; False: it returns a result with "
+        "success=False and the exception in .error",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_name_or_scripted(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            if isinstance(value, str) and not value.strip():
+                raise ValueError("the model name is empty")
+            return value
+        if isinstance(value, ModelHandle) and isinstance(value.model_name, str):
+            return value
+        raise ValueError(
+            "expected a litellm model name (str) or a model handle with a `model_name` (such as "
+            f"kaizen.testing.ScriptedModel), got {type(value).__name__}"
+        )
+
+    @field_validator("prompt_template", "system_template")
+    @classmethod
+    def _template_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            from jinja2 import TemplateSyntaxError
+            from jinja2.sandbox import SandboxedEnvironment
+
+            try:
+                SandboxedEnvironment().parse(value)
+            except TemplateSyntaxError as exc:
+                raise ValueError(
+                    f"not a valid jinja2 template: {exc} (line {exc.lineno})"
+                ) from None
+        return value
+
+    @property
+    def effective_instructions(self) -> str | None:
+        """`instructions`, else `system_prompt` (they are the same setting)."""
+        return self.instructions if self.instructions is not None else self.system_prompt
+
+    @classmethod
+    def coerce(cls, config: AgentConfig | Mapping[str, Any] | None, *, where: str) -> AgentConfig:
+        """Validate a user-supplied config; errors become `ConfigError`s naming `where`."""
+        if config is None:
+            return cls()
+        if isinstance(config, AgentConfig):
+            return config
+        if not isinstance(config, Mapping):
+            raise ConfigError(
+                f"{where}: config must be a dict or AgentConfig, got {type(config).__name__}"
+            )
+        try:
+            built = cls.model_validate(dict(config))
+        except ValidationError as exc:
+            raise config_error(exc, where=where) from None
+        if built.instructions is not None and built.system_prompt is not None:
+            raise ConfigError(
+                f"{where}: give either 'instructions' or 'system_prompt' (they are the same "
+                "setting), not both"
+            )
+        return built
+
+    def explicit(self) -> dict[str, Any]:
+        """Only the keys that were set explicitly (what this layer overrides)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+    def merged_over(self, lower: AgentConfig) -> AgentConfig:
+        """This config's explicit keys layered over `lower`'s (no re-validation needed)."""
+        if not lower.model_fields_set:
+            return self
+        if not self.model_fields_set:
+            return lower
+        values = {**lower.explicit(), **self.explicit()}
+        if "instructions" in self.model_fields_set or "system_prompt" in self.model_fields_set:
+            # the higher layer's instructions replace the lower layer's, whichever key it used
+            for key in ("instructions", "system_prompt"):
+                if key not in self.model_fields_set:
+                    values.pop(key, None)
+        return AgentConfig.model_construct(_fields_set=set(values), **values)
+
+
+def valid_keys() -> list[str]:
+    return list(AgentConfig.model_fields)
+
+
+def config_error(exc: ValidationError, *, where: str) -> ConfigError:
+    """Turn pydantic's report into one message naming every bad key and what to do."""
+    lines: list[str] = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "<config>"
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, valid_keys(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            lines.append(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(valid_keys())}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"config key {key!r}: {message} (got {error.get('input')!r})")
+    return ConfigError(f"{where}: " + "; ".join(lines))
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """The config layer the environment supplies (`KAIZEN_MODEL` is left to `resolve_model`)."""
+    environ = os.environ if environ is None else environ
+    values = {
+        field: environ[var]
+        for field, var in ENV_VARS.items()
+        if field != "model" and environ.get(var, "").strip()
+    }
+    if not values:
+        return AgentConfig()
+    try:
+        return AgentConfig.model_validate(values)
+    except ValidationError as exc:
+        bad = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+        names = ", ".join(f"{ENV_VARS[b]}={environ[ENV_VARS[b]]!r}" for b in bad)
+        raise ConfigError(
+            f"environment variable {names} is invalid: "
+            + "; ".join(e["msg"] for e in exc.errors())
+            + ". Fix or unset it."
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """An agent's config with every layer applied and the model resolved: what each call uses."""
+
+    model: ModelSpec
+    model_name: str
+    schema_in_prompt: bool
+    max_parse_attempts: int
+    prompt_template: str | None
+    system_template: str | None
+    call_options: Mapping[str, Any]  # keyword arguments for kaizen.llm.prepare
+    raise_on_error: bool
+
+
+def resolve_settings(config: AgentConfig) -> ModelSettings:
+    """Apply the environment under `config`, resolve the model, precompute the call options.
+
+    Raises `ConfigError` when no model is configured and none is installed (the message says how
+    to choose one), or when an environment override is invalid.
+    """
+    effective = config.merged_over(env_layer())
+    model = resolve_model(effective.model)
+    options: dict[str, Any] = {
+        "model": model,
+        "retries": effective.retries,
+        "structured_output": effective.structured_output,
+    }
+    for key in ("temperature", "max_tokens", "timeout", "api_base", "api_key"):
+        value = getattr(effective, key)
+        if value is not None:
+            options[key] = value
+    return ModelSettings(
+        model=model,
+        model_name=model_name(model),
+        schema_in_prompt=not uses_structured_output(model, effective.structured_output),
+        max_parse_attempts=effective.max_parse_attempts,
+        prompt_template=effective.prompt_template,
+        system_template=effective.system_template,
+        call_options=options,
+        raise_on_error=effective.raise_on_error,
+    )
+
+
+def environment_key() -> tuple[str | None, ...]:
+    """The values of the variables settings read: settings stay valid while this is unchanged."""
+    environ = os.environ
+    return tuple(environ.get(var) for var in ENV_VARS.values())
+
+
+__all__ = [
+    "ENV_VARS",
+    "AgentConfig",
+    "ModelSettings",
+    "config_error",
+    "env_layer",
+    "environment_key",
+    "resolve_settings",
+    "valid_keys",
+]

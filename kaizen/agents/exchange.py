@@ -1,0 +1,68 @@
+"""An agent's exchange with its model, written once as a flow (`kaizen.flow`).
+
+    render the prompt from the signature and the inputs
+    repeat, at most `max_parse_attempts` times:
+        call the model (the `kaizen.llm.call.model_call` flow: retries, hooks, usage)
+        parse the reply into the signature's typed outputs -> done
+        or show the model its reply and what was wrong with it, and ask again
+
+`AgentNode.run` drives it with `run_sync`, `AgentNode.arun` with `run_async`; nothing else talks
+to the model for an agent. The tool loop and streaming add steps to this flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from kaizen.errors import OutputParseError
+from kaizen.flow import Flow
+from kaizen.llm.call import model_call, prepare
+from kaizen.signatures import parse_output, render_messages
+
+if TYPE_CHECKING:
+    from kaizen.agents.config import ModelSettings
+    from kaizen.signatures import Signature
+
+__all__ = ["exchange"]
+
+
+def exchange(
+    name: str,
+    signature: Signature,
+    settings: ModelSettings,
+    inputs: Mapping[str, Any],
+    output_schema: Mapping[str, Any],
+) -> Flow[dict[str, Any]]:
+    """The flow of one execution of agent `name`: its typed outputs, or `OutputParseError`
+    (carrying the last raw reply) after `max_parse_attempts` replies that do not fit."""
+    messages: list[dict[str, Any]] = render_messages(
+        signature,
+        inputs,
+        template=settings.system_template,
+        user_template=settings.prompt_template,
+        schema_in_prompt=settings.schema_in_prompt,
+    )
+    request = prepare(messages, response_schema=output_schema, **settings.call_options)
+    attempts = settings.max_parse_attempts
+    for attempt in range(1, attempts + 1):
+        reply = yield from model_call(request)
+        try:
+            return parse_output(signature, reply.text)
+        except OutputParseError as exc:
+            if attempt == attempts:
+                raise OutputParseError(
+                    f"agent {name!r}: the model's reply did not fit the signature after "
+                    f"{attempt} attempt(s) (raise 'max_parse_attempts' or make the signature "
+                    f"easier to satisfy). Last problems: {exc}",
+                    raw=exc.raw,
+                    errors=exc.errors,
+                ) from exc
+            messages = [
+                *messages,
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": str(exc)},
+            ]
+            request = dataclasses.replace(request, kwargs={**request.kwargs, "messages": messages})
+    raise AssertionError("unreachable: max_parse_attempts is at least 1")

@@ -1,0 +1,177 @@
+"""`ExecutionResult` (what `agent.execute()` returns) and `ExecutionReport` (the hook that
+gathers, during that run, what the agent's model calls did).
+
+As the ADR writes it: `result.answer` (any output field), `result.data`, `result.metadata`
+(`execution_time`, `token_usage`, `cost`, ...), `result.success`, `result.error`; plus
+`result.raw`, the model's final reply as received.
+"""
+
+from __future__ import annotations
+
+import reprlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from kaizen.runtime.hooks import ModelCallFinishHook
+from kaizen.runtime.record import Usage
+
+__all__ = ["ExecutionMetadata", "ExecutionReport", "ExecutionResult"]
+
+_SHORT = reprlib.Repr()  # keeps a result's repr to a line or two
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxdict = 6
+
+
+class ExecutionMetadata(dict[str, Any]):
+    """A dict of facts about one execution, also readable as attributes
+    (`result.metadata.execution_time` and `result.metadata["execution_time"]`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"no metadata {name!r}; there is: {', '.join(self) or '(none)'}"
+            ) from None
+
+
+class ExecutionResult:
+    """An agent's typed outputs (`result.answer`, `result["answer"]`), `.data`, `.raw`,
+    `.metadata`, `.success` and `.error`.
+
+    An output field named like one of these attributes is reached with `result["data"]`. On a
+    failed result (`success` False, only with the agent config `raise_on_error=False`) `data`
+    is empty, `error` holds the exception, and reading an output field raises an
+    `AttributeError` that says so.
+    """
+
+    __slots__ = ("data", "error", "metadata", "raw", "success")
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        *,
+        raw: str,
+        metadata: Mapping[str, Any],
+        success: bool = True,
+        error: BaseException | None = None,
+    ) -> None:
+        self.data = data
+        self.raw = raw
+        self.metadata = ExecutionMetadata(metadata)
+        self.success = success
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            data = object.__getattribute__(self, "data")
+        except AttributeError:
+            raise AttributeError(name) from None
+        if name in data:
+            return data[name]
+        error = object.__getattribute__(self, "error")
+        if error is not None:
+            raise AttributeError(
+                f"this execution failed, so it has no output {name!r}: "
+                f"{type(error).__name__}: {error} (see result.error)"
+            ) from error
+        fields = ", ".join(data) or "(none)"
+        raise AttributeError(
+            f"this result has no output field {name!r}; its outputs are: {fields} "
+            "(plus .data, .raw, .metadata, .success, .error)"
+        )
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.data[name]
+        except KeyError:
+            raise KeyError(
+                f"no output field {name!r}; outputs are: {', '.join(self.data) or '(none)'}"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*self.data, "data", "raw", "metadata", "success", "error"})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionResult):
+            return NotImplemented
+        return (self.data, self.raw, self.success) == (other.data, other.raw, other.success)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if not self.success:
+            return f"ExecutionResult(success=False, error={self.error!r})"
+        fields = ", ".join(f"{k}={_SHORT.repr(v)}" for k, v in self.data.items())
+        return f"ExecutionResult({fields})"
+
+
+class ExecutionReport(ModelCallFinishHook):
+    """During one `agent.execute()` run: what the agent's model calls did (a hook)."""
+
+    name = "kaizen.execution-report"
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.usage = Usage()
+        self.latency = 0.0  # seconds in model calls, re-asks included
+        self.attempts = 0  # model calls made to get a reply that fits the signature
+        self.provider_attempts = 0  # HTTP-level attempts, provider retries included
+        self.raw = ""
+        self.model = ""
+        self.finish_reason: str | None = None
+        self._lock = threading.Lock()
+
+    def on_model_call_finish(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        model: str,
+        usage: Usage,
+        latency: float,
+        reply: Any,
+        error: BaseException | None,
+    ) -> None:
+        if node_id != self.node_id:
+            return
+        with self._lock:
+            self.attempts += 1
+            self.usage.add(usage)
+            self.latency += latency
+            self.model = model or self.model
+            if reply is not None:
+                self.provider_attempts += reply.attempts
+                self.raw = reply.text
+                self.finish_reason = reply.finish_reason
+
+    def metadata(self, agent: str, run_id: str, execution_time: float) -> dict[str, Any]:
+        usage = self.usage
+        return {
+            "agent": agent,
+            "model": self.model,
+            "execution_time": execution_time,
+            "token_usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "cost": usage.cost,
+            "latency": self.latency,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "attempts": self.attempts,
+            "provider_attempts": self.provider_attempts,
+            "finish_reason": self.finish_reason,
+            "run_id": run_id,
+        }

@@ -1,0 +1,296 @@
+"""The `kaizen` command line: draw a workflow, run it with a progress display, ask an agent.
+
+    kaizen render module:attr -o graph.svg
+    kaizen run module:attr --param node.port=value --param port=value [--out DIR]
+    kaizen ask "question -> answer, confidence: float" --question "..." [--model M]
+    kaizen demo [--topic T] [--out DIR] [--model M]
+
+`module:attr` names a `WorkflowBuilder`, a `Workflow`, or a function returning either; the module
+is imported with the current directory on `sys.path`, or given as a file (`path/to/flow.py:attr`).
+Only typer is imported up front; Kaizen's engine loads inside the command that needs it, so
+`kaizen --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from kaizen.cli.support import (
+    CliError,
+    load_workflow,
+    parse_field_options,
+    parse_params,
+    to_json,
+    write_run_files,
+)
+
+if TYPE_CHECKING:
+    from kaizen.runtime.record import RunRecord
+    from kaizen.workflow.workflow import Workflow
+
+app = typer.Typer(
+    name="kaizen",
+    help="Kaizen: typed-signature agents compiled into concurrent, drawable workflow graphs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Exit codes: 1 = the run itself failed (a node failed); 2 = the request was wrong (bad target,
+# invalid workflow, bad parameters or fields, model configuration or provider errors).
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_TEXT_FORMATS = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/bold red] {escape(message)}"
+    )
+    raise typer.Exit(code)
+
+
+def _note(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[dim]{escape(message)}[/dim]")
+
+
+@app.command()
+def render(
+    target: Annotated[str, typer.Argument(help="module:attr or path/to/file.py:attr")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write; the suffix picks the format: .svg .png .pdf (drawn by Graphviz), "
+            ".mmd (Mermaid) or .dot (DOT source).",
+        ),
+    ] = Path("graph.svg"),
+) -> None:
+    """Draw a workflow: nodes with their typed ports, edges with their port mappings."""
+    from kaizen.errors import KaizenError
+
+    try:
+        workflow = load_workflow(target)
+        written = _write_graph(workflow, output)
+    except (CliError, KaizenError) as exc:
+        _fail(str(exc))
+    _note(f"wrote {written}")
+
+
+def _write_graph(workflow: Workflow, output: Path) -> Path:
+    from kaizen.render import render_workflow, workflow_to_dot, workflow_to_mermaid
+
+    kind = _TEXT_FORMATS.get(output.suffix.lower())
+    if kind is None:
+        return render_workflow(workflow, output)
+    text = workflow_to_mermaid(workflow) if kind == "mermaid" else workflow_to_dot(workflow)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    return output
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="module:attr or path/to/file.py:attr")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="node.port=value (one node's input) or port=value (every open input of that "
+            "name). Values are read as JSON when they parse, else kept as text.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the pictures and the results file.")
+    ] = Path("out"),
+    max_concurrency: Annotated[
+        int | None, typer.Option("--max-concurrency", min=1, help="Nodes running at once.")
+    ] = None,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="On a node failure, skip its dependants but finish independent branches "
+            "(default: stop the run at the first failure).",
+        ),
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show live progress on stderr.")
+    ] = True,
+) -> None:
+    """Run a workflow, print its results as JSON, and write its pictures and results to --out."""
+    from kaizen.errors import KaizenError, NodeExecutionError
+
+    try:
+        workflow = load_workflow(target)
+        parameters = parse_params(param or [])
+    except (CliError, KaizenError) as exc:
+        _fail(str(exc))
+
+    from kaizen.cli.progress import RunProgress
+    from kaizen.errors import BudgetExceededError
+    from kaizen.runtime.local import LocalRuntime
+
+    options: dict[str, Any] = {"failure_policy": "continue" if keep_going else "fail_fast"}
+    if max_concurrency is not None:
+        options["max_concurrency"] = max_concurrency
+    runtime = LocalRuntime(**options)
+    run_id = uuid.uuid4().hex
+    with RunProgress(workflow, enabled=progress) as display:
+        try:
+            results, _ = runtime.execute(workflow, parameters, run_id=run_id, hooks=[display])
+        except (NodeExecutionError, BudgetExceededError) as exc:
+            write_run_files(workflow, runtime.get_record(run_id), exc.results, out, _note)
+            _fail(_one_line(exc), EXIT_RUN_FAILED)
+        except KeyboardInterrupt:
+            write_run_files(workflow, runtime.get_record(run_id), None, out, _note)
+            _fail("interrupted; the run record shows what finished", EXIT_INTERRUPTED)
+        except KaizenError as exc:  # parameters that do not fit
+            _fail(str(exc))
+    record = runtime.get_record(run_id)
+    written = write_run_files(workflow, record, results, out, _note)
+    _note("wrote " + ", ".join(str(p) for p in written.values()))
+    typer.echo(to_json(results))
+    _note(_summary(record))
+    if str(record.status) != "completed":
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _with_cause(exc: BaseException) -> str:
+    """`exc`'s message (its type too when it is not one of Kaizen's), and the root cause's."""
+    from kaizen.errors import KaizenError
+
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, KaizenError):
+        text = f"{type(exc).__name__}: {text}"
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None and str(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _summary(record: RunRecord) -> str:
+    from kaizen.render.timeline import format_duration
+
+    took = "" if record.finished is None else f" in {format_duration(record.finished - record.started)}"
+    return f"{record.summary()}: {record.status}{took}"
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    options_metavar="SPEC --FIELD VALUE... [--model MODEL]",
+)
+def ask(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model name (litellm's), e.g. openai/gpt-4o-mini."),
+    ] = None,
+) -> None:
+    """Ask an agent once and print its typed outputs as JSON.
+
+    SPEC is a signature such as "question -> answer, confidence: float"; give each input field
+    as --<field> VALUE (text for text fields, JSON for the others).
+
+    Example: kaizen ask "question -> answer, confidence: float" --question "What is ML?"
+    """
+    from kaizen.errors import OutputParseError
+
+    try:
+        spec, raw_fields = parse_field_options(list(ctx.args))
+    except CliError as exc:
+        _fail(str(exc))
+
+    from kaizen.agents.facade import create_agent
+    from kaizen.signatures import create_signature
+
+    try:
+        signature = create_signature(spec)
+        fields = _typed_fields(signature, raw_fields)
+        agent = create_agent("ask", signature=signature, config={"model": model} if model else None)
+        result = agent.execute(**fields)
+    except OutputParseError as exc:
+        raw = exc.raw if len(exc.raw) <= 500 else exc.raw[:499] + "…"
+        _fail(f"{exc}\nthe model replied: {raw}")
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:  # one line with the cause, never a traceback
+        _fail(_with_cause(exc))
+    typer.echo(to_json(result.data))
+
+
+def _typed_fields(signature: Any, raw: dict[str, str]) -> dict[str, Any]:
+    """Command-line text to values: fields that accept text keep it, others read it as JSON."""
+    from kaizen.signatures.fieldtypes import accepts_str
+
+    types = {f.name: f.type for f in signature.input_fields}
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if name in types and accepts_str(types[name]):
+            values[name] = text
+            continue
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text
+    return values
+
+
+@app.command()
+def demo(
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="What to debate (default: a set topic).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the graphs, run pictures and results.")
+    ] = Path("out"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model (litellm name); default: $KAIZEN_MODEL, else the embedded local/smollm2.",
+        ),
+    ] = None,
+) -> None:
+    """Run a debate and a consensus on a topic, print the verdict, draw both to --out.
+
+    A weak or failed answer is reported as such (failed nodes, consensus not reached); the
+    command fails only when the model cannot be used at all.
+    """
+    from kaizen.cli.demo import run_demo
+    from kaizen.errors import KaizenError
+
+    try:
+        run_demo(topic, out, model)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except KaizenError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    """Entry point of the `kaizen` console script and `python -m kaizen`."""
+    app()

@@ -1,0 +1,198 @@
+"""A model call, written once: `prepare` the request, then the `model_call` flow, driven by
+`complete` (sync) or `acomplete` (asyncio).
+
+`prepare` resolves the model (`kaizen.llm.models.resolve_model`), asks for structured output
+(a json_schema ``response_format``) when the model supports it, and switches litellm's and the
+OpenAI SDK's own retries off. `model_call` is a flow (`kaizen.flow`): it yields the litellm call
+and the waits between attempts, applies the retry rules of `kaizen.llm.retry`, and returns a
+`ModelReply` (text, usage and cost, latency, attempts) or raises `ModelError`. Inside a running
+node it also fires the model-call moments of the lifecycle hooks, once per call: the budget
+refuses the call there, and the run record counts its usage. Anything that drives flows can run
+it: an agent's exchange yields from it, so tools and streaming later add steps to one flow.
+
+litellm is imported on first call (`kaizen.llm.litellm_adapter`), never at import time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaizen.errors import ConfigError
+from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
+from kaizen.llm import litellm_adapter as adapter
+from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
+from kaizen.llm.models import (
+    ModelSpec,
+    StructuredOutputMode,
+    model_name,
+    resolve_model,
+    response_format_for,
+    uses_structured_output,
+)
+from kaizen.llm.retry import model_error, retry_wait, root_cause
+from kaizen.runtime.context import current_node_context
+from kaizen.runtime.record import Usage
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ModelReply",
+    "ModelRequest",
+    "acomplete",
+    "complete",
+    "model_call",
+    "prepare",
+]
+
+DEFAULT_TIMEOUT = 60.0  # seconds per attempt when the caller gives none: nothing may hang
+DEFAULT_BACKOFF = 0.5  # first retry waits about this long, doubling after each failure
+MAX_WAIT = 30.0  # cap on any single wait, Retry-After included
+
+adapter.register_provider(LOCAL_PROVIDER, make_local_handler)
+
+
+@dataclass
+class ModelReply:
+    """One successful model call."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency: float = 0.0  # seconds, all attempts and waits included
+    attempts: int = 1
+    finish_reason: str | None = None
+    raw_response: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One model call, ready to send: the litellm arguments and the retry budget."""
+
+    model: str
+    kwargs: Mapping[str, Any] = field(repr=False)  # may hold the API key: never shown
+    retries: int = 3
+    backoff: float = DEFAULT_BACKOFF
+    max_wait: float = MAX_WAIT
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.kwargs["messages"])
+
+
+def prepare(
+    messages: list[dict[str, Any]],
+    *,
+    model: ModelSpec | None = None,
+    response_schema: Mapping[str, Any] | None = None,
+    schema_name: str = "output",
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+    retries: int = 3,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    structured_output: StructuredOutputMode = "auto",
+    backoff: float = DEFAULT_BACKOFF,
+    max_wait: float = MAX_WAIT,
+    **extra: Any,
+) -> ModelRequest:
+    """The request for one call: `timeout` is per attempt (default 60 s); `retries` more
+    attempts on retryable failures, the first after about `backoff` seconds, no wait longer than
+    `max_wait` (Retry-After included). Other keyword arguments go to litellm as they are."""
+    if not messages:
+        raise ValueError("a model call needs at least one message")
+    if retries < 0:
+        raise ConfigError(f"retries must be 0 or more, not {retries}")
+    resolved = resolve_model(model)
+    name = model_name(resolved)
+    kwargs: dict[str, Any] = {
+        "model": name,
+        "messages": messages,
+        "timeout": DEFAULT_TIMEOUT if timeout is None else float(timeout),
+        "num_retries": 0,  # retries are ours alone (backoff, Retry-After, typed errors)
+        "max_retries": 0,
+        **extra,
+    }
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    if max_tokens is not None:
+        kwargs["max_tokens"] = max_tokens
+    if api_base is not None:
+        kwargs["api_base"] = api_base
+    if api_key is not None:
+        kwargs["api_key"] = api_key
+    if response_schema is not None and uses_structured_output(resolved, structured_output):
+        kwargs["response_format"] = response_format_for(response_schema, schema_name)
+    return ModelRequest(name, kwargs, retries, float(backoff), float(max_wait))
+
+
+def model_call(request: ModelRequest) -> Flow[ModelReply]:
+    """The flow of one call: attempts, waits, the reply (see the module docstring)."""
+    context = current_node_context()
+    if context is not None:  # a hook may refuse the call here (the budget)
+        context.model_call_started(model=request.model, messages=request.kwargs["messages"])
+    started = time.perf_counter()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = yield Call(adapter.completion, adapter.acompletion, request.kwargs)
+        except Exception as exc:
+            wait = retry_wait(
+                exc,
+                attempt,
+                retries=request.retries,
+                backoff=request.backoff,
+                max_wait=request.max_wait,
+            )
+            if wait is None:
+                secrets = [str(request.kwargs.get("api_key") or "")]
+                error = model_error(exc, request.model, attempt, secrets)
+                if context is not None:
+                    latency = time.perf_counter() - started
+                    context.model_call_finished(
+                        usage=Usage(), model=request.model, latency=latency, error=error
+                    )
+                raise error from root_cause(exc)
+            yield Sleep(wait)
+            continue
+        reply = _reply(response, request.model, attempt, time.perf_counter() - started)
+        if context is not None:
+            context.model_call_finished(
+                usage=reply.usage, model=request.model, latency=reply.latency, reply=reply
+            )
+        return reply
+
+
+def complete(messages: list[dict[str, Any]], **options: Any) -> ModelReply:
+    """Call a model once (plus retries) and return its reply; options as for `prepare`."""
+    return run_sync(model_call(prepare(messages, **options)))
+
+
+async def acomplete(messages: list[dict[str, Any]], **options: Any) -> ModelReply:
+    """`complete` for asyncio: waits (latency, backoff) never block the event loop."""
+    return await run_async(model_call(prepare(messages, **options)))
+
+
+def _reply(response: Any, model: str, attempts: int, latency: float) -> ModelReply:
+    choice = response.choices[0] if getattr(response, "choices", None) else None
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None) or ""
+    usage = getattr(response, "usage", None)
+    cost = 0.0 if adapter.is_kaizen_model(model) else adapter.response_cost(response, model)
+    return ModelReply(
+        text=text,
+        model=model,
+        usage=Usage(
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            cost=cost or 0.0,
+            calls=1,
+        ),
+        latency=latency,
+        attempts=attempts,
+        finish_reason=getattr(choice, "finish_reason", None),
+        raw_response=response,
+    )

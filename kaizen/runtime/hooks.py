@@ -1,0 +1,261 @@
+"""Lifecycle hooks: the one mechanism for everything that observes or steers a run.
+
+One class per moment, one method each, keyword-only arguments (the shape of Hamilton's
+`lifecycle/api.py`). A hook object subclasses the classes of the moments it wants:
+
+| class | method | when, and on which thread |
+|---|---|---|
+| `RunStartHook` | `on_run_start(*, run_id, workflow, record)` | before any node, driver thread |
+| `NodeStartHook` | `on_node_start(*, run_id, node_id, node_type, attempt, time)` | a node began |
+| `NodeRetryHook` | `on_node_retry(*, run_id, node_id, attempt, error, wait)` | an attempt failed, another follows |
+| `NodeSkipHook` | `on_node_skip(*, run_id, node_id, reason, time)` | routing, a failed upstream, the budget |
+| `NodeFinishHook` | `on_node_finish(*, run_id, node_id, status, outputs, error, started, finished, attempts)` | completed, failed or cancelled |
+| `RunFinishHook` | `on_run_finish(*, run_id, status, record, error)` | last, driver thread |
+| `ModelCallStartHook` | `on_model_call_start(*, run_id, node_id, model, messages)` | before each model call, in the node's thread |
+| `ModelCallFinishHook` | `on_model_call_finish(*, run_id, node_id, model, usage, latency, reply, error)` | after it, with usage and cost (`reply`: the `ModelReply`, None on failure) |
+| `ToolCallStartHook` | `on_tool_call_start(*, run_id, node_id, tool, arguments)` | before each tool call, node's thread |
+| `ToolCallFinishHook` | `on_tool_call_finish(*, run_id, node_id, tool, result, error, duration)` | after it |
+| `ChunkHook` | `on_chunk(*, run_id, node_id, chunk)` | each streamed piece, node's thread |
+
+Run and node moments arrive on the runtime's driver thread, one at a time and in order. Model,
+tool and chunk moments arrive in the thread that runs the node, possibly from several nodes at
+once: hooks for those must be thread-safe.
+
+Observing: a hook that raises is recorded in the run's `RunRecord.hook_errors` under the hook's
+name (its `name` attribute, else its class name) and logged (logger `kaizen.hooks`); the run goes
+on, and the runtime's own state and record were updated before any user hook ran.
+
+Steering: raising a `VetoError` (such as `BudgetExceededError`) from `on_model_call_start` or
+`on_tool_call_start` refuses that call: the node sees the error (a budget refusal marks the node
+SKIPPED). Node and run moments report what happened and cannot be vetoed.
+
+Hooks are registered on a runtime (`LocalRuntime(hooks=[...])`, `runtime.add_hook(h)`), for one
+run (`runtime.execute(..., hooks=[...])`), or on an agent (`create_agent(..., hooks=[...])`):
+an agent's hooks see the moments of that agent's own node. With no hook registered beyond the
+runtime's own record keeping, a moment costs one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kaizen.errors import VetoError
+from kaizen.runtime.record import HookError
+
+if TYPE_CHECKING:
+    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, Usage
+    from kaizen.workflow.workflow import Workflow
+
+__all__ = [
+    "ChunkHook",
+    "HookSet",
+    "ModelCallFinishHook",
+    "ModelCallStartHook",
+    "NodeFinishHook",
+    "NodeRetryHook",
+    "NodeSkipHook",
+    "NodeStartHook",
+    "RunFinishHook",
+    "RunStartHook",
+    "ToolCallFinishHook",
+    "ToolCallStartHook",
+    "hook_name",
+]
+
+_log = logging.getLogger("kaizen.hooks")
+
+
+class RunStartHook:
+    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
+        raise NotImplementedError
+
+
+class RunFinishHook:
+    def on_run_finish(
+        self,
+        *,
+        run_id: str,
+        status: RunStatus,
+        record: RunRecord,
+        error: BaseException | None,
+    ) -> None:
+        raise NotImplementedError
+
+
+class NodeStartHook:
+    def on_node_start(
+        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
+    ) -> None:
+        raise NotImplementedError
+
+
+class NodeRetryHook:
+    def on_node_retry(
+        self, *, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
+    ) -> None:
+        raise NotImplementedError
+
+
+class NodeSkipHook:
+    def on_node_skip(self, *, run_id: str, node_id: str, reason: str, time: float) -> None:
+        raise NotImplementedError
+
+
+class NodeFinishHook:
+    def on_node_finish(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        status: NodeStatus,
+        outputs: Mapping[str, Any] | None,
+        error: BaseException | None,
+        started: float | None,
+        finished: float,
+        attempts: int,
+    ) -> None:
+        raise NotImplementedError
+
+
+class ModelCallStartHook:
+    def on_model_call_start(
+        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
+    ) -> None:
+        raise NotImplementedError
+
+
+class ModelCallFinishHook:
+    def on_model_call_finish(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        model: str,
+        usage: Usage,
+        latency: float,
+        reply: Any,
+        error: BaseException | None,
+    ) -> None:
+        raise NotImplementedError
+
+
+class ToolCallStartHook:
+    def on_tool_call_start(
+        self, *, run_id: str, node_id: str, tool: str, arguments: Mapping[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
+
+class ToolCallFinishHook:
+    def on_tool_call_finish(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        tool: str,
+        result: Any,
+        error: BaseException | None,
+        duration: float,
+    ) -> None:
+        raise NotImplementedError
+
+
+class ChunkHook:
+    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
+        raise NotImplementedError
+
+
+# moment -> (hook class, method name); the order of HookSet's slots
+_MOMENTS: dict[str, tuple[type, str]] = {
+    "run_start": (RunStartHook, "on_run_start"),
+    "run_finish": (RunFinishHook, "on_run_finish"),
+    "node_start": (NodeStartHook, "on_node_start"),
+    "node_retry": (NodeRetryHook, "on_node_retry"),
+    "node_skip": (NodeSkipHook, "on_node_skip"),
+    "node_finish": (NodeFinishHook, "on_node_finish"),
+    "model_call_start": (ModelCallStartHook, "on_model_call_start"),
+    "model_call_finish": (ModelCallFinishHook, "on_model_call_finish"),
+    "tool_call_start": (ToolCallStartHook, "on_tool_call_start"),
+    "tool_call_finish": (ToolCallFinishHook, "on_tool_call_finish"),
+    "chunk": (ChunkHook, "on_chunk"),
+}
+_VETOABLE = frozenset({"model_call_start", "tool_call_start"})
+_HOOK_CLASSES = tuple(cls for cls, _ in _MOMENTS.values())
+
+
+def hook_name(hook: object) -> str:
+    """How a hook is named in records and logs: its `name` attribute, else its class name."""
+    name = getattr(hook, "name", None)
+    return name if isinstance(name, str) and name else type(hook).__name__
+
+
+def check_hooks(hooks: Iterable[object]) -> tuple[object, ...]:
+    """The hooks as a tuple; `TypeError` for an object that implements no moment."""
+    checked = tuple(hooks)
+    for hook in checked:
+        if not isinstance(hook, _HOOK_CLASSES):
+            raise TypeError(
+                f"{hook!r} is not a lifecycle hook: subclass the classes of the moments it "
+                "observes (kaizen.NodeFinishHook, kaizen.ModelCallFinishHook, ...; see "
+                "kaizen.runtime.hooks)"
+            )
+    return checked
+
+
+class HookSet:
+    """The hooks of one run (or of one node within it), sorted by moment, ready to call.
+
+    `fire_<moment>(**arguments)` calls every hook of that moment in registration order. Failures
+    are recorded in `record.hook_errors` (see the module docstring).
+    """
+
+    __slots__ = ("_by_moment", "hooks", "record")
+
+    def __init__(self, hooks: Sequence[object], record: RunRecord | None = None) -> None:
+        self.hooks = tuple(hooks)
+        self.record = record
+        self._by_moment: dict[str, tuple[Callable[..., None], ...]] = {
+            moment: tuple(getattr(h, method) for h in self.hooks if isinstance(h, cls))
+            for moment, (cls, method) in _MOMENTS.items()
+        }
+
+    def including(self, more: Sequence[object]) -> HookSet:
+        """These hooks followed by `more` (an agent's hooks, scoped to its node)."""
+        return HookSet((*self.hooks, *more), self.record) if more else self
+
+    def wants(self, moment: str) -> bool:
+        """Whether any hook observes `moment` (skip building costly arguments otherwise)."""
+        return bool(self._by_moment[moment])
+
+    def fire(self, moment: str, **arguments: Any) -> None:
+        """Call every hook of `moment` with `arguments` (keyword-only, as documented)."""
+        for call in self._by_moment[moment]:
+            try:
+                call(**arguments)
+            except VetoError:
+                if moment in _VETOABLE:
+                    raise
+                self._failed(call, moment, arguments)
+            except Exception:
+                self._failed(call, moment, arguments)
+
+    def _failed(self, call: Callable[..., None], moment: str, arguments: Mapping[str, Any]) -> None:
+        error = sys.exc_info()[1]
+        hook = getattr(call, "__self__", call)
+        name = hook_name(hook)
+        node_id = arguments.get("node_id")
+        _log.warning(
+            "hook %s failed on %s%s: %s: %s; the run goes on",
+            name,
+            moment,
+            f" of node {node_id!r}" if node_id else "",
+            type(error).__name__,
+            error,
+        )
+        if self.record is not None:
+            self.record.hook_errors.append(
+                HookError(name, moment, f"{type(error).__name__}: {error}", node_id)
+            )

@@ -1,0 +1,130 @@
+"""What a run did: `RunRecord` (per-node status, timings, attempts, usage, errors, hook failures).
+
+The `Recorder` hook (`kaizen.runtime.recorder`) fills a record in as the run goes; renderers draw
+it (`record.render("run.svg")`). Times are `time.time()` seconds (wall clock), so records from
+different processes line up. A record holds no secrets: errors are `"Type: message"` strings,
+and model usage is counts and cost.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from kaizen.workflow.workflow import Workflow
+
+__all__ = ["HookError", "NodeRun", "NodeStatus", "RunRecord", "RunStatus", "Usage"]
+
+
+class NodeStatus(enum.StrEnum):
+    PENDING = "pending"  # never started
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # routing, a failed or skipped upstream, or the budget
+    CANCELLED = "cancelled"  # stopped while running (fail-fast, Ctrl-C, a cancelled task)
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"  # every node completed or was skipped by routing
+    FAILED = "failed"  # a node failed, or part of the run was refused by its budget
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Usage:
+    """Model usage: tokens and cost in USD, summed over calls."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost += other.cost
+        self.calls += other.calls
+
+
+@dataclass
+class NodeRun:
+    """One node's part of a run."""
+
+    node_id: str
+    node_type: str
+    status: NodeStatus = NodeStatus.PENDING
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    error: str | None = None  # "ExcType: message" of the final failure
+    skip_reason: str | None = None  # why it was skipped (routing, failed upstream, budget)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+
+@dataclass(frozen=True)
+class HookError:
+    """A lifecycle hook raised: which hook, at which moment (and node), and what it raised.
+
+    The run went on without that hook's effect; its own state was updated first."""
+
+    hook: str
+    moment: str
+    error: str  # "ExcType: message"
+    node_id: str | None = None
+
+
+@dataclass
+class RunRecord:
+    """A whole run: status, timings, every node's `NodeRun`, total usage, and hook failures."""
+
+    run_id: str
+    workflow_name: str
+    started: float
+    finished: float | None = None
+    status: RunStatus = RunStatus.RUNNING
+    nodes: dict[str, NodeRun] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    hook_errors: list[HookError] = field(default_factory=list)
+
+    def by_status(self, status: NodeStatus) -> list[str]:
+        return [n.node_id for n in self.nodes.values() if n.status is status]
+
+    def summary(self) -> str:
+        """`run 'abc': 3 completed, 1 failed, 2 never ran`."""
+        counts: dict[str, int] = {}
+        for node_run in self.nodes.values():
+            name = "never ran" if node_run.status is NodeStatus.PENDING else str(node_run.status)
+            counts[name] = counts.get(name, 0) + 1
+        parts = ", ".join(f"{n} {name}" for name, n in counts.items())
+        return f"run {self.run_id!r}: {parts or 'no nodes'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (used for results files)."""
+        return asdict(self)
+
+    def render(self, path: str | Path, workflow: Workflow | None = None) -> Path:
+        """Draw the run as SVG: the status-coloured graph (given `workflow`) above the timeline."""
+        from kaizen.render.run import render_run
+
+        return render_run(self, path, workflow)
+
+    def _repr_svg_(self) -> str:
+        from kaizen.render.timeline import timeline_svg
+
+        return timeline_svg(self)

@@ -1,0 +1,29 @@
+"""Testing without a provider: `ScriptedModel` (a scriptable model served through litellm like
+any provider) and `FaultServer` (a real OpenAI-compatible HTTP server on loopback that injects
+latency and faults). Both exercise Kaizen's real call path; nothing is mocked.
+"""
+
+from kaizen.testing.fault_server import Fault, FaultServer
+from kaizen.testing.scripted import (
+    SCRIPTED_PROVIDER,
+    ScriptedCall,
+    ScriptedModel,
+    ScriptedReply,
+    ScriptedStatus,
+    ScriptError,
+    make_scripted_handler,
+    status_error,
+)
+
+__all__ = [
+    "SCRIPTED_PROVIDER",
+    "Fault",
+    "FaultServer",
+    "ScriptError",
+    "ScriptedCall",
+    "ScriptedModel",
+    "ScriptedReply",
+    "ScriptedStatus",
+    "make_scripted_handler",
+    "status_error",
+]

@@ -1,0 +1,75 @@
+"""Small text helpers every layer shares: readable type names and one-line shortening.
+
+`type_name` is the one formatter of annotations for people: error messages, port labels in
+drawings, and (through `kaizen.signatures`) the spec syntax the signature parser reads back.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, Union
+
+__all__ = ["shorten", "type_name"]
+
+_NONE = type(None)
+_MODULE_PREFIXES = ("typing.", "typing_extensions.", "collections.abc.", "builtins.")
+
+
+def type_name(annotation: Any, name_of: Callable[[type], str | None] | None = None) -> str:
+    """`str`, `list[int]`, `int | None`, `Literal['a', 'b']`, `tuple[int, ...]`, `Any`.
+
+    `name_of(cls)` may name classes its own way (the signature layer names registered pydantic
+    models by their registered name); returning None falls back to the class's own name.
+    """
+    if annotation is Any:
+        return "Any"
+    if annotation is None or annotation is _NONE:
+        return "None"
+    if isinstance(annotation, str):
+        return annotation  # an unresolved forward reference, shown as written
+    if isinstance(annotation, TypeVar):
+        return annotation.__name__
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return "Literal[" + ", ".join(repr(v) for v in args) + "]"
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(type_name(arg, name_of) for arg in args)
+    if origin is typing.Annotated:
+        return type_name(args[0], name_of)
+    if origin is not None and isinstance(origin, type):
+        if origin is tuple and not args:
+            return "tuple[()]"
+        parts = ["..." if arg is Ellipsis else _argument(arg, name_of) for arg in args]
+        return f"{_class_name(origin, None)}[{', '.join(parts)}]"
+    if isinstance(annotation, type):
+        return _class_name(annotation, name_of)
+    text = repr(annotation)
+    for prefix in _MODULE_PREFIXES:
+        text = text.replace(prefix, "")
+    return text
+
+
+def _argument(arg: Any, name_of: Callable[[type], str | None] | None) -> str:
+    if isinstance(arg, list):  # Callable[[int], str]
+        return "[" + ", ".join(type_name(a, name_of) for a in arg) + "]"
+    return type_name(arg, name_of)
+
+
+def _class_name(cls: type, name_of: Callable[[type], str | None] | None) -> str:
+    if name_of is not None:
+        named = name_of(cls)
+        if named is not None:
+            return named
+    if cls.__module__ in ("builtins", "typing", "collections.abc"):
+        return cls.__name__
+    return cls.__qualname__
+
+
+def shorten(text: str, width: int) -> str:
+    """The first line of `text`, cut to `width` characters with an ellipsis."""
+    stripped = text.strip()
+    line = stripped.splitlines()[0] if stripped else ""
+    return line if len(line) <= width else line[: max(width - 1, 1)] + "…"
