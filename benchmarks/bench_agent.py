@@ -142,8 +142,8 @@ def kaizen_api() -> tuple[Callable[..., Any], Any]:
 
 
 def kaizen_rows(quick: bool) -> list[Row]:
-    from kaizen.testing.fault_server import FaultServer
     from kaizen.testing import ScriptedModel
+    from kaizen.testing.fault_server import FaultServer
 
     create_agent, llm = kaizen_api()
     reps = 5 if quick else 11

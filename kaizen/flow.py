@@ -56,7 +56,7 @@ def run_sync(flow: Flow[_T]) -> _T:
         try:
             effect = flow.send(value) if error is None else flow.throw(error)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         value = error = None
         try:
             if type(effect) is Call:
@@ -77,7 +77,7 @@ async def run_async(flow: Flow[_T]) -> _T:
         try:
             effect = flow.send(value) if error is None else flow.throw(error)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
         value = error = None
         try:
             if type(effect) is Call:

@@ -68,9 +68,6 @@ class Node:
     # report "every member failed" rather than vanish); otherwise such a node is skipped.
     runs_without_inputs: ClassVar[bool] = False
     config_keys: ClassVar[frozenset[str] | None] = None
-    # Lifecycle hooks (kaizen.runtime.hooks) that observe this node's own moments in every run,
-    # besides the runtime's: an agent's node carries the agent's hooks.
-    hooks: tuple[Any, ...] = ()
 
     def __init__(
         self,
@@ -112,6 +109,12 @@ class Node:
     @property
     def is_async(self) -> bool:
         return type(self).arun is not Node.arun
+
+    @property
+    def hooks(self) -> tuple[Any, ...]:
+        """Lifecycle hooks (`kaizen.runtime.hooks`) observing this node's own moments in every
+        run, besides the runtime's: an agent's node carries the agent's hooks."""
+        return ()
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} implements neither run() nor arun()")

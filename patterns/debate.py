@@ -36,9 +36,9 @@ from kaizen.patterns.roles import role_key
 
 if TYPE_CHECKING:
     from kaizen.agents.agent import Agent
+    from kaizen.agents.facade import Kaizen
     from kaizen.runtime.budget import Budget
     from kaizen.workflow.builder import WorkflowBuilder
-    from kaizen.agents.facade import Kaizen
 
 JUDGE_ROLES = frozenset({"moderator", "judge"})
 DEFAULT_JUDGE = "moderator"

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from kaizen.patterns.roles import role_agent
 
 if TYPE_CHECKING:
-    from kaizen.agents.agent import Agent
-    from kaizen.workflow.builder import WorkflowBuilder
+    from kaizen.agents.agent import Agent, AgentNode
     from kaizen.agents.facade import Kaizen
-    from kaizen.agents.agent import AgentNode
     from kaizen.nodes.base import Node
     from kaizen.signatures import Signature
+    from kaizen.workflow.builder import WorkflowBuilder
 
 
 @dataclass(frozen=True, slots=True)

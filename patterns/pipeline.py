@@ -29,9 +29,9 @@ from kaizen.patterns.members import (
 
 if TYPE_CHECKING:
     from kaizen.agents.agent import Agent
+    from kaizen.agents.facade import Kaizen
     from kaizen.runtime.budget import Budget
     from kaizen.workflow.builder import WorkflowBuilder
-    from kaizen.agents.facade import Kaizen
 
 PREVIOUS = "previous_"
 

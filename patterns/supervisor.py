@@ -31,8 +31,8 @@ from kaizen.patterns.members import (
 from kaizen.patterns.roles import persona, role_agent
 
 if TYPE_CHECKING:
-    from kaizen.workflow.builder import WorkflowBuilder
     from kaizen.agents.facade import Kaizen
+    from kaizen.workflow.builder import WorkflowBuilder
 
 ALLOCATIONS = ("automatic", "round_robin")
 CONFIG_KEYS = (

@@ -7,14 +7,13 @@ import json
 
 import pytest
 
-from kaizen.agents import Agent, ExecutionResult
+from kaizen.agents import Agent, ExecutionResult, create_agent
 from kaizen.errors import (
     ConfigError,
     InputValidationError,
     ModelError,
     OutputParseError,
 )
-from kaizen.agents import create_agent
 from kaizen.runtime import RunStatus
 from kaizen.testing import ScriptedModel
 

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-from kaizen.workflow import WorkflowBuilder
+from kaizen.agents import AgentNode, LLMAgentNode, create_agent
 from kaizen.errors import InputValidationError, WorkflowValidationError
-from kaizen.agents import create_agent
 from kaizen.nodes import get_node_type
-from kaizen.agents import AgentNode, LLMAgentNode
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel
+from kaizen.workflow import WorkflowBuilder
 
 
 def test_node_ports_are_the_signature_fields() -> None:
@@ -152,8 +151,7 @@ def test_agents_in_an_async_workflow() -> None:
 
 
 def test_budget_stops_an_agent_before_its_next_model_call() -> None:
-    from kaizen.runtime import Budget
-    from kaizen.runtime import NodeStatus
+    from kaizen.runtime import Budget, NodeStatus
 
     model = ScriptedModel(["not json", {"answer": "too late", "score": 1.0}])
     agent = create_agent("spender", "question -> answer, score: float", {"model": model})

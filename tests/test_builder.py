@@ -8,11 +8,10 @@ from typing import Any, TypedDict
 import networkx as nx
 import pytest
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import ParameterError, WorkflowValidationError
 from kaizen.nodes import FunctionNode, Node, Port, node
 from kaizen.runtime import LocalRuntime
-from kaizen.workflow import Connection, Workflow
+from kaizen.workflow import Connection, Workflow, WorkflowBuilder
 
 
 @node

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import WorkflowValidationError
 from kaizen.nodes import Node, Port, register_node_type
+from kaizen.workflow import WorkflowBuilder
 
 
 @register_node_type(name="tbp_Box")

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kaizen.agents import Kaizen, create_agent
 from kaizen.agents.config import ENV_VARS, AgentConfig, env_layer, resolve_settings
 from kaizen.errors import ConfigError
-from kaizen.agents import Kaizen, create_agent
 from kaizen.testing import ScriptedModel
 
 ENV = (

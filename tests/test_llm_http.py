@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from kaizen.errors import ModelError
-from kaizen.testing.fault_server import Fault, FaultServer
 from kaizen.llm import ModelReply, acomplete, complete
+from kaizen.testing.fault_server import Fault, FaultServer
 
 pytestmark = pytest.mark.timeout(60)
 

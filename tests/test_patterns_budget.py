@@ -6,10 +6,8 @@ from typing import Any
 
 import pytest
 
-from kaizen.runtime import Budget
 from kaizen.patterns import create_consensus_workflow, create_debate_workflow
-from kaizen.runtime import NodeStatus
-from kaizen.runtime import LocalRuntime
+from kaizen.runtime import Budget, LocalRuntime, NodeStatus
 from kaizen.testing import ScriptedModel
 
 Messages = list[dict[str, Any]]

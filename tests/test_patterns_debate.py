@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.agents import create_agent
 from kaizen.patterns import create_debate_workflow, role_agent
-from kaizen.runtime import NodeStatus, RunRecord
-from kaizen.runtime import LocalRuntime
+from kaizen.runtime import LocalRuntime, NodeStatus, RunRecord
 from kaizen.testing import ScriptedModel
+from kaizen.workflow import WorkflowBuilder
 
 Messages = list[dict[str, Any]]
 

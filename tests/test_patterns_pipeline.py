@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kaizen.errors import WorkflowValidationError
 from kaizen.agents import create_agent
+from kaizen.errors import WorkflowValidationError
 from kaizen.patterns import create_pipeline
 from kaizen.runtime import LocalRuntime
 from kaizen.testing import ScriptedModel

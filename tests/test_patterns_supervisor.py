@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.agents import create_agent
 from kaizen.patterns import create_supervisor_agent
 from kaizen.patterns.delegation import AssignNode, match_worker
-from kaizen.runtime import NodeStatus, RunRecord
-from kaizen.runtime import LocalRuntime
+from kaizen.runtime import LocalRuntime, NodeStatus, RunRecord
 from kaizen.testing import ScriptedModel
+from kaizen.workflow import WorkflowBuilder
 
 Messages = list[dict[str, Any]]
 WORKERS = ["researcher", "writer", "coder"]

@@ -10,7 +10,6 @@ from typing import Any, Optional
 import networkx as nx
 import pytest
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import RenderError
 from kaizen.nodes.base import Node, Port
 from kaizen.render import (
@@ -20,7 +19,7 @@ from kaizen.render import (
     workflow_to_mermaid,
 )
 from kaizen.text import type_name as type_label
-from kaizen.workflow import Connection, Workflow
+from kaizen.workflow import Connection, Workflow, WorkflowBuilder
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -10,13 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.errors import NodeExecutionError, RenderError
-from kaizen.runtime import NodeRun, NodeStatus, RunRecord, RunStatus
 from kaizen.render import render_run, run_svg, run_to_dot, timeline_svg
-from kaizen.runtime import LocalRuntime
 from kaizen.render.timeline import STATUS_COLORS, format_duration
-from kaizen.workflow import Workflow
+from kaizen.runtime import LocalRuntime, NodeRun, NodeStatus, RunRecord, RunStatus
+from kaizen.workflow import Workflow, WorkflowBuilder
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = 1_700_000_000.0

@@ -11,14 +11,19 @@ from typing import Any
 
 import pytest
 
-from kaizen.runtime import Budget
-from kaizen.workflow import WorkflowBuilder
-from kaizen.runtime import current_node_context
 from kaizen.errors import BudgetExceededError, NodeExecutionError, ParameterError
 from kaizen.nodes import MergeNode, SwitchNode
-from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunStatus, Usage
-from kaizen.runtime import LocalRuntime
-from kaizen.workflow import Workflow
+from kaizen.runtime import (
+    Budget,
+    EventKind,
+    LocalRuntime,
+    NodeStatus,
+    RunEvent,
+    RunStatus,
+    Usage,
+    current_node_context,
+)
+from kaizen.workflow import Workflow, WorkflowBuilder
 
 
 def chain_workflow() -> Workflow:

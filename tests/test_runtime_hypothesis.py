@@ -12,11 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kaizen.workflow import WorkflowBuilder
 from kaizen.nodes import Node, Port
-from kaizen.runtime import NodeStatus, RunRecord
-from kaizen.runtime import LocalRuntime
-from kaizen.workflow import Workflow
+from kaizen.runtime import LocalRuntime, NodeStatus, RunRecord
+from kaizen.workflow import Workflow, WorkflowBuilder
 
 Dag = tuple[int, list[list[int]], list[bool], list[float]]
 

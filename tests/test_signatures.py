@@ -480,7 +480,9 @@ def test_field_names_are_the_users_own_even_where_kaizen_or_pydantic_use_them() 
     sig = create_signature(Names)
     assert sig.input_names == ("inputs", "signature", "instructions")
     assert sig.output_names == ("json", "model_dump", "confidence")
-    outputs = sig.output_model.model_validate({"json": "{}", "model_dump": "3", "confidence": "0.93"})
+    outputs = sig.output_model.model_validate(
+        {"json": "{}", "model_dump": "3", "confidence": "0.93"}
+    )
     assert outputs.confidence == 0.93  # field names are the model's attribute names
     assert outputs.json_ == "{}" and outputs.model_dump_ == 3  # clashing ones get a trailing _
     reply = '{"json": "x", "model_dump": 1, "confidence": "0.5"}'

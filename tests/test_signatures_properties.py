@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kaizen.errors import SignatureError
-from kaizen.signatures.compile import attribute_name
 from kaizen.signatures import Signature, SignatureField, create_signature, parse_output
+from kaizen.signatures.compile import attribute_name
 from kaizen.signatures.fieldtypes import make_union
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True).filter(

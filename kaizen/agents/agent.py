@@ -264,9 +264,7 @@ class Agent:
         if settings.raise_on_error:
             raise error
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
-        return ExecutionResult(
-            {}, raw=report.raw, metadata=metadata, success=False, error=error
-        )
+        return ExecutionResult({}, raw=report.raw, metadata=metadata, success=False, error=error)
 
     # -- agents as nodes ------------------------------------------------------------------------
 
@@ -333,8 +331,8 @@ class AgentNode(Node):
         inputs = set(agent.signature.input_names)
         super().__init__(node_id, {k: v for k, v in config.items() if k in inputs}, policy=policy)
 
-    @property  # type: ignore[override]
-    def hooks(self) -> tuple[object, ...]:
+    @property
+    def hooks(self) -> tuple[Any, ...]:
         return self.agent.hooks
 
     @property

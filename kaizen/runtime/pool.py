@@ -24,10 +24,10 @@ class Slots:
     def __init__(self, limit: int) -> None:
         self._lock = threading.Lock()
         self._free = limit
-        self._parked: deque[Callable[[], None]] = deque()
+        self._parked: deque[Callable[[], object]] = deque()
         self._closed = False
 
-    def acquire(self, begin: Callable[[], None], park: Callable[[], None]) -> bool:
+    def acquire(self, begin: Callable[[], None], park: Callable[[], object]) -> bool:
         """Take a slot and call `begin` (True); or, none being free, park `park`, to be called
         once a slot is handed to it (False). After `close()`: False, nothing parked.
 
@@ -71,7 +71,6 @@ class Slots:
     @property
     def closed(self) -> bool:
         return self._closed
-
 
 
 class WorkerPool:

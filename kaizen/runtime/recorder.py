@@ -8,8 +8,8 @@ to pass one in).
 from __future__ import annotations
 
 import threading
-from time import time as now
 from collections.abc import Mapping
+from time import time as now
 from typing import Any
 
 from kaizen.runtime.hooks import (

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConnectionSpec", "NodeSpec", "WorkflowBuilder"]
 
+
 class WorkflowBuilder:
     """Collects nodes and connections; `build()` turns them into an immutable `Workflow`.
 

@@ -20,11 +20,7 @@ from kaizen.workflow.plan import Plan
 __all__ = ["bind_parameters", "check_parameters", "value_fits"]
 
 
-
-
-def bind_parameters(
-    plan: Plan, parameters: Mapping[str, Any] | None
-) -> list[dict[str, Any]]:
+def bind_parameters(plan: Plan, parameters: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Per node, the inputs that come from build-time bindings and run parameters.
 
     `{node_id: {port: value}}` sets that node's port; `{port: value}` sets every unconnected input

@@ -62,6 +62,7 @@ class Workflow:
         "scoped_budgets",
     )
 
+    _graph: nx.DiGraph[str] | None
     name: str
     nodes: Mapping[str, Node]
     connections: tuple[Connection, ...]
