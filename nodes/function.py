@@ -176,12 +176,17 @@ class FunctionNode(Node):
             import asyncio
 
             return asyncio.run(self.arun(**inputs))
+        if self._named_outputs is None:  # the common case, inlined: nodes run in hot loops
+            return {RESULT: self.function(**inputs)}
         return self._outputs(self.function(**inputs))
 
     async def arun(self, **inputs: Any) -> dict[str, Any]:
         if not self._async:
             return self._outputs(self.function(**inputs))
-        return self._outputs(await cast(Awaitable[Any], self.function(**inputs)))
+        value = await cast(Awaitable[Any], self.function(**inputs))
+        if self._named_outputs is None:  # the common case, inlined: nodes run in hot loops
+            return {RESULT: value}
+        return self._outputs(value)
 
     def _outputs(self, value: Any) -> dict[str, Any]:
         if self._named_outputs is None:

@@ -11,14 +11,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kaizen.runtime.hooks import HookSet
 from kaizen.runtime.record import RunRecord, Usage
 
-__all__ = ["NodeContext", "current_node_context", "node_context_var"]
+__all__ = ["HasNodeContext", "NodeContext", "current_node_context", "node_context_var"]
 
-node_context_var: ContextVar[NodeContext | None] = ContextVar("kaizen_node_context", default=None)
+
+class HasNodeContext(Protocol):
+    """What the runtime puts in `node_context_var`: something that makes the node's context
+    when it is first asked for (most nodes never ask, and then nothing is made)."""
+
+    @property
+    def context(self) -> NodeContext: ...
+
+
+node_context_var: ContextVar[HasNodeContext | None] = ContextVar(
+    "kaizen_node_context", default=None
+)
 
 
 @dataclass(slots=True)
@@ -77,4 +88,5 @@ class NodeContext:
 
 def current_node_context() -> NodeContext | None:
     """The context of the node running in this thread or task, or None outside any node."""
-    return node_context_var.get()
+    holder = node_context_var.get()
+    return None if holder is None else holder.context

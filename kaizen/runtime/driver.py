@@ -1,9 +1,12 @@
 """The driver: one loop that runs a workflow's nodes through executors, in dataflow order.
 
     while the run is not over:
-        settle what the executors reported   (Started / Retrying / Outcome, in order)
+        settle what worker threads reported   (started / finished, in order)
         hand every READY node to an executor  (executors.choose: inline, threads, tasks, supervised)
         wait for the next report
+
+Executors on the driver's thread report directly (`started`, `retrying`, `finished`: the
+`Reporter` protocol); worker threads through the `Inbox`.
 
 Everything a run knows lives in three places: the dataflow state (`kaizen.runtime.state`: pure
 transitions, no I/O), the executors (`kaizen.runtime.executors`: how nodes run), and the hooks
@@ -22,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
+from kaizen.aio import NEED_LOOP, running_loop
 from kaizen.errors import BudgetExceededError, NodeCancelledError, NodeExecutionError
 from kaizen.runtime import state as dataflow
-from kaizen.runtime.context import NodeContext
-from kaizen.runtime.executors import Executors, Inbox, Job, Outcome, Retrying, Started
+from kaizen.runtime.executors import Executor, Executors, Inbox, Job, Outcome
 from kaizen.runtime.hooks import HookSet
 from kaizen.runtime.pool import Slots, WorkerPool
 from kaizen.runtime.record import NodeRun, NodeStatus, RunRecord, RunStatus
@@ -49,8 +52,6 @@ Results = dict[str, dict[str, Any]]
 class Run:
     """One execution of a workflow: its state, its record, and the loop that drives it."""
 
-    executors: Executors  # made by drive(), on the loop it runs on
-
     def __init__(
         self,
         workflow: Workflow,
@@ -65,6 +66,7 @@ class Run:
     ) -> None:
         plan = workflow.plan
         self.workflow = workflow
+        self.nodes = plan.nodes
         self.run_id = run_id
         self.record = RunRecord(
             run_id,
@@ -73,45 +75,64 @@ class Run:
             nodes={p.node_id: NodeRun(p.node_id, p.node_type) for p in plan.nodes},
         )
         self.hooks = HookSet([Recorder(self.record), *hooks], self.record)
-        # node-scoped hooks: the run's, plus a node's own (an agent's)
-        self.node_hooks = [self.hooks.including(p.node.hooks) for p in plan.nodes]
+        # node-scoped hook sets: the run's, plus a node's own (an agent's), made on first use
+        self._node_hooks: dict[int, HookSet] = {}
         self.state = dataflow.new_state(plan, inputs)
-        self.pool = pool
         self.slots = Slots(max_concurrency)
         self.fail_fast = fail_fast
-        self.inline_allowed = inline_allowed
         self.results: Results = {}
         self.errors: dict[str, NodeExecutionError] = {}
         self.stop_error: NodeExecutionError | BudgetExceededError | None = None
         self.refused = False  # a node was refused by the budget: the run is FAILED
-        self.jobs: dict[int, Job] = {}  # handed to an executor, not settled yet
-        self.announced: set[int] = set()  # nodes whose start the hooks have heard
+        # per node: its job while it is handed to an executor and not settled yet, else None
+        self.jobs: list[Job | None] = [None] * len(plan.nodes)
         self.abandoned: list[asyncio.Task[Any]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by enter_loop
+        self.task: asyncio.Task[Any] | None = None
+        self.inbox = Inbox()
+        self.executors = Executors(
+            pool,
+            self.slots,
+            self,
+            self.inbox,
+            contextvars.copy_context(),
+            inline_allowed=inline_allowed,
+        )
 
     # -- the loop --------------------------------------------------------------------------------
 
     async def drive(self) -> Results:
-        """Run to the end; return the results, or raise the error that stopped the run."""
-        loop = asyncio.get_running_loop()
-        inbox = Inbox(loop)
-        context = contextvars.copy_context()
-        self.executors = Executors(
-            self.pool, self.slots, inbox, context, inline_allowed=self.inline_allowed
-        )
+        """Run to the end; return the results, or raise the error that stopped the run.
+
+        A run whose nodes all run inline never needs an event loop: driven by `run_blocking`,
+        it finishes without one. The loop is entered (`enter_loop`) the first time a node must
+        run elsewhere, or the driver must wait.
+        """
         self.hooks.fire("run_start", run_id=self.run_id, workflow=self.workflow, record=self.record)
-        me = asyncio.current_task()
-        state, items = self.state, inbox.items
+        state, items, executors = self.state, self.inbox.items, self.executors
         try:
             while True:
                 while items:
-                    self.settle(items.popleft())
+                    report = items.popleft()
+                    if type(report) is Outcome:
+                        self.finished(report)
+                    else:
+                        self.started(report.index, report.time)
                 while state.ready and not self.slots.closed:
-                    self.launch(state.ready.popleft())
+                    p = self.nodes[state.ready.popleft()]
+                    executor = executors.choose(p, state.running == 0 and not state.ready)
+                    if executor is not executors.inline and self.loop is None:
+                        await self.enter_loop()
+                    waiting = self.launch(p, executor)
+                    if waiting is not None:  # an async node alone, run in this very task
+                        await waiting
                 if dataflow.is_finished(state) and not items:
                     break
-                if me is not None and me.cancelling():  # Ctrl-C during a node run inline
-                    raise asyncio.CancelledError
-                await inbox.wait()
+                if self.loop is None:
+                    await self.enter_loop()
+                elif self.task is not None and self.task.cancelling():
+                    raise asyncio.CancelledError  # Ctrl-C while a node ran inline
+                await self.inbox.wait()
         except BaseException as exc:  # cancelled, Ctrl-C, or KeyboardInterrupt from an inline node
             self.stop(NodeStatus.CANCELLED, "the run was interrupted")
             self.finish(RunStatus.CANCELLED, exc)
@@ -127,69 +148,87 @@ class Run:
             raise error
         return self.results
 
-    def launch(self, i: int) -> None:
-        """Hand READY node `i` to the executor its kind (and the moment) calls for."""
-        state = self.state
-        p = self.workflow.plan.nodes[i]
-        dataflow.start(state, i)
-        context = NodeContext(self.run_id, p.node_id, 1, self.record, self.node_hooks[i])
-        job = Job(p, state.inputs[i], context)
-        self.jobs[i] = job
-        alone = state.running == 1 and not state.ready
-        self.executors.choose(p, alone=alone).submit(job)
+    async def enter_loop(self) -> None:
+        """Make sure the run continues on an event loop (see `kaizen.aio.run_blocking`)."""
+        loop = running_loop()
+        if loop is None:
+            await NEED_LOOP  # whoever steps this coroutine without a loop continues it in one
+            loop = asyncio.get_running_loop()
+        self.loop = self.inbox.loop = loop
+        self.task = asyncio.current_task()
 
-    # -- settling reports ------------------------------------------------------------------------
+    def launch(self, p: NodePlan, executor: Executor) -> Coroutine[Any, Any, None] | None:
+        """Hand READY node `p` to `executor`; what it returns, the driver awaits."""
+        i = p.index
+        dataflow.start(self.state, i)
+        job = self.jobs[i] = Job(p, self.state.inputs[i], self)
+        return executor.submit(job)
 
-    def settle(self, report: Started | Retrying | Outcome) -> None:
-        if type(report) is Outcome:
-            self.settle_outcome(report)
-        elif type(report) is Started:
-            if self.state.status[report.index] is dataflow.RUNNING:
-                self.announce(report.index, report.time)
-        elif self.state.status[report.index] is dataflow.RUNNING:
-            assert isinstance(report, Retrying)
-            p = self.workflow.plan.nodes[report.index]
-            self.node_hooks[report.index].fire(
+    def hooks_for(self, index: int) -> HookSet:
+        """The hooks of node `index`: the run's, plus the node's own (an agent's)."""
+        p = self.nodes[index]
+        if not p.scoped_hooks:
+            return self.hooks
+        hooks = self._node_hooks.get(index)
+        if hooks is None:
+            hooks = self._node_hooks[index] = self.hooks.including(p.node.hooks)
+        return hooks
+
+    # -- what executors report (Reporter) -------------------------------------------------------
+
+    def started(self, index: int, time: float) -> None:
+        """Node `index` began at `time`: tell the hooks, once (unless the run stopped since)."""
+        job = self.jobs[index]
+        if job is None or job.announced:  # settled (or the run stopped), or heard already
+            return
+        job.announced = True
+        p = job.plan
+        hooks = self.hooks_for(index) if p.scoped_hooks else self.hooks
+        for call in hooks.node_start:  # the hottest moment: called here without fire()
+            try:
+                call(
+                    run_id=self.run_id,
+                    node_id=p.node_id,
+                    node_type=p.node_type,
+                    attempt=1,
+                    time=time,
+                )
+            except Exception:
+                hooks.failed(call, "node_start", p.node_id)
+
+    def retrying(self, index: int, attempt: int, error: BaseException, wait: float) -> None:
+        if self.state.status[index] is dataflow.RUNNING:
+            self.hooks_for(index).fire(
                 "node_retry",
                 run_id=self.run_id,
-                node_id=p.node_id,
-                attempt=report.attempt,
-                error=report.error,
-                wait=report.wait,
+                node_id=self.nodes[index].node_id,
+                attempt=attempt,
+                error=error,
+                wait=wait,
             )
 
-    def announce(self, i: int, time: float) -> None:
-        """Tell the hooks node `i` began (once)."""
-        if i in self.announced:
-            return
-        self.announced.add(i)
-        p = self.workflow.plan.nodes[i]
-        self.node_hooks[i].fire(
-            "node_start",
-            run_id=self.run_id,
-            node_id=p.node_id,
-            node_type=p.node_type,
-            attempt=1,
-            time=time,
-        )
-
-    def settle_outcome(self, outcome: Outcome) -> None:
+    def finished(self, outcome: Outcome) -> None:
+        """A node ended: record it, and let its outputs (or their absence) flow downstream."""
         i = outcome.index
-        if self.state.status[i] is not dataflow.RUNNING:
+        job = self.jobs[i]
+        if job is None:
             return  # abandoned when the run stopped; its late outcome is discarded
-        del self.jobs[i]
-        self.announce(i, outcome.started)
-        p = self.workflow.plan.nodes[i]
+        if not job.announced:
+            self.started(i, outcome.started)
+        self.jobs[i] = None
+        state = self.state
+        p = job.plan
         error = outcome.error
         if error is None:
             outputs = outcome.outputs
             assert outputs is not None
-            skips = dataflow.complete(self.state, i, outputs, _explanation(p, outputs))
+            explanation = None if p.fed_ports.issubset(outputs) else _explanation(p, outputs)
+            skips = dataflow.complete(state, i, outputs, explanation)
             self.results[p.node_id] = outputs
-            self.finished(p, NodeStatus.COMPLETED, outcome, None)
+            self.ended(p, NodeStatus.COMPLETED, outcome, None)
         elif isinstance(error, BudgetExceededError):
             self.refused = True
-            skips = dataflow.refuse(self.state, i, "budget exceeded", str(error))
+            skips = dataflow.refuse(state, i, "budget exceeded", str(error))
             if self.fail_fast and self.stop_error is None:
                 error.node_id = p.node_id
                 self.stop_error = error
@@ -198,36 +237,39 @@ class Run:
             node_error = NodeExecutionError(p.node_id, outcome.attempts, message)
             node_error.__cause__ = error
             self.errors[p.node_id] = node_error
-            skips = dataflow.fail(self.state, i, message, propagate=not self.fail_fast)
-            self.finished(p, NodeStatus.FAILED, outcome, error)
+            skips = dataflow.fail(state, i, message, propagate=not self.fail_fast)
+            self.ended(p, NodeStatus.FAILED, outcome, error)
             if self.fail_fast and self.stop_error is None:
                 self.stop_error = node_error
         for j, reason in skips:
             self.skipped(j, reason)
         if self.stop_error is not None and not self.slots.closed:
-            culprit = p.node_id
-            self.stop(NodeStatus.CANCELLED, f"node {culprit!r} stopped the run (fail_fast)")
+            self.stop(NodeStatus.CANCELLED, f"node {p.node_id!r} stopped the run (fail_fast)")
 
-    def finished(
+    def ended(
         self, p: NodePlan, status: NodeStatus, outcome: Outcome, error: BaseException | None
     ) -> None:
-        self.node_hooks[p.index].fire(
-            "node_finish",
-            run_id=self.run_id,
-            node_id=p.node_id,
-            status=status,
-            outputs=outcome.outputs,
-            error=error,
-            started=outcome.started,
-            finished=outcome.finished,
-            attempts=outcome.attempts,
-        )
+        hooks = self.hooks_for(p.index) if p.scoped_hooks else self.hooks
+        for call in hooks.node_finish:  # the hottest moment: called here without fire()
+            try:
+                call(
+                    run_id=self.run_id,
+                    node_id=p.node_id,
+                    status=status,
+                    outputs=outcome.outputs,
+                    error=error,
+                    started=outcome.started,
+                    finished=outcome.finished,
+                    attempts=outcome.attempts,
+                )
+            except Exception:
+                hooks.failed(call, "node_finish", p.node_id)
 
     def skipped(self, j: int, reason: str) -> None:
-        self.node_hooks[j].fire(
+        self.hooks_for(j).fire(
             "node_skip",
             run_id=self.run_id,
-            node_id=self.workflow.plan.nodes[j].node_id,
+            node_id=self.nodes[j].node_id,
             reason=reason,
             time=now(),
         )
@@ -237,16 +279,18 @@ class Run:
     def stop(self, status: NodeStatus, why: str) -> None:
         """Start nothing more; cancel async nodes and abandon sync ones still running."""
         self.slots.close()  # from here no node begins (see Slots.acquire)
-        began = [i for i, job in self.jobs.items() if job.started is not None]
-        cancelled = dataflow.cancel(self.state, began)
         stopped_at = now()
+        began = {
+            i: job for i, job in enumerate(self.jobs) if job is not None and job.started is not None
+        }
+        for i, job in began.items():
+            self.started(i, job.started)  # type: ignore[arg-type] # the hooks hear it began
         error = NodeCancelledError(why)
-        for i in cancelled:
-            job = self.jobs[i]
-            began_at = job.started if job.started is not None else stopped_at
-            self.announce(i, began_at)
-            self.finished(job.plan, status, Outcome(i, None, error, began_at, stopped_at), error)
-        self.jobs.clear()
+        for i in dataflow.cancel(self.state, began):
+            job = began[i]
+            outcome = Outcome(i, None, error, job.started, stopped_at)  # type: ignore[arg-type]
+            self.ended(job.plan, status, outcome, error)
+        self.jobs = [None] * len(self.jobs)
         self.abandoned.extend(self.executors.tasks.cancel_all())
 
     def finish(self, status: RunStatus, error: BaseException | None) -> None:
@@ -257,7 +301,7 @@ class Run:
 
 def _explanation(p: NodePlan, outputs: Mapping[str, Any]) -> str | None:
     """The node's own word on why output ports feeding others were not produced, if any were."""
-    if all(port in outputs for _, port, _ in p.edges_out):
+    if p.fed_ports.issubset(outputs):
         return None
     try:
         return p.node.unproduced_reason(outputs)

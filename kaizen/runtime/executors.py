@@ -4,20 +4,23 @@
   that is alone (nothing else ready or running) when the runtime owns the loop (`execute()`),
   so a chain of sync nodes never hops threads.
 - `Threads` calls `run()` in the runtime's worker pool: the other sync nodes.
+- `InlineAsync` awaits `arun()` in the driver's own task: an async node that is alone.
 - `Tasks` awaits `arun()` on the event loop; the first step runs at once, and only a node that
-  suspends becomes a task: async nodes.
+  suspends becomes a task: other async nodes.
 - `Supervised` runs each attempt on a thread or the loop, under the node's timeout and retries
   (tenacity): nodes whose `ExecutionPolicy` has a timeout or retries.
 
 `choose(p, alone)` picks one; the fast paths are these choices, not branches of the driver.
 
-Every executor reports to the driver through the run's `Inbox`, from whatever thread it is on:
-`Started(index, time)` when the node really begins, `Retrying(...)` before each retry, and last
-the `Outcome`. A node begins only with one of the run's `Slots` (its `max_concurrency`), taken by
-the executor at the moment the node begins: ready sync nodes are queued to the pool at once and
-take their slot when a worker starts them, so a wide fan-out needs no round trip to the driver
-per node. Retry, timeout and failure policy live in `Supervised` alone, for every kind of node.
-A sync node cannot be interrupted: on a timeout it is abandoned in its own daemon thread.
+Every executor reports to the driver (a `Reporter`): `started(index, time)` when the node really
+begins, `retrying(...)` before each retry, and last `finished(outcome)`. Executors on the
+driver's own thread report directly; worker threads report through the run's `Inbox`, which
+wakes the driver's loop once per batch. A node begins only with one of the run's `Slots` (its
+`max_concurrency`), taken by the executor at the moment the node begins: ready sync nodes are
+queued to the pool at once and take their slot when a worker starts them, so a wide fan-out
+needs no round trip to the driver per node. Retry and timeout policy live in `Supervised` alone,
+for every kind of node. A sync node cannot be interrupted: on a timeout it is abandoned in its
+own daemon thread.
 """
 
 from __future__ import annotations
@@ -27,55 +30,75 @@ import contextlib
 import contextvars
 import threading
 from collections import deque
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from time import time as now
-from typing import Any
+from typing import Any, Protocol
 
+from kaizen.aio import resume
 from kaizen.errors import VetoError
 from kaizen.runtime.context import NodeContext, node_context_var
+from kaizen.runtime.hooks import HookSet
 from kaizen.runtime.pool import Slots, WorkerPool
+from kaizen.runtime.record import RunRecord
 from kaizen.workflow.plan import NodePlan
 
-__all__ = [
-    "Executors",
-    "Inbox",
-    "Job",
-    "Outcome",
-    "Retrying",
-    "Started",
-]
+__all__ = ["Executor", "Executors", "Inbox", "Job", "Outcome", "Reporter", "Started"]
 
 
 # -- what executors handle and report ------------------------------------------------------------
 
 
-@dataclass(slots=True, eq=False)
-class Job:
-    """One node to run: its plan, its inputs, its context (attempt 1; `Supervised` makes one
-    per attempt), and when it began (set under the slots' lock, so fail-fast knows)."""
+class RunView(Protocol):
+    """What a job needs to know of its run."""
 
-    plan: NodePlan
-    inputs: dict[str, Any]
-    context: NodeContext
-    started: float | None = None
+    run_id: str
+    record: RunRecord
+
+    def hooks_for(self, index: int) -> HookSet: ...
+
+
+class Job:
+    """One attempt of one node: its plan, its inputs, its run, the attempt number, and when it
+    began (set under the slots' lock, so fail-fast knows). Its `NodeContext` is made only when
+    the node asks for it (`current_node_context()`)."""
+
+    __slots__ = ("_context", "announced", "attempt", "inputs", "plan", "run", "started")
+
+    def __init__(
+        self,
+        plan: NodePlan,
+        inputs: dict[str, Any],
+        run: RunView,
+        attempt: int = 1,
+        started: float | None = None,
+    ) -> None:
+        self.plan = plan
+        self.inputs = inputs
+        self.run = run
+        self.attempt = attempt
+        self.started = started
+        self.announced = False  # the hooks heard that it began (the driver's business)
+        self._context: NodeContext | None = None
 
     def begin(self) -> None:
         self.started = now()
+
+    @property
+    def context(self) -> NodeContext:
+        context = self._context
+        if context is None:
+            run, p = self.run, self.plan
+            context = self._context = NodeContext(
+                run.run_id, p.node_id, self.attempt, run.record, run.hooks_for(p.index)
+            )
+        return context
 
 
 @dataclass(slots=True)
 class Started:
     index: int
     time: float
-
-
-@dataclass(slots=True)
-class Retrying:
-    index: int
-    attempt: int  # the attempt that failed
-    error: BaseException
-    wait: float
 
 
 @dataclass(slots=True)
@@ -90,44 +113,49 @@ class Outcome:
     attempts: int = 1
 
 
-Report = Started | Retrying | Outcome
+Report = Started | Outcome
+
+
+class Reporter(Protocol):
+    """What executors tell the driver (on the driver's thread)."""
+
+    def started(self, index: int, time: float) -> None: ...
+
+    def retrying(self, index: int, attempt: int, error: BaseException, wait: float) -> None: ...
+
+    def finished(self, outcome: Outcome) -> None: ...
 
 
 @dataclass(slots=True, eq=False)
 class Inbox:
-    """Where executors report to the driver, from any thread; the driver drains and waits on it.
-    A batch of reports from worker threads wakes the loop once."""
+    """Where worker threads report to the driver; the driver drains it and waits on it. A batch
+    of reports wakes the loop once. `loop` is set when the run first needs its event loop."""
 
-    loop: asyncio.AbstractEventLoop
+    loop: asyncio.AbstractEventLoop | None = None
     items: deque[Report] = field(default_factory=deque)
     waiter: asyncio.Future[None] | None = None
     wake_pending: bool = False
 
-    def put(self, item: Report) -> None:
-        """From the loop's own thread."""
-        self.items.append(item)
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def put_threadsafe(self, item: Report) -> None:
-        """From any other thread."""
+        """From a worker thread."""
         self.items.append(item)
-        if not self.wake_pending:
+        if not self.wake_pending and self.loop is not None:
             self.wake_pending = True
             with contextlib.suppress(RuntimeError):  # the loop is gone: the run was abandoned
-                self.loop.call_soon_threadsafe(self._wake)
+                self.loop.call_soon_threadsafe(self.wake)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Resume the driver if it waits (loop thread only)."""
         self.wake_pending = False
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def wait(self) -> None:
-        """Until there is something to read (at once if there is)."""
+        """Until there is something to read, or `wake()` (at once if there is something)."""
         if self.items:
             return
+        assert self.loop is not None
         self.waiter = self.loop.create_future()
         try:
             await self.waiter
@@ -138,40 +166,34 @@ class Inbox:
 # -- calling a node: the one sync and the one async way ------------------------------------------
 
 
-def run_sync_node(job: Job) -> dict[str, Any]:
-    """Call the node's `run()` with its context set; its checked outputs, or what it raised."""
-    token = node_context_var.set(job.context)
-    try:
-        return checked(job.plan, job.plan.node.run(**job.inputs))
-    finally:
-        node_context_var.reset(token)
-
-
-async def run_async_node(job: Job) -> dict[str, Any]:
-    """Await the node's `arun()` with its context set; its checked outputs, or what it raised."""
-    token = node_context_var.set(job.context)
-    try:
-        return checked(job.plan, await job.plan.node.arun(**job.inputs))
-    finally:
-        node_context_var.reset(token)
-
-
 def call_sync(job: Job) -> Outcome:
+    """Call the node's `run()` with its context set: its checked outputs, or the error it
+    raised, as an `Outcome`."""
+    p = job.plan
     started = job.started if job.started is not None else now()
+    token = node_context_var.set(job)
     try:
-        outputs = run_sync_node(job)
+        outputs = checked(p, p.node.run(**job.inputs))
     except Exception as exc:
-        return Outcome(job.plan.index, None, exc, started, now(), job.context.attempt)
-    return Outcome(job.plan.index, outputs, None, started, now(), job.context.attempt)
+        return Outcome(p.index, None, exc, started, now(), job.attempt)
+    finally:
+        node_context_var.reset(token)
+    return Outcome(p.index, outputs, None, started, now(), job.attempt)
 
 
 async def call_async(job: Job) -> Outcome:
+    """Await the node's `arun()` with its context set: its checked outputs, or the error it
+    raised, as an `Outcome`."""
+    p = job.plan
     started = job.started if job.started is not None else now()
+    token = node_context_var.set(job)
     try:
-        outputs = await run_async_node(job)
+        outputs = checked(p, await p.node.arun(**job.inputs))
     except Exception as exc:
-        return Outcome(job.plan.index, None, exc, started, now(), job.context.attempt)
-    return Outcome(job.plan.index, outputs, None, started, now(), job.context.attempt)
+        return Outcome(p.index, None, exc, started, now(), job.attempt)
+    finally:
+        node_context_var.reset(token)
+    return Outcome(p.index, outputs, None, started, now(), job.attempt)
 
 
 def checked(p: NodePlan, outputs: Any) -> dict[str, Any]:
@@ -195,7 +217,7 @@ def checked(p: NodePlan, outputs: Any) -> dict[str, Any]:
 
 def _outcome_of_crash(job: Job, exc: BaseException) -> Outcome:
     started = job.started if job.started is not None else now()
-    return Outcome(job.plan.index, None, exc, started, now(), job.context.attempt)
+    return Outcome(job.plan.index, None, exc, started, now(), job.attempt)
 
 
 # -- the executors -------------------------------------------------------------------------------
@@ -203,15 +225,42 @@ def _outcome_of_crash(job: Job, exc: BaseException) -> Outcome:
 
 class Inline:
     """Calls a sync node in the driver's own thread. Only for a node that is alone, so no slot
-    is needed (nothing else runs) and nothing waits behind it."""
+    is needed (nothing else runs) and nothing waits behind it.
 
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
+    Every executor's `submit(job)` returns None, or (`InlineAsync` only) a coroutine the driver
+    must await before going on."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
 
     def submit(self, job: Job) -> None:
-        job.begin()
-        self.inbox.put(Started(job.plan.index, job.started))  # type: ignore[arg-type]
-        self.inbox.put(call_sync(job))
+        started = job.started = now()
+        self.report.started(job.plan.index, started)
+        self.report.finished(call_sync(job))
+
+
+class InlineAsync:
+    """Runs an async node that is alone in the driver's own task: its coroutine is stepped right
+    here and, if it suspends, `submit` returns what the driver awaits (nothing else could run
+    meanwhile). No task, no context copy, no slot."""
+
+    def __init__(self, report: Reporter) -> None:
+        self.report = report
+
+    def submit(self, job: Job) -> Coroutine[Any, Any, None] | None:
+        started = job.started = now()
+        self.report.started(job.plan.index, started)
+        coro = call_async(job)
+        try:
+            pending = coro.send(None)
+        except StopIteration as done:
+            self.report.finished(done.value)
+            return None
+        return self._rest(coro, pending)
+
+    async def _rest(self, coro: Coroutine[Any, Any, Outcome], pending: Any) -> None:
+        outcome: Outcome = await resume(coro, pending)
+        self.report.finished(outcome)
 
 
 class Threads:
@@ -227,11 +276,15 @@ class Threads:
         self.pool.submit(self._work, job)
 
     def _work(self, job: Job) -> None:
-        if self.slots.acquire(job.begin, lambda: self.pool.submit(self._resume, job)):
+        if self.slots.acquire(job, self):
             self._run(job)
 
-    def _resume(self, job: Job) -> None:
-        if self.slots.resume(job.begin):
+    def resume(self, job: Job) -> None:
+        """A slot was handed to parked `job` (by whichever thread freed it): queue it again."""
+        self.pool.submit(self._resumed, job)
+
+    def _resumed(self, job: Job) -> None:
+        if self.slots.resume(job):
             self._run(job)
 
     def _run(self, job: Job) -> None:
@@ -248,6 +301,7 @@ class Threads:
         """One supervised attempt (its slot is the supervisor's): a loop future of the outputs.
         `dedicated`: a thread of its own, so that a timed-out attempt can be abandoned."""
         loop = self.inbox.loop
+        assert loop is not None
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         context = self.context.copy()
 
@@ -281,23 +335,33 @@ class Tasks:
     """Runs async nodes on the loop. The first step runs at once (as Python 3.12's eager tasks
     do): a node that finishes without suspending never becomes a task."""
 
-    def __init__(self, slots: Slots, inbox: Inbox, context: contextvars.Context) -> None:
+    def __init__(self, slots: Slots, report: Reporter, inbox: Inbox, context: contextvars.Context):
         self.slots = slots
+        self.report = report
         self.inbox = inbox
         self.context = context
         self.tasks: dict[int, asyncio.Task[Any]] = {}
 
-    def submit(self, job: Job) -> None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
         loop = self.inbox.loop
-        if self.slots.acquire(job.begin, lambda: loop.call_soon_threadsafe(self._resume, job)):
+        assert loop is not None, "async executors run only once the run has its event loop"
+        return loop
+
+    def submit(self, job: Job) -> None:
+        if self.slots.acquire(job, self):
             self._start(job)
 
-    def _resume(self, job: Job) -> None:
-        if self.slots.resume(job.begin):
+    def resume(self, job: Job) -> None:
+        """A slot was handed to parked `job`, maybe from a worker thread: start it on the loop."""
+        self.loop.call_soon_threadsafe(self._resumed, job)
+
+    def _resumed(self, job: Job) -> None:
+        if self.slots.resume(job):
             self._start(job)
 
     def _start(self, job: Job) -> None:
-        self.inbox.put(Started(job.plan.index, job.started))  # type: ignore[arg-type]
+        self.report.started(job.plan.index, job.started)  # type: ignore[arg-type]
         context = self.context.copy()
         coro = call_async(job)
         try:
@@ -305,13 +369,13 @@ class Tasks:
         except StopIteration as done:
             self._finished(done.value)
             return
-        self.track(job.plan, _finish(_Resume(coro, pending)), context)
+        self.track(job.plan, _finish(coro, pending), context)
 
     def track(
         self, p: NodePlan, coro: Coroutine[Any, Any, Outcome], context: contextvars.Context
     ) -> None:
         """Run `coro` (it reports a node's outcome) as a task that fail-fast can cancel."""
-        task = self.inbox.loop.create_task(coro, name=f"kaizen:{p.node_id}", context=context)
+        task = self.loop.create_task(coro, name=f"kaizen:{p.node_id}", context=context)
         self.tasks[p.index] = task
         task.add_done_callback(self._task_done)
 
@@ -321,10 +385,11 @@ class Tasks:
         outcome = task.result()
         self.tasks.pop(outcome.index, None)
         self._finished(outcome)
+        self.inbox.wake()  # the driver may have newly ready nodes to start
 
     def _finished(self, outcome: Outcome) -> None:
         self.slots.release()
-        self.inbox.put(outcome)
+        self.report.finished(outcome)
 
     def cancel_all(self) -> list[asyncio.Task[Any]]:
         """Cancel every running task; returns them (they get a moment to clean up)."""
@@ -344,17 +409,19 @@ class Supervised:
         self.tasks = tasks
 
     def submit(self, job: Job) -> None:
-        loop = self.tasks.inbox.loop
-        slots = self.tasks.slots
-        if slots.acquire(job.begin, lambda: loop.call_soon_threadsafe(self._resume, job)):
+        if self.tasks.slots.acquire(job, self):
             self._start(job)
 
-    def _resume(self, job: Job) -> None:
-        if self.tasks.slots.resume(job.begin):
+    def resume(self, job: Job) -> None:
+        """A slot was handed to parked `job`, maybe from a worker thread: start it on the loop."""
+        self.tasks.loop.call_soon_threadsafe(self._resumed, job)
+
+    def _resumed(self, job: Job) -> None:
+        if self.tasks.slots.resume(job):
             self._start(job)
 
     def _start(self, job: Job) -> None:
-        self.tasks.inbox.put(Started(job.plan.index, job.started))  # type: ignore[arg-type]
+        self.tasks.report.started(job.plan.index, job.started)  # type: ignore[arg-type]
         self.tasks.track(job.plan, self._supervise(job), self.tasks.context.copy())
 
     async def _supervise(self, job: Job) -> Outcome:
@@ -367,7 +434,7 @@ class Supervised:
         )
 
         p, policy = job.plan, job.plan.node.policy
-        inbox = self.tasks.inbox
+        report = self.tasks.report
 
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, policy.retry_on) and not isinstance(exc, VetoError)
@@ -375,7 +442,7 @@ class Supervised:
         def before_sleep(state: Any) -> None:
             error = state.outcome.exception()  # tenacity sleeps only after a failed attempt
             wait = state.next_action.sleep if state.next_action else 0.0
-            inbox.put(Retrying(p.index, state.attempt_number, error, wait))
+            report.retrying(p.index, state.attempt_number, error, wait)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.retries + 1),
@@ -399,15 +466,9 @@ class Supervised:
         """One attempt, under the timeout; raises what the node raised, or TimeoutError."""
         p = job.plan
         timeout = p.node.policy.timeout
-        context = job.context
-        this = Job(
-            p,
-            job.inputs,
-            NodeContext(context.run_id, context.node_id, attempt, context.record, context.hooks),
-            job.started,
-        )
+        this = Job(p, job.inputs, job.run, attempt, job.started)
         if p.is_async:
-            call: Any = run_async_node(this)
+            call: Any = _raising(call_async(this))
         else:
             call = self.threads.attempt(this, dedicated=timeout is not None)
         if timeout is None:
@@ -420,6 +481,9 @@ class Supervised:
             ) from None
 
 
+Executor = Inline | InlineAsync | Threads | Tasks | Supervised
+
+
 class Executors:
     """A run's executors, and the choice of one per node."""
 
@@ -427,55 +491,42 @@ class Executors:
         self,
         pool: WorkerPool,
         slots: Slots,
+        report: Reporter,
         inbox: Inbox,
         context: contextvars.Context,
         *,
         inline_allowed: bool,
     ) -> None:
-        self.inline = Inline(inbox)
+        self.inline = Inline(report)
+        self.inline_async = InlineAsync(report)
         self.threads = Threads(pool, slots, inbox, context)
-        self.tasks = Tasks(slots, inbox, context)
+        self.tasks = Tasks(slots, report, inbox, context)
         self.supervised = Supervised(self.threads, self.tasks)
         self.inline_allowed = inline_allowed
 
-    def choose(self, p: NodePlan, *, alone: bool) -> Inline | Threads | Tasks | Supervised:
+    def choose(self, p: NodePlan, alone: bool) -> Executor:
+        """Supervised for a node with a policy; an async node in the driver's task when it is
+        `alone`, else as a task; a sync node inline when it is `alone` and the runtime owns the
+        loop, else in the worker threads."""
         if p.needs_policy:
             return self.supervised
         if p.is_async:
-            return self.tasks
+            return self.inline_async if alone else self.tasks
         if alone and self.inline_allowed:
             return self.inline
         return self.threads
 
 
-# -- eager task start ----------------------------------------------------------------------------
+async def _raising(call: Coroutine[Any, Any, Outcome]) -> dict[str, Any]:
+    """The outputs of an async node's attempt, or the error it raised (for the supervisor)."""
+    outcome = await call
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.outputs is not None
+    return outcome.outputs
 
 
-class _Resume:
-    """An awaitable that drives a coroutine whose first step already ran and yielded `pending`."""
-
-    __slots__ = ("coro", "pending")
-
-    def __init__(self, coro: Coroutine[Any, Any, Outcome], pending: Any) -> None:
-        self.coro = coro
-        self.pending = pending
-
-    def __await__(self) -> Generator[Any, Any, Outcome]:
-        coro, pending = self.coro, self.pending
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:  # cancellation, thrown in by the task
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _finish(resume: _Resume) -> Outcome:
-    return await resume
+async def _finish(coro: Coroutine[Any, Any, Outcome], pending: Any) -> Outcome:
+    """The rest of a node coroutine whose first step ran eagerly and yielded `pending`."""
+    outcome: Outcome = await resume(coro, pending)
+    return outcome

@@ -43,6 +43,7 @@ runtime's own record keeping, a moment costs one call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -214,19 +215,24 @@ def check_hooks(hooks: Iterable[object]) -> tuple[object, ...]:
 class HookSet:
     """The hooks of one run (or of one node within it), sorted by moment, ready to call.
 
-    `fire_<moment>(**arguments)` calls every hook of that moment in registration order. Failures
-    are recorded in `record.hook_errors` (see the module docstring).
+    `fire(moment, **arguments)` calls every hook of that moment in registration order; the
+    runtime's hottest moments read the per-moment tuples (`node_start`, `node_finish`) directly
+    and report failures through `failed`. Failures are recorded in `record.hook_errors` (see the
+    module docstring).
     """
 
-    __slots__ = ("_by_moment", "hooks", "record")
+    __slots__ = ("_by_moment", "hooks", "node_finish", "node_start", "record")
 
     def __init__(self, hooks: Sequence[object], record: RunRecord | None = None) -> None:
         self.hooks = tuple(hooks)
         self.record = record
-        self._by_moment: dict[str, tuple[Callable[..., None], ...]] = {
-            moment: tuple(getattr(h, method) for h in self.hooks if isinstance(h, cls))
-            for moment, (cls, method) in _MOMENTS.items()
-        }
+        by_moment: dict[str, list[Callable[..., None]]] = {moment: [] for moment in _MOMENTS}
+        for hook in self.hooks:
+            for moment, method in _moments_of(type(hook)):
+                by_moment[moment].append(getattr(hook, method))
+        self._by_moment = {moment: tuple(calls) for moment, calls in by_moment.items()}
+        self.node_start = self._by_moment["node_start"]
+        self.node_finish = self._by_moment["node_finish"]
 
     def including(self, more: Sequence[object]) -> HookSet:
         """These hooks followed by `more` (an agent's hooks, scoped to its node)."""
@@ -244,15 +250,15 @@ class HookSet:
             except VetoError:
                 if moment in _VETOABLE:
                     raise
-                self._failed(call, moment, arguments)
+                self.failed(call, moment, arguments.get("node_id"))
             except Exception:
-                self._failed(call, moment, arguments)
+                self.failed(call, moment, arguments.get("node_id"))
 
-    def _failed(self, call: Callable[..., None], moment: str, arguments: Mapping[str, Any]) -> None:
+    def failed(self, call: Callable[..., None], moment: str, node_id: str | None) -> None:
+        """Record and log that `call` (a hook's method) raised the exception being handled."""
         error = sys.exc_info()[1]
         hook = getattr(call, "__self__", call)
         name = hook_name(hook)
-        node_id = arguments.get("node_id")
         _log.warning(
             "hook %s failed on %s%s: %s: %s; the run goes on",
             name,
@@ -265,3 +271,11 @@ class HookSet:
             self.record.hook_errors.append(
                 HookError(name, moment, f"{type(error).__name__}: {error}", node_id)
             )
+
+
+@functools.lru_cache(maxsize=256)
+def _moments_of(cls: type) -> tuple[tuple[str, str], ...]:
+    """The moments a hook class observes, as (moment, method name)."""
+    return tuple(
+        (moment, method) for moment, (base, method) in _MOMENTS.items() if issubclass(cls, base)
+    )

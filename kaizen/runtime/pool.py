@@ -11,66 +11,77 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = ["Slots", "WorkerPool"]
 
 
-class Slots:
-    """A run's `max_concurrency`, shared by every executor, any thread."""
+class Beginning(Protocol):
+    """A node about to begin: `begin()` marks the moment (under the slots' lock)."""
 
-    __slots__ = ("_closed", "_free", "_lock", "_parked")
+    def begin(self) -> None: ...
+
+
+class Resumer(Protocol):
+    """An executor that parked a node: `resume(job)` starts it once a slot is handed to it."""
+
+    def resume(self, job: Any) -> None: ...
+
+
+class Slots:
+    """A run's `max_concurrency`, shared by every executor, any thread.
+
+    `closed` is True once the run stopped (read it freely; it only ever turns True)."""
+
+    __slots__ = ("_free", "_lock", "_parked", "closed")
 
     def __init__(self, limit: int) -> None:
         self._lock = threading.Lock()
         self._free = limit
-        self._parked: deque[Callable[[], object]] = deque()
-        self._closed = False
+        self._parked: deque[tuple[Resumer, Beginning]] = deque()
+        self.closed = False
 
-    def acquire(self, begin: Callable[[], None], park: Callable[[], object]) -> bool:
-        """Take a slot and call `begin` (True); or, none being free, park `park`, to be called
-        once a slot is handed to it (False). After `close()`: False, nothing parked.
+    def acquire(self, job: Beginning, owner: Resumer) -> bool:
+        """Take a slot and `job.begin()` (True); or, none being free, park the job with its
+        executor, whose `resume(job)` is called once a slot is handed to it (False). After
+        `close()`: False, nothing parked.
 
         `begin` runs under the lock, so a `close()` either comes first (the node never begins)
         or finds it begun."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return False
             if self._free:
                 self._free -= 1
-                begin()
+                job.begin()
                 return True
-            self._parked.append(park)
+            self._parked.append((owner, job))
             return False
 
-    def resume(self, begin: Callable[[], None]) -> bool:
-        """For a parked node given a slot by `release`: call `begin` (True), unless the run has
+    def resume(self, job: Beginning) -> bool:
+        """For a parked job given a slot by `release`: `job.begin()` (True), unless the run has
         stopped meanwhile (the slot is freed, False)."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 self._free += 1
                 return False
-            begin()
+            job.begin()
             return True
 
     def release(self) -> None:
-        """Free a slot, or hand it straight to the oldest parked node."""
+        """Free a slot, or hand it straight to the oldest parked job."""
         with self._lock:
-            if not self._parked or self._closed:
+            if not self._parked or self.closed:
                 self._free += 1
                 return
-            resume = self._parked.popleft()
-        resume()
+            owner, job = self._parked.popleft()
+        owner.resume(job)
 
     def close(self) -> None:
-        """No node starts any more; parked nodes are dropped."""
+        """No node begins any more; parked jobs are dropped."""
         with self._lock:
-            self._closed = True
+            self.closed = True
             self._parked.clear()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 class WorkerPool:

@@ -36,7 +36,7 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     """Model usage: tokens and cost in USD, summed over calls."""
 
@@ -56,7 +56,7 @@ class Usage:
         self.calls += other.calls
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeRun:
     """One node's part of a run."""
 

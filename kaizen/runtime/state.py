@@ -8,7 +8,6 @@ A run's state is a `RunState`:
     inputs     per node: the input values delivered so far (bound values, parameters, upstream)
     lost       per node: inputs that will never arrive, as `(port, why, fatal)`
     ready      the READY nodes, in the order they became ready (the driver starts them from here)
-    outputs    per DONE node: what it produced
     running    how many nodes are RUNNING
 
 A node *settles* when it is DONE, FAILED or SKIPPED. When all of a node's sources have settled it
@@ -83,7 +82,6 @@ class RunState:
     inputs: list[dict[str, Any]]
     lost: list[list[Lost] | None]
     ready: deque[int] = field(default_factory=deque)
-    outputs: dict[int, dict[str, Any]] = field(default_factory=dict)
     running: int = 0
 
 
@@ -111,9 +109,7 @@ def new_state(
     skips: Skips = []
     for p in plan.nodes:  # topological order: a node's sources are seen before it
         if p.index in finished:
-            outputs = dict(finished[p.index])
-            state.outputs[p.index] = outputs
-            _deliver(state, p, outputs, None, False, skips)
+            _deliver(state, p, dict(finished[p.index]), None, False, skips)
         elif p.n_sources == 0:
             _make_ready(state, p.index)
     _propagate(state, skips)
@@ -132,13 +128,17 @@ def complete(
 ) -> Skips:
     """Node `i` finished with `outputs`; ports it left out were not produced (`explanation`:
     the node's own word on why, appended to its dependants' skip reasons)."""
-    _settle_running(state, i, DONE)
-    state.outputs[i] = outputs
+    assert state.status[i] is RUNNING, (i, state.status[i])
+    state.status[i] = DONE
+    state.running -= 1
     p = state.plan.nodes[i]
-    why = f"{p.node_id}.{{port}} was not produced" + (f": {explanation}" if explanation else "")
     skips: Skips = []
-    _deliver(state, p, outputs, why, False, skips)
-    return _propagate(state, skips)
+    if p.fed_ports.issubset(outputs):
+        _deliver(state, p, outputs, None, False, skips)  # nothing is lost: no reason needed
+    else:
+        why = f"{p.node_id}.{{port}} was not produced" + (f": {explanation}" if explanation else "")
+        _deliver(state, p, outputs, why, False, skips)
+    return _propagate(state, skips) if skips else skips
 
 
 def fail(state: RunState, i: int, reason: str, *, propagate: bool) -> Skips:
@@ -226,7 +226,8 @@ def _deliver(
         remaining[t] -= 1
         if remaining[t] == 0 and status[t] is WAITING:
             if lost[t] is None:
-                _make_ready(state, t)
+                status[t] = READY
+                state.ready.append(t)
             else:
                 _decide(state, t, skips)
 
@@ -255,6 +256,8 @@ def _decide(state: RunState, t: int, skips: Skips) -> None:
 def _propagate(state: RunState, skips: Skips, first: int = 0) -> Skips:
     """Mark the queued skips SKIPPED, one by one, delivering each one's absence downstream
     (which may queue more); returns every skip, in order."""
+    if len(skips) <= first:
+        return skips
     k = first
     while k < len(skips):
         j = skips[k][0]

@@ -37,7 +37,7 @@ def check_parameters(
     plan: Plan, parameters: Mapping[str, Any] | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """`bind_parameters` without raising: `(inputs per node, every problem found)`."""
-    inputs = [dict(p.bound) for p in plan.nodes]
+    inputs = [dict(p.bound) if p.bound else {} for p in plan.nodes]
     problems: list[str] = []
     node_scoped: list[tuple[int, str, Any]] = []
     for key, value in (parameters or {}).items():

@@ -40,7 +40,9 @@ class NodePlan:
     wired: frozenset[str]  # input ports fed by a connection
     open_ports: Mapping[str, Port]  # input ports fed by no connection
     outputs: frozenset[str]
+    fed_ports: frozenset[str]  # output ports some connection reads
     bound: Mapping[str, Any]  # inputs set at build time (config values)
+    scoped_hooks: bool  # the node's type can carry hooks of its own (Node.hooks overridden)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,9 @@ def make_plan(
                     {n: p for n, p in node.inputs.items() if n not in wired}
                 ),
                 outputs=frozenset(node.outputs),
+                fed_ports=frozenset(port for _, port, _ in edges_out[i]),
                 bound=MappingProxyType(dict(bound.get(node_id, {}))),
+                scoped_hooks=type(node).hooks is not Node.hooks,
             )
         )
     open_inputs = tuple(
