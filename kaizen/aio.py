@@ -133,6 +133,9 @@ class resume:
         while True:
             try:
                 sent = yield pending
+            except GeneratorExit:  # this awaitable is being closed: close the coroutine too
+                coro.close()
+                raise
             except BaseException as exc:  # cancellation, thrown in by the task
                 try:
                     pending = coro.throw(exc)

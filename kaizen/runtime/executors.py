@@ -385,11 +385,11 @@ class Tasks:
         outcome = task.result()
         self.tasks.pop(outcome.index, None)
         self._finished(outcome)
-        self.inbox.wake()  # the driver may have newly ready nodes to start
 
     def _finished(self, outcome: Outcome) -> None:
         self.slots.release()
         self.report.finished(outcome)
+        self.inbox.wake()  # when this runs from a loop callback, the driver has news
 
     def cancel_all(self) -> list[asyncio.Task[Any]]:
         """Cancel every running task; returns them (they get a moment to clean up)."""

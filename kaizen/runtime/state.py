@@ -118,7 +118,8 @@ def new_state(
 
 def start(state: RunState, i: int) -> None:
     """Node `i`, READY, is handed to an executor."""
-    assert state.status[i] is READY, (i, state.status[i])
+    if state.status[i] is not READY:
+        raise _wrong(state, i, "READY")
     state.status[i] = RUNNING
     state.running += 1
 
@@ -128,7 +129,8 @@ def complete(
 ) -> Skips:
     """Node `i` finished with `outputs`; ports it left out were not produced (`explanation`:
     the node's own word on why, appended to its dependants' skip reasons)."""
-    assert state.status[i] is RUNNING, (i, state.status[i])
+    if state.status[i] is not RUNNING:
+        raise _wrong(state, i, "RUNNING")
     state.status[i] = DONE
     state.running -= 1
     p = state.plan.nodes[i]
@@ -189,8 +191,14 @@ def is_finished(state: RunState) -> bool:
 # -- internals -----------------------------------------------------------------------------------
 
 
+def _wrong(state: RunState, i: int, expected: str) -> RuntimeError:
+    node = state.plan.nodes[i].node_id
+    return RuntimeError(f"node {node!r} is {state.status[i].name}, not {expected}")
+
+
 def _settle_running(state: RunState, i: int, status: NodeState) -> None:
-    assert state.status[i] is RUNNING, (i, state.status[i])
+    if state.status[i] is not RUNNING:
+        raise _wrong(state, i, "RUNNING")
     state.status[i] = status
     state.running -= 1
 
