@@ -57,7 +57,8 @@ class Node:
     skipped, unless `runs_without_inputs = True`.
     `config_keys` names the settings a type reads from its config; when it is not `None`, the
     builder reports any other config key that is not an input port name (a likely typo).
-    `hooks` are lifecycle hooks scoped to this node (see `kaizen.runtime.hooks`).
+    `hooks` are lifecycle hooks scoped to this node (see `kaizen.runtime.hooks`). `group` names
+    the cluster the node is drawn in (patterns group rounds and steps; None: by its id).
     """
 
     type_name: ClassVar[str] = ""
@@ -79,6 +80,7 @@ class Node:
         if not isinstance(node_id, str) or not node_id:
             raise ValueError(f"a node id must be a non-empty string, got {node_id!r}")
         self.id = node_id
+        self.group: str | None = None
         self.config: Mapping[str, Any] = MappingProxyType(dict(config or {}))
         self.policy = policy or ExecutionPolicy()
         ins, outs = self.make_ports()

@@ -33,6 +33,7 @@ from kaizen.patterns.members import (
     set_group,
 )
 from kaizen.patterns.roles import role_key
+from kaizen.signatures import SignatureField
 
 if TYPE_CHECKING:
     from kaizen.agents.agent import Agent
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
 
 JUDGE_ROLES = frozenset({"moderator", "judge"})
 DEFAULT_JUDGE = "moderator"
+# what the debate gives agents whose own signatures lack it
+ARGUMENTS = SignatureField("arguments", list[str], "the debaters' final arguments, one per debater")
+PREVIOUS_ARGUMENTS = SignatureField(
+    "previous_arguments", list[str], "arguments of the previous round", default=[]
+)
 
 
 def create_debate_workflow(
@@ -63,11 +69,13 @@ def create_debate_workflow(
     """A debate among `agents` over `rounds` rounds, ruled on by a judge.
 
     `agents` are `Agent`s or role names (see docs/patterns.md). The judge is `judge`, else the
-    last agent when it is a judge (role `"moderator"` / `"judge"`, or an agent taking `arguments`
-    but not `previous_arguments`), else a `"moderator"`. A role debater's signature is
-    `topic, previous_arguments -> argument, position, confidence`; an `Agent` debater needs an
-    `argument` output (or names it first) and, for more than one round, a `previous_arguments`
-    input. `topic` set here becomes a constant node; left None, pass it at run time
+    last agent when it is a judge (role or agent name `"moderator"` / `"judge"`, or an agent
+    taking `arguments` but not `previous_arguments`), else a `"moderator"`. A role debater's
+    signature is `topic, previous_arguments -> argument, position, confidence`. An `Agent`
+    debater answers with its `argument` output (else `answer`, `result`, else its first); one
+    whose signature lacks `previous_arguments` debates as a copy that also takes it, and a judge
+    lacking `arguments` rules as a copy that takes them: the agents given stay as they are.
+    `topic` set here becomes a constant node; left None, pass it at run time
     (`parameters={"topic": ...}`). `early_stop` ends the debate after the first round in which at
     least `convergence` (share of all debaters) hold the same position. `model` / `agent_config`
     configure the agents created from role names; `budget` (or `max_tokens` / `max_cost`) caps
@@ -102,13 +110,10 @@ def create_debate_workflow(
         agent_config=config,
         framework=framework,
     )
-    judge_member = _distinct(judge_member, debaters)
-    fields = {m.key: _debater_fields(m, rounds) for m in debaters}
-    if "arguments" not in judge_member.signature.input_names:
-        raise ValueError(
-            f"debate judge {judge_member.agent.name!r} needs an input 'arguments: list[str]' "
-            f"(its inputs: {', '.join(judge_member.signature.input_names)})"
-        )
+    judge_member = _hearing(_distinct(judge_member, debaters), ARGUMENTS)
+    if rounds > 1:
+        debaters = [_hearing(m, PREVIOUS_ARGUMENTS) for m in debaters]
+    fields = {m.key: _debater_fields(m) for m in debaters}
 
     builder = WorkflowBuilder(name)
     if topic is not None:
@@ -193,13 +198,23 @@ class DebaterNode(AgentNode):
 
 
 def _looks_like_judge(item: Agent | str) -> bool:
+    """A judge: a role name or an agent named "moderator" / "judge", or an agent that takes
+    `arguments` but not `previous_arguments`."""
     if isinstance(item, str):
         return role_key(item) in JUDGE_ROLES
-    signature = getattr(item, "signature", None)
-    if signature is None:
-        return False
-    inputs = signature.input_names
+    if role_key(item.name) in JUDGE_ROLES:
+        return True
+    inputs = item.signature.input_names
     return "arguments" in inputs and "previous_arguments" not in inputs
+
+
+def _hearing(member: Member, field: SignatureField) -> Member:
+    """`member`, or a copy of its agent whose signature also takes `field`: the debate hands an
+    agent the arguments it must answer even when the agent was made for the topic alone."""
+    if member.has_input(field.name):
+        return member
+    signature = member.signature.with_fields(inputs=[field])
+    return Member(member.key, member.agent.with_signature(signature))
 
 
 def _distinct(judge: Member, debaters: Sequence[Member]) -> Member:
@@ -211,15 +226,9 @@ def _distinct(judge: Member, debaters: Sequence[Member]) -> Member:
     return Member(key, judge.agent)
 
 
-def _debater_fields(member: Member, rounds: int) -> dict[str, str]:
+def _debater_fields(member: Member) -> dict[str, str]:
     """Which outputs of a debater the round collects: argument, and position / confidence."""
     signature = member.signature
-    if rounds > 1 and not member.has_input("previous_arguments"):
-        raise ValueError(
-            f"debater {member.agent.name!r} needs an input 'previous_arguments: list[str]' to "
-            f"hear the other debaters in rounds 2..{rounds} (its inputs: "
-            f"{', '.join(signature.input_names)})"
-        )
     fields = {"argument": first_output(signature, ("argument", "answer", "result"))}
     for role in ("position", "confidence"):
         if member.has_output(role):

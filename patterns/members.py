@@ -132,7 +132,7 @@ def add_agent_node(
 
 def set_group(node: Node, group: str) -> None:
     """Cluster `node` under `group` when the graph is drawn (see kaizen.render)."""
-    node.group = group  # type: ignore[attr-defined]
+    node.group = group
 
 
 def first_output(signature: Signature, preferred: Sequence[str]) -> str:

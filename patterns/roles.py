@@ -80,7 +80,8 @@ PARTS: dict[str, tuple[str, str]] = {
     "stage": (
         "Do your part of the task, building on the previous stage's result if there is one.",
         'task: str "the overall task", '
-        'previous_result: str = "" "the previous stage\'s result" '
+        'previous_result: str = "" "the previous stage\'s result", '
+        'context: dict = {} "details for your part" '
         '-> result: str "your result"',
     ),
     "planner": (
@@ -147,17 +148,18 @@ def role_agent(
     options: Sequence[str] | None = None,
     framework: Kaizen | None = None,
 ) -> Agent:
-    """An agent named `name` (default: the role) playing `part` with the role's persona,
-    created by `framework` (default: the default `Kaizen` instance), whose defaults it inherits."""
-    from kaizen.agents.facade import default_kaizen
+    """An agent named `name` (default: the role) playing `part` with the role's persona, created
+    by `framework` (a `Kaizen` instance, whose defaults it inherits) when one is given."""
+    from kaizen.agents.agent import Agent
 
     signature = part_signature(part, options=options)
     merged = dict(config or {})
     extra = merged.pop("instructions", None)
     instructions = " ".join(s for s in (persona(role), signature.instructions, extra) if s)
-    return (framework or default_kaizen()).create_agent(
-        name or role_key(role), signature, {**merged, "instructions": instructions}
-    )
+    settings = {**merged, "instructions": instructions}
+    if framework is not None:
+        return framework.create_agent(name or role_key(role), signature, settings)
+    return Agent(name or role_key(role), signature, settings)
 
 
 def known_roles() -> list[str]:

@@ -39,8 +39,7 @@ def make_node_class(spec: Spec, n_inputs: int) -> type[Node]:
         accepts_partial_inputs: ClassVar[bool] = spec.partial
         runs_without_inputs: ClassVar[bool] = spec.without_inputs
         input_ports = tuple(
-            Port(f"in{k}", Any, None if spec.optional[k] else MISSING)
-            for k in range(n_inputs)
+            Port(f"in{k}", Any, None if spec.optional[k] else MISSING) for k in range(n_inputs)
         )
         output_ports = tuple(Port(name) for name in OUTPUTS)
 

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import kaizen.llm.litellm_adapter as adapter
 from kaizen.errors import ConfigError
 from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
-from kaizen.llm import litellm_adapter as adapter
 from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
 from kaizen.llm.models import (
     ModelSpec,

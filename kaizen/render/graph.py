@@ -38,7 +38,7 @@ _VALUE_WIDTH = 24  # characters of a bound input's value shown in a port row
 
 def node_group(node: Node) -> str | None:
     """The cluster a node is drawn in: its `group` attribute, else its id before the last "/"."""
-    group = getattr(node, "group", None)
+    group = node.group
     if group:
         return str(group).strip("/") or None
     head, sep, _ = node.id.rpartition("/")

@@ -1,0 +1,147 @@
+"""The package's shape: no import circles, one adapter for litellm's private names, one way to
+detect an event loop, no private asyncio API, `import kaizen` light, every public name exported."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import kaizen
+
+ROOT = Path(__file__).resolve().parent.parent
+# where each folder's modules live in the one `kaizen` package (pyproject's package-dir)
+FOLDERS = {
+    "kaizen": ROOT / "kaizen",
+    "kaizen.signatures": ROOT / "signatures",
+    "kaizen.nodes": ROOT / "nodes",
+    "kaizen.patterns": ROOT / "patterns",
+}
+
+
+def modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package, folder in FOLDERS.items():
+        for path in folder.rglob("*.py"):
+            parts = path.relative_to(folder).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            name = ".".join((package, *parts))
+            if package == "kaizen" and parts and f"kaizen.{parts[0]}" in FOLDERS:
+                continue
+            found[name] = path
+    return found
+
+
+def imports(path: Path, module: str, known: set[str]) -> Iterator[str]:
+    """Every Kaizen module `path` imports, at module level or inside functions, except under
+    `if TYPE_CHECKING:` (those never run)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(child) for child in ast.walk(node))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1]])
+                base = f"{base}.{node.module}" if node.module else base
+            # `from package import module` imports that module (its package is the importer's
+            # own parent, already loading); `from module import name` imports the module
+            submodules = [f"{base}.{alias.name}" for alias in node.names]
+            names = [m for m in submodules if m in known] or [base]
+        else:
+            continue
+        for name in names:
+            if name in known:
+                yield name
+
+
+def test_there_are_no_import_circles() -> None:
+    found = modules()
+    known = set(found)
+    graph = {name: set(imports(path, name, known)) - {name} for name, path in found.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_signature_layer_and_the_node_layer_stay_below_the_agents() -> None:
+    found = modules()
+    known = set(found)
+    for name, path in found.items():
+        targets = set(imports(path, name, known))
+        if name.startswith("kaizen.signatures"):
+            assert not {t for t in targets if t.startswith("kaizen.nodes")}, name
+        if name.startswith(("kaizen.signatures", "kaizen.nodes")):
+            upward = {t for t in targets if t.startswith(("kaizen.agents", "kaizen.runtime"))}
+            assert not upward, f"{name} imports {upward}"
+
+
+def source_files() -> Iterator[Path]:
+    for folder in FOLDERS.values():
+        yield from folder.rglob("*.py")
+
+
+def test_private_litellm_names_are_touched_in_the_adapter_only() -> None:
+    adapter = ROOT / "kaizen" / "llm" / "litellm_adapter.py"
+    for path in source_files():
+        if path == adapter:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for private in ("_hidden_params", "_custom_providers", "_internal_context"):
+            assert private not in text, f"{path.relative_to(ROOT)} touches litellm.{private}"
+
+
+def test_the_private_litellm_names_the_adapter_relies_on_still_exist() -> None:
+    """Fails loudly the day a litellm upgrade removes one (see PRIVATE_NAMES)."""
+    from kaizen.llm.litellm_adapter import missing_private_names
+
+    assert missing_private_names() == []
+
+
+def test_one_way_to_detect_a_running_loop_and_no_private_asyncio() -> None:
+    for path in source_files():
+        text = path.read_text(encoding="utf-8")
+        assert "asyncio._" not in text, f"{path.relative_to(ROOT)} uses a private asyncio API"
+        if path.name != "aio.py":
+            assert "get_running_loop()" not in text or "running_loop" in text.replace(
+                "get_running_loop()", ""
+            ), f"{path.relative_to(ROOT)}: use kaizen.aio.running_loop()"
+
+
+@pytest.mark.parametrize("name", sorted(kaizen.__all__))
+def test_every_public_name_is_importable_from_kaizen(name: str) -> None:
+    assert getattr(kaizen, name) is not None
+
+
+def test_import_kaizen_loads_nothing_heavy() -> None:
+    code = (
+        "import sys, kaizen; heavy = ['litellm', 'pydantic', 'networkx', 'jinja2', 'rich', "
+        "'kaizen.runtime', 'kaizen.agents']; print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
