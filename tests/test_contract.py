@@ -155,7 +155,7 @@ def test_agents_and_functions_in_one_workflow(model: ScriptedModel) -> None:
     wf.add_connection("research", "analysis")  # ports matched by name
     wf.add_connection("analysis", "summary", "format", "text")  # explicit ports
     results, run_id = LocalRuntime().execute(wf.build(), parameters={"research": {"task": "..."}})
-    assert results["format"] == {"result": "**short**"}
+    assert results["format"] == {"result": "**short**"} and run_id
 
 
 # -- layer 3: multi-agent coordination ----------------------------------------------------------

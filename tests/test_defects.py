@@ -1,4 +1,5 @@
-"""Defects B1-B12 found by trying Kaizen as a user would (issue 9); each test failed before its fix."""
+"""Defects B1-B12, found by trying Kaizen as a user would (issue 9): each test failed before its
+fix."""
 
 from __future__ import annotations
 
@@ -169,9 +170,9 @@ def test_b9_progress_counts_every_settled_node_cancelled_ones_too() -> None:
     wf.add_node(slow, "slow")
     workflow = wf.build()
     console = Console(file=io.StringIO(), width=100, force_terminal=False)
-    with RunProgress(workflow, console, lines=True) as progress:
-        with pytest.raises(NodeExecutionError):
-            LocalRuntime().execute(workflow, hooks=[progress])
+    progress = RunProgress(workflow, console, lines=True)
+    with progress, pytest.raises(NodeExecutionError):
+        LocalRuntime().execute(workflow, hooks=[progress])
     output = console.file.getvalue()  # type: ignore[attr-defined]
     assert re.search(r"failed\s+boom", output) and re.search(r"cancelled\s+slow", output)
     assert progress.running == [] and progress.failed == 1
