@@ -2,17 +2,14 @@
 
     while the run is not over:
         settle what worker threads reported   (started / finished, in order)
-        hand every READY node to an executor  (executors.choose: inline, threads, tasks, supervised)
+        hand every READY node to an executor  (executors.choose: inline, threads, tasks, ...)
         wait for the next report
 
-Executors on the driver's thread report directly (`started`, `retrying`, `finished`: the
-`Reporter` protocol); worker threads through the `Inbox`.
-
-Everything a run knows lives in three places: the dataflow state (`kaizen.runtime.state`: pure
-transitions, no I/O), the executors (`kaizen.runtime.executors`: how nodes run), and the hooks
-(`kaizen.runtime.hooks`: the record, events, budgets and user hooks observe every moment from
-here, on this thread, in order). The driver only moves reports from the second to the first and
-announces what changed to the third.
+A run lives in three places: the dataflow state (`kaizen.runtime.state`: pure transitions), the
+executors (`kaizen.runtime.executors`: how nodes run; those on the driver's thread report here
+directly, worker threads through the `Inbox`), and the hooks (`kaizen.runtime.hooks`: the record,
+events, budgets and user hooks hear every moment from here, on this thread, in order). The driver
+moves reports from the second into the first and announces what changed to the third.
 
 Failure policy. `fail_fast`: the first failure (or a node refused by the budget) stops the run:
 nothing new starts, running async nodes are cancelled and running sync nodes abandoned (both
@@ -24,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +38,6 @@ from kaizen.workflow.plan import NodePlan
 if TYPE_CHECKING:
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["Run"]
-
-_log = logging.getLogger("kaizen.runtime")
 _CANCEL_GRACE = 1.0  # seconds cancelled async nodes get to finish their cleanup
 Results = dict[str, dict[str, Any]]
 
@@ -68,12 +61,8 @@ class Run:
         self.workflow = workflow
         self.nodes = plan.nodes
         self.run_id = run_id
-        self.record = RunRecord(
-            run_id,
-            workflow.name,
-            started=now(),
-            nodes={p.node_id: NodeRun(p.node_id, p.node_type) for p in plan.nodes},
-        )
+        nodes = {p.node_id: NodeRun(p.node_id, p.node_type) for p in plan.nodes}
+        self.record = RunRecord(run_id, workflow.name, started=now(), nodes=nodes)
         self.hooks = HookSet([Recorder(self.record), *hooks], self.record)
         # node-scoped hook sets: the run's, plus a node's own (an agent's), made on first use
         self._node_hooks: dict[int, HookSet] = {}
@@ -90,14 +79,8 @@ class Run:
         self.loop: asyncio.AbstractEventLoop | None = None  # set by enter_loop
         self.task: asyncio.Task[Any] | None = None
         self.inbox = Inbox()
-        self.executors = Executors(
-            pool,
-            self.slots,
-            self,
-            self.inbox,
-            contextvars.copy_context(),
-            inline_allowed=inline_allowed,
-        )
+        context = contextvars.copy_context()
+        self.executors = Executors(pool, self.slots, self, self.inbox, context, inline_allowed)
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -184,28 +167,12 @@ class Run:
         job.announced = True
         p = job.plan
         hooks = self.hooks_for(index) if p.scoped_hooks else self.hooks
-        for call in hooks.node_start:  # the hottest moment: called here without fire()
-            try:
-                call(
-                    run_id=self.run_id,
-                    node_id=p.node_id,
-                    node_type=p.node_type,
-                    attempt=1,
-                    time=time,
-                )
-            except Exception:
-                hooks.failed(call, "node_start", p.node_id)
+        hooks.node_started(self.run_id, p.node_id, p.node_type, time)
 
     def retrying(self, index: int, attempt: int, error: BaseException, wait: float) -> None:
         if self.state.status[index] is dataflow.RUNNING:
-            self.hooks_for(index).fire(
-                "node_retry",
-                run_id=self.run_id,
-                node_id=self.nodes[index].node_id,
-                attempt=attempt,
-                error=error,
-                wait=wait,
-            )
+            node_id = self.nodes[index].node_id
+            self.hooks_for(index).node_retrying(self.run_id, node_id, attempt, error, wait)
 
     def finished(self, outcome: Outcome) -> None:
         """A node ended: record it, and let its outputs (or their absence) flow downstream."""
@@ -222,8 +189,7 @@ class Run:
         if error is None:
             outputs = outcome.outputs
             assert outputs is not None
-            explanation = None if p.fed_ports.issubset(outputs) else _explanation(p, outputs)
-            skips = dataflow.complete(state, i, outputs, explanation)
+            skips = dataflow.complete(state, i, outputs, outcome.explanation)
             self.results[p.node_id] = outputs
             self.ended(p, NodeStatus.COMPLETED, outcome, None)
         elif isinstance(error, BudgetExceededError):
@@ -250,29 +216,13 @@ class Run:
         self, p: NodePlan, status: NodeStatus, outcome: Outcome, error: BaseException | None
     ) -> None:
         hooks = self.hooks_for(p.index) if p.scoped_hooks else self.hooks
-        for call in hooks.node_finish:  # the hottest moment: called here without fire()
-            try:
-                call(
-                    run_id=self.run_id,
-                    node_id=p.node_id,
-                    status=status,
-                    outputs=outcome.outputs,
-                    error=error,
-                    started=outcome.started,
-                    finished=outcome.finished,
-                    attempts=outcome.attempts,
-                )
-            except Exception:
-                hooks.failed(call, "node_finish", p.node_id)
+        hooks.node_finished(
+            self.run_id, p.node_id, status, outcome.outputs, error,
+            outcome.started, outcome.finished, outcome.attempts,
+        )  # fmt: skip
 
     def skipped(self, j: int, reason: str) -> None:
-        self.hooks_for(j).fire(
-            "node_skip",
-            run_id=self.run_id,
-            node_id=self.nodes[j].node_id,
-            reason=reason,
-            time=now(),
-        )
+        self.hooks_for(j).node_skipped(self.run_id, self.nodes[j].node_id, reason, now())
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -294,17 +244,5 @@ class Run:
         self.abandoned.extend(self.executors.tasks.cancel_all())
 
     def finish(self, status: RunStatus, error: BaseException | None) -> None:
-        self.hooks.fire(
-            "run_finish", run_id=self.run_id, status=status, record=self.record, error=error
-        )
-
-
-def _explanation(p: NodePlan, outputs: Mapping[str, Any]) -> str | None:
-    """The node's own word on why output ports feeding others were not produced, if any were."""
-    if p.fed_ports.issubset(outputs):
-        return None
-    try:
-        return p.node.unproduced_reason(outputs)
-    except Exception:  # an explanation must never break the run
-        _log.exception("%r.unproduced_reason() failed", p.node)
-        return None
+        moment = {"status": status, "record": self.record, "error": error}
+        self.hooks.fire("run_finish", run_id=self.run_id, **moment)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping
@@ -42,6 +43,8 @@ from kaizen.runtime.hooks import HookSet
 from kaizen.runtime.pool import Slots, WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.workflow.plan import NodePlan
+
+_log = logging.getLogger("kaizen.runtime")
 
 __all__ = ["Executor", "Executors", "Inbox", "Job", "Outcome", "Reporter", "Started"]
 
@@ -103,7 +106,8 @@ class Started:
 
 @dataclass(slots=True)
 class Outcome:
-    """How a node ended: its outputs, or the error of its last attempt."""
+    """How a node ended: its outputs, or the error of its last attempt; and, when it left out
+    output ports others read, its own word on why (`Node.unproduced_reason`)."""
 
     index: int
     outputs: dict[str, Any] | None
@@ -111,6 +115,7 @@ class Outcome:
     started: float
     finished: float
     attempts: int = 1
+    explanation: str | None = None
 
 
 Report = Started | Outcome
@@ -178,7 +183,8 @@ def call_sync(job: Job) -> Outcome:
         return Outcome(p.index, None, exc, started, now(), job.attempt)
     finally:
         node_context_var.reset(token)
-    return Outcome(p.index, outputs, None, started, now(), job.attempt)
+    explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
+    return Outcome(p.index, outputs, None, started, now(), job.attempt, explanation)
 
 
 async def call_async(job: Job) -> Outcome:
@@ -193,7 +199,8 @@ async def call_async(job: Job) -> Outcome:
         return Outcome(p.index, None, exc, started, now(), job.attempt)
     finally:
         node_context_var.reset(token)
-    return Outcome(p.index, outputs, None, started, now(), job.attempt)
+    explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
+    return Outcome(p.index, outputs, None, started, now(), job.attempt, explanation)
 
 
 def checked(p: NodePlan, outputs: Any) -> dict[str, Any]:
@@ -213,6 +220,15 @@ def checked(p: NodePlan, outputs: Any) -> dict[str, Any]:
                 f"(declared outputs: {declared})"
             )
     return outputs
+
+
+def explain(p: NodePlan, outputs: Mapping[str, Any]) -> str | None:
+    """The node's own word on why output ports others read were not produced, if it has one."""
+    try:
+        return p.node.unproduced_reason(outputs)
+    except Exception:  # an explanation must never break the run
+        _log.exception("%r.unproduced_reason() failed", p.node)
+        return None
 
 
 def _outcome_of_crash(job: Job, exc: BaseException) -> Outcome:
@@ -460,7 +476,8 @@ class Supervised:
                     outputs = await self._attempt(job, attempt)
         except Exception as exc:
             return Outcome(p.index, None, exc, started, now(), attempt)
-        return Outcome(p.index, outputs, None, started, now(), attempt)
+        explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
+        return Outcome(p.index, outputs, None, started, now(), attempt, explanation)
 
     async def _attempt(self, job: Job, attempt: int) -> dict[str, Any]:
         """One attempt, under the timeout; raises what the node raised, or TimeoutError."""
@@ -494,7 +511,6 @@ class Executors:
         report: Reporter,
         inbox: Inbox,
         context: contextvars.Context,
-        *,
         inline_allowed: bool,
     ) -> None:
         self.inline = Inline(report)

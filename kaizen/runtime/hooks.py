@@ -215,10 +215,9 @@ def check_hooks(hooks: Iterable[object]) -> tuple[object, ...]:
 class HookSet:
     """The hooks of one run (or of one node within it), sorted by moment, ready to call.
 
-    `fire(moment, **arguments)` calls every hook of that moment in registration order; the
-    runtime's hottest moments read the per-moment tuples (`node_start`, `node_finish`) directly
-    and report failures through `failed`. Failures are recorded in `record.hook_errors` (see the
-    module docstring).
+    `fire(moment, **arguments)` calls every hook of that moment in registration order;
+    `node_started`, `node_finished`, ... are the runtime's moments with their arguments typed.
+    Failures are recorded in `record.hook_errors` (see the module docstring).
     """
 
     __slots__ = ("_by_moment", "hooks", "node_finish", "node_start", "record")
@@ -253,6 +252,51 @@ class HookSet:
                 self.failed(call, moment, arguments.get("node_id"))
             except Exception:
                 self.failed(call, moment, arguments.get("node_id"))
+
+    # The runtime's moments, typed. Node start and finish are its hottest: they loop here
+    # rather than through `fire`.
+
+    def node_started(self, run_id: str, node_id: str, node_type: str, time: float) -> None:
+        for call in self.node_start:
+            try:
+                call(run_id=run_id, node_id=node_id, node_type=node_type, attempt=1, time=time)
+            except Exception:
+                self.failed(call, "node_start", node_id)
+
+    def node_finished(
+        self,
+        run_id: str,
+        node_id: str,
+        status: NodeStatus,
+        outputs: Mapping[str, Any] | None,
+        error: BaseException | None,
+        started: float,
+        finished: float,
+        attempts: int,
+    ) -> None:
+        for call in self.node_finish:
+            try:
+                call(
+                    run_id=run_id,
+                    node_id=node_id,
+                    status=status,
+                    outputs=outputs,
+                    error=error,
+                    started=started,
+                    finished=finished,
+                    attempts=attempts,
+                )
+            except Exception:
+                self.failed(call, "node_finish", node_id)
+
+    def node_skipped(self, run_id: str, node_id: str, reason: str, time: float) -> None:
+        self.fire("node_skip", run_id=run_id, node_id=node_id, reason=reason, time=time)
+
+    def node_retrying(
+        self, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
+    ) -> None:
+        moment = {"attempt": attempt, "error": error, "wait": wait}
+        self.fire("node_retry", run_id=run_id, node_id=node_id, **moment)
 
     def failed(self, call: Callable[..., None], moment: str, node_id: str | None) -> None:
         """Record and log that `call` (a hook's method) raised the exception being handled."""

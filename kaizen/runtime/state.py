@@ -37,6 +37,7 @@ Transitions, each the only way its change happens:
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,30 +45,9 @@ from typing import Any
 
 from kaizen.workflow.plan import NodePlan, Plan
 
-__all__ = [
-    "NodeState",
-    "RunState",
-    "Skips",
-    "cancel",
-    "complete",
-    "fail",
-    "is_finished",
-    "new_state",
-    "refuse",
-    "start",
-]
-
-
-class NodeState(enum.IntEnum):
-    WAITING = 0
-    READY = 1
-    RUNNING = 2
-    DONE = 3
-    FAILED = 4
-    SKIPPED = 5
-    CANCELLED = 6
-
-
+NodeState = enum.IntEnum(
+    "NodeState", "WAITING READY RUNNING DONE FAILED SKIPPED CANCELLED", module=__name__
+)
 WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = NodeState
 
 Lost = tuple[str, str, bool]  # (input port, why it will not arrive, fatal)
@@ -93,25 +73,16 @@ def new_state(
     """The state at the start of a run. `inputs` holds each node's starting inputs (it is kept
     and filled in, not copied); `finished` nodes are DONE already and their outputs delivered."""
     n = len(plan.nodes)
-    state = RunState(
-        plan=plan,
-        status=[WAITING] * n,
-        remaining=[p.n_sources for p in plan.nodes],
-        inputs=inputs,
-        lost=[None] * n,
-    )
-    if not finished:
-        for i in plan.roots:
-            _make_ready(state, i)
-        return state
+    state = RunState(plan, [WAITING] * n, [p.n_sources for p in plan.nodes], inputs, [None] * n)
+    finished = finished or {}
     for i in finished:
         state.status[i] = DONE
     skips: Skips = []
-    for p in plan.nodes:  # topological order: a node's sources are seen before it
-        if p.index in finished:
-            _deliver(state, p, dict(finished[p.index]), None, False, skips)
-        elif p.n_sources == 0:
-            _make_ready(state, p.index)
+    for i in plan.roots if not finished else range(n):  # topological order: sources first
+        if i in finished:
+            _deliver(state, plan.nodes[i], dict(finished[i]), None, False, skips)
+        elif plan.nodes[i].n_sources == 0:
+            _make_ready(state, i)
     _propagate(state, skips)
     return state
 
@@ -133,13 +104,11 @@ def complete(
         raise _wrong(state, i, "RUNNING")
     state.status[i] = DONE
     state.running -= 1
-    p = state.plan.nodes[i]
-    skips: Skips = []
-    if p.fed_ports.issubset(outputs):
-        _deliver(state, p, outputs, None, False, skips)  # nothing is lost: no reason needed
-    else:
+    p, skips = state.plan.nodes[i], []
+    why = None  # the reason for lost ports, written only when a port is lost
+    if not p.fed_ports.issubset(outputs):
         why = f"{p.node_id}.{{port}} was not produced" + (f": {explanation}" if explanation else "")
-        _deliver(state, p, outputs, why, False, skips)
+    _deliver(state, p, outputs, why, False, skips)
     return _propagate(state, skips) if skips else skips
 
 
@@ -167,20 +136,13 @@ def refuse(state: RunState, i: int, label: str, detail: str) -> Skips:
 def cancel(state: RunState, started: Iterable[int]) -> list[int]:
     """Stop the run: clear READY; RUNNING nodes in `started` become CANCELLED (returned), the
     other RUNNING ones (handed over but never begun) WAITING again."""
-    began = set(started)
-    for i in state.ready:
-        state.status[i] = WAITING
+    began, status = set(started), state.status
+    running = [i for i, s in enumerate(status) if s is RUNNING]
+    for i in (*state.ready, *running):
+        status[i] = CANCELLED if i in began and status[i] is RUNNING else WAITING
     state.ready.clear()
-    cancelled = []
-    for i, status in enumerate(state.status):
-        if status is RUNNING:
-            if i in began:
-                state.status[i] = CANCELLED
-                cancelled.append(i)
-            else:
-                state.status[i] = WAITING
     state.running = 0
-    return cancelled
+    return [i for i in running if status[i] is CANCELLED]
 
 
 def is_finished(state: RunState) -> bool:
@@ -209,13 +171,9 @@ def _make_ready(state: RunState, i: int) -> None:
 
 
 def _deliver(
-    state: RunState,
-    p: NodePlan,
-    outputs: dict[str, Any] | None,
-    why: str | None,
-    fatal: bool,
+    state: RunState, p: NodePlan, outputs: dict[str, Any] | None, why: str | None, fatal: bool,
     skips: Skips,
-) -> None:
+) -> None:  # fmt: skip
     """Feed `p`'s outputs to its dependants; a port missing from `outputs` is lost for `why`
     (`{port}` in it names the port). Dependants whose sources have all settled are decided."""
     inputs, lost = state.inputs, state.lost
@@ -263,14 +221,9 @@ def _decide(state: RunState, t: int, skips: Skips) -> None:
 
 def _propagate(state: RunState, skips: Skips, first: int = 0) -> Skips:
     """Mark the queued skips SKIPPED, one by one, delivering each one's absence downstream
-    (which may queue more); returns every skip, in order."""
-    if len(skips) <= first:
-        return skips
-    k = first
-    while k < len(skips):
-        j = skips[k][0]
+    (which may queue more, seen by this same loop); returns every skip, in order."""
+    for j, _reason in itertools.islice(skips, first, None):
         state.status[j] = SKIPPED
         p = state.plan.nodes[j]
         _deliver(state, p, None, f"{p.node_id!r} was skipped", False, skips)
-        k += 1
     return skips
