@@ -56,7 +56,7 @@ def run_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
     try:
         pending = context.run(coro.send, None)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
     if pending is not _NEED_LOOP_SIGNAL:
         coro.close()
         raise RuntimeError(

@@ -97,7 +97,7 @@ class Run:
             while True:
                 while items:
                     report = items.popleft()
-                    if type(report) is Outcome:
+                    if isinstance(report, Outcome):
                         self.finished(report)
                     else:
                         self.started(report.index, report.time)

@@ -43,7 +43,6 @@ runtime's own record keeping, a moment costs one call.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -317,9 +316,14 @@ class HookSet:
             )
 
 
-@functools.lru_cache(maxsize=256)
+_MOMENTS_OF: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
 def _moments_of(cls: type) -> tuple[tuple[str, str], ...]:
-    """The moments a hook class observes, as (moment, method name)."""
-    return tuple(
-        (moment, method) for moment, (base, method) in _MOMENTS.items() if issubclass(cls, base)
-    )
+    """The moments a hook class observes, as (moment, method name); worked out once per class."""
+    moments = _MOMENTS_OF.get(cls)
+    if moments is None:
+        moments = _MOMENTS_OF[cls] = tuple(
+            (moment, method) for moment, (base, method) in _MOMENTS.items() if issubclass(cls, base)
+        )
+    return moments

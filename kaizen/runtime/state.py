@@ -104,7 +104,8 @@ def complete(
         raise _wrong(state, i, "RUNNING")
     state.status[i] = DONE
     state.running -= 1
-    p, skips = state.plan.nodes[i], []
+    p = state.plan.nodes[i]
+    skips: Skips = []
     why = None  # the reason for lost ports, written only when a port is lost
     if not p.fed_ports.issubset(outputs):
         why = f"{p.node_id}.{{port}} was not produced" + (f": {explanation}" if explanation else "")
