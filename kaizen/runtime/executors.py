@@ -347,21 +347,17 @@ class Threads:
         return future
 
 
-class Tasks:
-    """Runs async nodes on the loop. The first step runs at once (as Python 3.12's eager tasks
-    do): a node that finishes without suspending never becomes a task."""
+class _OnTheLoop:
+    """What executors whose nodes begin on the event loop share: a node takes a slot or is
+    parked, and a parked node is started on the loop once a slot is handed to it."""
 
-    def __init__(self, slots: Slots, report: Reporter, inbox: Inbox, context: contextvars.Context):
-        self.slots = slots
-        self.report = report
-        self.inbox = inbox
-        self.context = context
-        self.tasks: dict[int, asyncio.Task[Any]] = {}
+    slots: Slots
+    inbox: Inbox
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self.inbox.loop
-        assert loop is not None, "async executors run only once the run has its event loop"
+        assert loop is not None, "loop executors run only once the run has its event loop"
         return loop
 
     def submit(self, job: Job) -> None:
@@ -375,6 +371,21 @@ class Tasks:
     def _resumed(self, job: Job) -> None:
         if self.slots.resume(job):
             self._start(job)
+
+    def _start(self, job: Job) -> None:
+        raise NotImplementedError
+
+
+class Tasks(_OnTheLoop):
+    """Runs async nodes on the loop. The first step runs at once (as Python 3.12's eager tasks
+    do): a node that finishes without suspending never becomes a task."""
+
+    def __init__(self, slots: Slots, report: Reporter, inbox: Inbox, context: contextvars.Context):
+        self.slots = slots
+        self.report = report
+        self.inbox = inbox
+        self.context = context
+        self.tasks: dict[int, asyncio.Task[Any]] = {}
 
     def _start(self, job: Job) -> None:
         self.report.started(job.plan.index, job.started)  # type: ignore[arg-type]
@@ -416,25 +427,15 @@ class Tasks:
         return tasks
 
 
-class Supervised:
+class Supervised(_OnTheLoop):
     """Runs a node under its `ExecutionPolicy`: a timeout per attempt and retries with backoff
     (tenacity), whether the node is sync or async. Holds one slot for all its attempts."""
 
     def __init__(self, threads: Threads, tasks: Tasks) -> None:
         self.threads = threads
         self.tasks = tasks
-
-    def submit(self, job: Job) -> None:
-        if self.tasks.slots.acquire(job, self):
-            self._start(job)
-
-    def resume(self, job: Job) -> None:
-        """A slot was handed to parked `job`, maybe from a worker thread: start it on the loop."""
-        self.tasks.loop.call_soon_threadsafe(self._resumed, job)
-
-    def _resumed(self, job: Job) -> None:
-        if self.tasks.slots.resume(job):
-            self._start(job)
+        self.slots = tasks.slots
+        self.inbox = tasks.inbox
 
     def _start(self, job: Job) -> None:
         self.tasks.report.started(job.plan.index, job.started)  # type: ignore[arg-type]
