@@ -1,4 +1,6 @@
-"""Every exception Kaizen raises, in one place.
+"""The exceptions a Kaizen user handles, in one place (a few module-specific ones live with their
+module: `LocalModelError` in `kaizen.llm.local`, `ScriptError` in `kaizen.testing`, `CliError`
+in `kaizen.cli.support`).
 
 All derive from `KaizenError`. Each message names what failed (node, field, port) and says what to
 do about it; structured attributes carry the same facts for programs.

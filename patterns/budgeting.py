@@ -31,7 +31,7 @@ def attach_budget(
         budget = Budget(max_tokens=max_tokens, max_cost=max_cost)
     if budget is not None:
         if not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a kaizen.budget.Budget, got {type(budget).__name__}")
+            raise TypeError(f"budget must be a kaizen.Budget, got {type(budget).__name__}")
         builder.budget = budget
     return budget
 

@@ -2,10 +2,10 @@
 
 Each input of step i is connected from the latest earlier step with an output of the same name;
 an input named `previous_<x>` takes the latest earlier output `<x>` (so role-name steps, which
-all answer `task, previous_result -> result`, chain). Inputs that no earlier step produces are
-open inputs, given at run time as parameters (`parameters={"task": ...}` reaches every step's
-`task`). `build()` type-checks every connection, and `build(parameters=...)` names any required
-input left without a source.
+all answer `task, previous_result, context -> result`, chain). Inputs that no earlier step
+produces are open inputs, given at run time as parameters (`parameters={"task": ...}` reaches
+every step's `task`). `build()` type-checks every connection, and `build(parameters=...)` names
+any required input left without a source.
 
 Per-step config `(agent, {...})`: keys that are agent config keys (`model`, `temperature`,
 `instructions`, ...) configure that step's copy of the agent; keys naming one of the step's
@@ -145,7 +145,9 @@ def _configure(
     if not settings:
         return member, constants
     agent = member.agent
-    copy = Agent(agent.name, agent.signature, {**agent.config.explicit(), **settings})
+    copy = Agent(
+        agent.name, agent.signature, {**agent.config.explicit(), **settings}, hooks=agent.hooks
+    )
     return Member(member.key, copy), constants
 
 

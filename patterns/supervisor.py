@@ -61,10 +61,10 @@ def create_supervisor_agent(
     supervisor assigns each subtask to a worker by name, or "round_robin"), `quality_control`
     (bool: review and one revision round), `task` (else pass `parameters={"task": ...}`), `model`
     and `agent_config` (for the agents made from role names and the supervisor's own),
-    `budget` / `max_tokens` / `max_cost`. Role-name agents are created by `framework` (a `Kaizen`
-    instance; default: the default one) and inherit its config. A worker `Agent` needs a
-    `task: str` input; its result is its `result` output (or `answer` / `output`, else its
-    first). The answer is the output `answer` of node `<name>/synthesize`.
+    `budget` / `max_tokens` / `max_cost`. Role-name agents are created by `framework` (a
+    `Kaizen` instance, whose config they inherit) when one is given, else as plain agents. A
+    worker `Agent` needs a `task: str` input; its result is its `result` output (or `answer` /
+    `output`, else its first). The answer is the output `answer` of node `<name>/synthesize`.
     """
     from kaizen.workflow.builder import WorkflowBuilder
 

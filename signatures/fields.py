@@ -45,6 +45,13 @@ class FieldDeclaration:
     default: Any
     constraints: Mapping[str, Any]
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Reached as `QA.signature()` when a class signature has a field named `signature`.
+        raise TypeError(
+            "this is a field declaration, not a method: a class signature with a field named "
+            "like a Signature method hides that method; use kaizen.create_signature(TheClass)"
+        )
+
 
 def InputField(desc: str = "", default: Any = MISSING, **constraints: Any) -> Any:
     """Declare an input of a class signature; `default` makes it optional.

@@ -179,3 +179,10 @@ def test_precedence_is_agent_then_instance_then_environment(
     for key in _LAYER_VALUES:
         expected = agent.get(key, instance.get(key, env.get(key)))
         assert getattr(effective, key) == expected, key
+
+
+def test_resolved_settings_never_show_the_api_key() -> None:
+    agent = create_agent("qa", "question -> answer", {"model": "openai/x", "api_key": "sk-secret1"})
+    settings = agent.settings()
+    assert settings.call_options["api_key"] == "sk-secret1"  # it is used...
+    assert "sk-secret1" not in repr(settings) and "sk-secret1" not in repr(agent)  # ...not shown

@@ -109,3 +109,22 @@ def test_the_design_contract_form_puts_extra_step_config_into_the_context() -> N
     research_prompt = research_model.calls[0].messages[-1]["content"]
     assert "technical" in research_prompt and "ML trends" in research_prompt
     assert "three trends" in summary_model.calls[0].messages[-1]["content"]
+
+
+def test_a_step_configured_in_the_pipeline_keeps_the_agents_hooks() -> None:
+    from kaizen.runtime.hooks import NodeFinishHook
+
+    class Seen(NodeFinishHook):
+        def __init__(self) -> None:
+            self.nodes: list[str] = []
+
+        def on_node_finish(self, *, node_id: str, **moment: object) -> None:
+            self.nodes.append(node_id)
+
+    seen = Seen()
+    model = ScriptedModel(lambda messages: {"result": "r"})
+    writer = create_agent("writer", "task -> result", {"model": model}, hooks=[seen])
+    pipeline = create_pipeline([(writer, {"temperature": 0.1})])
+    LocalRuntime().execute(pipeline.build(), parameters={"task": "t"})
+    assert seen.nodes == ["writer"]
+    assert model.calls[0].params.get("temperature") == 0.1

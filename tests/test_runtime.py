@@ -416,6 +416,8 @@ def test_fail_fast_cancels_what_runs_and_records_everything() -> None:
     assert statuses["after"] is NodeStatus.PENDING  # never ran
     assert statuses["ind"] is NodeStatus.COMPLETED
     assert "never ran" in "\n".join(info.value.__notes__)
+    assert record.by_status("cancelled") == record.by_status(NodeStatus.CANCELLED)
+    assert set(record.by_status("cancelled")) == {"slow_async", "ind_next"}
 
 
 def test_continue_skips_dependants_and_finishes_independent_branches() -> None:

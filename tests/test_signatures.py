@@ -495,3 +495,13 @@ def test_string_signature_output_model_attributes_are_the_field_names() -> None:
     assert model.answer == "x" and model.confidence == 0.93
     inputs = sig.input_model.model_validate({"question": "q"})
     assert inputs.question == "q"
+
+
+def test_a_field_named_signature_hides_the_method_and_says_what_to_do() -> None:
+    class Odd(Signature):
+        signature: str = InputField()
+        verdict: str = OutputField()
+
+    assert create_signature(Odd).input_names == ("signature",)
+    with pytest.raises(TypeError, match="create_signature"):
+        Odd.signature()

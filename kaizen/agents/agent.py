@@ -146,8 +146,7 @@ class Agent:
 
     def with_signature(self, signature: Any) -> Agent:
         """A copy of this agent (same name, config and hooks) with another signature."""
-        copy = Agent(self.name, signature, self.config, hooks=self._hooks)
-        return copy
+        return Agent(self.name, signature, self.config, hooks=self._hooks)
 
     @property
     def output_schema(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -198,7 +198,8 @@ class ModelSettings:
     max_parse_attempts: int
     prompt_template: str | None
     system_template: str | None
-    call_options: Mapping[str, Any]  # keyword arguments for kaizen.llm.prepare
+    # keyword arguments for kaizen.llm.prepare; may hold the API key, so never shown
+    call_options: Mapping[str, Any] = field(repr=False)
     raise_on_error: bool
 
 

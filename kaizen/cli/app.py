@@ -183,7 +183,7 @@ def _with_cause(exc: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__
     if cause is not None and str(cause) not in text:
         text += f" (caused by {type(cause).__name__}: {cause})"
-    return text
+    return " ".join(text.split())  # one line
 
 
 def _one_line(exc: BaseException) -> str:

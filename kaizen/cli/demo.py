@@ -1,10 +1,10 @@
 """The main job (`make demo`, `kaizen demo`): a debate and a consensus on a topic, drawn, saved.
 
 `run_demo` builds two pattern graphs from role names, runs them on a real model (the embedded
-SmolLM2 by default, `KAIZEN_MODEL` or `model=` otherwise) with a live progress display fed by the
-runtime's events, prints the verdict and the consensus, and writes to `out_dir`, per workflow:
-`<name>.svg` (the graph), `<name>-run.svg` (the run: status colours and timeline) and
-`<name>-results.json` (every node's outputs and the run record).
+SmolLM2 by default, `KAIZEN_MODEL` or `model=` otherwise) with a live progress display (a
+lifecycle hook, `kaizen.cli.progress.RunProgress`), prints the verdict and the consensus, and
+writes to `out_dir`, per workflow: `<name>.svg` (the graph), `<name>-run.svg` (the run: status
+colours and timeline) and `<name>-results.json` (every node's outputs and the run record).
 
 The embedded model has 135M parameters: prompts are short, replies capped, and a weak or failed
 answer is reported as what it is (a failed node, a consensus not reached), never hidden.

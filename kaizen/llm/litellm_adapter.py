@@ -50,7 +50,7 @@ __all__ = [
     "set_response_cost",
 ]
 
-#: The private litellm names this module relies on (checked by tests/test_litellm_adapter.py).
+#: The private litellm names this module relies on (checked by tests/test_layout.py).
 PRIVATE_NAMES = (
     "litellm._custom_providers",
     "litellm._internal_context.is_internal_call",

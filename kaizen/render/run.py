@@ -2,7 +2,8 @@
 
 `run_to_dot` paints each node by its status (completed green, failed red, skipped grey and
 dashed, cancelled orange, pending white) and adds its duration, attempts and shortened error or
-skip reason. `run_svg` / `render_run` compose that graph and `kaizen.timeline.timeline_svg` into
+skip reason. `run_svg` / `render_run` compose that graph and the timeline
+(`kaizen.render.timeline.timeline_svg`) into
 one SVG document by nesting both as `<svg>` children.
 """
 

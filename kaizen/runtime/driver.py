@@ -110,6 +110,8 @@ class Run:
                     if waiting is not None:  # an async node alone, run in this very task
                         await waiting
                 if dataflow.is_finished(state) and not items:
+                    if self.task is not None and self.task.cancelling():
+                        raise asyncio.CancelledError  # Ctrl-C during the last node, run inline
                     break
                 if self.loop is None:
                     await self.enter_loop()

@@ -224,13 +224,13 @@ class HookSet:
     def __init__(self, hooks: Sequence[object], record: RunRecord | None = None) -> None:
         self.hooks = tuple(hooks)
         self.record = record
-        by_moment: dict[str, list[Callable[..., None]]] = {moment: [] for moment in _MOMENTS}
+        by_moment: dict[str, tuple[Callable[..., None], ...]] = {}  # only moments with hooks
         for hook in self.hooks:
             for moment, method in _moments_of(type(hook)):
-                by_moment[moment].append(getattr(hook, method))
-        self._by_moment = {moment: tuple(calls) for moment, calls in by_moment.items()}
-        self.node_start = self._by_moment["node_start"]
-        self.node_finish = self._by_moment["node_finish"]
+                by_moment[moment] = (*by_moment.get(moment, ()), getattr(hook, method))
+        self._by_moment = by_moment
+        self.node_start = by_moment.get("node_start", ())
+        self.node_finish = by_moment.get("node_finish", ())
 
     def including(self, more: Sequence[object]) -> HookSet:
         """These hooks followed by `more` (an agent's hooks, scoped to its node)."""
@@ -238,11 +238,11 @@ class HookSet:
 
     def wants(self, moment: str) -> bool:
         """Whether any hook observes `moment` (skip building costly arguments otherwise)."""
-        return bool(self._by_moment[moment])
+        return moment in self._by_moment
 
     def fire(self, moment: str, **arguments: Any) -> None:
         """Call every hook of `moment` with `arguments` (keyword-only, as documented)."""
-        for call in self._by_moment[moment]:
+        for call in self._by_moment.get(moment, ()):
             try:
                 call(**arguments)
             except VetoError:

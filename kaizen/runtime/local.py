@@ -8,8 +8,8 @@ public face: entry points, hooks and subscribers, and the records of recent runs
 
 from __future__ import annotations
 
+import os
 import threading
-import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -215,7 +215,7 @@ class LocalRuntime:
         run = Run(
             workflow,
             inputs,
-            run_id=run_id or uuid.uuid4().hex,
+            run_id=run_id or os.urandom(16).hex(),  # as random as uuid4().hex, and cheaper
             hooks=run_hooks,
             pool=self._pool,
             max_concurrency=self.max_concurrency,

@@ -102,8 +102,9 @@ class RunRecord:
     usage: Usage = field(default_factory=Usage)
     hook_errors: list[HookError] = field(default_factory=list)
 
-    def by_status(self, status: NodeStatus) -> list[str]:
-        return [n.node_id for n in self.nodes.values() if n.status is status]
+    def by_status(self, status: NodeStatus | str) -> list[str]:
+        """The ids of the nodes with `status` (a `NodeStatus` or its value, "skipped")."""
+        return [n.node_id for n in self.nodes.values() if n.status == status]
 
     def summary(self) -> str:
         """`run 'abc': 3 completed, 1 failed, 2 never ran`."""
