@@ -124,3 +124,17 @@ def test_plain_python_errors() -> None:
     assert is_retryable(ConnectionResetError()) is True
     assert is_retryable(ValueError("bad")) is False
     assert status_of(TimeoutError()) == 408
+
+
+def test_a_missing_api_key_is_an_authentication_error_not_a_server_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kaizen.errors import ModelError
+    from kaizen.llm import complete
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ModelError) as info:
+        complete([{"role": "user", "content": "hi"}], model="openai/gpt-4o-mini", retries=3)
+    assert info.value.status == 401 and not info.value.retryable
+    assert info.value.attempts == 1  # not retried: it cannot succeed
+    assert "check the API key" in str(info.value)

@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# how SDKs say that no key was given at all (the OpenAI SDK raises it, litellm maps it to a 500)
+_MISSING_KEY = re.compile(
+    r"missing credentials|api[_ ]key (?:client option )?must be set|no api key", re.IGNORECASE
+)
 _ADVICE = {
     401: "check the API key: pass api_key=... or set the provider's variable (e.g. "
     "OPENAI_API_KEY); authentication errors are not retried",
@@ -77,11 +81,16 @@ def _wrapped_original(exc: BaseException) -> BaseException | None:
 
 
 def status_of(exc: BaseException) -> int | None:
-    """The HTTP status a provider error carries (408 for timeouts), if any."""
+    """The HTTP status a provider error carries (408 for timeouts, 401 for a key that is
+    missing, which some SDKs report as a 500 before any request is sent), if any."""
     if _is_timeout(exc):
         return 408
     status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
+    if not isinstance(status, int):
+        return None
+    if status >= 500 and _MISSING_KEY.search(str(exc)):
+        return 401
+    return status
 
 
 def _is_timeout(exc: BaseException) -> bool:
