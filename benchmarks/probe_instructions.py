@@ -1,9 +1,10 @@
 """Probe: instructions per node of the runtime's cases, counted by valgrind (no timing noise).
 
 Needs Debian's valgrind (`apt-get install valgrind`). Wall-clock figures on a shared 2-core VM
-move by tens of percent between runs; instruction counts do not. Each case runs a 200-node graph REPS times; run it under callgrind twice (REPS=1
-and REPS=6) and the difference / 5 / 200 is the cost of one node, the run's fixed cost spread
-over 200 nodes included ("fixed": one 1-node run, reported per 200 like the others).
+move by tens of percent between runs; instruction counts do not. Each case runs a 200-node graph
+REPS times; run it under callgrind twice (REPS=1 and REPS=6) and the difference / 5 / 200 is the
+cost of one node, the run's fixed cost spread over 200 nodes included ("fixed": one 1-node run,
+reported per 200 like the others).
 
     benchmarks/probe_instructions.sh .venv/bin/python chain-sync   # or chain-async, fanout-sync,
                                                                     # fanout-async, build, fixed
