@@ -76,10 +76,6 @@ class ModelRequest:
     backoff: float = DEFAULT_BACKOFF
     max_wait: float = MAX_WAIT
 
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self.kwargs["messages"])
-
 
 def prepare(
     messages: list[dict[str, Any]],

@@ -236,10 +236,6 @@ class HookSet:
         """These hooks followed by `more` (an agent's hooks, scoped to its node)."""
         return HookSet((*self.hooks, *more), self.record) if more else self
 
-    def wants(self, moment: str) -> bool:
-        """Whether any hook observes `moment` (skip building costly arguments otherwise)."""
-        return moment in self._by_moment
-
     def fire(self, moment: str, **arguments: Any) -> None:
         """Call every hook of `moment` with `arguments` (keyword-only, as documented)."""
         for call in self._by_moment.get(moment, ()):
