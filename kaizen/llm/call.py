@@ -3,9 +3,11 @@
 
 `prepare` resolves the model (`kaizen.llm.models.resolve_model`), asks for structured output
 (a json_schema ``response_format``) when the model supports it, and switches litellm's and the
-OpenAI SDK's own retries off. `model_call` is a flow (`kaizen.flow`): it yields the litellm call
-and the waits between attempts, applies the retry rules of `kaizen.llm.retry`, and returns a
-`ModelReply` (text, usage and cost, latency, attempts) or raises `ModelError`. Inside a running
+OpenAI SDK's own retries off. `model_call` is a flow (`kaizen.flow`): it yields the call to the
+request's transport (`kaizen.llm.transport`: litellm, or a faster path where one applies;
+streaming when given ``on_text``) and the waits between attempts, applies the retry rules of
+`kaizen.llm.retry`, and returns a `ModelReply` (text, tool calls, usage and cost, latency,
+attempts) or raises `ModelError`. Inside a running
 node it also fires the model-call moments of the lifecycle hooks, once per call: the budget
 refuses the call there, and the run record counts its usage. Anything that drives flows can run
 it: an agent's exchange yields from it, so tools and streaming later add steps to one flow.
@@ -33,6 +35,7 @@ from kaizen.llm.models import (
     uses_structured_output,
 )
 from kaizen.llm.retry import model_error, retry_wait, root_cause
+from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
 from kaizen.runtime.context import current_node_context
 from kaizen.runtime.record import Usage
 
@@ -40,6 +43,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "ModelReply",
     "ModelRequest",
+    "ToolCallRequest",
     "acomplete",
     "complete",
     "model_call",
@@ -64,17 +68,20 @@ class ModelReply:
     attempts: int = 1
     finish_reason: str | None = None
     raw_response: Any = None
+    tool_calls: tuple[ToolCallRequest, ...] = ()  # the tools the model asked to call
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
-    """One model call, ready to send: the litellm arguments and the retry budget."""
+    """One model call, ready to send: the litellm arguments, the retry budget and the transport
+    (``"auto"``: the fastest that applies; ``"litellm"``: always litellm)."""
 
     model: str
     kwargs: Mapping[str, Any] = field(repr=False)  # may hold the API key: never shown
     retries: int = 3
     backoff: float = DEFAULT_BACKOFF
     max_wait: float = MAX_WAIT
+    transport: str = "auto"
 
 
 def prepare(
@@ -92,6 +99,7 @@ def prepare(
     structured_output: StructuredOutputMode = "auto",
     backoff: float = DEFAULT_BACKOFF,
     max_wait: float = MAX_WAIT,
+    transport: str = "auto",
     **extra: Any,
 ) -> ModelRequest:
     """The request for one call: `timeout` is per attempt (default 60 s); `retries` more
@@ -121,20 +129,23 @@ def prepare(
         kwargs["api_key"] = api_key
     if response_schema is not None and uses_structured_output(resolved, structured_output):
         kwargs["response_format"] = response_format_for(response_schema, schema_name)
-    return ModelRequest(name, kwargs, retries, float(backoff), float(max_wait))
+    return ModelRequest(name, kwargs, retries, float(backoff), float(max_wait), transport)
 
 
-def model_call(request: ModelRequest) -> Flow[ModelReply]:
-    """The flow of one call: attempts, waits, the reply (see the module docstring)."""
+def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[ModelReply]:
+    """The flow of one call: attempts, waits, the reply (see the module docstring). With
+    `on_text`, the reply streams: each piece of text goes to `on_text` as it arrives."""
     context = current_node_context()
     if context is not None:  # a hook may refuse the call here (the budget)
         context.model_call_started(model=request.model, messages=request.kwargs["messages"])
+    transport = transport_for(request.model, request.kwargs, request.transport)
+    call = Call(transport.send, transport.asend, {"kwargs": request.kwargs, "on_text": on_text})
     started = time.perf_counter()
     attempt = 0
     while True:
         attempt += 1
         try:
-            response = yield Call(adapter.completion, adapter.acompletion, request.kwargs)
+            response = yield call
         except Exception as exc:
             wait = retry_wait(
                 exc,
@@ -172,23 +183,19 @@ async def acomplete(messages: list[dict[str, Any]], **options: Any) -> ModelRepl
     return await run_async(model_call(prepare(messages, **options)))
 
 
-def _reply(response: Any, model: str, attempts: int, latency: float) -> ModelReply:
-    choice = response.choices[0] if getattr(response, "choices", None) else None
-    message = getattr(choice, "message", None)
-    text = getattr(message, "content", None) or ""
-    usage = getattr(response, "usage", None)
-    cost = 0.0 if adapter.is_kaizen_model(model) else adapter.response_cost(response, model)
+def _reply(response: RawReply, model: str, attempts: int, latency: float) -> ModelReply:
     return ModelReply(
-        text=text,
+        text=response.text,
         model=model,
         usage=Usage(
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost=cost or 0.0,
+            prompt_tokens=response.prompt_tokens,
+            completion_tokens=response.completion_tokens,
+            cost=response.cost,
             calls=1,
         ),
         latency=latency,
         attempts=attempts,
-        finish_reason=getattr(choice, "finish_reason", None),
-        raw_response=response,
+        finish_reason=response.finish_reason,
+        raw_response=response.raw,
+        tool_calls=response.tool_calls,
     )

@@ -48,6 +48,7 @@ __all__ = [
     "register_provider",
     "response_cost",
     "set_response_cost",
+    "token_cost",
 ]
 
 #: The private litellm names this module relies on (checked by tests/test_layout.py).
@@ -207,6 +208,28 @@ def response_cost(response: Any, model: str) -> float | None:
         return float(litellm.completion_cost(completion_response=response, model=model) or 0.0)
     except Exception:  # litellm raises for models missing from its price map
         return None
+
+
+_token_prices: dict[str, tuple[float, float] | None] = {}
+
+
+def token_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    """The USD cost of a call from litellm's price map, looked up once per model (0.0 for a
+    model the map does not know)."""
+    if model not in _token_prices:
+        litellm = load_litellm()
+        try:
+            per_prompt, per_completion = litellm.cost_per_token(
+                model=model, prompt_tokens=1_000_000, completion_tokens=1_000_000
+            )
+            _token_prices[model] = (per_prompt / 1_000_000, per_completion / 1_000_000)
+        except Exception:  # litellm raises for models missing from its price map
+            _token_prices[model] = None
+    prices = _token_prices[model]
+    if prices is None:
+        return 0.0
+    per_prompt, per_completion = prices
+    return prompt_tokens * per_prompt + completion_tokens * per_completion
 
 
 def set_response_cost(response: Any, cost: float) -> None:

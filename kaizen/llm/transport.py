@@ -1,0 +1,229 @@
+"""How a prepared request reaches a model and comes back normalised: the transports.
+
+A transport takes the keyword arguments `kaizen.llm.call.prepare` built (the OpenAI chat
+completions shape litellm takes: ``model``, ``messages``, ``timeout``, ``response_format``,
+``tools``, ``tool_choice``, ...) and returns a `RawReply`: the text, the tool calls the model
+asked for, token counts, cost and finish reason. Every transport raises the exceptions the retry
+rules of `kaizen.llm.retry` classify (litellm's, httpx's or the OpenAI SDK's), so retries,
+typed errors and hooks stay in one place (`kaizen.llm.call.model_call`) whatever carried the
+call.
+
+With ``on_text`` given, a transport streams: it calls ``on_text(delta)`` for each piece of
+reply text as it arrives, assembles streamed tool-call fragments by their index, and decides
+that a turn has no tool call only at the end of the stream. The `RawReply` it returns is the
+same as without streaming.
+
+`LITELLM` serves every provider (and Kaizen's own, the embedded and scripted models).
+`transport_for` picks the transport for a request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import kaizen.llm.litellm_adapter as adapter
+
+__all__ = [
+    "LITELLM",
+    "LitellmTransport",
+    "OnText",
+    "RawReply",
+    "ToolCallRequest",
+    "Transport",
+    "transport_for",
+]
+
+OnText = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """One tool call a model asked for: `arguments` is the JSON text exactly as it was sent
+    (it may be invalid JSON; the tool loop reports that to the model)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class RawReply:
+    """A model's answer to one request, whatever transport carried it."""
+
+    text: str
+    tool_calls: tuple[ToolCallRequest, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    finish_reason: str | None = None
+    raw: Any = field(default=None, repr=False)
+
+
+class Transport(Protocol):
+    """Sends one request (no retries: `model_call` owns them)."""
+
+    name: str
+
+    def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply: ...
+
+    async def asend(
+        self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None
+    ) -> RawReply: ...
+
+
+class LitellmTransport:
+    """Through `litellm.completion` / `litellm.acompletion` (`kaizen.llm.litellm_adapter`)."""
+
+    name = "litellm"
+
+    def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        model = str(kwargs["model"])
+        if on_text is None:
+            return from_litellm(adapter.completion(**kwargs), model)
+        stream = adapter.completion(**_streaming(kwargs))
+        assembler = StreamAssembler(on_text)
+        for chunk in stream:
+            assembler.add(_chunk_dict(chunk))
+        return assembler.reply(model, cost=_stream_cost(assembler, model))
+
+    async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        model = str(kwargs["model"])
+        if on_text is None:
+            return from_litellm(await adapter.acompletion(**kwargs), model)
+        stream = await adapter.acompletion(**_streaming(kwargs))
+        assembler = StreamAssembler(on_text)
+        async for chunk in stream:
+            assembler.add(_chunk_dict(chunk))
+        return assembler.reply(model, cost=_stream_cost(assembler, model))
+
+
+LITELLM = LitellmTransport()
+
+
+def transport_for(model: str, kwargs: Mapping[str, Any], choice: str = "auto") -> Transport:
+    """The transport for a request: ``choice`` is ``"auto"`` or ``"litellm"``."""
+    return LITELLM
+
+
+def from_litellm(response: Any, model: str) -> RawReply:
+    """A litellm `ModelResponse` as a `RawReply`."""
+    choice = response.choices[0] if getattr(response, "choices", None) else None
+    message = getattr(choice, "message", None)
+    usage = getattr(response, "usage", None)
+    cost = 0.0 if adapter.is_kaizen_model(model) else adapter.response_cost(response, model)
+    return RawReply(
+        text=getattr(message, "content", None) or "",
+        tool_calls=tuple(_tool_calls(getattr(message, "tool_calls", None) or ())),
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost=cost or 0.0,
+        finish_reason=getattr(choice, "finish_reason", None),
+        raw=response,
+    )
+
+
+def _tool_calls(calls: Iterable[Any]) -> Iterable[ToolCallRequest]:
+    for number, call in enumerate(calls):
+        function = _get(call, "function")
+        arguments = _get(function, "arguments")
+        if not isinstance(arguments, str):  # some providers send an object, not JSON text
+            arguments = json.dumps(arguments if arguments is not None else {})
+        yield ToolCallRequest(
+            id=str(_get(call, "id") or f"call_{number}"),
+            name=str(_get(function, "name") or ""),
+            arguments=arguments,
+        )
+
+
+def _get(value: Any, name: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+class StreamAssembler:
+    """Builds one `RawReply` from the chunks of a streamed chat completion (plain dicts in the
+    OpenAI chunk shape). Tool-call fragments are joined by their ``index``: a call's id and name
+    come in its first fragment, its arguments in pieces; text may come before, between or after
+    them. Usage, when the server sends it, comes in the last chunk."""
+
+    def __init__(self, on_text: OnText | None = None) -> None:
+        self._on_text = on_text
+        self._text: list[str] = []
+        self._calls: dict[int, dict[str, Any]] = {}
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+
+    def add(self, chunk: Mapping[str, Any]) -> None:
+        usage = chunk.get("usage")
+        if isinstance(usage, Mapping):
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                self._text.append(text)
+                if self._on_text is not None:
+                    self._on_text(text)
+            for fragment in delta.get("tool_calls") or ():
+                self._add_fragment(fragment)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    def _add_fragment(self, fragment: Mapping[str, Any]) -> None:
+        index = fragment.get("index")
+        if index is None:
+            index = len(self._calls)
+        call = self._calls.setdefault(int(index), {"id": None, "name": "", "arguments": []})
+        if fragment.get("id"):
+            call["id"] = fragment["id"]
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            call["name"] += function["name"]
+        if function.get("arguments"):
+            call["arguments"].append(function["arguments"])
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def reply(self, model: str, *, cost: float = 0.0, raw: Any = None) -> RawReply:
+        calls = tuple(
+            ToolCallRequest(
+                id=str(call["id"] or f"call_{index}"),
+                name=call["name"],
+                arguments="".join(call["arguments"]),
+            )
+            for index, call in sorted(self._calls.items())
+        )
+        return RawReply(
+            text=self.text,
+            tool_calls=calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=cost,
+            finish_reason=self.finish_reason,
+            raw=raw,
+        )
+
+
+def _streaming(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def _chunk_dict(chunk: Any) -> Mapping[str, Any]:
+    if isinstance(chunk, Mapping):
+        return chunk
+    dump = getattr(chunk, "model_dump", None)
+    return dump() if callable(dump) else dict(chunk)
+
+
+def _stream_cost(assembler: StreamAssembler, model: str) -> float:
+    if adapter.is_kaizen_model(model):
+        return 0.0
+    return adapter.token_cost(model, assembler.prompt_tokens, assembler.completion_tokens)
