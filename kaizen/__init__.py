@@ -13,6 +13,19 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "Error": "kaizen.runtime.stream",
+    "ContentDelta": "kaizen.runtime.stream",
+    "ToolStart": "kaizen.runtime.stream",
+    "ToolComplete": "kaizen.runtime.stream",
+    "Done": "kaizen.runtime.stream",
+    "StreamEvent": "kaizen.runtime.stream",
+    "StreamHook": "kaizen.runtime.stream",
+    "ToolCallRecord": "kaizen.runtime.record",
+    "AgentLimitError": "kaizen.errors",
+    "tool": "kaizen.tools",
+    "Tool": "kaizen.tools",
+    "Toolset": "kaizen.tools",
+    "ToolArgumentError": "kaizen.tools",
     "Agent": "kaizen.agents",
     "AgentConfig": "kaizen.agents",
     "AgentNode": "kaizen.agents",
@@ -89,6 +102,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "Agent",
     "AgentConfig",
+    "AgentLimitError",
     "AgentNode",
     "Budget",
     "BudgetExceededError",
@@ -97,6 +111,9 @@ __all__ = [
     "Connection",
     "ConsensusResult",
     "ConstantNode",
+    "ContentDelta",
+    "Done",
+    "Error",
     "EventKind",
     "ExecutionMetadata",
     "ExecutionPolicy",
@@ -135,9 +152,17 @@ __all__ = [
     "Signature",
     "SignatureError",
     "SignatureField",
+    "StreamEvent",
+    "StreamHook",
     "SwitchNode",
+    "Tool",
+    "ToolArgumentError",
     "ToolCallFinishHook",
+    "ToolCallRecord",
     "ToolCallStartHook",
+    "ToolComplete",
+    "ToolStart",
+    "Toolset",
     "UnknownNodeTypeError",
     "Usage",
     "VetoError",
@@ -158,6 +183,7 @@ __all__ = [
     "register_node_type",
     "register_type",
     "render_messages",
+    "tool",
 ]
 
 
@@ -187,6 +213,7 @@ if TYPE_CHECKING:
         get_agent,
     )
     from kaizen.errors import (
+        AgentLimitError,
         BudgetExceededError,
         ConfigError,
         InputValidationError,
@@ -247,6 +274,18 @@ if TYPE_CHECKING:
         ToolCallFinishHook,
         ToolCallStartHook,
     )
+    from kaizen.runtime.record import (
+        ToolCallRecord,
+    )
+    from kaizen.runtime.stream import (
+        ContentDelta,
+        Done,
+        Error,
+        StreamEvent,
+        StreamHook,
+        ToolComplete,
+        ToolStart,
+    )
     from kaizen.signatures import (
         InputField,
         OutputField,
@@ -256,6 +295,12 @@ if TYPE_CHECKING:
         parse_output,
         register_type,
         render_messages,
+    )
+    from kaizen.tools import (
+        Tool,
+        ToolArgumentError,
+        Toolset,
+        tool,
     )
     from kaizen.workflow import (
         Connection,

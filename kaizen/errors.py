@@ -157,11 +157,33 @@ class UnknownNodeTypeError(KaizenError, LookupError):
         )
 
 
+class AgentLimitError(KaizenError):
+    """An agent's reason-act loop stopped before it completed: `stop_reason` says why
+    ("max_iterations", "loop_detected", "budget", "error"); `trajectory` holds the conversation
+    so far and `tool_calls` every tool call made (`ToolCallRecord`), so no work is lost."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        agent: str,
+        stop_reason: str,
+        trajectory: Sequence[Any] = (),
+        tool_calls: Sequence[Any] = (),
+    ) -> None:
+        self.agent = agent
+        self.stop_reason = stop_reason
+        self.trajectory = list(trajectory)
+        self.tool_calls = list(tool_calls)
+        super().__init__(message)
+
+
 class RenderError(KaizenError):
     """A picture could not be drawn: an unsupported file suffix, or Graphviz's `dot` is missing."""
 
 
 __all__ = [
+    "AgentLimitError",
     "BudgetExceededError",
     "ConfigError",
     "InputValidationError",

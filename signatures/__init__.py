@@ -8,7 +8,7 @@
 
 from .fields import InputField, OutputField, SignatureField
 from .fieldtypes import register_type, registered_types
-from .output import parse_output
+from .output import extract_object, parse_output
 from .render import render_messages
 from .signature import Signature, create_signature
 
@@ -18,6 +18,7 @@ __all__ = [
     "Signature",
     "SignatureField",
     "create_signature",
+    "extract_object",
     "parse_output",
     "register_type",
     "registered_types",

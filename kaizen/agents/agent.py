@@ -12,7 +12,11 @@ When `execute` raises, and when it returns a failed result:
 - when the run fails (`ModelError` after the provider retries, `OutputParseError` after
   `max_parse_attempts` replies that do not fit, `BudgetExceededError`) it raises that error by
   default; with the agent config `raise_on_error=False` it returns an `ExecutionResult` with
-  `success=False` and the error in `.error` instead, metadata included.
+  `success=False` and the error in `.error` instead, metadata included;
+- an agent with tools that hits a limit of its loop (`max_iterations`, a detected loop, its
+  tools' retries, the budget) returns what was done: a failed result whose `stop_reason` says
+  why and whose `tool_calls` hold every call made (`AgentLimitError` in `.error`); with the
+  config `on_limit="raise"` it raises that `AgentLimitError`.
 """
 
 from __future__ import annotations
@@ -20,22 +24,32 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kaizen.agents.config import AgentConfig, ModelSettings, environment_key, resolve_settings
 from kaizen.agents.exchange import exchange
 from kaizen.agents.result import ExecutionReport, ExecutionResult
-from kaizen.errors import BudgetExceededError, ConfigError, KaizenError, NodeExecutionError
+from kaizen.errors import (
+    AgentLimitError,
+    BudgetExceededError,
+    ConfigError,
+    KaizenError,
+    NodeExecutionError,
+)
 from kaizen.flow import Flow, run_async, run_sync
 from kaizen.missing import MISSING
 from kaizen.nodes.base import ExecutionPolicy, Node, Port
 from kaizen.nodes.registry import register_node_type
 from kaizen.runtime.hooks import check_hooks
+from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
+from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
 
 if TYPE_CHECKING:
     from kaizen.runtime.local import LocalRuntime
+    from kaizen.runtime.record import NodeRun
     from kaizen.signatures import Signature
+    from kaizen.tools.tool import Tool
     from kaizen.workflow.builder import WorkflowBuilder
     from kaizen.workflow.workflow import Workflow
 
@@ -79,7 +93,10 @@ class Agent:
     model. Create agents with `kaizen.create_agent(...)` or `Kaizen(...).create_agent(...)`.
 
     `hooks` (`kaizen.runtime.hooks`) observe this agent's own moments wherever it runs: its
-    node's start and finish, its model calls and their usage.
+    node's start and finish, its model calls and their usage, its tool calls.
+
+    `tools` (functions, `kaizen.Tool`s, toolsets such as an MCP server) make it an agent that
+    acts: it runs the reason-act loop (`kaizen.agents.loop`) until it calls `complete`.
     """
 
     def __init__(
@@ -90,6 +107,7 @@ class Agent:
         *,
         defaults: AgentConfig | None = None,
         hooks: Iterable[object] = (),
+        tools: Iterable[ToolLike] = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"an agent needs a non-empty name, got {name!r}")
@@ -102,6 +120,8 @@ class Agent:
             sig = sig.with_instructions(instructions)
         self.signature: Signature = sig
         self._hooks = check_hooks(hooks)
+        self._tool_sources: tuple[ToolLike, ...] = tuple(tools)
+        collect_tools(self._tool_sources)  # bad tools and clashing names fail here, not in a run
         self._reset()
 
     def _reset(self) -> None:
@@ -112,6 +132,7 @@ class Agent:
         # the sync one runs AgentNode.run inline, so a sync caller never crosses into a loop
         self._engines: dict[bool, Workflow] = {}
         self._runtime: LocalRuntime | None = None
+        self._fixed_tools: list[Tool] | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,6 +142,7 @@ class Agent:
             "config": self.config,
             "signature": self.signature,
             "hooks": self._hooks,
+            "tools": self._tool_sources,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -128,6 +150,7 @@ class Agent:
         self.config = state["config"]
         self.signature = state["signature"]
         self._hooks = state["hooks"]
+        self._tool_sources = state.get("tools", ())
         self._reset()
 
     def __repr__(self) -> str:
@@ -144,9 +167,31 @@ class Agent:
         """Observe this agent's moments with `hook` from now on."""
         self._hooks = (*self._hooks, *check_hooks([hook]))
 
+    @property
+    def tools(self) -> list[Tool]:
+        """The tools this agent offers its model (toolsets expanded as of now)."""
+        return collect_tools(self._tool_sources)
+
+    def add_tool(self, tool: ToolLike) -> None:
+        """Offer `tool` (a function, a `kaizen.Tool` or a toolset) from the next run on."""
+        sources = (*self._tool_sources, tool)
+        collect_tools(sources)
+        self._tool_sources = sources
+        self._fixed_tools = None
+
+    def _run_tools(self) -> list[Tool]:
+        """The tools for one run: fixed tools are collected once, toolsets on every run."""
+        fixed = self._fixed_tools
+        if fixed is not None:
+            return fixed
+        tools = collect_tools(self._tool_sources)
+        if not any(isinstance(source, Toolset) for source in self._tool_sources):
+            self._fixed_tools = tools
+        return tools
+
     def with_signature(self, signature: Any) -> Agent:
-        """A copy of this agent (same name, config and hooks) with another signature."""
-        return Agent(self.name, signature, self.config, hooks=self._hooks)
+        """A copy of this agent (same name, config, hooks and tools) with another signature."""
+        return Agent(self.name, signature, self.config, hooks=self._hooks, tools=self._tool_sources)
 
     @property
     def output_schema(self) -> dict[str, Any]:
@@ -173,11 +218,40 @@ class Agent:
     def execute(self, **inputs: Any) -> ExecutionResult:
         """Validate `inputs`, run the agent, return its typed outputs (see the module docstring
         for what raises and what returns a failed result)."""
+        return self._execute(inputs, ())
+
+    async def execute_async(self, **inputs: Any) -> ExecutionResult:
+        """`execute` for async code: the model call runs on the running event loop."""
+        return await self._execute_async(inputs, ())
+
+    def stream(self, **inputs: Any) -> AsyncIterator[StreamEvent]:
+        """`async for event in agent.stream(**inputs)`: the run's events as they happen
+        (`ContentDelta`, `ToolStart`, `ToolComplete`), then `Done(result)` or `Error(error)`
+        (see `kaizen.runtime.stream`). Inputs are validated before the first event."""
+        self.signature.validate_inputs(inputs)
+
+        async def start(hook: StreamHook) -> StreamEvent:
+            result = await self._execute_async(inputs, (hook,))
+            return Done(result, self.name, result.metadata.get("run_id"))
+
+        return stream_async(start)
+
+    def stream_sync(self, **inputs: Any) -> Iterator[StreamEvent]:
+        """`stream` for sync code: `for event in agent.stream_sync(**inputs)`."""
+        self.signature.validate_inputs(inputs)
+
+        def start(hook: StreamHook) -> StreamEvent:
+            result = self._execute(inputs, (hook,))
+            return Done(result, self.name, result.metadata.get("run_id"))
+
+        return stream_sync(start)
+
+    def _execute(self, inputs: Mapping[str, Any], hooks: tuple[object, ...]) -> ExecutionResult:
         values, workflow, report, run_id, settings = self._prepare(inputs, sync=True)
         started = time.perf_counter()
         try:
             results, _ = self.runtime.execute(
-                workflow, {self.name: values}, run_id=run_id, hooks=[report]
+                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks]
             )
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
@@ -185,13 +259,14 @@ class Agent:
             return self._result(results, report, run_id, started)
         return self._failed(failure, report, run_id, started, settings)
 
-    async def execute_async(self, **inputs: Any) -> ExecutionResult:
-        """`execute` for async code: the model call runs on the running event loop."""
+    async def _execute_async(
+        self, inputs: Mapping[str, Any], hooks: tuple[object, ...]
+    ) -> ExecutionResult:
         values, workflow, report, run_id, settings = self._prepare(inputs, sync=False)
         started = time.perf_counter()
         try:
             results, _ = await self.runtime.execute_async(
-                workflow, {self.name: values}, run_id=run_id, hooks=[report]
+                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks]
             )
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
@@ -247,7 +322,20 @@ class Agent:
                 f"agent {self.name!r} produced no result in run {run_id!r}: {why or 'unknown'}"
             )
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
-        return ExecutionResult(dict(outputs), raw=report.raw, metadata=metadata)
+        node_run = self._node_run(run_id)
+        return ExecutionResult(
+            dict(outputs),
+            raw=report.raw,
+            metadata=metadata,
+            tool_calls=node_run.tool_calls if node_run is not None else (),
+            stop_reason=(node_run.stop_reason if node_run is not None else None) or "completed",
+        )
+
+    def _node_run(self, run_id: str) -> NodeRun | None:
+        try:
+            return self.runtime.get_record(run_id).nodes.get(self.name)
+        except KeyError:
+            return None
 
     def _failed(
         self,
@@ -260,10 +348,30 @@ class Agent:
         error = failure
         if isinstance(failure, NodeExecutionError) and isinstance(failure.__cause__, Exception):
             error = failure.__cause__  # the agent's own error, its chain intact
-        if settings.raise_on_error:
+        node_run = self._node_run(run_id)
+        tool_calls = list(node_run.tool_calls) if node_run is not None else []
+        if isinstance(error, BudgetExceededError) and self._tool_sources:
+            error = AgentLimitError(
+                f"agent {self.name!r} stopped (budget): {error}",
+                agent=self.name,
+                stop_reason="budget",
+                tool_calls=tool_calls,
+            )
+        if isinstance(error, AgentLimitError):
+            if settings.on_limit == "raise":
+                raise error
+        elif settings.raise_on_error:
             raise error
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
-        return ExecutionResult({}, raw=report.raw, metadata=metadata, success=False, error=error)
+        return ExecutionResult(
+            {},
+            raw=report.raw,
+            metadata=metadata,
+            success=False,
+            error=error,
+            tool_calls=tool_calls,
+            stop_reason=error.stop_reason if isinstance(error, AgentLimitError) else "error",
+        )
 
     # -- agents as nodes ------------------------------------------------------------------------
 
@@ -348,7 +456,14 @@ class AgentNode(Node):
         agent = self.agent
         if not self._inputs_validated:
             inputs = agent.signature.validate_inputs(inputs)
-        return exchange(agent.name, agent.signature, agent.settings(), inputs, agent.output_schema)
+        return exchange(
+            agent.name,
+            agent.signature,
+            agent.settings(),
+            inputs,
+            agent.output_schema,
+            agent._run_tools() if agent._tool_sources else (),
+        )
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         return run_sync(self._flow(inputs))

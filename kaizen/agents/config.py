@@ -14,11 +14,12 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kaizen.errors import ConfigError
+from kaizen.llm.local import LOCAL_PROVIDER
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,
@@ -65,6 +66,27 @@ class AgentConfig(BaseModel):
     )
     system_template: str | None = Field(
         default=None, description="jinja2 template of the system message"
+    )
+    max_iterations: int = Field(
+        default=10, ge=1, description="model turns an agent with tools may take (its loop)"
+    )
+    max_termination_attempts: int = Field(
+        default=2,
+        ge=0,
+        description="reminders to finish, for turns with neither a tool call nor 'complete'",
+    )
+    max_tool_retries: int = Field(
+        default=10, ge=0, description="failed tool calls one execution tolerates, all tools"
+    )
+    on_limit: Literal["return", "raise"] = Field(
+        default="return",
+        description="when the loop hits a limit: return what was done (a failed result with "
+        "stop_reason), or raise AgentLimitError",
+    )
+    tool_protocol: Literal["auto", "native", "json"] = Field(
+        default="auto",
+        description="how tool calls travel: the provider's native tool calling, or JSON "
+        "constrained by a schema (auto: JSON for the embedded model, native otherwise)",
     )
     raise_on_error: bool = Field(
         default=True,
@@ -201,6 +223,11 @@ class ModelSettings:
     # keyword arguments for kaizen.llm.prepare; may hold the API key, so never shown
     call_options: Mapping[str, Any] = field(repr=False)
     raise_on_error: bool
+    max_iterations: int = 10
+    max_termination_attempts: int = 2
+    max_tool_retries: int = 10
+    on_limit: str = "return"
+    tool_protocol: str = "native"  # resolved: "native" or "json"
 
 
 def resolve_settings(config: AgentConfig) -> ModelSettings:
@@ -229,7 +256,19 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         system_template=effective.system_template,
         call_options=options,
         raise_on_error=effective.raise_on_error,
+        max_iterations=effective.max_iterations,
+        max_termination_attempts=effective.max_termination_attempts,
+        max_tool_retries=effective.max_tool_retries,
+        on_limit=effective.on_limit,
+        tool_protocol=_tool_protocol(effective.tool_protocol, model_name(model)),
     )
+
+
+def _tool_protocol(choice: str, model: str) -> str:
+    """JSON for the embedded model (no native tool calling), native otherwise, unless chosen."""
+    if choice != "auto":
+        return choice
+    return "json" if model.startswith(f"{LOCAL_PROVIDER}/") else "native"
 
 
 def environment_key() -> tuple[str | None, ...]:

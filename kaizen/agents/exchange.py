@@ -6,24 +6,31 @@
         parse the reply into the signature's typed outputs -> done
         or show the model its reply and what was wrong with it, and ask again
 
+An agent with tools runs the reason-act loop instead (`kaizen.agents.loop.act`), a flow too.
+When a hook listens to streamed text (`ChunkHook`, as `agent.stream` does), the model calls
+stream and each piece of text reaches the hooks as it arrives.
+
 `AgentNode.run` drives it with `run_sync`, `AgentNode.arun` with `run_async`; nothing else talks
-to the model for an agent. The tool loop and streaming add steps to this flow.
+to the model for an agent.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kaizen.agents.loop import act
 from kaizen.errors import OutputParseError
 from kaizen.flow import Flow
 from kaizen.llm.call import model_call, prepare
+from kaizen.runtime.context import current_node_context
 from kaizen.signatures import parse_output, render_messages
 
 if TYPE_CHECKING:
     from kaizen.agents.config import ModelSettings
     from kaizen.signatures import Signature
+    from kaizen.tools.tool import Tool
 
 __all__ = ["exchange"]
 
@@ -34,9 +41,14 @@ def exchange(
     settings: ModelSettings,
     inputs: Mapping[str, Any],
     output_schema: Mapping[str, Any],
+    tools: Sequence[Tool] = (),
 ) -> Flow[dict[str, Any]]:
     """The flow of one execution of agent `name`: its typed outputs, or `OutputParseError`
     (carrying the last raw reply) after `max_parse_attempts` replies that do not fit."""
+    context = current_node_context()
+    on_text = context.chunk if context is not None and context.wants_chunks else None
+    if tools:
+        return (yield from act(name, signature, settings, inputs, output_schema, tools, on_text))
     messages: list[dict[str, Any]] = render_messages(
         signature,
         inputs,
@@ -47,7 +59,7 @@ def exchange(
     request = prepare(messages, response_schema=output_schema, **settings.call_options)
     attempts = settings.max_parse_attempts
     for attempt in range(1, attempts + 1):
-        reply = yield from model_call(request)
+        reply = yield from model_call(request, on_text)
         try:
             return parse_output(signature, reply.text)
         except OutputParseError as exc:

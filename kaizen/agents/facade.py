@@ -18,6 +18,7 @@ from kaizen.agents.config import AgentConfig
 from kaizen.errors import ConfigError
 
 if TYPE_CHECKING:
+    from kaizen.tools.toolset import ToolLike
     from kaizen.workflow.builder import WorkflowBuilder
 
 
@@ -46,12 +47,14 @@ class Kaizen:
         config: AgentConfig | Mapping[str, Any] | None = None,
         *,
         hooks: Iterable[object] = (),
+        tools: Iterable[ToolLike] = (),
     ) -> Agent:
         """An agent named `name`; `signature` is a spec string, a `Signature`, or None for
         `task: str, context: dict = {} -> result: str`; `config` overrides this instance's
-        (a dict given in the signature's place is the config); `hooks` observe the agent."""
+        (a dict given in the signature's place is the config); `hooks` observe the agent;
+        `tools` (functions, `kaizen.Tool`s, toolsets) make it run the reason-act loop."""
         signature, config = _signature_and_config(signature, config)
-        agent = Agent(name, signature, config, defaults=self.config, hooks=hooks)
+        agent = Agent(name, signature, config, defaults=self.config, hooks=hooks, tools=tools)
         with self._lock:
             self._agents[name] = agent
         return agent
@@ -126,11 +129,12 @@ def create_agent(
     config: AgentConfig | Mapping[str, Any] | None = None,
     *,
     hooks: Iterable[object] = (),
+    tools: Iterable[ToolLike] = (),
 ) -> Agent:
-    """`kaizen.create_agent(name, signature=None, config=None)` on the default instance; also
-    `kaizen.create_agent("assistant", {"model": ...})` (a dict in the signature's place is the
-    config)."""
-    return default_kaizen().create_agent(name, signature, config, hooks=hooks)
+    """`kaizen.create_agent(name, signature=None, config=None, tools=[...])` on the default
+    instance; also `kaizen.create_agent("assistant", {"model": ...})` (a dict in the signature's
+    place is the config)."""
+    return default_kaizen().create_agent(name, signature, config, hooks=hooks, tools=tools)
 
 
 def get_agent(name: str) -> Agent:

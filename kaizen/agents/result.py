@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import reprlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kaizen.runtime.hooks import ModelCallFinishHook
-from kaizen.runtime.record import Usage
+from kaizen.runtime.record import ToolCallRecord, Usage
 
 __all__ = ["ExecutionMetadata", "ExecutionReport", "ExecutionResult"]
 
@@ -36,9 +36,15 @@ class ExecutionMetadata(dict[str, Any]):
             ) from None
 
 
+_ATTRIBUTES = ("data", "raw", "metadata", "success", "error", "stop_reason", "tool_calls")
+
+
 class ExecutionResult:
     """An agent's typed outputs (`result.answer`, `result["answer"]`), `.data`, `.raw`,
-    `.metadata`, `.success` and `.error`.
+    `.metadata`, `.success` and `.error`; for an agent with tools also `.tool_calls` (each
+    call's name, arguments, output or error, start and duration) and `.stop_reason` (why its
+    loop stopped: "completed", "completed_after_reminder", "forced_completion", "extracted",
+    "max_iterations", "loop_detected", "budget" or "error").
 
     An output field named like one of these attributes is reached with `result["data"]`. On a
     failed result (`success` False, only with the agent config `raise_on_error=False`) `data`
@@ -46,7 +52,7 @@ class ExecutionResult:
     `AttributeError` that says so.
     """
 
-    __slots__ = ("data", "error", "metadata", "raw", "success")
+    __slots__ = ("data", "error", "metadata", "raw", "stop_reason", "success", "tool_calls")
 
     def __init__(
         self,
@@ -56,12 +62,16 @@ class ExecutionResult:
         metadata: Mapping[str, Any],
         success: bool = True,
         error: BaseException | None = None,
+        tool_calls: Iterable[ToolCallRecord] = (),
+        stop_reason: str | None = None,
     ) -> None:
         self.data = data
         self.raw = raw
         self.metadata = ExecutionMetadata(metadata)
         self.success = success
         self.error = error
+        self.tool_calls: list[ToolCallRecord] = list(tool_calls)
+        self.stop_reason = stop_reason or ("completed" if success else "error")
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -81,7 +91,7 @@ class ExecutionResult:
         fields = ", ".join(data) or "(none)"
         raise AttributeError(
             f"this result has no output field {name!r}; its outputs are: {fields} "
-            "(plus .data, .raw, .metadata, .success, .error)"
+            "(plus .data, .raw, .metadata, .success, .error, .stop_reason, .tool_calls)"
         )
 
     def __getitem__(self, name: str) -> Any:
@@ -99,7 +109,7 @@ class ExecutionResult:
         return iter(self.data)
 
     def __dir__(self) -> list[str]:
-        return sorted({*self.data, "data", "raw", "metadata", "success", "error"})
+        return sorted({*self.data, *_ATTRIBUTES})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExecutionResult):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kaizen.runtime.hooks import HookSet
-from kaizen.runtime.record import RunRecord, Usage
+from kaizen.runtime.record import RunRecord, ToolCallRecord, Usage
 
 __all__ = ["HasNodeContext", "NodeContext", "current_node_context", "node_context_var"]
 
@@ -41,6 +41,12 @@ class NodeContext:
     attempt: int
     record: RunRecord
     hooks: HookSet  # the run's hooks plus the node's own (an agent's)
+    max_concurrency: int = 32  # the run's bound, which a node's own concurrency keeps to too
+
+    @property
+    def idempotency_key(self) -> str:
+        """Run id, node id and attempt: a key for side effects that must happen once."""
+        return f"{self.run_id}:{self.node_id}:{self.attempt}"
 
     def model_call_started(
         self, *, model: str = "", messages: Sequence[Mapping[str, Any]] = ()
@@ -75,6 +81,43 @@ class NodeContext:
             reply=reply,
             error=error,
         )
+
+    def tool_call_started(self, *, tool: str, arguments: Any, call_id: str) -> None:
+        """Fire `on_tool_call_start`; raises the `VetoError` of a hook refusing the call."""
+        self.hooks.fire(
+            "tool_call_start",
+            run_id=self.run_id,
+            node_id=self.node_id,
+            tool=tool,
+            arguments=arguments,
+            call_id=call_id,
+        )
+
+    def tool_call_finished(self, record: ToolCallRecord) -> None:
+        """Fire `on_tool_call_finish` (the run record keeps `record`)."""
+        self.hooks.fire(
+            "tool_call_finish",
+            run_id=self.run_id,
+            node_id=self.node_id,
+            tool=record.name,
+            call_id=record.call_id,
+            record=record,
+        )
+
+    def note_stop_reason(self, reason: str) -> None:
+        """Record why an agent's loop stopped (`NodeRun.stop_reason`)."""
+        node_run = self.record.nodes.get(self.node_id)
+        if node_run is not None:
+            node_run.stop_reason = reason
+
+    @property
+    def wants_chunks(self) -> bool:
+        """Whether any hook listens to streamed text (if none, the model call need not stream)."""
+        return self.hooks.observes("chunk")
+
+    def chunk(self, text: str) -> None:
+        """Fire `on_chunk` with a piece of streamed reply text."""
+        self.hooks.fire("chunk", run_id=self.run_id, node_id=self.node_id, chunk=text)
 
     # The short forms, for nodes that call models themselves.
     def check_budget(self) -> None:

@@ -68,6 +68,7 @@ class Run:
         self._node_hooks: dict[int, HookSet] = {}
         self.state = dataflow.new_state(plan, inputs)
         self.slots = Slots(max_concurrency)
+        self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.results: Results = {}
         self.errors: dict[str, NodeExecutionError] = {}

@@ -57,6 +57,7 @@ class RunView(Protocol):
 
     run_id: str
     record: RunRecord
+    max_concurrency: int
 
     def hooks_for(self, index: int) -> HookSet: ...
 
@@ -93,7 +94,12 @@ class Job:
         if context is None:
             run, p = self.run, self.plan
             context = self._context = NodeContext(
-                run.run_id, p.node_id, self.attempt, run.record, run.hooks_for(p.index)
+                run.run_id,
+                p.node_id,
+                self.attempt,
+                run.record,
+                run.hooks_for(p.index),
+                run.max_concurrency,
             )
         return context
 

@@ -13,15 +13,16 @@ One class per moment, one method each, keyword-only arguments (the shape of Hami
     ModelCallStartHook   on_model_call_start(*, run_id, node_id, model, messages)
     ModelCallFinishHook  on_model_call_finish(*, run_id, node_id, model, usage, latency,
                                               reply, error)
-    ToolCallStartHook    on_tool_call_start(*, run_id, node_id, tool, arguments)
-    ToolCallFinishHook   on_tool_call_finish(*, run_id, node_id, tool, result, error, duration)
+    ToolCallStartHook    on_tool_call_start(*, run_id, node_id, tool, arguments, call_id)
+    ToolCallFinishHook   on_tool_call_finish(*, run_id, node_id, tool, call_id, record)
     ChunkHook            on_chunk(*, run_id, node_id, chunk)
 
 A run begins (`on_run_start`, before any node), its nodes start, retry, finish (completed,
 failed or cancelled) or are skipped (routing, a failed upstream, the budget), and it ends
 (`on_run_finish`, last). Inside a node, each model call is announced before it is made and
 reported after it with its usage and cost (`reply` is the `ModelReply`, None on failure); tool
-calls and streamed chunks likewise.
+calls likewise (`record` is the `ToolCallRecord`: arguments, output or error, start, duration),
+and each piece of streamed reply text is a chunk (a str).
 
 Run and node moments arrive on the runtime's driver thread, one at a time and in order. Model,
 tool and chunk moments arrive in the thread that runs the node, possibly from several nodes at
@@ -52,7 +53,7 @@ from kaizen.errors import VetoError
 from kaizen.runtime.record import HookError
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, Usage
+    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
     from kaizen.workflow.workflow import Workflow
 
 __all__ = [
@@ -150,21 +151,14 @@ class ModelCallFinishHook:
 
 class ToolCallStartHook:
     def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Mapping[str, Any]
+        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
     ) -> None:
         raise NotImplementedError
 
 
 class ToolCallFinishHook:
     def on_tool_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        tool: str,
-        result: Any,
-        error: BaseException | None,
-        duration: float,
+        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
     ) -> None:
         raise NotImplementedError
 
@@ -235,6 +229,10 @@ class HookSet:
     def including(self, more: Sequence[object]) -> HookSet:
         """These hooks followed by `more` (an agent's hooks, scoped to its node)."""
         return HookSet((*self.hooks, *more), self.record) if more else self
+
+    def observes(self, moment: str) -> bool:
+        """Whether any hook here observes `moment`."""
+        return moment in self._by_moment
 
     def fire(self, moment: str, **arguments: Any) -> None:
         """Call every hook of `moment` with `arguments` (keyword-only, as documented)."""

@@ -12,7 +12,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from kaizen.aio import run_blocking
@@ -23,6 +23,7 @@ from kaizen.runtime.events import EventCallback, RunEvent
 from kaizen.runtime.hooks import check_hooks
 from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
+from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
 from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
 
@@ -193,6 +194,47 @@ class LocalRuntime:
         run = self._new_run(workflow, parameters, run_id, on_event, hooks, inline_allowed=False)
         return await run.drive(), run.record
 
+    def stream(
+        self,
+        workflow: Workflow,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        hooks: Iterable[object] = (),
+    ) -> AsyncIterator[StreamEvent]:
+        """`async for event in runtime.stream(workflow, parameters)`: every node's events as
+        they happen (`ContentDelta`, `ToolStart`, `ToolComplete`, each with its `node_id`), then
+        `Done(results, run_id=...)`, or `Error(error)` when the run fails as `execute_async` would
+        raise. `ParameterError` is raised here, before the run starts."""
+        _check_parameters(workflow, parameters)
+
+        async def start(hook: StreamHook) -> StreamEvent:
+            results, record = await self.execute_async_with_record(
+                workflow, parameters, run_id=run_id, hooks=[*hooks, hook]
+            )
+            return Done(results, None, record.run_id)
+
+        return stream_async(start)
+
+    def stream_sync(
+        self,
+        workflow: Workflow,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        hooks: Iterable[object] = (),
+    ) -> Iterator[StreamEvent]:
+        """`stream` for sync code (the run happens in a thread)."""
+        _check_parameters(workflow, parameters)
+
+        def start(hook: StreamHook) -> StreamEvent:
+            results, record = self.execute_with_record(
+                workflow, parameters, run_id=run_id, hooks=[*hooks, hook]
+            )
+            return Done(results, None, record.run_id)
+
+        return stream_sync(start)
+
     def _new_run(
         self,
         workflow: Workflow,
@@ -203,12 +245,7 @@ class LocalRuntime:
         *,
         inline_allowed: bool,
     ) -> Run:
-        if not isinstance(workflow, Workflow):
-            raise TypeError(
-                f"execute() needs a built Workflow, got {type(workflow).__name__}"
-                + (" (call .build() on the builder first)" if hasattr(workflow, "build") else "")
-            )
-        inputs = bind_parameters(workflow.plan, parameters)  # raises before any node runs
+        inputs = _check_parameters(workflow, parameters)  # raises before any node runs
         run_hooks = [*self._guards(workflow), *self._hooks, *check_hooks(hooks)]
         if on_event is not None:
             run_hooks.append(EventCallback(on_event))
@@ -241,3 +278,14 @@ class LocalRuntime:
             return everywhere + scoped.get(node_id, ())
 
         return [BudgetGuard(budgets_for)]
+
+
+def _check_parameters(workflow: Workflow, parameters: Mapping[str, Any] | None) -> list[Any]:
+    """The workflow's inputs bound from `parameters`; `TypeError` for an unbuilt workflow,
+    `ParameterError` for parameters that do not fit."""
+    if not isinstance(workflow, Workflow):
+        raise TypeError(
+            f"execute() needs a built Workflow, got {type(workflow).__name__}"
+            + (" (call .build() on the builder first)" if hasattr(workflow, "build") else "")
+        )
+    return bind_parameters(workflow.plan, parameters)

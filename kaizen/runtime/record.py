@@ -17,7 +17,15 @@ if TYPE_CHECKING:
 
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["HookError", "NodeRun", "NodeStatus", "RunRecord", "RunStatus", "Usage"]
+__all__ = [
+    "HookError",
+    "NodeRun",
+    "NodeStatus",
+    "RunRecord",
+    "RunStatus",
+    "ToolCallRecord",
+    "Usage",
+]
 
 
 class NodeStatus(enum.StrEnum):
@@ -57,6 +65,23 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ToolCallRecord:
+    """One tool call an agent's model asked for, and what came of it."""
+
+    call_id: str
+    name: str
+    arguments: Any  # the parsed arguments, or the text the model sent when it was not JSON
+    output: str | None = None  # what the model was shown (None when the call failed)
+    error: str | None = None  # the tool error the model was shown instead
+    started: float = 0.0  # time.time()
+    duration: float = 0.0  # seconds
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
 class NodeRun:
     """One node's part of a run."""
 
@@ -69,6 +94,8 @@ class NodeRun:
     error: str | None = None  # "ExcType: message" of the final failure
     skip_reason: str | None = None  # why it was skipped (routing, failed upstream, budget)
     usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)  # an agent's, in order
+    stop_reason: str | None = None  # why an agent's reason-act loop stopped
 
     @property
     def duration(self) -> float | None:

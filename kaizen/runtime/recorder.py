@@ -18,14 +18,22 @@ from kaizen.runtime.hooks import (
     NodeSkipHook,
     NodeStartHook,
     RunFinishHook,
+    ToolCallFinishHook,
 )
-from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, Usage
+from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
 
 __all__ = ["Recorder"]
 
 
-class Recorder(NodeStartHook, NodeFinishHook, NodeSkipHook, ModelCallFinishHook, RunFinishHook):
-    """Keeps `record` up to date: node statuses, times, attempts, errors, usage."""
+class Recorder(
+    NodeStartHook,
+    NodeFinishHook,
+    NodeSkipHook,
+    ModelCallFinishHook,
+    ToolCallFinishHook,
+    RunFinishHook,
+):
+    """Keeps `record` up to date: node statuses, times, attempts, errors, usage, tool calls."""
 
     name = "kaizen.recorder"
 
@@ -84,6 +92,14 @@ class Recorder(NodeStartHook, NodeFinishHook, NodeSkipHook, ModelCallFinishHook,
             if node_run is not None:
                 node_run.usage.add(usage)
             self.record.usage.add(usage)
+
+    def on_tool_call_finish(
+        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
+    ) -> None:
+        node_run = self.record.nodes.get(node_id)
+        if node_run is not None:
+            with self._usage_lock:
+                node_run.tool_calls.append(record)
 
     def on_run_finish(
         self,

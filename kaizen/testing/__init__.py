@@ -10,6 +10,7 @@ from kaizen.testing.scripted import (
     ScriptedModel,
     ScriptedReply,
     ScriptedStatus,
+    ScriptedToolCalls,
     ScriptError,
     make_scripted_handler,
     status_error,
@@ -24,6 +25,7 @@ __all__ = [
     "ScriptedModel",
     "ScriptedReply",
     "ScriptedStatus",
+    "ScriptedToolCalls",
     "make_scripted_handler",
     "status_error",
 ]

@@ -20,7 +20,16 @@ text picks the reply) or a callable ``(messages) -> reply``. A reply is one of:
 - an exception instance: raised by the provider (it reaches the caller as `ModelError`, chained);
 - an int HTTP status or ``ScriptedModel.status(429, retry_after=1)``: raised as the litellm
   exception for that status, so Kaizen's retry rules apply exactly as for a real provider;
-- ``ScriptedModel.reply(content, latency=..., finish_reason=...)`` to set per-reply details.
+- ``ScriptedModel.reply(content, latency=..., finish_reason=...)`` to set per-reply details;
+- ``ScriptedModel.tool_call(name, arguments)``: a turn that calls one tool;
+  ``ScriptedModel.tool_calls([(name, arguments), ...])``: several in one turn. ``arguments`` is a
+  dict, or a str sent as-is (use it for invalid JSON).
+
+For an agent with tools (a request that offers ``tools``), a dict reply is a call to
+``complete`` with the dict as its arguments, and a str reply is plain text (a turn without a
+tool call). For the JSON tool protocol (the embedded model's), tool calls are sent as the JSON
+text ``{"tool": ..., "arguments": ...}`` that protocol reads. Streaming requests (``stream=True``)
+are answered in chunks: text a few characters at a time, each tool call's arguments in pieces.
 """
 
 from __future__ import annotations
@@ -32,13 +41,14 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kaizen.llm import litellm_adapter
 
 SCRIPTED_PROVIDER = "kaizen-scripted"
+_STREAM_PIECE = 8  # characters of text per streamed chunk
 
 Messages = list[dict[str, Any]]
 
@@ -69,6 +79,13 @@ class ScriptedReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptedToolCalls:
+    """A turn that calls tools: ``((name, arguments), ...)``."""
+
+    calls: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ScriptedCall:
     """One request a `ScriptedModel` received."""
 
@@ -78,7 +95,22 @@ class ScriptedCall:
 
     @property
     def last_message(self) -> str:
-        return str(self.messages[-1].get("content", "")) if self.messages else ""
+        return str(self.messages[-1].get("content", "") or "") if self.messages else ""
+
+    @property
+    def tools(self) -> list[str]:
+        """The names of the tools offered (native tool calling), ``complete`` included."""
+        return [t["function"]["name"] for t in self.params.get("tools") or ()]
+
+    @property
+    def tool_choice(self) -> Any:
+        return self.params.get("tool_choice")
+
+    @property
+    def json_tool_protocol(self) -> bool:
+        """Whether the request asks for a tool call as JSON text (the JSON tool protocol)."""
+        inner = (self.response_format or {}).get("json_schema") or {}
+        return isinstance(inner, dict) and inner.get("name") == "tool_call"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +119,7 @@ class _Outcome:
     error: BaseException | ScriptedStatus | None
     latency: float
     finish_reason: str
+    tool_calls: tuple[tuple[str, str, str], ...] = ()  # (id, name, arguments as JSON text)
 
 
 class ScriptedModel:
@@ -137,6 +170,16 @@ class ScriptedModel:
         """A reply with its own latency or finish reason (e.g. ``"length"`` for truncation)."""
         return ScriptedReply(content, latency, finish_reason)
 
+    @staticmethod
+    def tool_call(name: str, arguments: Mapping[str, Any] | str | None = None) -> ScriptedToolCalls:
+        """A turn that calls tool `name` (``"complete"`` finishes an agent's loop)."""
+        return ScriptedToolCalls(((name, {} if arguments is None else arguments),))
+
+    @staticmethod
+    def tool_calls(calls: Sequence[tuple[str, Mapping[str, Any] | str]]) -> ScriptedToolCalls:
+        """A turn that calls several tools at once: ``[(name, arguments), ...]``."""
+        return ScriptedToolCalls(tuple((name, arguments) for name, arguments in calls))
+
     # -- inspection ------------------------------------------------------------------------
     @property
     def calls(self) -> list[ScriptedCall]:
@@ -171,7 +214,7 @@ class ScriptedModel:
             value = self._pick(call, number)
         if callable(self._replies):
             value = self._replies(call.messages)
-        return self._outcome(value)
+        return self._outcome(value, call, number)
 
     def _pick(self, call: ScriptedCall, number: int) -> Any:
         """The raw scripted value for this call (runs under the lock)."""
@@ -197,12 +240,27 @@ class ScriptedModel:
         self._position += 1
         return value
 
-    def _outcome(self, value: Any) -> _Outcome:
+    def _outcome(self, value: Any, call: ScriptedCall, number: int) -> _Outcome:
         latency, finish = self.latency, "stop"
         if isinstance(value, ScriptedReply):
             latency = self.latency if value.latency is None else value.latency
             finish = value.finish_reason
             value = value.content
+        if isinstance(value, Mapping) and call.tools:  # an agent with tools: this finishes
+            value = ScriptedToolCalls((("complete", value),))
+        if isinstance(value, Mapping) and call.json_tool_protocol and "tool" not in value:
+            value = {"tool": "complete", "arguments": dict(value)}
+        if isinstance(value, ScriptedToolCalls):
+            calls = tuple(
+                (f"call_{number}_{index}", name, _arguments_text(arguments))
+                for index, (name, arguments) in enumerate(value.calls)
+            )
+            if call.tools or not call.json_tool_protocol:
+                return _Outcome(None, None, latency, "tool_calls", calls)
+            _, name, arguments = calls[0]  # the JSON protocol carries one call per turn
+            return _Outcome(
+                f'{{"tool": {json.dumps(name)}, "arguments": {arguments}}}', None, latency, finish
+            )
         if isinstance(value, type) and issubclass(value, BaseException):
             value = value(f"scripted {value.__name__}")
         if isinstance(value, BaseException | ScriptedStatus):
@@ -213,6 +271,10 @@ class ScriptedModel:
             raise ScriptError(f"{self.model_name}: a reply of None is not a reply; script text")
         text = value if isinstance(value, str) else json.dumps(value)
         return _Outcome(text, None, latency, finish)
+
+
+def _arguments_text(arguments: Any) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
 def _tokens(text: str) -> int:
@@ -275,16 +337,64 @@ def make_scripted_handler() -> Any:
             raise error
         text = outcome.text or ""
         choice = response.choices[0]
-        choice.message.content = text
+        choice.message.content = (text or None) if outcome.tool_calls else text
+        if outcome.tool_calls:
+            from litellm.types.utils import ChatCompletionMessageToolCall, Function
+
+            choice.message.tool_calls = [
+                ChatCompletionMessageToolCall(
+                    id=call_id, type="function", function=Function(name=name, arguments=arguments)
+                )
+                for call_id, name, arguments in outcome.tool_calls
+            ]
         choice.finish_reason = outcome.finish_reason
         response.model = f"{SCRIPTED_PROVIDER}/{model}"
         litellm_adapter.set_response_cost(response, 0.0)  # free by definition
         prompt = sum(_tokens(str(m.get("content", ""))) for m in messages)
-        completion = _tokens(text)
+        completion = _tokens(text + "".join(a for _, _, a in outcome.tool_calls))
         response.usage = Usage(
             prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         )
         return response
+
+    def stream_chunks(outcome: _Outcome, messages: Messages) -> Iterator[dict[str, Any]]:
+        """The reply as litellm's generic streaming chunks: text in pieces, then each tool
+        call in two fragments (name and id first, arguments split), usage last."""
+        text = outcome.text or ""
+        pieces: list[dict[str, Any]] = [
+            {"text": text[i : i + _STREAM_PIECE], "tool_use": None}
+            for i in range(0, len(text), _STREAM_PIECE)
+        ]
+        for index, (call_id, name, arguments) in enumerate(outcome.tool_calls):
+            half = len(arguments) // 2
+            for part, piece in enumerate((arguments[:half], arguments[half:])):
+                function = {"name": name if part == 0 else None, "arguments": piece}
+                tool_use = {
+                    "id": call_id if part == 0 else None,
+                    "type": "function",
+                    "function": function,
+                    "index": index,
+                }
+                pieces.append({"text": "", "tool_use": tool_use})
+        if not pieces:
+            pieces.append({"text": "", "tool_use": None})
+        prompt = sum(_tokens(str(m.get("content", ""))) for m in messages)
+        completion = _tokens(text + "".join(a for _, _, a in outcome.tool_calls))
+        for number, piece in enumerate(pieces):
+            last = number == len(pieces) - 1
+            yield {
+                **piece,
+                "is_finished": last,
+                "finish_reason": outcome.finish_reason if last else "",
+                "index": 0,
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                }
+                if last
+                else None,
+            }
 
     def delay(outcome: _Outcome, timeout: Any) -> tuple[float, bool]:
         """How long to wait, and whether the wait runs into the caller's timeout."""
@@ -319,6 +429,46 @@ def make_scripted_handler() -> Any:
                 raise timed_out(model, wait)
             return finish(outcome, model, messages, model_response)
 
+        def streaming(
+            self,
+            model: str,
+            messages: Messages,
+            *args: Any,
+            optional_params: dict[str, Any] | None = None,
+            timeout: Any = None,
+            **kwargs: Any,
+        ) -> Iterator[dict[str, Any]]:
+            outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
+            wait, expires = delay(outcome, timeout)
+            if wait > 0:
+                time.sleep(wait)
+            if expires:
+                raise timed_out(model, wait)
+            if outcome.error is not None:
+                finish(outcome, model, messages, None)  # raises the scripted error
+            yield from stream_chunks(outcome, messages)
+
+        async def astreaming(
+            self,
+            model: str,
+            messages: Messages,
+            *args: Any,
+            optional_params: dict[str, Any] | None = None,
+            timeout: Any = None,
+            **kwargs: Any,
+        ) -> AsyncIterator[dict[str, Any]]:
+            outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
+            wait, expires = delay(outcome, timeout)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if expires:
+                raise timed_out(model, wait)
+            if outcome.error is not None:
+                finish(outcome, model, messages, None)
+            for chunk in stream_chunks(outcome, messages):
+                await asyncio.sleep(0)
+                yield chunk
+
         async def acompletion(
             self,
             model: str,
@@ -347,6 +497,7 @@ __all__ = [
     "ScriptedModel",
     "ScriptedReply",
     "ScriptedStatus",
+    "ScriptedToolCalls",
     "make_scripted_handler",
     "status_error",
 ]

@@ -1,0 +1,173 @@
+"""Streaming: typed events of a running agent or workflow, as they happen.
+
+    async for event in agent.stream(question="..."):      # or: for event in agent.stream_sync(...)
+        match event:
+            case ContentDelta(text=text): print(text, end="")
+            case ToolStart(name=name, arguments=arguments): ...
+            case ToolComplete(call_id=call_id, output=output, error=error, duration=duration): ...
+            case Done(result=result): ...                  # the ExecutionResult
+            case Error(error=error): ...                   # what execute() would have raised
+
+Events come from lifecycle hooks (`StreamHook`: chunks, tool-call start and finish), so a stream
+sees exactly what the run record sees. Every event carries the `node_id` it came from (for an
+agent, the agent's name): `LocalRuntime.stream(workflow, parameters)` yields the events of every
+node of a workflow, then `Done` with the results (`Done.result`, `Done.run_id`).
+
+Model calls stream only when a stream (or another `ChunkHook`) listens; tool-call fragments are
+assembled by index before a `ToolStart` is sent, so a tool call is never dropped because text
+came first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kaizen.runtime.hooks import ChunkHook, ToolCallFinishHook, ToolCallStartHook
+from kaizen.runtime.record import ToolCallRecord
+
+__all__ = [
+    "ContentDelta",
+    "Done",
+    "Error",
+    "StreamEvent",
+    "StreamHook",
+    "ToolComplete",
+    "ToolStart",
+    "stream_async",
+    "stream_sync",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    """A piece of the model's reply text, as it arrived."""
+
+    text: str
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStart:
+    """A tool call begins (its arguments parsed, or the text sent when it was not JSON)."""
+
+    name: str
+    arguments: Any
+    call_id: str
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolComplete:
+    """A tool call ended: `output` (what the model reads) or `error` (the tool error it reads
+    instead), and how long it took in seconds."""
+
+    call_id: str
+    output: str | None
+    error: str | None
+    duration: float
+    name: str = ""
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The end: an agent's `ExecutionResult`, or a workflow's results by node id."""
+
+    result: Any
+    node_id: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The run failed with `error` (what `execute` would have raised); the stream ends."""
+
+    error: BaseException
+    node_id: str | None = None
+
+
+StreamEvent = ContentDelta | ToolStart | ToolComplete | Done | Error
+Sink = Callable[[StreamEvent], None]
+
+
+class StreamHook(ChunkHook, ToolCallStartHook, ToolCallFinishHook):
+    """Turns chunk and tool-call moments into stream events for `sink` (thread-safe sinks only:
+    moments come from the threads that run nodes)."""
+
+    name = "kaizen.stream"
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
+        self.sink(ContentDelta(str(chunk), node_id))
+
+    def on_tool_call_start(
+        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
+    ) -> None:
+        self.sink(ToolStart(tool, arguments, call_id, node_id))
+
+    def on_tool_call_finish(
+        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
+    ) -> None:
+        self.sink(
+            ToolComplete(call_id, record.output, record.error, record.duration, tool, node_id)
+        )
+
+
+async def stream_async(
+    start: Callable[[StreamHook], Awaitable[StreamEvent]],
+) -> AsyncIterator[StreamEvent]:
+    """The events of `start(hook)` (a coroutine running the work with `hook` registered and
+    returning the final `Done` or `Error`), as they happen. Closing the iterator early cancels
+    the work."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()  # None: nothing more
+
+    def sink(event: StreamEvent) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    async def work() -> None:
+        try:
+            final = await start(StreamHook(sink))
+        except Exception as exc:  # what the caller would have seen from execute
+            final = Error(exc)
+        sink(final)  # after every event the work's hooks sent, in order
+        loop.call_soon_threadsafe(events.put_nowait, None)
+
+    task = asyncio.ensure_future(work())
+    try:
+        while (event := await events.get()) is not None:
+            yield event
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def stream_sync(start: Callable[[StreamHook], StreamEvent]) -> Iterator[StreamEvent]:
+    """`stream_async` for sync code: the work runs in a thread, events arrive here as they
+    happen. Leaving the loop early lets the work finish in the background."""
+    events: queue.SimpleQueue[StreamEvent | None] = queue.SimpleQueue()
+
+    def work() -> None:
+        try:
+            final = start(StreamHook(events.put))
+        except Exception as exc:
+            final = Error(exc)
+        events.put(final)
+        events.put(None)
+
+    threading.Thread(target=work, name="kaizen-stream", daemon=True).start()
+    while True:
+        event = events.get()
+        if event is None:
+            return
+        yield event

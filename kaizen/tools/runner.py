@@ -1,0 +1,281 @@
+"""Running the tool calls of one turn: concurrently, bounded, and never crashing the run.
+
+`run_calls` (threads) and `arun_calls` (asyncio tasks) take the calls a model asked for and
+return one `ToolCallRecord` per call, in the order asked, each holding either the output the
+model reads or the tool error it reads instead:
+
+- arguments that are not JSON, an unknown tool name, arguments that do not fit the tool's
+  parameters (each field named), a tool that raises, one that runs past its `timeout`, and a
+  return value that cannot be serialised: each is a tool error, worded for the model to act on;
+- a lifecycle hook may refuse a call (`VetoError` from `on_tool_call_start`): a tool error too,
+  except a `BudgetExceededError`, which propagates (the run's budget stops the agent);
+- at most `max_concurrency` calls run at once (the runtime's bound);
+- every call fires the tool-call moments of the hooks (`NodeContext.tool_call_started` /
+  `tool_call_finished`), from the thread or task that runs the node.
+
+`ToolBudget` counts failures per tool and per run; the counts only ever grow (a success never
+resets them). The loop asks it after each turn whether a budget is used up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kaizen.errors import BudgetExceededError, VetoError
+from kaizen.runtime.record import ToolCallRecord
+from kaizen.tools.tool import Tool, ToolArgumentError, ToolResultError, serialize_result
+
+if TYPE_CHECKING:
+    from kaizen.llm.transport import ToolCallRequest
+    from kaizen.runtime.context import NodeContext
+
+__all__ = ["ToolBudget", "arun_calls", "parse_arguments", "run_calls"]
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The worker threads sync tool calls run in (shared; made on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="kaizen-tool")
+        return _pool
+
+
+@dataclass
+class ToolBudget:
+    """Failed tool calls, counted per tool and for the whole run; never reset."""
+
+    max_failures: int  # for the whole run, all tools together
+    failures: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+
+    def charge(self, records: Sequence[ToolCallRecord], tools: Mapping[str, Tool]) -> str | None:
+        """Count the failed calls among `records`; say why a budget is used up, or None."""
+        for record in records:
+            if record.error is None:
+                continue
+            self.total += 1
+            self.failures[record.name] = self.failures.get(record.name, 0) + 1
+        for name, count in self.failures.items():
+            found = tools.get(name)
+            if found is not None and count > found.retries:
+                return (
+                    f"tool {name!r} failed {count} times, more than its {found.retries} allowed "
+                    f"retries (raise them with kaizen.tool(retries=...)); last error: "
+                    f"{_last_error(records, name)}"
+                )
+        if self.total > self.max_failures:
+            return (
+                f"{self.total} tool calls failed in this run, more than the "
+                f"{self.max_failures} allowed (config 'max_tool_retries')"
+            )
+        return None
+
+
+def _last_error(records: Sequence[ToolCallRecord], name: str) -> str:
+    for record in reversed(records):
+        if record.name == name and record.error:
+            return record.error
+    return "(earlier turn)"
+
+
+class _ToolTimeout(Exception):
+    """A tool call ran past its tool's timeout."""
+
+
+def parse_arguments(text: str) -> Any:
+    """A model's arguments: the parsed JSON object, or `ValueError` saying what is wrong."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"the arguments are not valid JSON ({exc.msg} at character {exc.pos}); send a JSON "
+            "object of the tool's parameters"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"the arguments must be a JSON object of the tool's parameters, not "
+            f"{type(value).__name__}"
+        )
+    return value
+
+
+@dataclass
+class _Pending:
+    """One call between asking and answering."""
+
+    request: ToolCallRequest
+    record: ToolCallRecord
+    tool: Tool | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    clock: float = 0.0  # perf_counter at start
+
+    @property
+    def runnable(self) -> bool:
+        return self.tool is not None and self.record.error is None
+
+
+def _begin(
+    request: ToolCallRequest, tools: Mapping[str, Tool], context: NodeContext | None
+) -> _Pending:
+    """Check a call before it runs; a call that cannot run carries its error already."""
+    record = ToolCallRecord(request.id, request.name, request.arguments, started=time.time())
+    pending = _Pending(request, record, clock=time.perf_counter())
+    try:
+        parsed = parse_arguments(request.arguments)
+        record.arguments = parsed
+        found = tools.get(request.name)
+        if found is None:
+            names = ", ".join(sorted(tools)) or "(none)"
+            raise ValueError(
+                f"there is no tool named {request.name!r}; the tools are: {names}, and "
+                "'complete' to finish"
+            )
+        pending.arguments = found.validate(parsed)
+        pending.tool = found
+    except (ValueError, ToolArgumentError) as exc:
+        record.error = _error_text(request.name, exc)
+    if context is not None:
+        try:
+            context.tool_call_started(
+                tool=request.name, arguments=record.arguments, call_id=request.id
+            )
+        except BudgetExceededError:
+            raise
+        except VetoError as exc:
+            record.error = f"tool {request.name!r} was refused: {exc}"
+    return pending
+
+
+def _finish(
+    pending: _Pending, value: Any, error: BaseException | None, context: NodeContext | None
+) -> ToolCallRecord:
+    record = pending.record
+    if record.error is None:
+        if error is not None:
+            record.error = _error_text(record.name, error)
+        else:
+            try:
+                record.output = serialize_result(record.name, value)
+            except ToolResultError as exc:
+                record.error = str(exc)
+    record.duration = time.perf_counter() - pending.clock
+    if context is not None:
+        context.tool_call_finished(record)
+    return record
+
+
+def _error_text(name: str, error: BaseException) -> str:
+    if isinstance(error, ToolArgumentError):
+        return f"{error}. Call {name!r} again with arguments that fit its parameters."
+    if isinstance(error, ValueError) and not isinstance(error, ToolResultError):
+        return f"tool {name!r}: {error}"
+    if isinstance(error, _ToolTimeout):
+        return (
+            f"tool {name!r} did not finish in time ({error}); try other arguments or another tool"
+        )
+    return f"tool {name!r} raised {type(error).__name__}: {error}"
+
+
+def run_calls(
+    requests: Sequence[ToolCallRequest],
+    tools: Mapping[str, Tool],
+    *,
+    context: NodeContext | None,
+    max_concurrency: int,
+) -> list[ToolCallRecord]:
+    """Run `requests` in worker threads, at most `max_concurrency` at once, honouring each
+    tool's timeout; the records in the order asked."""
+    pendings = [_begin(request, tools, context) for request in requests]
+    runnable = [p for p in pendings if p.runnable]
+    for pending in pendings:
+        if not pending.runnable:
+            _finish(pending, None, None, context)
+    if len(runnable) == 1 and runnable[0].tool is not None and runnable[0].tool.timeout is None:
+        only = runnable[0]  # one call, no deadline: run it right here
+        try:
+            value = only.tool.invoke(only.arguments)  # type: ignore[union-attr]
+        except Exception as exc:
+            _finish(only, None, exc, context)
+        else:
+            _finish(only, value, None, context)
+        return [p.record for p in pendings]
+    queue = list(reversed(runnable))
+    running: dict[Future[Any], tuple[_Pending, float | None]] = {}
+    threads = _threads()
+    while queue or running:
+        while queue and len(running) < max_concurrency:
+            pending = queue.pop()
+            tool = pending.tool
+            assert tool is not None
+            run = contextvars.copy_context().run
+            future = threads.submit(run, tool.invoke, pending.arguments)
+            deadline = None if tool.timeout is None else time.perf_counter() + tool.timeout
+            running[future] = (pending, deadline)
+        deadlines = [d for _, d in running.values() if d is not None]
+        timeout = max(0.0, min(deadlines) - time.perf_counter()) if deadlines else None
+        done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            pending, _ = running.pop(future)
+            error = future.exception()
+            _finish(pending, None if error else future.result(), error, context)
+        now = time.perf_counter()
+        for future, (pending, deadline) in list(running.items()):
+            if deadline is not None and now >= deadline:
+                del running[future]  # the thread runs on; its result is dropped
+                future.cancel()
+                limit = pending.tool.timeout if pending.tool else 0.0
+                _finish(pending, None, _ToolTimeout(f"over its {limit:g} s timeout"), context)
+    return [p.record for p in pendings]
+
+
+async def arun_calls(
+    requests: Sequence[ToolCallRequest],
+    tools: Mapping[str, Tool],
+    *,
+    context: NodeContext | None,
+    max_concurrency: int,
+) -> list[ToolCallRecord]:
+    """`run_calls` on the running event loop (sync tools run in worker threads)."""
+    pendings = [_begin(request, tools, context) for request in requests]
+    gate = asyncio.Semaphore(max_concurrency)
+
+    async def one(pending: _Pending) -> None:
+        tool = pending.tool
+        if not pending.runnable or tool is None:
+            _finish(pending, None, None, context)
+            return
+        async with gate:
+            try:
+                if tool.timeout is None:
+                    value = await tool.ainvoke(pending.arguments)
+                else:
+                    async with asyncio.timeout(tool.timeout) as scope:
+                        value = await tool.ainvoke(pending.arguments)
+            except TimeoutError:
+                if tool.timeout is not None and scope.expired():
+                    exc = _ToolTimeout(f"over its {tool.timeout:g} s timeout")
+                _finish(pending, None, exc, context)
+            except Exception as exc:
+                _finish(pending, None, exc, context)
+            else:
+                _finish(pending, value, None, context)
+
+    if len(pendings) == 1:
+        await one(pendings[0])
+    else:
+        await asyncio.gather(*(one(p) for p in pendings))
+    return [p.record for p in pendings]
