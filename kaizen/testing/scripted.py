@@ -367,8 +367,8 @@ def make_scripted_handler() -> Any:
         ]
         for index, (call_id, name, arguments) in enumerate(outcome.tool_calls):
             half = len(arguments) // 2
-            for part, piece in enumerate((arguments[:half], arguments[half:])):
-                function = {"name": name if part == 0 else None, "arguments": piece}
+            for part, fragment in enumerate((arguments[:half], arguments[half:])):
+                function = {"name": name if part == 0 else None, "arguments": fragment}
                 tool_use = {
                     "id": call_id if part == 0 else None,
                     "type": "function",
@@ -429,7 +429,7 @@ def make_scripted_handler() -> Any:
                 raise timed_out(model, wait)
             return finish(outcome, model, messages, model_response)
 
-        def streaming(
+        def streaming(  # type: ignore[override]
             self,
             model: str,
             messages: Messages,
@@ -448,7 +448,7 @@ def make_scripted_handler() -> Any:
                 finish(outcome, model, messages, None)  # raises the scripted error
             yield from stream_chunks(outcome, messages)
 
-        async def astreaming(
+        async def astreaming(  # type: ignore[override]
             self,
             model: str,
             messages: Messages,
