@@ -207,3 +207,28 @@ def test_missing_model_fails_in_ci_and_skips_elsewhere(
         assert "make setup" in done.stdout and "CI is set" in done.stdout
     else:
         assert done.returncode == 0
+
+
+def test_the_embedded_model_completes_a_one_tool_task_through_the_loop(
+    embedded_model: None,
+) -> None:
+    """Structure, not facts: the JSON tool protocol constrains every reply to a valid call, so
+    the loop ends with typed outputs (through `complete`, or the enforced termination)."""
+    import kaizen
+
+    @kaizen.tool
+    def word_count(text: str) -> int:
+        """Count the words in a text."""
+        return len(text.split())
+
+    agent = kaizen.create_agent(
+        "counter",
+        "text -> answer: str",
+        {"model": LOCAL_MODEL, "max_tokens": 96, "max_iterations": 4},
+        tools=[word_count],
+    )
+    result = agent.execute(text="the quick brown fox")
+    assert result.stop_reason in ("completed", "completed_after_reminder", "forced_completion")
+    assert result.success and isinstance(result.answer, str) and result.answer.strip()
+    for call in result.tool_calls:  # any tool call it made went through the tool
+        assert call.name == "word_count" and (call.output == "4" or call.error)
