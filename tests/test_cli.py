@@ -400,3 +400,76 @@ def test_help_does_not_load_the_engine() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == ""
+
+
+def test_ask_with_a_tool_streams_the_text_and_shows_the_tool_call(flows: str) -> None:
+    from kaizen.testing import ScriptedModel
+
+    model = ScriptedModel(
+        [
+            ScriptedModel.reply("Counting the letters."),
+            ScriptedModel.tool_call("count", {"text": "hello"}),
+            {"answer": "five"},
+        ]
+    )
+    result = invoke(
+        "ask",
+        "question -> answer",
+        "--tool",
+        f"{flows}:count",
+        "--question",
+        "How long is hello?",
+        "--model",
+        model.model_name,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"answer": "five"}
+    assert "Counting the letters." in result.stderr
+    assert "count(text='hello')" in result.stderr and "→ 5" in result.stderr
+    assert model.calls[0].tools == ["count", "complete"]
+
+
+def test_ask_reports_an_agent_that_stopped_at_a_limit(flows: str) -> None:
+    from kaizen.testing import ScriptedModel
+
+    model = ScriptedModel(lambda messages: ScriptedModel.tool_call("count", {"text": "same"}))
+    result = invoke(
+        "ask",
+        "question -> answer",
+        "--tool",
+        f"{flows}:count",
+        "--question",
+        "?",
+        "--model",
+        model.model_name,
+        "--no-stream",
+    )
+    assert result.exit_code == 1
+    assert "stopped (loop_detected)" in result.stderr
+
+
+def test_run_shows_tool_calls_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"agentflow_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            import kaizen
+            from kaizen.testing import ScriptedModel
+
+            def double(n: int) -> int:
+                return 2 * n
+
+            MODEL = ScriptedModel([ScriptedModel.tool_call("double", {"n": 21}), {"answer": "42"}])
+            AGENT = kaizen.Agent("solver", "question -> answer", {"model": MODEL}, tools=[double])
+            builder = kaizen.WorkflowBuilder("solve")
+            builder.add_agent(AGENT, "solver")
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        "run", f"{name}:builder", "--param", "question=?", "--out", str(tmp_path / "out")
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["solver"]["answer"] == "42"
+    assert "solver: double(n=21)" in result.stderr and "→ 42" in result.stderr

@@ -22,6 +22,7 @@ import typer
 
 from kaizen.cli.support import (
     CliError,
+    load_object,
     load_workflow,
     parse_field_options,
     parse_params,
@@ -212,6 +213,19 @@ def ask(
         str | None,
         typer.Option("--model", "-m", help="Model name (litellm's), e.g. openai/gpt-4o-mini."),
     ] = None,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tool",
+            "-t",
+            help="A tool for the agent: module:attr or path/to/file.py:attr naming a function, "
+            "a kaizen.Tool, a toolset (an MCP server) or a list of them. Repeatable.",
+        ),
+    ] = None,
+    stream: Annotated[
+        bool,
+        typer.Option("--stream/--no-stream", help="Show the reply and tool calls live on stderr."),
+    ] = True,
 ) -> None:
     """Ask an agent once and print its typed outputs as JSON.
 
@@ -219,6 +233,7 @@ def ask(
     as --<field> VALUE (text for text fields, JSON for the others).
 
     Example: kaizen ask "question -> answer, confidence: float" --question "What is ML?"
+    With tools: kaizen ask "question -> answer" --tool mytools:search --question "..."
     """
     from kaizen.errors import OutputParseError
 
@@ -228,13 +243,22 @@ def ask(
         _fail(str(exc))
 
     from kaizen.agents.facade import create_agent
+    from kaizen.cli.progress import AskDisplay
     from kaizen.signatures import create_signature
 
+    display = AskDisplay()
     try:
+        tools = [item for target in tool or [] for item in _tools_from(load_object(target))]
         signature = create_signature(spec)
         fields = _typed_fields(signature, raw_fields)
-        agent = create_agent("ask", signature=signature, config={"model": model} if model else None)
-        result = agent.execute(**fields)
+        config = {"model": model} if model else None
+        agent = create_agent("ask", signature=signature, config=config, tools=tools)
+        if stream:
+            agent.add_hook(display)
+        try:
+            result = agent.execute(**fields)
+        finally:
+            display.close()
     except OutputParseError as exc:
         raw = exc.raw if len(exc.raw) <= 500 else exc.raw[:499] + "…"
         _fail(f"{exc}\nthe model replied: {raw}")
@@ -242,7 +266,14 @@ def ask(
         _fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # one line with the cause, never a traceback
         _fail(_with_cause(exc))
+    if not result.success:  # an agent with tools that hit a limit
+        _fail(_with_cause(result.error or RuntimeError(result.stop_reason)), EXIT_RUN_FAILED)
     typer.echo(to_json(result.data))
+
+
+def _tools_from(value: Any) -> list[Any]:
+    """A loaded `--tool` target as a list of tools (a list or tuple of them is spread)."""
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _typed_fields(signature: Any, raw: dict[str, str]) -> dict[str, Any]:

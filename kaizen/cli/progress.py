@@ -1,9 +1,12 @@
-"""`RunProgress`: the live display of a run on a terminal, as a lifecycle hook.
+"""The live display of a run on a terminal, as lifecycle hooks.
 
-A rich progress bar counting settled nodes (completed, failed, cancelled or skipped) out of all
-of them, with the nodes running now; optionally one line per node as it settles (`kaizen demo`).
-Registered for one run: `runtime.execute(workflow, hooks=[progress])`. Its moments arrive on the
-driver thread, in order.
+`RunProgress` (`kaizen run`, `kaizen demo`): a rich progress bar counting settled nodes
+(completed, failed, cancelled or skipped) out of all of them, with the nodes running now and the
+tail of the text each is streaming; a line per tool call as it ends; optionally one line per node
+as it settles. `AskDisplay` (`kaizen ask`): the reply's text as it streams and a line per tool
+call. Registered for one run: `runtime.execute(workflow, hooks=[progress])`. Node moments
+arrive on the driver thread in order; chunk and tool moments from the threads running nodes
+(rich's console and progress are thread-safe).
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kaizen.runtime.hooks import (
+    ChunkHook,
     NodeFinishHook,
     NodeRetryHook,
     NodeSkipHook,
     NodeStartHook,
     RunFinishHook,
+    ToolCallFinishHook,
+    ToolCallStartHook,
 )
-from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus
+from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord
 from kaizen.text import shorten
 
 if TYPE_CHECKING:
@@ -28,9 +34,10 @@ if TYPE_CHECKING:
 
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["RunProgress"]
+__all__ = ["AskDisplay", "RunProgress", "tool_line"]
 
 _SHOWN = 4  # running nodes named in the bar's description
+_TAIL = 40  # characters of a node's streamed text shown beside its name
 _STATUS_STYLE = {
     NodeStatus.COMPLETED: "[green]done[/green]     ",
     NodeStatus.FAILED: "[red]failed[/red]   ",
@@ -39,7 +46,34 @@ _STATUS_STYLE = {
 }
 
 
-class RunProgress(NodeStartHook, NodeRetryHook, NodeFinishHook, NodeSkipHook, RunFinishHook):
+def tool_line(record: ToolCallRecord, node_id: str | None = None) -> str:
+    """One line (rich markup) for a finished tool call."""
+    from rich.markup import escape
+
+    where = f"{escape(node_id)}: " if node_id else ""
+    arguments = record.arguments
+    if isinstance(arguments, dict):
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    else:
+        shown = str(arguments)
+    call = escape(f"{record.name}({shorten(shown, 60)})")
+    took = f"[dim]{record.duration:.2f}s[/dim]"
+    if record.error is not None:
+        return (
+            f"  [red]✗[/red] {where}{call} {took} [red]{escape(shorten(record.error, 100))}[/red]"
+        )
+    return f"  [cyan]⚙[/cyan] {where}{call} {took} → {escape(shorten(record.output or '', 80))}"
+
+
+class RunProgress(
+    NodeStartHook,
+    NodeRetryHook,
+    NodeFinishHook,
+    NodeSkipHook,
+    RunFinishHook,
+    ChunkHook,
+    ToolCallFinishHook,
+):
     """Shows a run's progress on `console` (default: stderr). Use as a context manager around
     the run, and give it to the run as a hook. `lines`: also print one line per settled node."""
 
@@ -58,6 +92,7 @@ class RunProgress(NodeStartHook, NodeRetryHook, NodeFinishHook, NodeSkipHook, Ru
         self.lines = lines
         self.enabled = enabled
         self.running: list[str] = []
+        self.streamed: dict[str, str] = {}  # node id -> the tail of the text it streams
         self.failed = 0
         self._progress: Progress | None = None
         self._task: Any = None
@@ -100,17 +135,25 @@ class RunProgress(NodeStartHook, NodeRetryHook, NodeFinishHook, NodeSkipHook, Ru
         return self._progress
 
     def _show(self, *, advance: int = 0, note: str | None = None) -> None:
-        from rich.markup import escape
 
         bar = self._bar()
         if note is None:
-            names = ", ".join(escape(n) for n in self.running[:_SHOWN])
+            names = ", ".join(self._running_name(n) for n in self.running[:_SHOWN])
             more = " …" if len(self.running) > _SHOWN else ""
             failed = f"[red]{self.failed} failed[/red] " if self.failed else ""
             note = f"{failed}{names}{more}"
         bar.update(self._task, advance=advance, description=note)
 
+    def _running_name(self, node_id: str) -> str:
+        from rich.markup import escape
+
+        tail = self.streamed.get(node_id)
+        if not tail:
+            return escape(node_id)
+        return f"{escape(node_id)} [dim]…{escape(' '.join(tail.split()))}[/dim]"
+
     def _settled(self, node_id: str, status: NodeStatus, detail: str) -> None:
+        self.streamed.pop(node_id, None)
         if node_id in self.running:
             self.running.remove(node_id)
         self.failed += status is NodeStatus.FAILED
@@ -164,6 +207,17 @@ class RunProgress(NodeStartHook, NodeRetryHook, NodeFinishHook, NodeSkipHook, Ru
         if self.enabled:
             self._settled(node_id, NodeStatus.SKIPPED, reason)
 
+    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
+        if self.enabled:
+            self.streamed[node_id] = (self.streamed.get(node_id, "") + str(chunk))[-_TAIL:]
+            self._show()
+
+    def on_tool_call_finish(
+        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
+    ) -> None:
+        if self.enabled:
+            self._bar().console.print(tool_line(record, node_id))
+
     def on_run_finish(
         self,
         *,
@@ -174,3 +228,42 @@ class RunProgress(NodeStartHook, NodeRetryHook, NodeFinishHook, NodeSkipHook, Ru
     ) -> None:
         if self.enabled:
             self._show(note="done" if status is RunStatus.COMPLETED else str(status))
+
+
+class AskDisplay(ChunkHook, ToolCallStartHook, ToolCallFinishHook):
+    """`kaizen ask`'s live view on `console` (default: stderr): the model's text as it streams,
+    a line per tool call."""
+
+    name = "kaizen.ask-display"
+
+    def __init__(self, console: Console | None = None) -> None:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console
+        self._mid_line = False
+
+    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
+        self.console.print(str(chunk), end="", style="dim", markup=False, highlight=False)
+        self._mid_line = True
+
+    def on_tool_call_start(
+        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
+    ) -> None:
+        self._end_line()
+
+    def on_tool_call_finish(
+        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
+    ) -> None:
+        self._end_line()
+        self.console.print(tool_line(record))
+
+    def close(self) -> None:
+        """End the streamed text's line, if one is open."""
+        self._end_line()
+
+    def _end_line(self) -> None:
+        if self._mid_line:
+            self.console.print()
+            self._mid_line = False
