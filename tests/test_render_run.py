@@ -299,3 +299,39 @@ def test_a_fail_fast_run_still_leaves_a_drawable_record(tmp_path: Path) -> None:
         runtime.execute(wf, {"text": "x"}, run_id="ff")
     path = render_run(runtime.get_record("ff"), tmp_path / "ff.svg", wf)
     assert "explode" in texts(ET.parse(path).getroot())
+
+
+def test_tool_calls_are_drawn_inside_their_agents_bar() -> None:
+    from kaizen.runtime.record import ToolCallRecord
+
+    record = RunRecord("r", "tools", T0, T0 + 2.0, RunStatus.COMPLETED)
+    agent = NodeRun("agent", "AgentNode", NodeStatus.COMPLETED, T0, T0 + 2.0, attempts=1)
+    agent.tool_calls = [
+        ToolCallRecord("c1", "search", {"q": "x"}, output="found", started=T0 + 0.5, duration=0.5),
+        ToolCallRecord(
+            "c2",
+            "fetch",
+            {"url": "u"},
+            error="tool 'fetch' raised",
+            started=T0 + 1.0,
+            duration=0.25,
+        ),
+    ]
+    record.nodes = {"agent": agent}
+    root = parse(timeline_svg(record))
+    [group] = [g for g in root.iter(f"{SVG}g") if g.get("class") == "node-run"]
+    bar = group.find(f"{SVG}rect")
+    assert bar is not None
+    strips = [r for r in group.iter(f"{SVG}rect") if r.get("class") == "tool-call"]
+    assert [s.get("data-tool") for s in strips] == ["search", "fetch"]
+    bar_x, bar_w = float(bar.get("x", 0)), float(bar.get("width", 0))
+    for strip, (start, length) in zip(strips, [(0.5, 0.5), (1.0, 0.25)], strict=True):
+        x, w = float(strip.get("x", 0)), float(strip.get("width", 0))
+        assert bar_x <= x and x + w <= bar_x + bar_w + 0.1  # inside the agent's bar
+        assert abs((x - bar_x) / bar_w - start / 2.0) < 0.01
+        assert abs(w / bar_w - length / 2.0) < 0.01
+    assert strips[0].get("fill") != strips[1].get("fill")  # a failed call looks different
+    tips = [s.find(f"{SVG}title") for s in strips]
+    assert "search" in (tips[0].text or "") and "found" in (tips[0].text or "")
+    assert "tool 'fetch' raised" in (tips[1].text or "")
+    assert "2 tool calls" in texts(root)

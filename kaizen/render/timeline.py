@@ -3,12 +3,15 @@
 Bars are coloured by `NodeStatus` (the same colours as the run graph), labelled with the node id and
 duration, and marked with the attempt count when a node was retried. Nodes that never started
 (skipped, cancelled, pending) get a dashed marker at the moment they were settled. Every bar has a
-`<title>` tooltip with the full error or skip reason. Needs no Graphviz.
+`<title>` tooltip with the full error or skip reason. An agent's tool calls are drawn inside its
+bar, as a strip along the bar's foot at the moments each call ran (teal; red when it failed), each
+with its own tooltip (arguments, output or error, duration). Needs no Graphviz.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
@@ -16,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from kaizen.text import shorten
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import NodeRun, RunRecord
+    from kaizen.runtime.record import NodeRun, RunRecord, ToolCallRecord
 
 __all__ = ["STATUS_COLORS", "StatusColor", "format_duration", "timeline_svg"]
 
@@ -79,6 +82,9 @@ def _note(run: NodeRun) -> str:
         parts.append(format_duration(run.duration))
     if run.attempts > 1:
         parts.append(f"×{run.attempts} attempts")
+    if run.tool_calls:
+        count = len(run.tool_calls)
+        parts.append(f"{count} tool call{'s' if count > 1 else ''}")
     if run.status == "failed" and run.error:
         parts.append(shorten(run.error, 48))
     elif run.status == "skipped":
@@ -99,6 +105,32 @@ def _tooltip(run: NodeRun) -> str:
     if run.skip_reason:
         lines.append(f"skipped: {run.skip_reason}")
     return "\n".join(lines)
+
+
+_TOOL_STRIP = 5  # height of the strip of tool calls along the foot of an agent's bar
+_TOOL_OK, _TOOL_FAILED = "#00796b", "#c62828"
+
+
+def _tool_strips(
+    calls: list[ToolCallRecord], x_at: Callable[[float], float], y: float
+) -> list[str]:
+    """One small bar per tool call, at the moments it ran, with a tooltip."""
+    shapes = []
+    for call in calls:
+        x = x_at(call.started)
+        width = max(x_at(call.started + call.duration) - x, 1.5)
+        color = _TOOL_OK if call.error is None else _TOOL_FAILED
+        outcome = f"error: {call.error}" if call.error is not None else f"→ {call.output}"
+        tip = (
+            f"tool {call.name}({shorten(str(call.arguments), 200)}) "
+            f"{format_duration(call.duration)}\n{shorten(outcome, 300)}"
+        )
+        shapes.append(
+            f'<rect class="tool-call" data-tool={quoteattr(call.name)} x="{x:.1f}" y="{y:.1f}" '
+            f'width="{width:.1f}" height="{_TOOL_STRIP}" fill="{color}" opacity="0.85">'
+            f"<title>{escape(tip)}</title></rect>"
+        )
+    return shapes
 
 
 def timeline_svg(record: RunRecord) -> str:
@@ -174,6 +206,7 @@ def timeline_svg(record: RunRecord) -> str:
             f'<rect x="{bar_x:.1f}" y="{y + 2}" width="{bar_w:.1f}" height="{_BAR}" rx="3" '
             f'fill="{color.fill}" stroke="{color.stroke}" stroke-width="1.2"{dash}/>'
         )
+        out.extend(_tool_strips(run.tool_calls, x_at, y + 2 + _BAR - _TOOL_STRIP))
         if run.attempts > 1:
             out.append(
                 f'<text x="{bar_x + 3:.1f}" y="{y + _BAR - 2}" font-size="9" '
