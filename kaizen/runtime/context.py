@@ -42,6 +42,13 @@ class NodeContext:
     record: RunRecord
     hooks: HookSet  # the run's hooks plus the node's own (an agent's)
 
+    @property
+    def idempotency_key(self) -> str:
+        """``run_id:node_id:attempt``: the same whenever this attempt of this node runs again
+        (a resumed run re-runs the nodes that had not finished), so side effects keyed on it
+        happen once."""
+        return f"{self.run_id}:{self.node_id}:{self.attempt}"
+
     def model_call_started(
         self, *, model: str = "", messages: Sequence[Mapping[str, Any]] = ()
     ) -> None:
