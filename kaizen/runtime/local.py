@@ -90,7 +90,7 @@ class LocalRuntime:
         paths = [p for p in (checkpoint, record) if p is not False and p is not True]
         if len({str(p.path if isinstance(p, Store) else p) for p in paths}) > 1:
             raise ValueError("checkpoint and record must use the same store (give one path)")
-        if self.checkpointing or self.record:
+        if self.checkpointing or self.recording:
             self._store = Store.open(paths[0] if paths else None)
 
     @property

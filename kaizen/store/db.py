@@ -21,6 +21,7 @@ space), `StoreError` otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -273,11 +274,10 @@ class Store:
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
+    # SQLite may have rolled back already (it does on some errors, e.g. SQLITE_FULL)
     if connection.in_transaction:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # SQLite already rolled back (it does on some errors, e.g. SQLITE_FULL)
 
 
 def _statements(script: str) -> Iterator[str]:
