@@ -20,6 +20,7 @@ from kaizen.errors import OutputParseError
 from kaizen.flow import Flow
 from kaizen.llm.call import model_call, prepare
 from kaizen.signatures import parse_output, render_messages
+from kaizen.store.memory import with_memory_block
 
 if TYPE_CHECKING:
     from kaizen.agents.config import ModelSettings
@@ -34,6 +35,7 @@ def exchange(
     settings: ModelSettings,
     inputs: Mapping[str, Any],
     output_schema: Mapping[str, Any],
+    memory_block: str | None = None,
 ) -> Flow[dict[str, Any]]:
     """The flow of one execution of agent `name`: its typed outputs, or `OutputParseError`
     (carrying the last raw reply) after `max_parse_attempts` replies that do not fit."""
@@ -44,6 +46,7 @@ def exchange(
         user_template=settings.prompt_template,
         schema_in_prompt=settings.schema_in_prompt,
     )
+    messages = with_memory_block(messages, memory_block)  # remembered context (docs/state.md)
     request = prepare(messages, response_schema=output_schema, **settings.call_options)
     attempts = settings.max_parse_attempts
     for attempt in range(1, attempts + 1):
