@@ -13,6 +13,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import Token
 from typing import Any, Literal
 
 from kaizen.aio import run_blocking
@@ -296,14 +297,13 @@ class LocalRuntime:
         token = active_calls.set(calls)
         try:
             run = self._make_run(workflow, info.parameters, replay_id, on_event, hooks, True)
-        finally:
-            active_calls.reset(token)
-        try:
             results = run_blocking(run.drive())
         except NodeExecutionError as exc:
             if isinstance(exc.__cause__, ReplayMismatchError):
                 raise exc.__cause__ from exc
             raise
+        finally:
+            active_calls.reset(token)
         return results, replay_id
 
     def _new_run(
@@ -347,7 +347,7 @@ class LocalRuntime:
         finally:
             if token is not None:
                 active_calls.reset(token)
-        return run, _Durable(checkpointer, run)
+        return run, _Durable(checkpointer, run, calls)
 
     def _make_run(
         self,
@@ -404,14 +404,21 @@ class _Durable:
     """Around a run's drive: a checkpoint write that failed is raised when the run ends (hooks
     never stop a run), with the run id and results, so what completed is not lost."""
 
-    def __init__(self, checkpointer: Checkpointer | None, run: Run) -> None:
+    def __init__(self, checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None):
         self.checkpointer = checkpointer
         self.run = run
+        self.calls = calls
+        self._token: Token[RunCalls | None] | None = None
 
     def __enter__(self) -> None:
-        return None
+        # nodes run inline in the caller's context see the run's calls too (the others got
+        # them with the context the run copied when it was made)
+        if self.calls is not None:
+            self._token = active_calls.set(self.calls)
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if self._token is not None:
+            active_calls.reset(self._token)
         failure = self.checkpointer.failure if self.checkpointer is not None else None
         if failure is None or error is not None:
             return
