@@ -67,13 +67,13 @@ def test_an_agent_cache_serves_repeats_for_free_and_marks_them(tmp_path: Path) -
 def test_sampled_calls_are_not_cached_unless_asked(tmp_path: Path) -> None:
     model = ScriptedModel(lambda messages: {"answer": "x"})
     path = str(tmp_path / "k.db")
-    hot = kaizen.create_agent("a", "q -> answer", {"model": model, "temperature": 0.7,
-                                                    "cache": {"path": path}})  # fmt: skip
+    config = {"model": model, "temperature": 0.7, "cache": {"path": path}}
+    hot = kaizen.create_agent("a", "q -> answer", config)
     hot.execute(q="1")
     hot.execute(q="1")
     assert len(model.calls) == 2
-    asked = kaizen.create_agent("a", "q -> answer", {"model": model, "temperature": 0.7,
-                                                      "cache": {"path": path, "sampled": True}})  # fmt: skip
+    config = {**config, "cache": {"path": path, "sampled": True}}
+    asked = kaizen.create_agent("a", "q -> answer", config)
     asked.execute(q="1")
     asked.execute(q="1")
     assert len(model.calls) == 3
