@@ -365,3 +365,38 @@ from pydantic import BaseModel  # noqa: E402
 class _Answer(BaseModel):
     text: str
     score: float
+
+
+def test_the_runs_command_lists_shows_resumes_and_prunes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kaizen.cli.app import app
+
+    (tmp_path / "clif.py").write_text(
+        "from kaizen import WorkflowBuilder\n"
+        "def a(x: int) -> int:\n    return x + 1\n"
+        "def build():\n"
+        "    wf = WorkflowBuilder('cli')\n"
+        "    wf.add_node('FunctionNode', 'a', {'function': a})\n"
+        "    return wf.build()\n"
+    )
+    store = str(tmp_path / "k.db")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from clif import build  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    LocalRuntime(checkpoint=store).execute(build(), {"a": {"x": 1}}, run_id="r1")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "list", "--store", store])
+    assert listed.exit_code == 0 and "r1" in listed.output and "completed" in listed.output
+    shown = runner.invoke(app, ["runs", "show", "r1", "--store", store])
+    assert json.loads(shown.output)["checkpointed_nodes"] == ["a"]
+    resumed = runner.invoke(app, ["runs", "resume", "r1", f"{tmp_path}/clif.py:build",
+                                  "--store", store])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.output) == {"a": {"result": 2}}
+    missing = runner.invoke(app, ["runs", "show", "nope", "--store", store])
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
+    pruned = runner.invoke(app, ["runs", "prune", "--older-than", "0s", "--store", store])
+    assert "pruned 1 run(s)" in pruned.output

@@ -14,7 +14,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import Token
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.aio import run_blocking
 from kaizen.errors import NodeExecutionError, ReplayMismatchError, RunNotFoundError
@@ -26,9 +26,11 @@ from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.store.calls import RunCalls, active_calls, cache_policy
 from kaizen.store.db import Store, StorePath
-from kaizen.store.runs import Checkpointer, begin_run, check_fingerprint, load_checkpoints, load_run
 from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
+
+if TYPE_CHECKING:
+    from kaizen.store.runs import Checkpointer
 
 __all__ = ["EventCallbackFn", "FailurePolicy", "LocalRuntime"]
 
@@ -260,6 +262,8 @@ class LocalRuntime:
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
         """Like `resume`, returning the `RunRecord` itself instead of the run id."""
+        from kaizen.store.runs import check_fingerprint, load_checkpoints, load_run
+
         info = load_run(self.store, run_id)
         check_fingerprint(info, workflow)
         done = load_checkpoints(self.store, run_id)
@@ -284,6 +288,8 @@ class LocalRuntime:
         tool call served from its recording: nothing reaches a model or a tool. Returns
         `(results, replay_run_id)`. A call the recording does not hold raises
         `ReplayMismatchError` (the node, and how the request differs)."""
+        from kaizen.store.runs import check_fingerprint, load_run
+
         info = load_run(self.store, run_id)
         if not info.recorded:
             raise RunNotFoundError(
@@ -323,6 +329,8 @@ class LocalRuntime:
         calls: RunCalls | None = None
         extra: list[object] = []
         if self.checkpointing or self.recording or finished is not None:
+            from kaizen.store.runs import Checkpointer, begin_run
+
             # the run's row first: parameters that cannot be stored fail before anything runs
             begin_run(
                 self.store, run_id, workflow, parameters,

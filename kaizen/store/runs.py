@@ -9,7 +9,7 @@ crash never replaces what the resumed run already used: at-least-once execution,
 recording.
 
 The fingerprint (`fingerprint`) is a hash of what makes a workflow that workflow: node ids,
-types, configs (functions by module, name and bytecode; agents by name, signature and config,
+types, configs (functions by name and bytecode; agents by name, signature and config,
 never the API key) and connections. It is the same in every process that builds the same
 workflow, and `resume` refuses a workflow whose fingerprint differs, naming what changed.
 """
@@ -104,8 +104,9 @@ def _stable(value: Any) -> Any:
         items = [_stable(v) for v in value]
         return sorted(items, key=canonical_json) if isinstance(value, set | frozenset) else items
     code = getattr(value, "__code__", None)
-    if code is not None:  # a function: where it lives and what it does
-        name = f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', '?')}"
+    if code is not None:  # a function: its name and what it does (its module's name depends
+        # on how the file was loaded: `kaizen run file.py:attr` or an import)
+        name = getattr(value, "__qualname__", "?")
         return {"function": name, "code": hashlib.sha256(code.co_code).hexdigest()[:16]}
     if hasattr(value, "signature") and hasattr(value, "config") and hasattr(value, "name"):
         config = value.config.explicit() if hasattr(value.config, "explicit") else {}
