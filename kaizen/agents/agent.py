@@ -179,7 +179,7 @@ class Agent:
             "provider": provider, "path": path, "session": session, "max_history": max_history,
             "ttl": ttl, "embedding_model": embedding_model, "k": k,
         }  # fmt: skip
-        self._memory = Memory(self.name, **self._memory_options)  # type: ignore[arg-type]
+        self._memory = Memory(self.name, **self._memory_options)
         return self._memory
 
     @property

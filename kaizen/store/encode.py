@@ -56,7 +56,7 @@ def decode(value: Any) -> Any:
     tag = value.get(TAG)
     if tag is None:
         return {key: decode(item) for key, item in value.items()}
-    data = value.get("data")
+    data: Any = value.get("data")
     if tag == "dict":  # a plain dict that held the tag key, or non-str keys
         return {decode(k): decode(v) for k, v in data}
     if tag == "tuple":
