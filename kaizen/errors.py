@@ -182,10 +182,70 @@ class RenderError(KaizenError):
     """A picture could not be drawn: an unsupported file suffix, or Graphviz's `dot` is missing."""
 
 
+class StoreError(KaizenError):
+    """The embedded store (`kaizen.store`) could not do what was asked; `path` is its file.
+    Whatever it held before the failing operation is still there."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class StoreCorruptedError(StoreError):
+    """The store file is not a SQLite database Kaizen can read (damaged, or another file)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process or thread held the store's write lock for longer than the busy timeout."""
+
+
+class StoreFullError(StoreError):
+    """A write to the store failed for lack of space (disk full, or the file could not grow)."""
+
+
+class EncodeError(StoreError, TypeError):
+    """A value cannot be stored: `node_id` and `port` name where it came from (None for values
+    that belong to no node), `type_name` its type."""
+
+    def __init__(
+        self, message: str, *, node_id: str | None = None, port: str | None = None,
+        type_name: str = "",
+    ) -> None:  # fmt: skip
+        self.node_id = node_id
+        self.port = port
+        self.type_name = type_name
+        super().__init__(message)
+
+
+class RunNotFoundError(StoreError, LookupError):
+    """No run with this id in the store (never checkpointed or recorded there, or pruned)."""
+
+
+class WorkflowChangedError(StoreError):
+    """`resume` or `replay` was given a workflow that differs from the run's; `differences`
+    lists what changed (node ids, types, configs, connections)."""
+
+    def __init__(self, message: str, *, differences: Sequence[str] = ()) -> None:
+        self.differences = list(differences)
+        super().__init__(message)
+
+
+class ReplayMismatchError(StoreError):
+    """During a replay, a node made a model or tool call the recording does not hold.
+    `node_id` names the node, `diff` shows how the request differs from the closest recorded
+    one (empty when the node recorded nothing like it)."""
+
+    def __init__(self, message: str, *, node_id: str, diff: str = "") -> None:
+        self.node_id = node_id
+        self.diff = diff
+        super().__init__(message)
+
+
 __all__ = [
     "AgentLimitError",
     "BudgetExceededError",
     "ConfigError",
+    "EncodeError",
     "InputValidationError",
     "KaizenError",
     "ModelError",
@@ -194,8 +254,15 @@ __all__ = [
     "OutputParseError",
     "ParameterError",
     "RenderError",
+    "ReplayMismatchError",
+    "RunNotFoundError",
     "SignatureError",
+    "StoreCorruptedError",
+    "StoreError",
+    "StoreFullError",
+    "StoreLockedError",
     "UnknownNodeTypeError",
     "VetoError",
+    "WorkflowChangedError",
     "WorkflowValidationError",
 ]

@@ -4,6 +4,7 @@ from kaizen.nodes.base import MISSING, ExecutionPolicy, Node, Port
 from kaizen.nodes.builtins import ConstantNode, MergeNode, SwitchNode
 from kaizen.nodes.compat import is_compatible
 from kaizen.nodes.function import FunctionNode, NodeFunction, node, ports_from_callable
+from kaizen.nodes.memory import MemoryRead, MemoryWrite
 from kaizen.nodes.registry import (
     get_node_type,
     node_types,
@@ -18,6 +19,8 @@ __all__ = [
     "ConstantNode",
     "ExecutionPolicy",
     "FunctionNode",
+    "MemoryRead",
+    "MemoryWrite",
     "MergeNode",
     "Node",
     "NodeFunction",

@@ -394,7 +394,7 @@ def test_every_tool_call_is_a_hook_moment_and_in_the_run_record() -> None:
     agent = agent_with(model)
     builder = WorkflowBuilder("w")
     builder.add_agent(agent, "solver")
-    results, run_id = LocalRuntime(hooks=[Watch()]).execute(builder.build(), {"question": "?"})
+    results, _ = LocalRuntime(hooks=[Watch()]).execute(builder.build(), {"question": "?"})
     assert results["solver"]["answer"] == "3"
     assert seen == [("start", "solver", "add"), ("finish", "solver", "3")]
 

@@ -114,13 +114,17 @@ def test_a_failed_execution_is_raised_or_returned_as_configured(model: ScriptedM
         kaizen.create_agent("qa", "question -> answer", config).execute(nope="q")
 
 
-@pytest.mark.xfail(strict=True, reason="memory lands with the durable-runs issue")
-def test_stateful_execution_with_memory(model: ScriptedModel) -> None:
-    signature = kaizen.create_signature("question: str -> answer: str, confidence: float")
-    agent = kaizen.create_agent("qa_agent", signature=signature)
-    agent.enable_memory(provider="vector_db")  # type: ignore[attr-defined]
+def test_stateful_execution_with_memory(
+    model: ScriptedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ADR calls execute(task=...) on the agent it made last; `task` is the input of an agent
+    # made without a signature, so this is that agent.
+    monkeypatch.setenv("KAIZEN_HOME", str(tmp_path))
+    agent = kaizen.create_agent("qa_agent")
+    agent.enable_memory(provider="vector_db")
     agent.execute(task="Remember: User prefers technical details")
-    agent.execute(task="Explain neural networks")
+    agent.execute(task="Explain neural networks")  # Uses remembered context
+    assert "User prefers technical details" in model.calls[-1].messages[0]["content"]
 
 
 # -- layer 2: workflow integration --------------------------------------------------------------

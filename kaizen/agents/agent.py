@@ -43,12 +43,17 @@ from kaizen.nodes.base import ExecutionPolicy, Node, Port
 from kaizen.nodes.registry import register_node_type
 from kaizen.runtime.hooks import check_hooks
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
+from kaizen.store.memory import remembering
 from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from kaizen.runtime.local import LocalRuntime
     from kaizen.runtime.record import NodeRun
     from kaizen.signatures import Signature
+    from kaizen.store.db import StorePath
+    from kaizen.store.memory import Memory, MemoryProvider
     from kaizen.tools.tool import Tool
     from kaizen.workflow.builder import WorkflowBuilder
     from kaizen.workflow.workflow import Workflow
@@ -122,6 +127,7 @@ class Agent:
         self._hooks = check_hooks(hooks)
         self._tool_sources: tuple[ToolLike, ...] = tuple(tools)
         collect_tools(self._tool_sources)  # bad tools and clashing names fail here, not in a run
+        self._memory_options: dict[str, Any] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -133,6 +139,7 @@ class Agent:
         self._engines: dict[bool, Workflow] = {}
         self._runtime: LocalRuntime | None = None
         self._fixed_tools: list[Tool] | None = None
+        self._memory: Memory | None = None  # made from _memory_options on first use
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -143,6 +150,7 @@ class Agent:
             "signature": self.signature,
             "hooks": self._hooks,
             "tools": self._tool_sources,
+            "memory": self._memory_options,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -151,6 +159,7 @@ class Agent:
         self.signature = state["signature"]
         self._hooks = state["hooks"]
         self._tool_sources = state.get("tools", ())
+        self._memory_options = state.get("memory")
         self._reset()
 
     def __repr__(self) -> str:
@@ -188,6 +197,46 @@ class Agent:
         if not any(isinstance(source, Toolset) for source in self._tool_sources):
             self._fixed_tools = tools
         return tools
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    def enable_memory(
+        self,
+        provider: MemoryProvider = "sqlite",
+        path: StorePath | None = None,
+        session: str | None = None,
+        max_history: int = 1000,
+        ttl: float | timedelta | None = None,
+        *,
+        embedding_model: str | None = None,
+        k: int = 5,
+    ) -> Memory:
+        """Remember this agent's executions: each one is recorded, and the `k` most relevant
+        earlier ones go into the prompt (a block appended to the system message). `provider`:
+        ``"sqlite"`` (FTS5 BM25 + recency, in the store at `path`, persisting across
+        processes), ``"memory"`` (this process only) or ``"vector_db"`` (adds embeddings:
+        wordllama offline, extra ``vector``, or `embedding_model`, a litellm embedding model).
+        Memories are kept per agent name and `session`; at most `max_history`, none older than
+        `ttl` seconds. Returns the `Memory` (also `agent.memory`). See docs/state.md."""
+        from kaizen.store.memory import Memory
+
+        self._memory_options = {
+            "provider": provider, "path": path, "session": session, "max_history": max_history,
+            "ttl": ttl, "embedding_model": embedding_model, "k": k,
+        }  # fmt: skip
+        self._memory = Memory(self.name, **self._memory_options)
+        return self._memory
+
+    @property
+    def memory(self) -> Memory | None:
+        """The agent's `Memory` (`add`, `search`, `clear`), or None until `enable_memory`."""
+        if self._memory is None and self._memory_options is not None:
+            from kaizen.store.memory import Memory
+
+            with self._lock:
+                if self._memory is None:
+                    self._memory = Memory(self.name, **self._memory_options)
+        return self._memory
 
     def with_signature(self, signature: Any) -> Agent:
         """A copy of this agent (same name, config, hooks and tools) with another signature."""
@@ -456,14 +505,19 @@ class AgentNode(Node):
         agent = self.agent
         if not self._inputs_validated:
             inputs = agent.signature.validate_inputs(inputs)
-        return exchange(
-            agent.name,
-            agent.signature,
-            agent.settings(),
-            inputs,
-            agent.output_schema,
-            agent._run_tools() if agent._tool_sources else (),
-        )
+        settings = agent.settings()
+        tools = agent._run_tools() if agent._tool_sources else ()
+        memory = agent.memory
+        if memory is None:
+            return exchange(
+                agent.name, agent.signature, settings, inputs, agent.output_schema, tools
+            )
+
+        def execution(block: str | None) -> Flow[dict[str, Any]]:
+            schema = agent.output_schema
+            return exchange(agent.name, agent.signature, settings, inputs, schema, tools, block)
+
+        return remembering(memory, inputs, execution)
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         return run_sync(self._flow(inputs))

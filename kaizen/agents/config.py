@@ -88,6 +88,11 @@ class AgentConfig(BaseModel):
         description="how tool calls travel: the provider's native tool calling, or JSON "
         "constrained by a schema (auto: JSON for the embedded model, native otherwise)",
     )
+    cache: bool | dict[str, Any] | None = Field(
+        default=None,
+        description="cache model calls: True, or {'ttl': seconds, 'sampled': bool, 'path': "
+        "store}; calls with temperature > 0 only with 'sampled' (see docs/state.md)",
+    )
     raise_on_error: bool = Field(
         default=True,
         description="execute() raises when the run fails; False: it returns a result with "
@@ -107,6 +112,14 @@ class AgentConfig(BaseModel):
             "expected a litellm model name (str) or a model handle with a `model_name` (such as "
             f"kaizen.testing.ScriptedModel), got {type(value).__name__}"
         )
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_option_fits(cls, value: Any) -> Any:
+        from kaizen.store.calls import cache_policy
+
+        cache_policy(value)  # a ConfigError (a ValueError) names what is wrong
+        return value
 
     @field_validator("prompt_template", "system_template")
     @classmethod
@@ -243,7 +256,7 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         "retries": effective.retries,
         "structured_output": effective.structured_output,
     }
-    for key in ("temperature", "max_tokens", "timeout", "api_base", "api_key"):
+    for key in ("temperature", "max_tokens", "timeout", "api_base", "api_key", "cache"):
         value = getattr(effective, key)
         if value is not None:
             options[key] = value

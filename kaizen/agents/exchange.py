@@ -26,6 +26,7 @@ from kaizen.flow import Flow
 from kaizen.llm.call import model_call, prepare
 from kaizen.runtime.context import current_node_context
 from kaizen.signatures import parse_output, render_messages
+from kaizen.store.memory import with_memory_block
 
 if TYPE_CHECKING:
     from kaizen.agents.config import ModelSettings
@@ -42,13 +43,18 @@ def exchange(
     inputs: Mapping[str, Any],
     output_schema: Mapping[str, Any],
     tools: Sequence[Tool] = (),
+    memory_block: str | None = None,
 ) -> Flow[dict[str, Any]]:
     """The flow of one execution of agent `name`: its typed outputs, or `OutputParseError`
     (carrying the last raw reply) after `max_parse_attempts` replies that do not fit."""
     context = current_node_context()
     on_text = context.chunk if context is not None and context.wants_chunks else None
     if tools:
-        return (yield from act(name, signature, settings, inputs, output_schema, tools, on_text))
+        return (
+            yield from act(
+                name, signature, settings, inputs, output_schema, tools, on_text, memory_block
+            )
+        )
     messages: list[dict[str, Any]] = render_messages(
         signature,
         inputs,
@@ -56,6 +62,7 @@ def exchange(
         user_template=settings.prompt_template,
         schema_in_prompt=settings.schema_in_prompt,
     )
+    messages = with_memory_block(messages, memory_block)  # remembered context (docs/state.md)
     request = prepare(messages, response_schema=output_schema, **settings.call_options)
     attempts = settings.max_parse_attempts
     for attempt in range(1, attempts + 1):

@@ -42,6 +42,7 @@ from kaizen.llm.transport import ToolCallRequest
 from kaizen.runtime.context import current_node_context
 from kaizen.runtime.record import ToolCallRecord
 from kaizen.signatures import extract_object, parse_output, render_messages
+from kaizen.store.memory import with_memory_block
 from kaizen.tools.runner import ToolBudget, arun_calls, run_calls
 from kaizen.tools.toolset import COMPLETE
 
@@ -266,8 +267,10 @@ def act(
     output_schema: Mapping[str, Any],
     tools: Sequence[Tool],
     on_text: Callable[[str], None] | None = None,
+    memory_block: str | None = None,
 ) -> Flow[dict[str, Any]]:
-    """The flow of one execution of agent `name` with `tools` (see the module docstring)."""
+    """The flow of one execution of agent `name` with `tools` (see the module docstring);
+    `memory_block` is remembered context for the prompt (`kaizen.store.memory`)."""
     context = current_node_context()
     protocol: Protocol = (
         JsonProtocol(tools, output_schema)
@@ -284,6 +287,7 @@ def act(
     note = protocol.system_note()
     if note:
         messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
+    messages = with_memory_block(messages, memory_block)
     trajectory = _Trajectory(list(messages))
     base = prepare(trajectory.messages, **settings.call_options)
     by_name = {t.name: t for t in tools}

@@ -4,6 +4,7 @@
     kaizen run module:attr --param node.port=value --param port=value [--out DIR]
     kaizen ask "question -> answer, confidence: float" --question "..." [--model M]
     kaizen demo [--topic T] [--out DIR] [--model M]
+    kaizen runs list | show RUN | resume RUN module:attr | replay RUN module:attr | prune
 
 `module:attr` names a `WorkflowBuilder`, a `Workflow`, or a function returning either; the module
 is imported with the current directory on `sys.path`, or given as a file (`path/to/flow.py:attr`).
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from kaizen.cli.runs import runs_app
 from kaizen.cli.support import (
     CliError,
     load_object,
@@ -41,6 +43,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(runs_app)  # kaizen runs list | show | resume | replay | prune
 
 # Exit codes: 1 = the run itself failed (a node failed); 2 = the request was wrong (bad target,
 # invalid workflow, bad parameters or fields, model configuration or provider errors).

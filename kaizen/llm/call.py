@@ -36,8 +36,9 @@ from kaizen.llm.models import (
 )
 from kaizen.llm.retry import model_error, retry_wait, root_cause
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
-from kaizen.runtime.context import current_node_context
+from kaizen.runtime.context import NodeContext, current_node_context
 from kaizen.runtime.record import Usage
+from kaizen.store.calls import model_call_step
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -82,6 +83,7 @@ class ModelRequest:
     backoff: float = DEFAULT_BACKOFF
     max_wait: float = MAX_WAIT
     transport: str = "auto"
+    cache: Any = None  # the agent's cache option (kaizen.store.calls); None: the runtime's
 
 
 def prepare(
@@ -100,6 +102,7 @@ def prepare(
     backoff: float = DEFAULT_BACKOFF,
     max_wait: float = MAX_WAIT,
     transport: str = "auto",
+    cache: Any = None,
     **extra: Any,
 ) -> ModelRequest:
     """The request for one call: `timeout` is per attempt (default 60 s); `retries` more
@@ -129,7 +132,7 @@ def prepare(
         kwargs["api_key"] = api_key
     if response_schema is not None and uses_structured_output(resolved, structured_output):
         kwargs["response_format"] = response_format_for(response_schema, schema_name)
-    return ModelRequest(name, kwargs, retries, float(backoff), float(max_wait), transport)
+    return ModelRequest(name, kwargs, retries, float(backoff), float(max_wait), transport, cache)
 
 
 def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[ModelReply]:
@@ -138,6 +141,12 @@ def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[Mod
     context = current_node_context()
     if context is not None:  # a hook may refuse the call here (the budget)
         context.model_call_started(model=request.model, messages=request.kwargs["messages"])
+    # the store's step: a replayed or cached reply, else None (kaizen.store.calls)
+    node_id = context.node_id if context is not None else None
+    step = model_call_step(request.kwargs, request.cache, node_id)
+    served = step.lookup() if step is not None else None
+    if served is not None:
+        return _served(served, request.model, step.cache_hit, context)  # type: ignore[union-attr]
     transport = transport_for(request.model, request.kwargs, request.transport)
     call = Call(transport.send, transport.asend, {"kwargs": request.kwargs, "on_text": on_text})
     started = time.perf_counter()
@@ -166,6 +175,8 @@ def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[Mod
             yield Sleep(wait)
             continue
         reply = _reply(response, request.model, attempt, time.perf_counter() - started)
+        if step is not None:
+            step.keep(response)
         if context is not None:
             context.model_call_finished(
                 usage=reply.usage, model=request.model, latency=reply.latency, reply=reply
@@ -181,6 +192,20 @@ def complete(messages: list[dict[str, Any]], **options: Any) -> ModelReply:
 async def acomplete(messages: list[dict[str, Any]], **options: Any) -> ModelReply:
     """`complete` for asyncio: waits (latency, backoff) never block the event loop."""
     return await run_async(model_call(prepare(messages, **options)))
+
+
+def _served(
+    served: Mapping[str, Any], model: str, cache_hit: bool, context: NodeContext | None
+) -> ModelReply:
+    """A reply the store served (replayed or cached): it costs nothing."""
+    calls = tuple(ToolCallRequest(*call) for call in served["tool_calls"])
+    raw = RawReply(served["text"], calls, served["prompt_tokens"], served["completion_tokens"],
+                   0.0, served["finish_reason"])  # fmt: skip
+    reply = _reply(raw, model, 0, 0.0)
+    reply.usage.cache_hits = int(cache_hit)
+    if context is not None:
+        context.model_call_finished(usage=reply.usage, model=model, reply=reply)
+    return reply
 
 
 def _reply(response: RawReply, model: str, attempts: int, latency: float) -> ModelReply:

@@ -190,6 +190,15 @@ async def acompletion(**kwargs: Any) -> Any:
         return await litellm.acompletion(**kwargs)
 
 
+def embedding(model: str, texts: list[str]) -> list[list[float]]:
+    """`litellm.embedding(model, input=texts)`: one vector per text, in order."""
+    litellm = load_litellm()
+    with litellm_logging_off():
+        response = litellm.embedding(model=model, input=texts)
+    rows = sorted(response.data, key=lambda row: row["index"])
+    return [list(row["embedding"]) for row in rows]
+
+
 _NOT_PRICED = object()
 
 

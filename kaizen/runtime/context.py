@@ -45,7 +45,9 @@ class NodeContext:
 
     @property
     def idempotency_key(self) -> str:
-        """Run id, node id and attempt: a key for side effects that must happen once."""
+        """``run_id:node_id:attempt``: the same whenever this attempt of this node runs again
+        (a resumed run re-runs the nodes that had not finished), so side effects keyed on it
+        happen once."""
         return f"{self.run_id}:{self.node_id}:{self.attempt}"
 
     def model_call_started(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,10 @@ class Run:
         max_concurrency: int,
         fail_fast: bool,
         inline_allowed: bool,
+        finished: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> None:
+        """`finished`: nodes an earlier attempt at this run completed (index -> outputs), for
+        a resumed run; they are done already and their outputs delivered."""
         plan = workflow.plan
         self.workflow = workflow
         self.nodes = plan.nodes
@@ -66,11 +69,16 @@ class Run:
         self.hooks = HookSet([Recorder(self.record), *hooks], self.record)
         # node-scoped hook sets: the run's, plus a node's own (an agent's), made on first use
         self._node_hooks: dict[int, HookSet] = {}
-        self.state = dataflow.new_state(plan, inputs)
+        self.state = dataflow.new_state(plan, inputs, finished)
         self.slots = Slots(max_concurrency)
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.results: Results = {}
+        for i, outputs in (finished or {}).items():
+            node_id = plan.nodes[i].node_id
+            self.results[node_id] = dict(outputs)
+            nodes[node_id].status = NodeStatus.COMPLETED
+            nodes[node_id].restored = True
         self.errors: dict[str, NodeExecutionError] = {}
         self.stop_error: NodeExecutionError | BudgetExceededError | None = None
         self.refused = False  # a node was refused by the budget: the run is FAILED

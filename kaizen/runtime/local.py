@@ -13,10 +13,11 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, Literal
+from contextvars import Token
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.aio import run_blocking
-from kaizen.errors import NodeExecutionError
+from kaizen.errors import NodeExecutionError, ReplayMismatchError, RunNotFoundError
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.driver import Results, Run
 from kaizen.runtime.events import EventCallback, RunEvent
@@ -24,8 +25,13 @@ from kaizen.runtime.hooks import check_hooks
 from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
+from kaizen.store.calls import RunCalls, active_calls, cache_policy
+from kaizen.store.db import Store, StorePath
 from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
+
+if TYPE_CHECKING:
+    from kaizen.store.runs import Checkpointer
 
 __all__ = ["EventCallbackFn", "FailurePolicy", "LocalRuntime"]
 
@@ -50,7 +56,17 @@ class LocalRuntime:
         *,
         hooks: Iterable[object] = (),
         keep_records: int = 100,
+        checkpoint: bool | StorePath | Store = False,
+        record: bool | StorePath | Store = False,
+        cache: bool | Mapping[str, Any] = False,
+        allow_pickle: bool = False,
     ) -> None:
+        """`checkpoint`: persist each completed node's outputs (True: the default store,
+        `$KAIZEN_HOME` or `.kaizen/kaizen.db`; or a store path), so `resume(run_id, workflow)`
+        re-runs only what did not finish. `record`: store every model and tool call of each
+        run, for `kaizen.replay`. `cache`: cache model calls (True or `{"ttl": s, "sampled":
+        bool, "path": p}`). `allow_pickle`: checkpoint values JSON cannot hold by pickling them.
+        See docs/state.md."""
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         if failure_policy not in ("fail_fast", "continue"):
@@ -70,6 +86,23 @@ class LocalRuntime:
             OrderedDict()
         )
         self._lock = threading.Lock()
+        self.checkpointing = checkpoint is not False
+        self.recording = record is not False
+        self.cache = cache_policy(cache)
+        self.allow_pickle = allow_pickle
+        self._store: Store | None = None
+        paths = [p for p in (checkpoint, record) if p is not False and p is not True]
+        if len({str(p.path if isinstance(p, Store) else p) for p in paths}) > 1:
+            raise ValueError("checkpoint and record must use the same store (give one path)")
+        if self.checkpointing or self.recording:
+            self._store = Store.open(paths[0] if paths else None)
+
+    @property
+    def store(self) -> Store:
+        """The store this runtime checkpoints and records into (opened on first use)."""
+        if self._store is None:
+            self._store = Store.open()
+        return self._store
 
     def close(self) -> None:
         """Let the worker threads exit (they also do when the runtime is garbage-collected)."""
@@ -164,8 +197,12 @@ class LocalRuntime:
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
         """Like `execute`, returning the `RunRecord` itself instead of the run id."""
-        run = self._new_run(workflow, parameters, run_id, on_event, hooks, inline_allowed=True)
-        return run_blocking(run.drive()), run.record
+        run, durable = self._new_run(
+            workflow, parameters, run_id, on_event, hooks, inline_allowed=True
+        )
+        with durable:
+            results = run_blocking(run.drive())
+        return results, run.record
 
     async def execute_async(
         self,
@@ -191,8 +228,90 @@ class LocalRuntime:
         on_event: EventCallbackFn | None = None,
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
-        run = self._new_run(workflow, parameters, run_id, on_event, hooks, inline_allowed=False)
-        return await run.drive(), run.record
+        run, durable = self._new_run(
+            workflow, parameters, run_id, on_event, hooks, inline_allowed=False
+        )
+        with durable:
+            results = await run.drive()
+        return results, run.record
+
+    # -- durable runs ------------------------------------------------------------------------------
+
+    def resume(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        *,
+        on_event: EventCallbackFn | None = None,
+        hooks: Iterable[object] = (),
+    ) -> tuple[Results, str]:
+        """Finish run `run_id` (checkpointed in this runtime's store): the nodes that completed
+        are not run again, their stored outputs flow downstream; the rest runs, checkpointed.
+        Returns `(results, run_id)` with every node's results, as an uninterrupted run would.
+
+        Raises `RunNotFoundError` for a run the store does not hold, `WorkflowChangedError`
+        when `workflow` is not the workflow the run ran (nothing runs then)."""
+        results, record = self.resume_with_record(run_id, workflow, on_event=on_event, hooks=hooks)
+        return results, record.run_id
+
+    def resume_with_record(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        *,
+        on_event: EventCallbackFn | None = None,
+        hooks: Iterable[object] = (),
+    ) -> tuple[Results, RunRecord]:
+        """Like `resume`, returning the `RunRecord` itself instead of the run id."""
+        from kaizen.store.runs import check_fingerprint, load_checkpoints, load_run
+
+        info = load_run(self.store, run_id)
+        check_fingerprint(info, workflow)
+        done = load_checkpoints(self.store, run_id)
+        finished = {workflow.plan.index[node]: outputs for node, outputs in done.items()}
+        run, durable = self._new_run(
+            workflow, info.parameters, run_id, on_event, hooks, inline_allowed=True,
+            finished=finished,
+        )  # fmt: skip
+        with durable:
+            results = run_blocking(run.drive())
+        return results, run.record
+
+    def replay(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        *,
+        on_event: EventCallbackFn | None = None,
+        hooks: Iterable[object] = (),
+    ) -> tuple[Results, str]:
+        """Run `workflow` again with the parameters of recorded run `run_id`, every model and
+        tool call served from its recording: nothing reaches a model or a tool. Returns
+        `(results, replay_run_id)`. A call the recording does not hold raises
+        `ReplayMismatchError` (the node, and how the request differs)."""
+        from kaizen.store.runs import check_fingerprint, load_run
+
+        info = load_run(self.store, run_id)
+        if not info.recorded:
+            raise RunNotFoundError(
+                f"run {run_id!r} was not recorded (run it with LocalRuntime(record=True) to "
+                "replay it)",
+                path=self.store.path,
+            )
+        check_fingerprint(info, workflow)
+        replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
+        calls = RunCalls(self.store, replay_id, replay_of=run_id)
+        token = active_calls.set(calls)
+        try:
+            run = self._make_run(workflow, info.parameters, replay_id, on_event, hooks, True)
+            results = run_blocking(run.drive())
+        except NodeExecutionError as exc:
+            if isinstance(exc.__cause__, ReplayMismatchError):
+                raise exc.__cause__ from exc
+            raise
+        finally:
+            active_calls.reset(token)
+        return results, replay_id
 
     def stream(
         self,
@@ -244,6 +363,51 @@ class LocalRuntime:
         hooks: Iterable[object],
         *,
         inline_allowed: bool,
+        finished: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> tuple[Run, _Durable]:
+        """The run, and what makes it durable (checkpoints, recordings, cache) around it."""
+        run_id = run_id or os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
+        checkpointer: Checkpointer | None = None
+        calls: RunCalls | None = None
+        extra: list[object] = []
+        if self.checkpointing or self.recording or finished is not None:
+            from kaizen.store.runs import Checkpointer, begin_run
+
+            # the run's row first: parameters that cannot be stored fail before anything runs
+            begin_run(
+                self.store, run_id, workflow, parameters,
+                checkpoint=self.checkpointing or finished is not None, recorded=self.recording,
+            )  # fmt: skip
+            restored = [workflow.plan.nodes[i].node_id for i in finished or ()]
+            checkpointer = Checkpointer(
+                self.store, allow_pickle=self.allow_pickle, restored=restored,
+                write_outputs=self.checkpointing or finished is not None,
+            )  # fmt: skip
+            extra.append(checkpointer)
+        if self.recording or self.cache is not None:
+            store = self._store if self.recording else None
+            calls = RunCalls(store or Store.open(self.cache.path if self.cache else None),
+                             run_id, record=self.recording, cache=self.cache)  # fmt: skip
+        token = active_calls.set(calls) if calls is not None else None
+        try:
+            run = self._make_run(
+                workflow, parameters, run_id, on_event, [*extra, *hooks], inline_allowed,
+                finished,
+            )  # fmt: skip
+        finally:
+            if token is not None:
+                active_calls.reset(token)
+        return run, _Durable(checkpointer, run, calls)
+
+    def _make_run(
+        self,
+        workflow: Workflow,
+        parameters: Mapping[str, Any] | None,
+        run_id: str,
+        on_event: EventCallbackFn | None,
+        hooks: Iterable[object],
+        inline_allowed: bool,
+        finished: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> Run:
         inputs = _check_parameters(workflow, parameters)  # raises before any node runs
         run_hooks = [*self._guards(workflow), *self._hooks, *check_hooks(hooks)]
@@ -252,12 +416,13 @@ class LocalRuntime:
         run = Run(
             workflow,
             inputs,
-            run_id=run_id or os.urandom(16).hex(),  # as random as uuid4().hex, and cheaper
+            run_id=run_id,
             hooks=run_hooks,
             pool=self._pool,
             max_concurrency=self.max_concurrency,
             fail_fast=self.failure_policy == "fail_fast",
             inline_allowed=inline_allowed,
+            finished=finished,
         )
         with self._lock:
             self._records[run.run_id] = (run.record, run.errors)
@@ -289,3 +454,34 @@ def _check_parameters(workflow: Workflow, parameters: Mapping[str, Any] | None) 
             + (" (call .build() on the builder first)" if hasattr(workflow, "build") else "")
         )
     return bind_parameters(workflow.plan, parameters)
+
+
+class _Durable:
+    """Around a run's drive: a checkpoint write that failed is raised when the run ends (hooks
+    never stop a run), with the run id and results, so what completed is not lost."""
+
+    def __init__(self, checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None):
+        self.checkpointer = checkpointer
+        self.run = run
+        self.calls = calls
+        self._token: Token[RunCalls | None] | None = None
+
+    def __enter__(self) -> None:
+        # nodes run inline in the caller's context see the run's calls too (the others got
+        # them with the context the run copied when it was made)
+        if self.calls is not None:
+            self._token = active_calls.set(self.calls)
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if self._token is not None:
+            active_calls.reset(self._token)
+        failure = self.checkpointer.failure if self.checkpointer is not None else None
+        if failure is None or error is not None:
+            return
+        failure.add_note(
+            f"run {self.run.run_id!r} finished ({self.run.record.summary()}); its results are "
+            "in runtime.get_record / the error's `results`, but the store missed some of them"
+        )
+        failure.run_id = self.run.run_id  # type: ignore[attr-defined]
+        failure.results = self.run.results  # type: ignore[attr-defined]
+        raise failure

@@ -46,12 +46,14 @@ class RunStatus(enum.StrEnum):
 
 @dataclass(slots=True)
 class Usage:
-    """Model usage: tokens and cost in USD, summed over calls."""
+    """Model usage: tokens and cost in USD, summed over calls. `cache_hits` counts the calls
+    the model-call cache answered (they cost nothing)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
     calls: int = 0
+    cache_hits: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -62,6 +64,7 @@ class Usage:
         self.completion_tokens += other.completion_tokens
         self.cost += other.cost
         self.calls += other.calls
+        self.cache_hits += other.cache_hits
 
 
 @dataclass(slots=True)
@@ -96,6 +99,7 @@ class NodeRun:
     usage: Usage = field(default_factory=Usage)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)  # an agent's, in order
     stop_reason: str | None = None  # why an agent's reason-act loop stopped
+    restored: bool = False  # completed in an earlier attempt at the run (resume): not run again
 
     @property
     def duration(self) -> float | None:

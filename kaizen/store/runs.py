@@ -1,0 +1,338 @@
+"""Runs and node checkpoints in the store: the workflow fingerprint, the `Checkpointer` hook,
+and what `resume`, `replay` and `kaizen runs` read (`RunInfo`, `load_run`, `list_runs`, `prune`).
+
+A run is written when it begins (its workflow fingerprint and parameters), each node's outputs
+when the node completes (`Checkpointer`, a lifecycle hook: one small transaction per node, on
+the driver thread), and its record when it ends. A checkpoint is written once: the first
+outputs recorded for (run, node) stay (``INSERT OR IGNORE``), so a node that ran again after a
+crash never replaces what the resumed run already used: at-least-once execution, exactly-once
+recording.
+
+The fingerprint (`fingerprint`) is a hash of what makes a workflow that workflow: node ids,
+types, configs (functions by name and bytecode; agents by name, signature and config,
+never the API key) and connections. It is the same in every process that builds the same
+workflow, and `resume` refuses a workflow whose fingerprint differs, naming what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kaizen.errors import EncodeError, RunNotFoundError, WorkflowChangedError
+from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
+from kaizen.runtime.record import NodeStatus
+from kaizen.store.db import Store
+from kaizen.store.encode import canonical_json, decode, decode_outputs, encode, encode_outputs
+
+if TYPE_CHECKING:
+    from kaizen.runtime.record import RunRecord, RunStatus
+    from kaizen.workflow.workflow import Workflow
+
+__all__ = [
+    "Checkpointer",
+    "RunInfo",
+    "begin_run",
+    "check_fingerprint",
+    "fingerprint",
+    "list_runs",
+    "load_checkpoints",
+    "load_run",
+    "parse_age",
+    "prune",
+]
+
+_SECRET_KEYS = frozenset({"api_key", "headers", "extra_headers", "aws_secret_access_key"})
+
+
+# -- the fingerprint -----------------------------------------------------------------------------
+
+
+def fingerprint(workflow: Workflow) -> tuple[str, dict[str, str]]:
+    """`(digest of the whole workflow, {node_id: digest of that node})`."""
+    nodes = {node_id: _digest(_node_shape(node)) for node_id, node in workflow.nodes.items()}
+    connections = sorted(str(c) for c in workflow.connections)
+    whole = _digest({"nodes": nodes, "connections": connections})
+    return whole, {**nodes, "(connections)": _digest(connections)}
+
+
+def check_fingerprint(run: RunInfo, workflow: Workflow) -> None:
+    """`WorkflowChangedError` unless `workflow` is the workflow `run` ran."""
+    digest, nodes = fingerprint(workflow)
+    if digest == run.fingerprint:
+        return
+    before = run.node_fingerprints
+    differences = [f"node {n!r} was removed" for n in before if n not in nodes]
+    differences += [f"node {n!r} was added" for n in nodes if n not in before]
+    differences += [
+        "the connections changed" if n == "(connections)" else f"node {n!r} changed"
+        for n in nodes
+        if n in before and before[n] != nodes[n]
+    ]
+    raise WorkflowChangedError(
+        f"run {run.run_id!r} ran another version of workflow {run.workflow!r}: "
+        + "; ".join(differences or ["its fingerprint differs"])
+        + ". Resume it with the workflow it ran, or start a new run.",
+        differences=differences,
+    )
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:32]
+
+
+def _node_shape(node: Any) -> dict[str, Any]:
+    shape: dict[str, Any] = {"type": type(node).__name__, "config": _stable(dict(node.config))}
+    agent = getattr(node, "agent", None)
+    if agent is not None:
+        shape["agent"] = _stable(agent)
+    return shape
+
+
+def _stable(value: Any) -> Any:
+    """A JSON value standing for `value` that is the same in every process."""
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _stable(v) for k, v in value.items() if str(k) not in _SECRET_KEYS}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_stable(v) for v in value]
+        return sorted(items, key=canonical_json) if isinstance(value, set | frozenset) else items
+    code = getattr(value, "__code__", None)
+    if code is not None:  # a function: its name and what it does (its module's name depends
+        # on how the file was loaded: `kaizen run file.py:attr` or an import)
+        name = getattr(value, "__qualname__", "?")
+        return {"function": name, "code": hashlib.sha256(code.co_code).hexdigest()[:16]}
+    if hasattr(value, "signature") and hasattr(value, "config") and hasattr(value, "name"):
+        config = value.config.explicit() if hasattr(value.config, "explicit") else {}
+        model = config.get("model")
+        if model is not None and not isinstance(model, str):
+            config["model"] = getattr(model, "model_name", type(model).__name__)
+        return {"agent": value.name, "signature": str(value.signature), "config": _stable(config)}
+    if hasattr(value, "model_dump"):
+        return _stable(value.model_dump(mode="json"))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _stable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, type):
+        return f"{value.__module__}:{value.__qualname__}"
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as the store knows it."""
+
+    run_id: str
+    workflow: str
+    fingerprint: str
+    node_fingerprints: dict[str, str]
+    parameters: dict[str, Any]
+    status: str
+    started: float
+    finished: float | None
+    checkpoint: bool
+    recorded: bool
+    record: dict[str, Any] | None
+    completed_nodes: int = 0
+
+
+def begin_run(
+    store: Store,
+    run_id: str,
+    workflow: Workflow,
+    parameters: Mapping[str, Any] | None,
+    *,
+    checkpoint: bool,
+    recorded: bool,
+) -> None:
+    """Write the run's row (kept as it is when the run is being resumed)."""
+    digest, nodes = fingerprint(workflow)
+    try:
+        params = {
+            node: (
+                {p: encode(v, node_id=node, port=p) for p, v in value.items()}
+                if isinstance(value, Mapping)
+                else encode(value, node_id=None, port=node)
+            )
+            for node, value in (parameters or {}).items()
+        }
+    except EncodeError as exc:
+        raise EncodeError(
+            f"run parameters cannot be stored: {exc}", node_id=exc.node_id, port=exc.port,
+            type_name=exc.type_name,
+        ) from exc  # fmt: skip
+    with store.write() as db:
+        db.execute(
+            "INSERT INTO runs (run_id, workflow, fingerprint, nodes, parameters, status, started,"
+            " checkpoint, recorded) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)"
+            " ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished = NULL,"
+            " checkpoint = max(checkpoint, excluded.checkpoint),"
+            " recorded = max(recorded, excluded.recorded)",
+            (
+                run_id, workflow.name, digest, json.dumps(nodes), json.dumps(params),
+                time.time(), int(checkpoint), int(recorded),
+            ),
+        )  # fmt: skip
+
+
+def finish_run(store: Store, run_id: str, status: str, record: RunRecord) -> None:
+    with store.write() as db:
+        db.execute(
+            "UPDATE runs SET status = ?, finished = ?, record = ? WHERE run_id = ?",
+            (status, time.time(), json.dumps(record.to_dict(), default=str), run_id),
+        )
+
+
+def load_run(store: Store, run_id: str) -> RunInfo:
+    """The run `run_id`; `RunNotFoundError` when the store has no such run."""
+    rows = store.read(_RUN_QUERY + " WHERE r.run_id = ?", (run_id,))
+    if not rows:
+        raise RunNotFoundError(
+            f"no run {run_id!r} in store {store.path} (was it run with checkpoint=True or "
+            "record=True on this store, or pruned?); `kaizen runs list` shows what is there",
+            path=store.path,
+        )
+    return _info(rows[0])
+
+
+def list_runs(store: Store, limit: int = 50) -> list[RunInfo]:
+    """The most recent runs first."""
+    rows = store.read(_RUN_QUERY + " ORDER BY r.started DESC LIMIT ?", (limit,))
+    return [_info(row) for row in rows]
+
+
+_RUN_QUERY = (
+    "SELECT r.run_id, r.workflow, r.fingerprint, r.nodes, r.parameters, r.status, r.started,"
+    " r.finished, r.checkpoint, r.recorded, r.record,"
+    " (SELECT count(*) FROM checkpoints c WHERE c.run_id = r.run_id) FROM runs r"
+)
+
+
+def _info(row: tuple[Any, ...]) -> RunInfo:
+    params = {
+        node: (
+            {p: decode(v) for p, v in value.items()} if isinstance(value, dict) else decode(value)
+        )
+        for node, value in json.loads(row[4]).items()
+    }
+    return RunInfo(
+        run_id=row[0],
+        workflow=row[1],
+        fingerprint=row[2],
+        node_fingerprints=json.loads(row[3]),
+        parameters=params,
+        status=row[5],
+        started=row[6],
+        finished=row[7],
+        checkpoint=bool(row[8]),
+        recorded=bool(row[9]),
+        record=json.loads(row[10]) if row[10] else None,
+        completed_nodes=row[11],
+    )
+
+
+def parse_age(text: str) -> float:
+    """Seconds in an age like ``7d``, ``12h``, ``30m``, ``45s`` or ``2w``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    if not text or text[-1] not in units:
+        raise ValueError(f"an age is a number and a unit (s, m, h, d, w), like '7d'; got {text!r}")
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except ValueError:
+        raise ValueError(f"an age is a number and a unit, like '7d'; got {text!r}") from None
+
+
+def prune(store: Store, older_than: float) -> int:
+    """Delete runs that started more than `older_than` seconds ago (with their checkpoints and
+    recordings) and expired cache entries; returns how many runs went."""
+    cutoff = time.time() - older_than
+    with store.write() as db:
+        count = db.execute("DELETE FROM runs WHERE started < ?", (cutoff,)).rowcount
+        db.execute("DELETE FROM cache WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
+    return int(count)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def load_checkpoints(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """`{node_id: outputs}` of the nodes of `run_id` that completed."""
+    rows = store.read(
+        "SELECT node_id, encoding, outputs FROM checkpoints WHERE run_id = ?", (run_id,)
+    )
+    return {node_id: decode_outputs(encoding, bytes(data)) for node_id, encoding, data in rows}
+
+
+class Checkpointer(NodeFinishHook, RunFinishHook):
+    """The hook that persists each completed node's outputs (see the module docstring).
+
+    A write that fails (disk full, a value that cannot be encoded) is kept in `failure`; the
+    runtime raises it when the run ends, since hooks never stop a run. What was written before
+    stays. `restored` names nodes whose outputs came from the store (a resumed run): they are
+    not written again.
+    """
+
+    name = "kaizen.checkpoint"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        allow_pickle: bool = False,
+        restored: Iterable[str] = (),
+        write_outputs: bool = True,
+    ) -> None:
+        self.store = store
+        self.write_outputs = write_outputs
+        self.allow_pickle = allow_pickle
+        self.restored = frozenset(restored)
+        self.failure: Exception | None = None
+
+    def on_node_finish(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        status: NodeStatus,
+        outputs: Mapping[str, Any] | None,
+        error: BaseException | None,
+        started: float | None,
+        finished: float,
+        attempts: int,
+    ) -> None:
+        if not self.write_outputs or status is not NodeStatus.COMPLETED or outputs is None:
+            return
+        if node_id in self.restored:
+            return
+        try:
+            encoding, data = encode_outputs(
+                outputs, node_id=node_id, allow_pickle=self.allow_pickle
+            )
+            with self.store.write() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, node_id, encoding, data, finished, attempts),
+                )
+        except Exception as exc:
+            if self.failure is None:
+                self.failure = exc
+            raise
+
+    def on_run_finish(
+        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
+    ) -> None:
+        try:
+            finish_run(self.store, run_id, str(status), record)
+        except Exception as exc:
+            if self.failure is None:
+                self.failure = exc
+            raise

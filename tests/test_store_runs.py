@@ -1,0 +1,402 @@
+"""Checkpoint and resume: the SIGKILL crash test, resume with a changed workflow, the encoder,
+a full disk, a locked and a corrupted store file."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kaizen import LocalRuntime, WorkflowBuilder
+from kaizen.errors import (
+    EncodeError,
+    RunNotFoundError,
+    StoreCorruptedError,
+    StoreFullError,
+    StoreLockedError,
+    WorkflowChangedError,
+)
+from kaizen.runtime.context import current_node_context
+from kaizen.store import Store
+from kaizen.store.encode import decode, encode, encode_outputs
+from kaizen.store.runs import load_checkpoints, load_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The crash test's workflow: a -> b -> c -> d, each node counting its runs in a file.
+CRASH_FLOW = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+    from kaizen import WorkflowBuilder
+
+    COUNTS = Path(os.environ["COUNTS"])
+
+    def count(name):
+        with open(COUNTS / name, "a") as f:
+            f.write("x")
+
+    def a(x: int) -> int:
+        count("a"); return x + 1
+
+    def b(value: int) -> int:
+        count("b"); return value * 10
+
+    def c(value: int) -> dict:
+        count("c")
+        if os.environ.get("CRASH") and not (COUNTS / "crashed").exists():
+            (COUNTS / "crashed").write_text("")
+            time.sleep(60)  # killed here
+        return {"total": value + 5, "tags": ("x", "y")}
+
+    def d(value: dict) -> str:
+        count("d"); return f"{value['total']}:{'-'.join(value['tags'])}"
+
+    def build():
+        wf = WorkflowBuilder("crashy")
+        wf.add_node("FunctionNode", "a", {"function": a})
+        wf.add_node("FunctionNode", "b", {"function": b})
+        wf.add_node("FunctionNode", "c", {"function": c})
+        wf.add_node("FunctionNode", "d", {"function": d})
+        wf.add_connection("a", "result", "b", "value")
+        wf.add_connection("b", "result", "c", "value")
+        wf.add_connection("c", "result", "d", "value")
+        return wf.build()
+    """
+)
+
+CRASH_MAIN = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from kaizen import LocalRuntime
+    from crashflow import build
+    mode, store, run_id = sys.argv[2], sys.argv[3], sys.argv[4]
+    runtime = LocalRuntime(checkpoint=store)
+    if mode == "run":
+        results, _ = runtime.execute(build(), {"a": {"x": 1}}, run_id=run_id)
+    else:
+        results, _ = runtime.resume(run_id, build())
+    print(json.dumps(results, default=list))
+    """
+)
+
+
+def _python(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(tmp_path / "main.py"), str(tmp_path), *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_run_killed_mid_way_resumes_in_a_new_process_without_rerunning_finished_nodes(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "crashflow.py").write_text(CRASH_FLOW)
+    (tmp_path / "main.py").write_text(CRASH_MAIN)
+    crashed, clean = tmp_path / "crashed-counts", tmp_path / "clean-counts"
+    crashed.mkdir()
+    clean.mkdir()
+    store = str(tmp_path / "kaizen.db")
+
+    victim = _python(tmp_path, "run", store, "run-1", env={"COUNTS": str(crashed), "CRASH": "1"})
+    deadline = time.monotonic() + 60
+    while not (crashed / "crashed").exists():
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "node c never started"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+
+    resumed = _python(tmp_path, "resume", store, "run-1", env={"COUNTS": str(crashed)})
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    uninterrupted = _python(
+        tmp_path, "run", str(tmp_path / "other.db"), "run-2", env={"COUNTS": str(clean)}
+    )
+    clean_out, err = uninterrupted.communicate(timeout=120)
+    assert uninterrupted.returncode == 0, err
+
+    assert json.loads(out) == json.loads(clean_out)
+    runs = {name: len((crashed / name).read_text()) for name in "abcd"}
+    assert runs == {"a": 1, "b": 1, "c": 2, "d": 1}  # c was running when killed: at least once
+
+
+def chain(calls: list[str], c_fails: bool = False) -> Any:
+    def first(x: int) -> int:
+        calls.append("first")
+        return x + 1
+
+    def second(value: int) -> int:
+        calls.append("second")
+        if c_fails:
+            raise RuntimeError("flaky")
+        return value * 2
+
+    wf = WorkflowBuilder("chain")
+    wf.add_node("FunctionNode", "first", {"function": first})
+    wf.add_node("FunctionNode", "second", {"function": second})
+    wf.add_connection("first", "result", "second", "value")
+    return wf.build()
+
+
+def test_a_failed_run_resumes_and_runs_only_what_did_not_finish(tmp_path: Path) -> None:
+    calls: list[str] = []
+    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
+    with pytest.raises(Exception, match="flaky") as failure:
+        runtime.execute(chain(calls, c_fails=True), {"first": {"x": 1}})
+    run_id = failure.value.run_id  # type: ignore[attr-defined]
+    assert load_checkpoints(runtime.store, run_id) == {"first": {"result": 2}}
+
+    results, same = runtime.resume(run_id, chain(calls))
+    assert same == run_id
+    assert results == {"first": {"result": 2}, "second": {"result": 4}}
+    assert calls == ["first", "second", "second"]
+    record = runtime.last_record
+    assert record is not None and record.nodes["first"].restored
+    assert load_run(runtime.store, run_id).status == "completed"
+
+
+def test_resume_with_a_changed_workflow_is_refused_and_keeps_the_checkpoints(
+    tmp_path: Path,
+) -> None:
+    calls: list[str] = []
+    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
+    with pytest.raises(Exception, match="flaky") as failure:
+        runtime.execute(chain(calls, c_fails=True), {"first": {"x": 1}})
+    run_id = failure.value.run_id  # type: ignore[attr-defined]
+
+    def other(value: int) -> int:
+        return value
+
+    wf = WorkflowBuilder("chain")
+    wf.add_node("FunctionNode", "first", {"function": other})
+    changed = wf.build()
+    with pytest.raises(WorkflowChangedError) as refused:
+        runtime.resume(run_id, changed)
+    assert "node 'first' changed" in str(refused.value)
+    assert "node 'second' was removed" in refused.value.differences
+    assert load_checkpoints(runtime.store, run_id) == {"first": {"result": 2}}
+    with pytest.raises(RunNotFoundError):
+        runtime.resume("no-such-run", changed)
+
+
+def test_the_node_context_carries_an_idempotency_key(tmp_path: Path) -> None:
+    keys: list[str] = []
+
+    def side_effect(x: int) -> int:
+        context = current_node_context()
+        assert context is not None
+        keys.append(context.idempotency_key)
+        return x
+
+    wf = WorkflowBuilder("w")
+    wf.add_node("FunctionNode", "pay", {"function": side_effect})
+    _, run_id = LocalRuntime(checkpoint=tmp_path / "k.db").execute(wf.build(), {"pay": {"x": 1}})
+    assert keys == [f"{run_id}:pay:1"]
+
+
+# -- the encoder ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    label: str
+
+
+class Colour(str, __import__("enum").Enum):
+    RED = "red"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.frozensets(st.integers(), max_size=3)
+        | st.builds(Point, st.integers(), st.text(max_size=5))
+        | st.dictionaries(st.integers(), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_stored_values_come_back_as_they_were(value: Any) -> None:
+    assert decode(json.loads(json.dumps(encode(value)))) == value
+
+
+def test_pydantic_models_dates_bytes_and_enums_round_trip() -> None:
+    from pydantic import BaseModel
+
+    class_ = _Answer(text="a", score=0.5)
+    value = {
+        "model": class_,
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5),
+        "raw": b"\x00\xff",
+        "colour": Colour.RED,
+        "__kaizen__": "not a tag",
+    }
+    assert isinstance(class_, BaseModel)
+    assert decode(json.loads(json.dumps(encode(value)))) == value
+
+
+def test_a_value_that_cannot_be_stored_names_its_node_and_port() -> None:
+    with pytest.raises(EncodeError) as error:
+        encode_outputs({"ok": 1, "handle": threading.Lock()}, node_id="open_file")
+    assert error.value.node_id == "open_file" and error.value.port == "handle"
+    assert "allow_pickle" in str(error.value)
+    encoding, _ = encode_outputs({"f": Point}, node_id="n", allow_pickle=True)
+    assert encoding == "pickle"
+
+
+# -- store failures ------------------------------------------------------------------------------
+
+
+def test_a_full_disk_fails_the_run_clearly_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    def small(x: int) -> str:
+        return "s"
+
+    def huge(value: str) -> str:
+        return "x" * 2_000_000
+
+    wf = WorkflowBuilder("w")
+    wf.add_node("FunctionNode", "small", {"function": small})
+    wf.add_node("FunctionNode", "huge", {"function": huge})
+    wf.add_connection("small", "result", "huge", "value")
+    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
+    # a store that cannot grow past its current size plus a little: the big write fails
+    pages = runtime.store.read("PRAGMA page_count")[0][0]
+    runtime.store.connection().execute(f"PRAGMA max_page_count={pages + 20}")
+    with pytest.raises(StoreFullError) as full:
+        runtime.execute(wf.build(), {"small": {"x": 1}})
+    assert "no space left" in str(full.value)
+    run_id = full.value.run_id  # type: ignore[attr-defined]
+    assert full.value.results["huge"] == {"result": "x" * 2_000_000}  # type: ignore[attr-defined]
+    assert load_checkpoints(runtime.store, run_id) == {"small": {"result": "s"}}
+
+
+def test_a_locked_store_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    store = Store(path, busy_timeout=0.2)
+    with store.write() as db:
+        db.execute("INSERT INTO cache VALUES ('k', 'model', '1', 0, NULL)")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreLockedError, match="locked"), store.write() as db:
+            db.execute("INSERT INTO cache VALUES ('k2', 'model', '2', 0, NULL)")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.read("SELECT key FROM cache") == [("k",)]
+
+
+def test_a_corrupted_store_file_is_a_clear_error_and_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "kaizen.db"
+    junk = b"this is not a database" * 100
+    path.write_bytes(junk)
+    with pytest.raises(StoreCorruptedError, match="not a readable Kaizen store"):
+        Store(path)
+    assert path.read_bytes() == junk
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from kaizen.store import Store
+    store = Store(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        with store.write() as db:
+            db.execute("INSERT INTO cache VALUES (?, 'model', '1', 0, NULL)",
+                       (f"{sys.argv[2]}-{i}",))
+    """
+)
+
+
+def test_writers_in_several_threads_and_processes_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    store = Store(path)
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    processes = [
+        subprocess.Popen([sys.executable, str(script), str(path), f"p{n}", "100"]) for n in range(3)
+    ]
+
+    def write(name: str) -> None:
+        for i in range(100):
+            with store.write() as db:
+                db.execute("INSERT INTO cache VALUES (?, 'model', '1', 0, NULL)", (f"{name}-{i}",))
+
+    threads = [threading.Thread(target=write, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        assert process.wait(timeout=120) == 0
+    assert store.read("SELECT count(*) FROM cache")[0][0] == 700
+
+
+from pydantic import BaseModel  # noqa: E402
+
+
+class _Answer(BaseModel):
+    text: str
+    score: float
+
+
+def test_the_runs_command_lists_shows_resumes_and_prunes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kaizen.cli.app import app
+
+    (tmp_path / "clif.py").write_text(
+        "from kaizen import WorkflowBuilder\n"
+        "def a(x: int) -> int:\n    return x + 1\n"
+        "def build():\n"
+        "    wf = WorkflowBuilder('cli')\n"
+        "    wf.add_node('FunctionNode', 'a', {'function': a})\n"
+        "    return wf.build()\n"
+    )
+    store = str(tmp_path / "k.db")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from clif import build  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    LocalRuntime(checkpoint=store).execute(build(), {"a": {"x": 1}}, run_id="r1")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "list", "--store", store])
+    assert listed.exit_code == 0 and "r1" in listed.output and "completed" in listed.output
+    shown = runner.invoke(app, ["runs", "show", "r1", "--store", store])
+    assert json.loads(shown.output)["checkpointed_nodes"] == ["a"]
+    resumed = runner.invoke(app, ["runs", "resume", "r1", f"{tmp_path}/clif.py:build",
+                                  "--store", store])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.output) == {"a": {"result": 2}}
+    missing = runner.invoke(app, ["runs", "show", "nope", "--store", store])
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
+    pruned = runner.invoke(app, ["runs", "prune", "--older-than", "0s", "--store", store])
+    assert "pruned 1 run(s)" in pruned.output
