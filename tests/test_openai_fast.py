@@ -318,7 +318,7 @@ async def afast(server: RawServer | FaultServer, **options: Any) -> Any:
     )
 
 
-# -- connections ------------------------------------------------------------------------------------
+# -- connections -----------------------------------------------------------------------------------
 
 
 def test_sync_calls_reuse_one_connection(raw_server: Callable[..., RawServer]) -> None:
