@@ -11,9 +11,13 @@ Cases:
 - 100 concurrent, 0 ms model: 100 executions at once (Kaizen and DSPy with asyncio; kailash-kaizen
   has no async execute, so 100 threads).
 - 100 concurrent, 200 ms HTTP: 100 executions at once against `kaizen.testing.FaultServer`
-  (a real OpenAI-compatible server on loopback answering after 200 ms) through litellm's `openai/`
-  provider; the floor row is 100 bare `litellm.acompletion` calls. kailash-kaizen refuses
-  loopback endpoints, so it has no row here.
+  (a real OpenAI-compatible server on loopback answering after 200 ms), model `openai/bench`
+  with an `api_base`: "kaizen" takes its default transport (the pooled OpenAI-compatible fast
+  path), "kaizen-litellm" is forced through litellm (`config={"transport": "litellm"}`); the
+  floor row is 100 bare `litellm.acompletion` calls. kailash-kaizen refuses loopback endpoints,
+  so it has no row here.
+- 100 concurrent, 0 ms HTTP: the same against a server that answers at once (the server runs in
+  the same process, so its CPU is counted too): what the transport and Kaizen cost per call.
 
 Run: `.bench-venv/bin/python benchmarks/bench_agent.py [--quick]`.
 """
@@ -64,6 +68,8 @@ EXECUTE_ASYNC = "execute_async, 0 ms model"
 OWN_SHARE_ASYNC = "execute_async, kaizen own share"
 CONCURRENT_0 = f"{CONCURRENT} concurrent, 0 ms model"
 CONCURRENT_HTTP = f"{CONCURRENT} concurrent, {LATENCY * 1000:.0f} ms HTTP"
+CONCURRENT_HTTP_0 = f"{CONCURRENT} concurrent, 0 ms HTTP"
+KAIZEN_LITELLM = "kaizen-litellm"
 CASES = (
     IMPORT,
     EXECUTE,
@@ -72,13 +78,25 @@ CASES = (
     OWN_SHARE_ASYNC,
     CONCURRENT_0,
     CONCURRENT_HTTP,
+    CONCURRENT_HTTP_0,
 )
 PEER_KAIZEN = "kailash-kaizen"
-IMPL_ORDER = (KAIZEN, FLOOR, "kailash", "langgraph", "dspy", "dspy-litellm", PEER_KAIZEN)
+IMPL_ORDER = (
+    KAIZEN,
+    KAIZEN_LITELLM,
+    FLOOR,
+    "kailash",
+    "langgraph",
+    "dspy",
+    "dspy-litellm",
+    PEER_KAIZEN,
+)
 TARGETS = {
     IMPORT: Target("≤ 150 ms", 0.150, "seconds"),
     OWN_SHARE: Target("≤ 1 ms/call", 1000.0),
     OWN_SHARE_ASYNC: Target("≤ 1 ms/call", 1000.0),
+    CONCURRENT_HTTP: Target("≤ 0.3 s", 0.3, "seconds"),
+    CONCURRENT_HTTP_0: Target("≤ 60 ms", 0.060, "seconds"),
 }
 
 IMPORTS = (
@@ -198,22 +216,37 @@ def kaizen_rows(quick: bool) -> list[Row]:
         timed_row(CONCURRENT_0, KAIZEN, hundred_scripted, reps=max(3, reps // 2), is_async=True)
     )
 
-    with FaultServer(latency=LATENCY, reply=ANSWER) as server:
-        http_agent = create_agent(
-            "bench_http_qa",
-            signature=SIGNATURE,
-            config={"model": "openai/bench", "api_base": server.base_url, "api_key": "bench"},
-        )
-
-        async def hundred_http() -> None:
-            results = await asyncio.gather(
-                *(http_agent.execute_async(question=f"{QUESTION} #{i}") for i in range(CONCURRENT))
-            )
-            assert all(r.confidence == ANSWER["confidence"] for r in results)
-
-        rows.append(timed_row(CONCURRENT_HTTP, KAIZEN, hundred_http, reps=3, is_async=True))
-        rows.append(litellm_floor_row(server.base_url, messages))
+    for latency, case in ((LATENCY, CONCURRENT_HTTP), (0.0, CONCURRENT_HTTP_0)):
+        with FaultServer(latency=latency, reply=ANSWER) as server:
+            for impl, transport in ((KAIZEN, "auto"), (KAIZEN_LITELLM, "litellm")):
+                config = {
+                    "model": "openai/bench",
+                    "api_base": server.base_url,
+                    "api_key": "bench",
+                    "transport": transport,
+                }
+                http_agent = create_agent("bench_http_qa", signature=SIGNATURE, config=config)
+                note = "fast path (default)" if transport == "auto" else "transport='litellm'"
+                rows.append(
+                    timed_row(
+                        case,
+                        impl,
+                        partial(hundred_agents, http_agent),
+                        reps=3 if latency else max(5, reps),
+                        is_async=True,
+                        note=note,
+                    )
+                )
+            if latency:
+                rows.append(litellm_floor_row(server.base_url, messages))
     return rows
+
+
+async def hundred_agents(agent: Any) -> None:
+    results = await asyncio.gather(
+        *(agent.execute_async(question=f"{QUESTION} #{i}") for i in range(CONCURRENT))
+    )
+    assert all(r.confidence == ANSWER["confidence"] for r in results)
 
 
 Pair = tuple[list[float], list[float]]
@@ -338,14 +371,24 @@ def dspy_rows(quick: bool) -> list[Row]:
             note="DummyLM, asyncio",
         )
     )
-    try:
-        from kaizen.testing.fault_server import FaultServer
-    except ImportError as exc:
-        rows.append(skipped(CONCURRENT_HTTP, "dspy", f"no FaultServer: {exc}"))
+    missing = try_import("kaizen.testing.fault_server")
+    if missing:
+        rows.append(skipped(CONCURRENT_HTTP, "dspy", f"no FaultServer: {missing}"))
         return rows
-    with FaultServer(latency=LATENCY, reply=dspy_reply(ANSWER)) as server:
+    for latency, case in ((LATENCY, CONCURRENT_HTTP), (0.0, CONCURRENT_HTTP_0)):
+        rows += dspy_http_rows(hundred, latency, case, reps)
+    return rows
+
+
+def dspy_http_rows(hundred: Any, latency: float, case: str, reps: int) -> list[Row]:
+    import dspy
+
+    from kaizen.testing.fault_server import FaultServer
+
+    rows = []
+    with FaultServer(latency=latency, reply=dspy_reply(ANSWER)) as server:
         # DSPy 3.4's default engine ("auto") sends this request through its own lm15 client, not
-        # litellm; the second row forces litellm, the transport Kaizen uses.
+        # litellm; the second row forces litellm.
         for impl, engine in (("dspy", "auto"), ("dspy-litellm", "litellm")):
             lm = dspy.LM(
                 "openai/bench",
@@ -356,10 +399,10 @@ def dspy_rows(quick: bool) -> list[Row]:
             )
             rows.append(
                 timed_row(
-                    CONCURRENT_HTTP,
+                    case,
                     impl,
                     partial(hundred, lm),
-                    reps=3,
+                    reps=3 if latency else max(5, reps),
                     is_async=True,
                     note=f"dspy.LM(engine={engine!r}), Predict.acall",
                 )

@@ -3,8 +3,10 @@
 Kaizen's patterns are graphs: the consensus is a fan-out of 100 agent nodes into an aggregator,
 the debate is unrolled into rounds of nodes and a judge. Every model call goes over real HTTP to
 `kaizen.testing.FaultServer` (an OpenAI-compatible server on loopback answering after 200 ms
-with a valid instance of the requested schema) through litellm's `openai/` provider. The floor is
-the critical path: one call for the consensus, rounds + 1 (the judge) calls for the debate.
+with a valid instance of the requested schema), model `openai/bench` with an `api_base`: "kaizen"
+takes the default transport (the pooled OpenAI-compatible fast path), "kaizen-litellm" is forced
+through litellm (`transport="litellm"`). The floor is the critical path: one call for the
+consensus, rounds + 1 (the judge) calls for the debate.
 
 kailash-kaizen's patterns (`create_consensus_workflow` / `create_debate_workflow` from
 kaizen-agents) run in a subprocess on its mock provider (zero latency); the note says what they
@@ -46,7 +48,8 @@ DEBATE = f"debate, {DEBATERS} agents x {ROUNDS} rounds"
 CASES = (CONSENSUS, DEBATE)
 PEER_KAIZEN = "kailash-kaizen"
 BARE_LITELLM = "bare-litellm"
-TARGETS = {CONSENSUS: Target("≤ 0.5 s", 0.5, "seconds")}
+KAIZEN_LITELLM = "kaizen-litellm"
+TARGETS = {CONSENSUS: Target("≤ 0.3 s", 0.3, "seconds")}
 QUESTION = "Should the team adopt typed signatures for its LLM agents?"
 
 # What a voter / debater / judge says; anything else gets the schema's minimal example.
@@ -106,72 +109,82 @@ def kaizen_api() -> tuple[Any, Any, Any, Any]:
 def kaizen_rows(quick: bool) -> list[Row]:
     from kaizen.testing.fault_server import FaultServer
 
+    rows = []
+    with FaultServer(latency=LATENCY, reply=schema_reply) as server:
+        rows += kaizen_pattern_rows(quick, server.base_url, KAIZEN, "auto")
+        rows += kaizen_pattern_rows(quick, server.base_url, KAIZEN_LITELLM, "litellm")
+        rows.append(bare_litellm_row(server.base_url))
+    return rows
+
+
+def kaizen_pattern_rows(quick: bool, base_url: str, impl: str, transport: str) -> list[Row]:
+    """The consensus and the debate with agents on `transport`, as row `impl`."""
     create_agent, create_consensus, create_debate, runtime_cls = kaizen_api()
     reps = 2 if quick else 5
     runtime = runtime_cls(max_concurrency=128)
     rows = []
-    with FaultServer(latency=LATENCY, reply=schema_reply) as server:
-        config = {
-            "model": "openai/bench",
-            "api_base": server.base_url,
-            "api_key": "bench",
-            "structured_output": "json_schema",
-        }
-        voters = [
-            create_agent(
-                f"voter_{i}",
-                signature="question -> answer: str, confidence: float",
-                config=config,
+    how = "fast path (default)" if transport == "auto" else f"transport={transport!r}"
+    config = {
+        "model": "openai/bench",
+        "api_base": base_url,
+        "api_key": "bench",
+        "structured_output": "json_schema",
+        "transport": transport,
+    }
+    voters = [
+        create_agent(
+            f"voter_{i}",
+            signature="question -> answer: str, confidence: float",
+            config=config,
+        )
+        for i in range(VOTERS)
+    ]
+    try:
+        consensus = create_consensus(voters, decision_criteria="majority_vote").build()
+    except Exception as exc:
+        rows.append(skipped(CONSENSUS, impl, f"build: {type(exc).__name__}: {exc}"))
+    else:
+
+        async def run_consensus() -> Any:
+            return await runtime.execute_async(consensus, parameters={"question": QUESTION})
+
+        def consensus_ok(result: Any) -> bool:
+            return bool(result[0]["consensus"]["reached"])
+
+        rows.append(
+            timed_row(
+                CONSENSUS,
+                impl,
+                run_consensus,
+                reps=reps,
+                is_async=True,
+                check=consensus_ok,
+                note=f"reached, 100 votes; {how}",
             )
-            for i in range(VOTERS)
-        ]
-        try:
-            consensus = create_consensus(voters, decision_criteria="majority_vote").build()
-        except Exception as exc:
-            rows.append(skipped(CONSENSUS, KAIZEN, f"build: {type(exc).__name__}: {exc}"))
-        else:
+        )
+    roles = ["optimist", "pessimist", "skeptic", "pragmatist", "moderator"][:DEBATERS]
+    try:
+        debate = create_debate(
+            roles, topic=QUESTION, rounds=ROUNDS, agent_config=config, name="bench_debate"
+        ).build()
+    except Exception as exc:
+        rows.append(skipped(DEBATE, impl, f"build: {type(exc).__name__}: {exc}"))
+    else:
 
-            async def run_consensus() -> Any:
-                return await runtime.execute_async(consensus, parameters={"question": QUESTION})
+        async def run_debate() -> Any:
+            return await runtime.execute_async(debate)
 
-            def consensus_ok(result: Any) -> bool:
-                return bool(result[0]["consensus"]["reached"])
-
-            rows.append(
-                timed_row(
-                    CONSENSUS,
-                    KAIZEN,
-                    run_consensus,
-                    reps=reps,
-                    is_async=True,
-                    check=consensus_ok,
-                    note="reached, 100 votes",
-                )
+        rows.append(
+            timed_row(
+                DEBATE,
+                impl,
+                run_debate,
+                reps=reps,
+                is_async=True,
+                check=lambda result: bool(result[0]),
+                note=f"{len(roles) - 1} debaters + moderator; {how}",
             )
-        rows.append(bare_litellm_row(server.base_url))
-        roles = ["optimist", "pessimist", "skeptic", "pragmatist", "moderator"][:DEBATERS]
-        try:
-            debate = create_debate(
-                roles, topic=QUESTION, rounds=ROUNDS, agent_config=config, name="bench_debate"
-            ).build()
-        except Exception as exc:
-            rows.append(skipped(DEBATE, KAIZEN, f"build: {type(exc).__name__}: {exc}"))
-        else:
-
-            async def run_debate() -> Any:
-                return await runtime.execute_async(debate)
-
-            rows.append(
-                timed_row(
-                    DEBATE,
-                    KAIZEN,
-                    run_debate,
-                    reps=reps,
-                    is_async=True,
-                    check=lambda result: bool(result[0]),
-                    note=f"{len(roles) - 1} debaters + moderator",
-                )
-            )
+        )
     return rows
 
 
@@ -270,7 +283,7 @@ def build_report(quick: bool) -> Report:
     report = Report("bench_patterns: patterns on a 200 ms model", "per agent", [], TARGETS)
     report.extend(floor_rows())
     collect_workers(report, __file__, (KAIZEN, (PEER_KAIZEN, True)), quick, CASES)
-    sort_rows(report, CASES, (KAIZEN, FLOOR, BARE_LITELLM, PEER_KAIZEN))
+    sort_rows(report, CASES, (KAIZEN, KAIZEN_LITELLM, FLOOR, BARE_LITELLM, PEER_KAIZEN))
     return report
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from kaizen.testing.fault_server import (
     Fault,
     FaultServer,
+    ToolCalls,
     example_for_schema,
     requested_schema,
     schema_violation,
@@ -188,13 +189,55 @@ def test_requested_schema_reads_both_request_styles() -> None:
     assert requested_schema(chat()) is None
 
 
+def stream_events(payload: bytes) -> list[str]:
+    return [line[6:] for line in payload.decode().splitlines() if line.startswith("data: ")]
+
+
 def test_streaming_requests_get_server_sent_events(fault_server: FaultServer) -> None:
     fault_server.reply = "streamed"
     status, headers, payload = post(fault_server, {**chat(), "stream": True})
     assert status == 200 and headers["content-type"] == "text/event-stream"
-    events = [line[6:] for line in payload.decode().splitlines() if line.startswith("data: ")]
+    assert headers["transfer-encoding"] == "chunked"  # http.client joined the chunks
+    events = stream_events(payload)
     assert events[-1] == "[DONE]"
-    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "streamed"
+    chunks = [json.loads(event) for event in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "streamed"
+    assert len([c for c in chunks if c["choices"][0]["delta"].get("content")]) > 1  # pieces
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all("usage" not in c for c in chunks)  # not asked for
+
+
+def test_streaming_sends_usage_last_when_asked(fault_server: FaultServer) -> None:
+    body = {**chat(), "stream": True, "stream_options": {"include_usage": True}}
+    chunks = [json.loads(e) for e in stream_events(post(fault_server, body)[2])[:-1]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_tool_call_replies(fault_server: FaultServer) -> None:
+    fault_server.reply = ToolCalls((("search", {"query": "ml"}), ("broken", '{"a": ')))
+    data = json.loads(post(fault_server, chat())[2])
+    choice = data["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    calls = choice["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["search", "broken"]
+    assert json.loads(calls[0]["function"]["arguments"]) == {"query": "ml"}
+    assert calls[1]["function"]["arguments"] == '{"a": '  # sent as given
+    assert len({c["id"] for c in calls}) == 2
+
+
+def test_streamed_tool_calls_come_in_fragments_by_index(fault_server: FaultServer) -> None:
+    fault_server.reply = ToolCalls((("search", {"query": "ml"}),), content="Looking.")
+    events = stream_events(post(fault_server, {**chat(), "stream": True})[2])
+    fragments = [
+        fragment
+        for event in events[:-1]
+        for fragment in json.loads(event)["choices"][0]["delta"].get("tool_calls") or ()
+    ]
+    assert fragments[0]["id"] and fragments[0]["function"]["name"] == "search"
+    assert len(fragments) == 3 and {f["index"] for f in fragments} == {0}
+    joined = "".join(f["function"].get("arguments") or "" for f in fragments)
+    assert json.loads(joined) == {"query": "ml"}
 
 
 _leaf = st.sampled_from(

@@ -16,7 +16,8 @@ from kaizen.llm.litellm_adapter import litellm_logging_off, litellm_logging_want
 
 # Every way Kaizen code reaches litellm from several event loops: agents on threads (a loop per
 # thread), asyncio.run per call, an agent run from inside a running loop (a nested thread), sync
-# calls, failures and retries, over real HTTP and through the scripted provider.
+# calls, failures and retries, over real HTTP (through litellm and through the fast path, whose
+# pooled connections must close quietly with each loop) and through the scripted provider.
 SCRIPT = textwrap.dedent(
     """
     import asyncio, threading
@@ -49,18 +50,20 @@ SCRIPT = textwrap.dedent(
         complete(MESSAGES, model=scripted)
 
     with FaultServer() as server:
-        http = {"model": "openai/kaizen-test", "api_base": server.base_url, "api_key": "test"}
-        remote = Agent("remote", signature="question -> answer", config=http)
-        on_threads(remote, 3)
-        asyncio.run(nested(remote))
-        server.inject("500", "429")
-        asyncio.run(acomplete(MESSAGES, backoff=0.01, **http))
-        server.inject("401")
-        try:
-            complete(MESSAGES, **http)
-        except ModelError:
-            pass
-        asyncio.run(acomplete(MESSAGES, **http))
+        for transport in ("litellm", "openai-compatible"):
+            http = {"model": "openai/kaizen-test", "api_base": server.base_url,
+                    "api_key": "test", "transport": transport}
+            remote = Agent("remote", signature="question -> answer", config=http)
+            on_threads(remote, 3)
+            asyncio.run(nested(remote))
+            server.inject("500", "429")
+            asyncio.run(acomplete(MESSAGES, backoff=0.01, **http))
+            server.inject("401")
+            try:
+                complete(MESSAGES, **http)
+            except ModelError:
+                pass
+            asyncio.run(acomplete(MESSAGES, **http))
     print("finished")
     """
 )

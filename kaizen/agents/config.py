@@ -2,10 +2,10 @@
 
 Precedence, highest first: the agent's own config > the `Kaizen` instance's config > environment
 variables (`KAIZEN_MODEL`, `KAIZEN_TEMPERATURE`, `KAIZEN_MAX_TOKENS`, `KAIZEN_TIMEOUT`,
-`KAIZEN_API_BASE`) > built-in defaults. The explicit layers are validated when an agent is created;
-the environment is read, and the model resolved, each time the agent runs (`resolve_settings`,
-cached while those variables keep their values), so creating an agent with nothing configured
-never fails and a changed `KAIZEN_MODEL` applies to the next run.
+`KAIZEN_API_BASE`, `KAIZEN_TRANSPORT`) > built-in defaults. The explicit layers are validated
+when an agent is created; the environment is read, and the model resolved, each time the agent
+runs (`resolve_settings`, cached while those variables keep their values), so creating an agent
+with nothing configured never fails and a changed `KAIZEN_MODEL` applies to the next run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ ENV_VARS: dict[str, str] = {
     "max_tokens": "KAIZEN_MAX_TOKENS",
     "timeout": "KAIZEN_TIMEOUT",
     "api_base": "KAIZEN_API_BASE",
+    "transport": "KAIZEN_TRANSPORT",
 }
 
 
@@ -61,6 +62,11 @@ class AgentConfig(BaseModel):
     structured_output: StructuredOutputMode = "auto"
     api_base: str | None = None
     api_key: str | None = Field(default=None, repr=False)
+    transport: Literal["auto", "litellm", "openai-compatible"] = Field(
+        default="auto",
+        description="how calls reach the model: 'auto' (the pooled OpenAI-compatible path for "
+        "openai/ models with an api_base, else litellm), 'litellm', or 'openai-compatible'",
+    )
     prompt_template: str | None = Field(
         default=None, description="jinja2 template of the user message (the per-call prompt)"
     )
@@ -255,6 +261,7 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         "model": model,
         "retries": effective.retries,
         "structured_output": effective.structured_output,
+        "transport": effective.transport,
     }
     for key in ("temperature", "max_tokens", "timeout", "api_base", "api_key", "cache"):
         value = getattr(effective, key)

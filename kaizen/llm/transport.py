@@ -14,7 +14,9 @@ that a turn has no tool call only at the end of the stream. The `RawReply` it re
 same as without streaming.
 
 `LITELLM` serves every provider (and Kaizen's own, the embedded and scripted models).
-`transport_for` picks the transport for a request.
+`FAST_TRANSPORTS` holds faster transports for the requests they can carry (the pooled
+OpenAI-compatible path of `kaizen.llm.openai_compat` adds itself there when `kaizen.llm` is
+imported). `transport_for` picks the transport for a request.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import kaizen.llm.litellm_adapter as adapter
+from kaizen.errors import ConfigError
 
 __all__ = [
+    "FAST_TRANSPORTS",
     "LITELLM",
     "LitellmTransport",
     "OnText",
@@ -103,9 +107,26 @@ class LitellmTransport:
 LITELLM = LitellmTransport()
 
 
+#: (transport, applies(model, kwargs)) pairs, tried in order when the choice is "auto".
+FAST_TRANSPORTS: list[tuple[Transport, Callable[[str, Mapping[str, Any]], bool]]] = []
+
+
 def transport_for(model: str, kwargs: Mapping[str, Any], choice: str = "auto") -> Transport:
-    """The transport for a request: ``choice`` is ``"auto"`` or ``"litellm"``."""
-    return LITELLM
+    """The transport for a request. ``choice``: ``"auto"`` (the first fast transport that can
+    carry it, else litellm), ``"litellm"``, or a fast transport's name (``"openai-compatible"``)
+    to force it."""
+    if choice == "auto":
+        for transport, applies in FAST_TRANSPORTS:
+            if applies(model, kwargs):
+                return transport
+        return LITELLM
+    if choice == LITELLM.name:
+        return LITELLM
+    for transport, _ in FAST_TRANSPORTS:
+        if transport.name == choice:
+            return transport
+    names = ["auto", LITELLM.name, *(t.name for t, _ in FAST_TRANSPORTS)]
+    raise ConfigError(f"unknown transport {choice!r}; choose one of {', '.join(names)}")
 
 
 def from_litellm(response: Any, model: str) -> RawReply:

@@ -12,6 +12,12 @@ client code a production call uses. Faults are queued and applied to the next re
 - ``"schema_violation"``: a well-formed reply whose content is JSON violating the requested schema;
 - ``"401"`` / ``"403"`` / ``"400"`` / ``"404"`` / ``"422"``: client errors a caller must not retry.
 
+A reply may also be `ToolCalls`: the assistant message then asks for tool calls (its
+``tool_calls``, finish reason ``"tool_calls"``). Streamed requests (``"stream": true``) get
+server-sent events in chunked transfer encoding, one HTTP chunk per event, sent one by one: text
+in pieces, each tool call in fragments (id and name first, then its arguments in two halves),
+and a last usage event when ``stream_options.include_usage`` asks for it.
+
 Without a configured reply the server answers with a minimal instance of the schema the request
 asked for (``response_format`` json_schema), or a short text when there is none. Stdlib only: an
 asyncio server on its own thread, so a hundred concurrent requests at 200 ms latency finish in
@@ -30,7 +36,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-Reply = str | dict[str, Any] | list[Any]
+
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """A reply asking for tool calls: `calls` are (name, arguments) pairs, the arguments a dict
+    (sent as JSON text) or a string sent as it is (it may be invalid JSON on purpose)."""
+
+    calls: tuple[tuple[str, dict[str, Any] | str], ...]
+    content: str | None = None
+
+
+Reply = str | dict[str, Any] | list[Any] | ToolCalls
 ReplySource = Reply | Callable[[dict[str, Any]], Reply] | None
 
 FAULT_KINDS = frozenset(
@@ -228,7 +244,15 @@ class FaultServer:
             reply = source(body) if callable(source) else source
             if reply is None:
                 reply = example_for_schema(schema) if schema is not None else "Hello from Kaizen."
+            if isinstance(reply, ToolCalls):
+                return self._envelope(body, _tool_call_message(reply, next(self._ids)))
             content = reply if isinstance(reply, str) else json.dumps(reply)
+        return self._envelope(body, {"role": "assistant", "content": content})
+
+    def _envelope(self, body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+        content = message.get("content") or ""
+        for call in message.get("tool_calls") or ():
+            content += call["function"]["name"] + call["function"]["arguments"]
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
         return {
             "id": f"chatcmpl-kaizen-{next(self._ids)}",
@@ -238,8 +262,8 @@ class FaultServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                 }
             ],
             "usage": {
@@ -335,7 +359,9 @@ class _Connection:
         else:
             completion = owner._completion(body, violate=kind == "schema_violation")
             if body.get("stream"):
-                self._send_stream(completion)
+                options = body.get("stream_options")
+                usage = isinstance(options, dict) and bool(options.get("include_usage"))
+                await self._send_stream(completion, usage)
             else:
                 self._send_json(200, completion)
         await self.writer.drain()
@@ -368,19 +394,67 @@ class _Connection:
         body = {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
         self._send_json(status, body, headers)
 
-    def _send_stream(self, completion: dict[str, Any]) -> None:
-        content = completion["choices"][0]["message"]["content"]
+    async def _send_stream(self, completion: dict[str, Any], with_usage: bool) -> None:
+        """The completion as server-sent events, one HTTP chunk each (chunked encoding)."""
+        self.writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         base = {k: completion[k] for k in ("id", "created", "model")}
-        chunks: list[dict[str, Any]] = [
-            {"delta": {"role": "assistant", "content": content}, "finish_reason": None},
-            {"delta": {}, "finish_reason": "stop"},
-        ]
-        lines = [
-            json.dumps({**base, "object": "chat.completion.chunk", "choices": [{"index": 0, **c}]})
-            for c in chunks
-        ]
-        payload = "".join(f"data: {line}\n\n" for line in [*lines, "[DONE]"]).encode()
-        self._send(200, payload, content_type="text/event-stream")
+        base["object"] = "chat.completion.chunk"
+        choice = completion["choices"][0]
+        for delta, finish in _stream_deltas(choice["message"], choice["finish_reason"]):
+            event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await self._send_event(json.dumps(event))
+        if with_usage:
+            await self._send_event(
+                json.dumps({**base, "choices": [], "usage": completion["usage"]})
+            )
+        await self._send_event("[DONE]")
+        self.writer.write(b"0\r\n\r\n")
+
+    async def _send_event(self, data: str) -> None:
+        event = f"data: {data}\n\n".encode()
+        self.writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await self.writer.drain()
+
+
+def _stream_deltas(
+    message: dict[str, Any], finish_reason: str
+) -> list[tuple[dict[str, Any], str | None]]:
+    """The deltas a streaming server sends for `message`: text in up to three pieces, each tool
+    call as a first fragment (id, name) and its arguments in two halves."""
+    deltas: list[tuple[dict[str, Any], str | None]] = [({"role": "assistant"}, None)]
+    content = message.get("content") or ""
+    step = max(1, -(-len(content) // 3))
+    deltas += [({"content": content[i : i + step]}, None) for i in range(0, len(content), step)]
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        function = call["function"]
+        first = {"index": index, "id": call["id"], "type": "function"}
+        deltas.append(({"tool_calls": [{**first, "function": {"name": function["name"]}}]}, None))
+        arguments = function["arguments"]
+        half = len(arguments) // 2
+        for piece in (arguments[:half], arguments[half:]):
+            if piece:
+                fragment = {"index": index, "function": {"arguments": piece}}
+                deltas.append(({"tool_calls": [fragment]}, None))
+    deltas.append(({}, finish_reason))
+    return deltas
+
+
+def _tool_call_message(reply: ToolCalls, number: int) -> dict[str, Any]:
+    calls = [
+        {
+            "id": f"call_{number}_{index}",
+            "type": "function",
+            "function": {
+                "name": name,
+                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+            },
+        }
+        for index, (name, arguments) in enumerate(reply.calls)
+    ]
+    return {"role": "assistant", "content": reply.content, "tool_calls": calls}
 
 
 def _format_seconds(seconds: float) -> str:
@@ -477,6 +551,7 @@ __all__ = [
     "Fault",
     "FaultServer",
     "ServedRequest",
+    "ToolCalls",
     "example_for_schema",
     "requested_schema",
     "schema_violation",
