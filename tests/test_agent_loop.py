@@ -451,3 +451,53 @@ def test_create_agent_takes_tools() -> None:
     agent = kaizen.create_agent("with-tools", SIGNATURE, {"model": model}, tools=[add])
     assert agent.execute(question="?").answer == "ok"
     assert model.calls[0].tools == ["add", "complete"]
+
+
+# -- tools in the store: recorded, replayed, memoized ----------------------------------------------
+
+
+def counting_tool(calls: list[int], *, deterministic: bool = False) -> kaizen.Tool:
+    def lookup(n: int) -> str:
+        """Look n up."""
+        calls.append(n)
+        return f"value {n}"
+
+    return kaizen.Tool(lookup, deterministic=deterministic)
+
+
+def one_agent_workflow(tool: kaizen.Tool) -> kaizen.Workflow:
+    """An agent that calls `lookup` on 1 and 2 in one turn, then answers."""
+    model = ScriptedModel(
+        lambda messages: (
+            ScriptedModel.tool_calls([("lookup", {"n": n}) for n in (1, 2)])
+            if messages[-1]["role"] != "tool"
+            else {"answer": messages[-1]["content"]}
+        )
+    )
+    builder = WorkflowBuilder("recorded")
+    builder.add_agent(kaizen.Agent("solver", SIGNATURE, {"model": model}, tools=[tool]), "solver")
+    return builder.build()
+
+
+def test_a_recorded_run_replays_its_tool_calls_without_running_the_tools(tmp_path: Any) -> None:
+    calls: list[int] = []
+    path = tmp_path / "k.db"
+    workflow = one_agent_workflow(counting_tool(calls))
+    results, run_id = LocalRuntime(record=path).execute(workflow, {"question": "?"})
+    assert sorted(calls) == [1, 2]
+    replayed, _ = kaizen.replay(run_id, workflow, path=path)
+    assert replayed == results
+    assert sorted(calls) == [1, 2]  # the replay served the recorded outputs
+
+
+def test_deterministic_tools_are_memoized(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAIZEN_HOME", str(tmp_path))
+    calls: list[int] = []
+    tool = counting_tool(calls, deterministic=True)
+    for _ in range(2):
+        LocalRuntime().execute(one_agent_workflow(tool), {"question": "?"})
+    assert sorted(calls) == [1, 2]  # the second run's calls came from the memo
+    plain: list[int] = []
+    for _ in range(2):
+        LocalRuntime().execute(one_agent_workflow(counting_tool(plain)), {"question": "?"})
+    assert sorted(plain) == [1, 1, 2, 2]

@@ -11,7 +11,10 @@ model reads or the tool error it reads instead:
   except a `BudgetExceededError`, which propagates (the run's budget stops the agent);
 - at most `max_concurrency` calls run at once (the runtime's bound);
 - every call fires the tool-call moments of the hooks (`NodeContext.tool_call_started` /
-  `tool_call_finished`), from the thread or task that runs the node.
+  `tool_call_finished`), from the thread or task that runs the node;
+- a run that records (`LocalRuntime(record=True)`) keeps each call's output, a replay serves it
+  without running the tool, and tools declared `deterministic` are memoized
+  (`kaizen.store.calls.tool_call_step`); what is kept is the text the model read.
 
 `ToolBudget` counts failures per tool and per run; the counts only ever grow (a success never
 resets them). The loop asks it after each turn whether a budget is used up.
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import BudgetExceededError, VetoError
 from kaizen.runtime.record import ToolCallRecord
+from kaizen.store.calls import ToolCallStep, tool_call_step
 from kaizen.tools.tool import Tool, ToolArgumentError, ToolResultError, serialize_result
 
 if TYPE_CHECKING:
@@ -122,6 +126,7 @@ class _Pending:
     tool: Tool | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     clock: float = 0.0  # perf_counter at start
+    step: ToolCallStep | None = None  # recording, replay, memo
 
     @property
     def runnable(self) -> bool:
@@ -160,6 +165,25 @@ def _begin(
     return pending
 
 
+def _served(pending: _Pending, context: NodeContext | None) -> bool:
+    """Answer a call from the run's recording or the tool's memo when they hold it (True);
+    a replay that lacks the call raises `ReplayMismatchError`, which stops the run."""
+    tool = pending.tool
+    if tool is None or not pending.runnable:
+        return False
+    step = pending.step = tool_call_step(
+        tool.name, pending.arguments, deterministic=tool.deterministic
+    )
+    if step is None:
+        return False
+    memo = step.lookup()
+    if not memo.hit:
+        return False
+    pending.step = None  # nothing new to keep
+    _finish(pending, memo.value, None, context)
+    return True
+
+
 def _finish(
     pending: _Pending, value: Any, error: BaseException | None, context: NodeContext | None
 ) -> ToolCallRecord:
@@ -172,6 +196,10 @@ def _finish(
                 record.output = serialize_result(record.name, value)
             except ToolResultError as exc:
                 record.error = str(exc)
+            else:
+                if pending.step is not None:
+                    pending.step.keep(record.output)
+                    pending.step = None
     record.duration = time.perf_counter() - pending.clock
     if context is not None:
         context.tool_call_finished(record)
@@ -200,7 +228,7 @@ def run_calls(
     """Run `requests` in worker threads, at most `max_concurrency` at once, honouring each
     tool's timeout; the records in the order asked."""
     pendings = [_begin(request, tools, context) for request in requests]
-    runnable = [p for p in pendings if p.runnable]
+    runnable = [p for p in pendings if p.runnable and not _served(p, context)]
     for pending in pendings:
         if not pending.runnable:
             _finish(pending, None, None, context)
@@ -257,6 +285,8 @@ async def arun_calls(
         tool = pending.tool
         if not pending.runnable or tool is None:
             _finish(pending, None, None, context)
+            return
+        if _served(pending, context):
             return
         async with gate:
             try:
