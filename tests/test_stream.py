@@ -162,3 +162,21 @@ def test_runtime_stream_checks_parameters_first() -> None:
     builder.add_agent(calculator(script()), "calc")
     with pytest.raises(ParameterError):
         LocalRuntime().stream_sync(builder.build(), {"nope": 1})
+
+
+def test_text_and_tool_calls_in_one_streamed_turn_keep_both() -> None:
+    model = ScriptedModel(
+        [
+            ScriptedModel.tool_calls([("add", {"a": 2, "b": 2})], text="First some words, then"),
+            {"answer": "4"},
+        ]
+    )
+    events = list(calculator(model).stream_sync(question="?"))
+    assert (
+        "".join(e.text for e in events if isinstance(e, ContentDelta)) == "First some words, then"
+    )
+    [start] = [e for e in events if isinstance(e, ToolStart)]
+    assert (start.name, start.arguments) == ("add", {"a": 2, "b": 2})
+    done = events[-1]
+    assert isinstance(done, Done) and done.result.stop_reason == "completed"  # no reminder needed
+    assert model.calls[1].messages[-2]["content"] == "First some words, then"

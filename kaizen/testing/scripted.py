@@ -80,9 +80,10 @@ class ScriptedReply:
 
 @dataclass(frozen=True, slots=True)
 class ScriptedToolCalls:
-    """A turn that calls tools: ``((name, arguments), ...)``."""
+    """A turn that calls tools: ``((name, arguments), ...)``, with optional text before them."""
 
     calls: tuple[tuple[str, Any], ...]
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,14 +172,19 @@ class ScriptedModel:
         return ScriptedReply(content, latency, finish_reason)
 
     @staticmethod
-    def tool_call(name: str, arguments: Mapping[str, Any] | str | None = None) -> ScriptedToolCalls:
-        """A turn that calls tool `name` (``"complete"`` finishes an agent's loop)."""
-        return ScriptedToolCalls(((name, {} if arguments is None else arguments),))
+    def tool_call(
+        name: str, arguments: Mapping[str, Any] | str | None = None, *, text: str | None = None
+    ) -> ScriptedToolCalls:
+        """A turn that calls tool `name` (``"complete"`` finishes an agent's loop); `text` is
+        reply text sent before the call in the same turn."""
+        return ScriptedToolCalls(((name, {} if arguments is None else arguments),), text)
 
     @staticmethod
-    def tool_calls(calls: Sequence[tuple[str, Mapping[str, Any] | str]]) -> ScriptedToolCalls:
+    def tool_calls(
+        calls: Sequence[tuple[str, Mapping[str, Any] | str]], *, text: str | None = None
+    ) -> ScriptedToolCalls:
         """A turn that calls several tools at once: ``[(name, arguments), ...]``."""
-        return ScriptedToolCalls(tuple((name, arguments) for name, arguments in calls))
+        return ScriptedToolCalls(tuple((name, arguments) for name, arguments in calls), text)
 
     # -- inspection ------------------------------------------------------------------------
     @property
@@ -256,7 +262,7 @@ class ScriptedModel:
                 for index, (name, arguments) in enumerate(value.calls)
             )
             if call.tools or not call.json_tool_protocol:
-                return _Outcome(None, None, latency, "tool_calls", calls)
+                return _Outcome(value.text, None, latency, "tool_calls", calls)
             _, name, arguments = calls[0]  # the JSON protocol carries one call per turn
             return _Outcome(
                 f'{{"tool": {json.dumps(name)}, "arguments": {arguments}}}', None, latency, finish
