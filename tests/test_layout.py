@@ -161,3 +161,19 @@ def test_import_kaizen_loads_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_package_is_listed_for_installation() -> None:
+    """A package missing from pyproject's list works in the editable install and vanishes from
+    a regular one (the type check's, a user's)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    mapping = config["tool"]["setuptools"].get("package-dir", {})
+    for name, folder in FOLDERS.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            package = ".".join((name, *relative))
+            assert package in listed, f"{package} is missing from pyproject's packages"
+    assert set(mapping) <= listed

@@ -156,6 +156,7 @@ class JsonProtocol:
 
     def __init__(self, tools: Sequence[Tool], output_schema: Mapping[str, Any]) -> None:
         self.tools = list(tools)
+        self.turn = 0  # numbers the calls: call_1, call_2, ...
         choices = [_call_schema(t.name, t.parameters) for t in tools]
         finish = _call_schema(COMPLETE, output_schema)
         self.schema = {"anyOf": [*choices, finish]} if choices else finish
@@ -202,7 +203,8 @@ class JsonProtocol:
                 '"arguments" (an object). Reply with {"tool": ..., "arguments": {...}}.'
             )
         text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-        return [ToolCallRequest(id=f"call_{id(reply):x}", name=name, arguments=text)], None
+        self.turn += 1
+        return [ToolCallRequest(id=f"call_{self.turn}", name=name, arguments=text)], None
 
     def assistant(self, reply: ModelReply, calls: Sequence[ToolCallRequest]) -> dict[str, Any]:
         return {"role": "assistant", "content": reply.text}
@@ -307,7 +309,7 @@ def act(
     try:
         while trajectory.turns < settings.max_iterations:
             trajectory.turns += 1
-            request = protocol.request(base, trajectory.messages, force=False)
+            request = protocol.request(base, list(trajectory.messages), force=False)
             reply = yield from model_call(request, on_text)
             calls, problem = protocol.calls(reply)
             trajectory.messages.append(protocol.assistant(reply, calls))
@@ -359,7 +361,7 @@ def act(
             )
         return (
             yield from _enforce(
-                name, signature, protocol, base, trajectory, output_schema, context, stop
+                signature, protocol, base, trajectory, output_schema, context, stop, on_text
             )
         )
     except BudgetExceededError:
@@ -368,7 +370,6 @@ def act(
 
 
 def _enforce(
-    name: str,
     signature: Signature,
     protocol: Protocol,
     base: ModelRequest,
@@ -376,11 +377,12 @@ def _enforce(
     output_schema: Mapping[str, Any],
     context: NodeContext | None,
     stop: Callable[[str, str], AgentLimitError],
+    on_text: Callable[[str], None] | None,
 ) -> Flow[dict[str, Any]]:
     """After the reminders: one call forced to `complete`, then extraction (seed 003)."""
-    forced = protocol.request(base, trajectory.messages, force=True)
+    forced = protocol.request(base, list(trajectory.messages), force=True)
     try:
-        reply = yield from model_call(forced)
+        reply = yield from model_call(forced, on_text)
     except ModelError:  # a provider that cannot force a tool: extraction still can
         reply = None
     if reply is not None:
@@ -399,7 +401,7 @@ def _enforce(
         },
     ]
     request = prepare(ask, response_schema=output_schema, **_plain_options(base))
-    reply = yield from model_call(request)
+    reply = yield from model_call(request, on_text)
     try:
         outputs = parse_output(signature, reply.text)
     except OutputParseError as exc:

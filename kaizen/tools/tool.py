@@ -27,6 +27,7 @@ from typing import Any, TypeVar, get_type_hints, overload
 import pydantic
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from kaizen.aio import run_blocking
 from kaizen.errors import ConfigError, KaizenError
 
 __all__ = [
@@ -92,7 +93,7 @@ class Tool:
         if not callable(func):
             raise TypeError(f"a tool wraps a function, not {type(func).__name__}")
         name = name or getattr(func, "__name__", None)
-        if not name or not _NAME.match(name):
+        if not name or not _NAME.fullmatch(name):
             raise ConfigError(
                 f"tool name {name!r} is not valid: use letters, digits, '_' or '-' (at most 64, "
                 "not starting with a digit); pass name=..."
@@ -146,10 +147,10 @@ class Tool:
         return {key: getattr(model, key) for key in type(model).model_fields}
 
     def invoke(self, arguments: Mapping[str, Any]) -> Any:
-        """Call the tool with validated `arguments` in this thread (an async tool gets its own
-        event loop)."""
+        """Call the tool with validated `arguments` in this thread (an async tool runs on an
+        event loop of its own, in another thread when one is running here)."""
         if self.is_async:
-            return asyncio.run(self._call_async(arguments))
+            return run_blocking(self._call_async(arguments))
         return self.func(**arguments)
 
     async def ainvoke(self, arguments: Mapping[str, Any]) -> Any:
@@ -269,7 +270,7 @@ def arguments_model(
         info = pydantic.Field(default, description=descriptions.get(parameter.name))
         fields[parameter.name] = (annotation, info)
     try:
-        return create_model(  # type: ignore[call-overload,no-any-return]
+        return create_model(
             f"{name}_arguments",
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
