@@ -27,7 +27,7 @@ from typing import Any, TypeVar, get_type_hints, overload
 import pydantic
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from kaizen.aio import run_blocking
+from kaizen.aio import NEED_LOOP, run_blocking
 from kaizen.errors import ConfigError, KaizenError
 
 __all__ = [
@@ -150,7 +150,7 @@ class Tool:
         """Call the tool with validated `arguments` in this thread (an async tool runs on an
         event loop of its own, in another thread when one is running here)."""
         if self.is_async:
-            return run_blocking(self._call_async(arguments))
+            return run_blocking(self._on_a_loop(arguments))
         return self.func(**arguments)
 
     async def ainvoke(self, arguments: Mapping[str, Any]) -> Any:
@@ -159,6 +159,10 @@ class Tool:
         if self.is_async:
             return await self._call_async(arguments)
         return await asyncio.to_thread(functools.partial(self.func, **arguments))
+
+    async def _on_a_loop(self, arguments: Mapping[str, Any]) -> Any:
+        await NEED_LOOP  # the tool awaits loop-bound things: give it a loop straight away
+        return await self._call_async(arguments)
 
     async def _call_async(self, arguments: Mapping[str, Any]) -> Any:
         result = self.func(**arguments)
