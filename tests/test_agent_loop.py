@@ -501,3 +501,22 @@ def test_deterministic_tools_are_memoized(tmp_path: Any, monkeypatch: pytest.Mon
     for _ in range(2):
         LocalRuntime().execute(one_agent_workflow(counting_tool(plain)), {"question": "?"})
     assert sorted(plain) == [1, 1, 2, 2]
+
+
+def test_async_tools_work_from_sync_execute_and_inside_a_running_loop() -> None:
+    @kaizen.tool
+    async def later(n: int) -> int:
+        """Wait a moment."""
+        await asyncio.sleep(0.01)
+        return n + 1
+
+    def run() -> kaizen.ExecutionResult:
+        model = ScriptedModel([ScriptedModel.tool_call("later", {"n": 1}), {"answer": "2"}])
+        return agent_with(model, later).execute(question="?")
+
+    assert run().tool_calls[0].output == "2"
+
+    async def inside_a_loop() -> kaizen.ExecutionResult:  # a notebook cell calling execute()
+        return run()
+
+    assert asyncio.run(inside_a_loop()).tool_calls[0].output == "2"
