@@ -128,7 +128,8 @@ class MCPServer(Toolset):
             params = StdioServerParameters(
                 command=command, args=arguments, env=environment or None, cwd=folder
             )
-            errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            # closed by the session when it ends (a `with` would close it too early)
+            errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
             return Client(stdio_client(params, errlog=errlog), cache=None), errlog
 
         display = name or os.path.basename(command)
@@ -363,9 +364,7 @@ class _Session:
         self.connection: _Connection | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def run(
-        self, what: str, operation: Callable[[Any], Awaitable[_T]], timeout: float
-    ) -> _T:
+    async def run(self, what: str, operation: Callable[[Any], Awaitable[_T]], timeout: float) -> _T:
         """`operation(client)` within `timeout`, on a live session; a dropped session is
         replaced once."""
         for attempt in (1, 2):
@@ -552,9 +551,11 @@ def _http_transport(url: str, headers: dict[str, str]) -> AbstractAsyncContextMa
 
     @asynccontextmanager
     async def transport() -> Any:
-        async with create_mcp_http_client(headers=headers or None) as http_client:
-            async with streamable_http_client(url, http_client=http_client) as streams:
-                yield streams
+        async with (
+            create_mcp_http_client(headers=headers or None) as http_client,
+            streamable_http_client(url, http_client=http_client) as streams,
+        ):
+            yield streams
 
     return transport()
 
@@ -584,10 +585,9 @@ def _unique(name: str, taken: Mapping[str, str]) -> str:
 def _is_connection_lost(exc: BaseException) -> bool:
     """True when `exc` says the session's transport is gone (not that a request failed)."""
     import anyio
-    from mcp_types import CONNECTION_CLOSED
-
     import httpx2
     from mcp.shared.exceptions import MCPError as SDKError
+    from mcp_types import CONNECTION_CLOSED
 
     if isinstance(exc, BaseExceptionGroup):
         return any(_is_connection_lost(e) for e in exc.exceptions)
