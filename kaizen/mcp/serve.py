@@ -53,13 +53,28 @@ def load_target(target: str) -> Agent | Workflow:
             return obj
         if not isinstance(obj, type) and callable(getattr(obj, "build", None)):
             return _built(obj, target)
-        if attempt == 0 and callable(obj) and not isinstance(obj, type):
-            obj = obj()
+        if attempt == 0 and callable(obj) and not isinstance(obj, type) and _takes_nothing(obj):
+            try:
+                obj = obj()
+            except Exception as exc:
+                raise CliError(f"calling {target}() failed: {type(exc).__name__}: {exc}") from exc
             continue
         break
     raise CliError(
         f"{target} is a {type(obj).__name__}; `kaizen mcp serve` takes an Agent, a Workflow, a "
         "WorkflowBuilder, or a function returning one of them"
+    )
+
+
+def _takes_nothing(func: Any) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters
     )
 
 
