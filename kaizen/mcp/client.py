@@ -76,7 +76,7 @@ class MCPServer(Toolset):
         connect_timeout: float = 30.0,
     ) -> None:
         """Use the `stdio`, `http` and `in_memory` constructors."""
-        if prefix is not None and prefix != "" and not _PREFIX.match(prefix):
+        if prefix is not None and prefix != "" and not _PREFIX.fullmatch(prefix):
             raise ConfigError(
                 f"MCP server {name!r}: prefix {prefix!r} must start with a letter or '_' and use "
                 "letters, digits, '_' or '-' (e.g. 'fs_')"
@@ -564,7 +564,7 @@ def _tool_name(prefix: str, name: str) -> str:
     """`prefix` + `name`, made acceptable to model APIs (letters, digits, '_' and '-', at most
     64, not starting with a digit)."""
     full = prefix + name
-    if _TOOL_NAME.match(full):
+    if _TOOL_NAME.fullmatch(full):
         return full
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", full)
     if not safe or safe[0].isdigit() or safe[0] == "-":
