@@ -293,6 +293,46 @@ def test_closing_stops_the_server_process_and_a_later_call_starts_a_new_one() ->
     server.close()
 
 
+def test_importing_kaizen_mcp_does_not_import_the_sdk() -> None:
+    code = "import sys, kaizen.mcp; print([m for m in ('mcp', 'mcp_types') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_closing_fails_calls_still_running_instead_of_reconnecting() -> None:
+    with stdio_demo() as server:
+        pid = server.call("pid")
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(server.call, "slow", {"seconds": 30})
+            time.sleep(0.5)
+            server.close()
+            with pytest.raises(MCPConnectionError, match="closed while tool 'slow' was running"):
+                pending.result(20)
+        assert server._session.connection is None  # nothing reopened behind the user's back
+        assert server.call("pid") != pid
+
+
+def test_sessions_left_open_are_closed_at_interpreter_exit() -> None:
+    script = (
+        "import sys\n"
+        "from kaizen.mcp import MCPServer\n"
+        "server = MCPServer.stdio(sys.executable, ['-m', 'kaizen.testing.mcp_server'])\n"
+        "print(server.call('pid'), flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    child = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the server process {child} outlived its client")
+
+
 # -- result text and names -------------------------------------------------------------------------
 
 

@@ -370,7 +370,8 @@ class _Session:
         for attempt in (1, 2):
             connection = await self._live()
             try:
-                return await asyncio.wait_for(operation(connection.client), timeout)
+                async with asyncio.timeout(timeout):
+                    return await operation(connection.client)
             except TimeoutError:
                 if connection.lost:  # the session went while we waited: treat as a drop
                     detail = "the session closed"
@@ -388,6 +389,11 @@ class _Session:
                     ) from None
                 detail = self._describe(exc)
             connection.lost = True
+            if connection.closed:
+                raise MCPConnectionError(
+                    f"MCP server {self.name!r}: the session was closed while {what} was running",
+                    server=self.name,
+                )
             if attempt == 2:
                 raise MCPConnectionError(
                     f"MCP server {self.name!r}: {what}: the session dropped, was restarted, and "
@@ -398,6 +404,9 @@ class _Session:
         raise AssertionError("unreachable")
 
     async def _live(self) -> _Connection:
+        connection = self.connection
+        if connection is not None and not connection.lost:
+            return connection
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -432,6 +441,7 @@ class _Session:
     async def close(self) -> None:
         connection, self.connection = self.connection, None
         if connection is not None:
+            connection.closed = True  # calls still running on it fail instead of reconnecting
             await connection.close()
 
     @staticmethod
@@ -452,6 +462,7 @@ class _Connection:
         self.factory = factory
         self.client: Any = None
         self.lost = False
+        self.closed = False  # closed on purpose (`MCPServer.close`), not dropped
         self.errlog: IO[str] | None = None
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
