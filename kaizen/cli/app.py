@@ -5,6 +5,7 @@
     kaizen ask "question -> answer, confidence: float" --question "..." [--model M]
     kaizen demo [--topic T] [--out DIR] [--model M]
     kaizen runs list | show RUN | resume RUN module:attr | replay RUN module:attr | prune
+    kaizen mcp serve module:attr [--transport stdio|http --host H --port P]
 
 `module:attr` names a `WorkflowBuilder`, a `Workflow`, or a function returning either; the module
 is imported with the current directory on `sys.path`, or given as a file (`path/to/flow.py:attr`).
@@ -327,6 +328,46 @@ def demo(
         _fail("interrupted", EXIT_INTERRUPTED)
     except KaizenError as exc:
         _fail(str(exc))
+
+
+mcp_app = typer.Typer(
+    name="mcp", help="MCP: serve an agent or a workflow as an MCP server.", no_args_is_help=True
+)
+app.add_typer(mcp_app)
+
+
+@mcp_app.command("serve")
+def mcp_serve(
+    target: Annotated[str, typer.Argument(help="module:attr naming an Agent or a workflow")],
+    transport: Annotated[
+        str, typer.Option("--transport", "-t", help="stdio, or http (Streamable HTTP at /mcp).")
+    ] = "stdio",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (http).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (http).")] = 8000,
+) -> None:
+    """Serve an agent or a built workflow as an MCP server with one tool (needs the mcp extra).
+
+    The tool's inputs are the agent's input fields, or the workflow's open inputs; it returns
+    the outputs as JSON. Example: kaizen mcp serve flows:qa_agent --transport http --port 8000
+    """
+    from kaizen.errors import KaizenError
+
+    if transport not in ("stdio", "http"):
+        _fail(f"--transport {transport!r}: use stdio or http")
+    try:
+        from kaizen.mcp.serve import load_target, serve
+
+        resolved = load_target(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("mcp", "mcp_types"):
+            _fail("kaizen mcp needs the MCP SDK: pip install 'kaizen[mcp]'")
+        raise
+    except (CliError, KaizenError) as exc:
+        _fail(str(exc))
+    try:
+        serve(resolved, transport=transport, host=host, port=port)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def main() -> None:
