@@ -27,7 +27,7 @@ from typing import Any, TypeVar, get_type_hints, overload
 import pydantic
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from kaizen.aio import NEED_LOOP, run_blocking
+from kaizen.aio import NEED_LOOP, run_blocking, running_loop
 from kaizen.errors import ConfigError, KaizenError
 
 __all__ = [
@@ -161,7 +161,8 @@ class Tool:
         return await asyncio.to_thread(functools.partial(self.func, **arguments))
 
     async def _on_a_loop(self, arguments: Mapping[str, Any]) -> Any:
-        await NEED_LOOP  # the tool awaits loop-bound things: give it a loop straight away
+        if running_loop() is None:  # stepped by hand (run_blocking): ask for a loop at once
+            await NEED_LOOP
         return await self._call_async(arguments)
 
     async def _call_async(self, arguments: Mapping[str, Any]) -> Any:
