@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import signal
@@ -449,32 +448,25 @@ def test_kaizen_mcp_serve_explains_a_bad_target(flows: Path) -> None:
 # -- an agent using MCP tools through the reason-act loop ---------------------------------------
 
 
-def _loop_available() -> bool:
-    import kaizen
-    from kaizen.testing import ScriptedModel
-
-    params = inspect.signature(kaizen.create_agent).parameters
-    return "tools" in params and hasattr(ScriptedModel, "tool_call")
-
-
-@pytest.mark.skipif(
-    not _loop_available(), reason="needs the reason-act loop (issue 10, lead's branch)"
-)
 def test_an_agent_calls_an_mcp_tool_through_its_loop(memory: MCPServer) -> None:
-    # Written against issue 10's documented API before the loop was merged; the lead's branch
-    # enables it.
     import kaizen
     from kaizen.testing import ScriptedModel
 
-    model = ScriptedModel(
-        [ScriptedModel.tool_call("add", {"a": 20, "b": 22}), {"answer": "42"}]  # type: ignore[attr-defined]
-    )
-    agent = kaizen.create_agent(  # type: ignore[call-arg]
+    model = ScriptedModel([ScriptedModel.tool_call("add", {"a": 20, "b": 22}), {"answer": "42"}])
+    agent = kaizen.create_agent(
         "adder", signature="question -> answer", config={"model": model}, tools=[memory]
     )
     result = agent.execute(question="What is 20 + 22?")
-    assert result.answer == "42"
-    assert any("42" in json.dumps(call.messages) for call in model.calls[1:])
+    assert result.answer == "42" and result.stop_reason == "completed"
+    [call] = result.tool_calls
+    assert (call.name, call.arguments, call.output, call.error) == (
+        "add",
+        {"a": 20, "b": 22},
+        "42",
+        None,
+    )
+    assert model.calls[1].messages[-1]["content"] == "42"  # the MCP result, as the model read it
+    assert "add" in model.calls[0].tools
 
 
 # -- helpers ---------------------------------------------------------------------------------------
