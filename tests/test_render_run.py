@@ -335,3 +335,23 @@ def test_tool_calls_are_drawn_inside_their_agents_bar() -> None:
     assert "search" in (tips[0].text or "") and "found" in (tips[0].text or "")
     assert "tool 'fetch' raised" in (tips[1].text or "")
     assert "2 tool calls" in texts(root)
+
+
+def test_tool_calls_that_overlap_are_stacked_in_lanes() -> None:
+    from kaizen.runtime.record import ToolCallRecord
+
+    record = RunRecord("r", "lanes", T0, T0 + 1.0, RunStatus.COMPLETED)
+    agent = NodeRun("agent", "AgentNode", NodeStatus.COMPLETED, T0, T0 + 1.0, attempts=1)
+    agent.tool_calls = [  # two at once, then one after both
+        ToolCallRecord("c1", "a", {}, output="1", started=T0 + 0.1, duration=0.4),
+        ToolCallRecord("c2", "b", {}, output="2", started=T0 + 0.2, duration=0.4),
+        ToolCallRecord("c3", "c", {}, output="3", started=T0 + 0.7, duration=0.1),
+    ]
+    record.nodes = {"agent": agent}
+    root = parse(timeline_svg(record))
+    strips = {
+        r.get("data-tool"): r for r in root.iter(f"{SVG}rect") if r.get("class") == "tool-call"
+    }
+    y = {name: float(strip.get("y", 0)) for name, strip in strips.items()}
+    assert y["a"] != y["b"]  # overlapping calls never hide each other
+    assert y["c"] == y["a"]  # a later call reuses the first lane

@@ -111,13 +111,32 @@ _TOOL_STRIP = 5  # height of the strip of tool calls along the foot of an agent'
 _TOOL_OK, _TOOL_FAILED = "#00796b", "#c62828"
 
 
+def _lanes(calls: list[ToolCallRecord]) -> tuple[list[int], int]:
+    """A lane per call so that calls that overlap in time never share one (greedy, by start)."""
+    ends: list[float] = []
+    lanes = [0] * len(calls)
+    for index in sorted(range(len(calls)), key=lambda i: calls[i].started):
+        call = calls[index]
+        free = next((lane for lane, end in enumerate(ends) if end <= call.started), None)
+        if free is None:
+            free = len(ends)
+            ends.append(0.0)
+        ends[free] = call.started + call.duration
+        lanes[index] = free
+    return lanes, max(len(ends), 1)
+
+
 def _tool_strips(
-    calls: list[ToolCallRecord], x_at: Callable[[float], float], y: float
+    calls: list[ToolCallRecord], x_at: Callable[[float], float], bottom: float
 ) -> list[str]:
-    """One small bar per tool call, at the moments it ran, with a tooltip."""
+    """One small bar per tool call, at the moments it ran, with a tooltip; calls that ran at
+    the same time are stacked in lanes up from the bar's foot."""
     shapes = []
-    for call in calls:
+    lanes, count = _lanes(calls)
+    height = min(_TOOL_STRIP, (_BAR - 2) / count)
+    for call, lane in zip(calls, lanes, strict=True):
         x = x_at(call.started)
+        y = bottom + _TOOL_STRIP - height * (lane + 1)
         width = max(x_at(call.started + call.duration) - x, 1.5)
         color = _TOOL_OK if call.error is None else _TOOL_FAILED
         outcome = f"error: {call.error}" if call.error is not None else f"→ {call.output}"
@@ -127,7 +146,7 @@ def _tool_strips(
         )
         shapes.append(
             f'<rect class="tool-call" data-tool={quoteattr(call.name)} x="{x:.1f}" y="{y:.1f}" '
-            f'width="{width:.1f}" height="{_TOOL_STRIP}" fill="{color}" opacity="0.85">'
+            f'width="{width:.1f}" height="{height:.1f}" fill="{color}" opacity="0.85">'
             f"<title>{escape(tip)}</title></rect>"
         )
     return shapes
