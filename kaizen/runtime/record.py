@@ -17,7 +17,15 @@ if TYPE_CHECKING:
 
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["HookError", "NodeRun", "NodeStatus", "RunRecord", "RunStatus", "Usage"]
+__all__ = [
+    "HookError",
+    "ModelCallSpan",
+    "NodeRun",
+    "NodeStatus",
+    "RunRecord",
+    "RunStatus",
+    "Usage",
+]
 
 
 class NodeStatus(enum.StrEnum):
@@ -57,6 +65,27 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ModelCallSpan:
+    """One model call a node made: when it began and ended, and how much of that it spent
+    waiting for the model (a queue: the embedded model's free sequence, a rate limit) rather
+    than generating. Retries and waits between attempts count as generation time."""
+
+    model: str
+    started: float
+    finished: float
+    queue_time: float = 0.0
+    failed: bool = False
+
+    @property
+    def generation_started(self) -> float:
+        return min(self.started + self.queue_time, self.finished)
+
+    @property
+    def generation_time(self) -> float:
+        return self.finished - self.generation_started
+
+
+@dataclass(slots=True)
 class NodeRun:
     """One node's part of a run."""
 
@@ -69,6 +98,7 @@ class NodeRun:
     error: str | None = None  # "ExcType: message" of the final failure
     skip_reason: str | None = None  # why it was skipped (routing, failed upstream, budget)
     usage: Usage = field(default_factory=Usage)
+    model_calls: list[ModelCallSpan] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

@@ -19,13 +19,14 @@ from kaizen.runtime.hooks import (
     NodeStartHook,
     RunFinishHook,
 )
-from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, Usage
+from kaizen.runtime.record import ModelCallSpan, NodeStatus, RunRecord, RunStatus, Usage
 
 __all__ = ["Recorder"]
 
 
 class Recorder(NodeStartHook, NodeFinishHook, NodeSkipHook, ModelCallFinishHook, RunFinishHook):
-    """Keeps `record` up to date: node statuses, times, attempts, errors, usage."""
+    """Keeps `record` up to date: node statuses, times, attempts, errors, usage, and each
+    model call's span (queue time apart from generation time)."""
 
     name = "kaizen.recorder"
 
@@ -80,9 +81,19 @@ class Recorder(NodeStartHook, NodeFinishHook, NodeSkipHook, ModelCallFinishHook,
         error: BaseException | None,
     ) -> None:
         node_run = self.record.nodes.get(node_id)
+        finished = now()
+        span = ModelCallSpan(
+            model=model,
+            started=finished - latency,
+            finished=finished,
+            queue_time=float(getattr(reply, "queue_time", 0.0) or 0.0),
+            failed=error is not None,
+        )
         with self._usage_lock:
             if node_run is not None:
                 node_run.usage.add(usage)
+                if model:  # a node counting usage itself (`add_usage`) made no timed call
+                    node_run.model_calls.append(span)
             self.record.usage.add(usage)
 
     def on_run_finish(
