@@ -13,7 +13,8 @@ llama-cpp-python built with ``CMAKE_ARGS=-DGGML_NATIVE=OFF`` and
 - A json_schema ``response_format`` becomes a grammar that constrains decoding. Before that, the
   schema is tightened so the JSON can close within the token budget (strings get a ``maxLength``,
   arrays a ``maxItems``). The reply is re-serialised as strict JSON (the grammar lets raw control
-  characters into strings). A reply cut off by the token limit is retried once with tighter
+  characters into strings), and a string that ran into its cap is cut back to its last whole
+  sentence (or word, then "…"), so no answer ends mid-word. A reply cut off by the token limit is retried once with tighter
   caps, then reported as `LocalModelTruncated`.
 
 Its answers are weak (135M parameters); it is here so everything runs on a laptop, not for facts.
@@ -27,6 +28,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -198,12 +200,42 @@ def bounded_schema(
     return bounded
 
 
-def _normalise_json(text: str) -> str | None:
-    """`text` as strict JSON (raw control characters in strings escaped), or None if invalid."""
+def _normalise_json(text: str, string_cap: int = 0) -> str | None:
+    """`text` as strict JSON (raw control characters in strings escaped), or None if invalid.
+    Strings that ran into `string_cap` end cleanly (`end_cleanly`)."""
     try:
-        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+        data = json.loads(text, strict=False)
     except ValueError:
         return None
+    if string_cap:
+        data = _trim_capped(data, string_cap)
+    return json.dumps(data, ensure_ascii=False)
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def end_cleanly(text: str) -> str:
+    """`text`, cut off by a length cap, shortened to its last whole sentence, or else to its
+    last whole word followed by an ellipsis: never a word cut in half."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if ends and ends[-1] >= len(text) * 0.4:
+        return text[: ends[-1]]
+    head = text.rstrip()
+    if " " not in head:
+        return head
+    head = head[: head.rfind(" ")].rstrip(" ,;:-")
+    return head + "…"
+
+
+def _trim_capped(value: Any, cap: int) -> Any:
+    if isinstance(value, str):
+        return end_cleanly(value) if len(value) >= cap else value
+    if isinstance(value, list):
+        return [_trim_capped(item, cap) for item in value]
+    if isinstance(value, dict):
+        return {key: _trim_capped(item, cap) for key, item in value.items()}
+    return value
 
 
 # -- generation --------------------------------------------------------------------------------
@@ -249,11 +281,11 @@ def _plan(
     return _Plan(chat, schema, options, seconds)
 
 
-def _settle(plan: _Plan, reply: LocalReply, last: bool) -> LocalReply | None:
+def _settle(plan: _Plan, reply: LocalReply, string_cap: int, last: bool) -> LocalReply | None:
     """The reply to return, or None to try again with tighter caps."""
     if plan.schema is None:
         return reply
-    normalised = _normalise_json(reply.text)
+    normalised = _normalise_json(reply.text, string_cap)
     if normalised is not None:
         reply.text = normalised
         return reply
@@ -292,7 +324,7 @@ def generate(
         else:
             reply = _serial_attempt(plan, string_cap, array_cap)
         total = _add(total, reply)
-        settled = _settle(plan, total, last=number == len(caps) - 1)
+        settled = _settle(plan, total, string_cap, last=number == len(caps) - 1)
         if settled is not None:
             return settled
     raise AssertionError("unreachable: the last attempt settles or raises")  # pragma: no cover
@@ -311,7 +343,7 @@ async def agenerate(
         request = _batch_request(plan, string_cap, array_cap)
         decoded = await asyncio.wrap_future(_engine().submit(request))
         total = _add(total, _from_decoded(decoded))
-        settled = _settle(plan, total, last=number == len(caps) - 1)
+        settled = _settle(plan, total, string_cap, last=number == len(caps) - 1)
         if settled is not None:
             return settled
     raise AssertionError("unreachable: the last attempt settles or raises")  # pragma: no cover
