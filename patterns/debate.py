@@ -13,6 +13,7 @@ arguments either on to round r+1 or, when the positions converged, straight to t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kaizen.agents.agent import AgentNode
@@ -32,7 +33,7 @@ from kaizen.patterns.members import (
     resolve_members,
     set_group,
 )
-from kaizen.patterns.roles import role_key
+from kaizen.patterns.roles import persona, role_key
 from kaizen.signatures import SignatureField
 
 if TYPE_CHECKING:
@@ -42,6 +43,18 @@ if TYPE_CHECKING:
     from kaizen.workflow.builder import WorkflowBuilder
 
 JUDGE_ROLES = frozenset({"moderator", "judge"})
+#: Debater roles that hold one side whatever the topic: their position is fixed to it (the
+#: schema allows only that value) and their instructions say which side to argue.
+SIDES: dict[str, str] = {
+    "optimist": "for",
+    "advocate": "for",
+    "pessimist": "against",
+    "critic": "against",
+}
+_SIDE_BRIEF = {
+    "for": "You argue FOR the proposition: give a reason it is true or good.",
+    "against": "You argue AGAINST the proposition: give a reason it is false or harmful.",
+}
 DEFAULT_JUDGE = "moderator"
 # what the debate gives agents whose own signatures lack it
 ARGUMENTS = SignatureField("arguments", list[str], "the debaters' final arguments, one per debater")
@@ -103,6 +116,12 @@ def create_debate_workflow(
     debaters = resolve_members(
         items, "debater", pattern="debate", agent_config=config, framework=framework
     )
+    debaters = [
+        _on_side(member, SIDES[role_key(item)])
+        if isinstance(item, str) and role_key(item) in SIDES
+        else member
+        for item, member in zip(items, debaters, strict=True)
+    ]
     (judge_member,) = resolve_members(
         [judge if judge is not None else DEFAULT_JUDGE],
         "judge",
@@ -215,6 +234,34 @@ def _hearing(member: Member, field: SignatureField) -> Member:
         return member
     signature = member.signature.with_fields(inputs=[field])
     return Member(member.key, member.agent.with_signature(signature))
+
+
+def _on_side(member: Member, side: str) -> Member:
+    """A role-name debater bound to `side`: its instructions name the side, and its `position`
+    output can only be that side (a small model otherwise drifts to the popular one)."""
+    from typing import Literal
+
+    from kaizen.agents.agent import Agent
+    from kaizen.signatures import Signature
+
+    agent = member.agent
+    if not member.has_output("position"):
+        return member
+    outputs = tuple(
+        replace(f, type=Literal[side]) if f.name == "position" else f
+        for f in agent.signature.output_fields
+    )
+    # The side goes right after the persona's sentence: "You are a pessimist: ... You argue
+    # AGAINST the proposition ...", then the debater's task.
+    current = agent.config.effective_instructions or ""
+    who = persona(member.key)
+    if current.startswith(who):
+        instructions = f"{who} {_SIDE_BRIEF[side]}{current[len(who) :]}"
+    else:
+        instructions = f"{_SIDE_BRIEF[side]} {current}".strip()
+    signature = Signature(agent.signature.input_fields, outputs, instructions)
+    config = agent.config.model_copy(update={"instructions": instructions, "system_prompt": None})
+    return Member(member.key, Agent(agent.name, signature, config))
 
 
 def _distinct(judge: Member, debaters: Sequence[Member]) -> Member:

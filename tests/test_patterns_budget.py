@@ -17,7 +17,9 @@ def debate_model() -> ScriptedModel:
     def reply(messages: Messages) -> Any:
         if "rule on the topic" in str(messages[0]["content"]):
             return {"position": "for", "rationale": "r", "confidence": 0.5}
-        return {"position": "for", "argument": "a", "confidence": 0.5}
+        # a pessimist is bound to "against" (kaizen.patterns.debate.SIDES)
+        side = "against" if "AGAINST" in str(messages[0]["content"]) else "for"
+        return {"position": side, "argument": "a", "confidence": 0.5}
 
     return ScriptedModel(reply)
 

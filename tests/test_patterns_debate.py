@@ -18,7 +18,7 @@ Messages = list[dict[str, Any]]
 
 def persona_of(messages: Messages) -> str:
     system = str(messages[0]["content"]).lower()
-    for role in ("optimist", "pessimist", "skeptic", "moderator", "judge"):
+    for role in ("optimist", "pessimist", "skeptic", "pragmatist", "moderator", "judge"):
         if role in system.split(".")[0]:
             return role
     return "?"
@@ -132,10 +132,10 @@ def test_topic_as_a_run_parameter_reaches_every_debater_and_the_judge() -> None:
 
 
 def test_early_stop_skips_the_later_rounds_visibly_and_the_judge_still_rules() -> None:
-    agree = {"optimist": "for", "pessimist": "for", "skeptic": "for"}
+    agree = {"optimist": "for", "pragmatist": "for", "skeptic": "for"}
     model = debate_script(agree)
     builder = create_debate_workflow(
-        ["optimist", "pessimist", "skeptic"], topic="t", rounds=3, early_stop=True, model=model
+        ["optimist", "pragmatist", "skeptic"], topic="t", rounds=3, early_stop=True, model=model
     )
     results, record = run(builder)
     assert results["round1/convergence"]["converged"] is True
@@ -236,3 +236,17 @@ def test_the_debate_renders_with_its_rounds(tmp_path: Path) -> None:
 
     run_svg = render_run(record, tmp_path / "debate-run.svg", workflow=wf).read_text()
     assert "<svg" in run_svg
+
+
+def test_sided_debaters_given_by_role_keep_their_side() -> None:
+    wf = create_debate_workflow(
+        ["optimist", "pessimist", "pragmatist"], topic="t", rounds=2, model=debate_script(SPLIT)
+    ).build()
+    for r in (1, 2):
+        pessimist = wf.nodes[f"round{r}/pessimist"].agent  # type: ignore[attr-defined]
+        assert pessimist.output_schema["properties"]["position"]["const"] == "against"
+        assert "AGAINST" in (pessimist.config.effective_instructions or "")
+        optimist = wf.nodes[f"round{r}/optimist"].agent  # type: ignore[attr-defined]
+        assert optimist.output_schema["properties"]["position"]["const"] == "for"
+    pragmatist = wf.nodes["round1/pragmatist"].agent  # type: ignore[attr-defined]
+    assert pragmatist.output_schema["properties"]["position"]["enum"] == ["for", "against"]

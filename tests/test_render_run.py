@@ -355,3 +355,42 @@ def test_tool_calls_that_overlap_are_stacked_in_lanes() -> None:
     y = {name: float(strip.get("y", 0)) for name, strip in strips.items()}
     assert y["a"] != y["b"]  # overlapping calls never hide each other
     assert y["c"] == y["a"]  # a later call reuses the first lane
+
+
+def test_timeline_draws_a_model_calls_queue_apart_from_its_generation() -> None:
+    from kaizen.render.timeline import GENERATING_COLOR
+    from kaizen.runtime.record import ModelCallSpan
+
+    node = NodeRun("voter", "AgentNode", NodeStatus.COMPLETED, T0, T0 + 3.0, attempts=1)
+    node.model_calls.append(ModelCallSpan("local/smollm2", T0 + 0.1, T0 + 2.9, queue_time=2.0))
+    record = RunRecord("r", "queued", T0, T0 + 3.0, RunStatus.COMPLETED, {"voter": node})
+    root = parse(timeline_svg(record))
+    calls = [g for g in root.iter(f"{SVG}g") if g.get("class") == "model-call"]
+    assert len(calls) == 1
+    rects = {r.get("class"): r for r in calls[0].iter(f"{SVG}rect")}
+    queued, generating = rects["queued"], rects["generating"]
+    assert queued.get("fill") != generating.get("fill") == GENERATING_COLOR.fill
+    assert float(queued.get("x", 0)) < float(generating.get("x", 0))
+    assert float(queued.get("width", 0)) > float(generating.get("width", 0)) * 2  # 2.0 s vs 0.8 s
+    words = texts(root)
+    assert "model: queued" in words and "model: generating" in words
+    assert "queued 2.00 s" in words  # the bar's note says how long it waited
+
+
+def test_recorder_keeps_each_model_calls_queue_time() -> None:
+    from types import SimpleNamespace
+
+    from kaizen.runtime.record import Usage
+    from kaizen.runtime.recorder import Recorder
+
+    record = RunRecord("r", "w", T0, nodes={"n": NodeRun("n", "AgentNode")})
+    recorder = Recorder(record)
+    reply = SimpleNamespace(queue_time=1.5)
+    recorder.on_model_call_finish(
+        run_id="r", node_id="n", model="local/smollm2", usage=Usage(calls=1), latency=2.0,
+        reply=reply, error=None,
+    )  # fmt: skip
+    (span,) = record.nodes["n"].model_calls
+    assert span.queue_time == 1.5
+    assert span.generation_time == pytest.approx(0.5)
+    assert span.finished - span.started == pytest.approx(2.0)

@@ -33,7 +33,13 @@ JUDGE = "moderator"
 VOTERS = ("economist", "engineer", "ethicist", "skeptic", "analyst")
 ROUNDS = 2
 # Short replies keep the small model on track and the demo quick; one re-ask on a bad reply.
-AGENT_CONFIG: dict[str, Any] = {"max_tokens": 200, "retries": 1, "max_parse_attempts": 2}
+# The timeout covers a call's wait for the embedded model as well as its generation.
+AGENT_CONFIG: dict[str, Any] = {
+    "max_tokens": 200,
+    "retries": 1,
+    "max_parse_attempts": 2,
+    "timeout": 180,
+}
 
 
 @dataclass
@@ -221,7 +227,7 @@ def _print_consensus(console: Console, summary: Mapping[str, Any]) -> None:
             vote["agent"],
             escape(vote["answer"]),
             f"{vote['confidence']:.2f}",
-            escape(vote["rationale"][:70]),
+            escape(vote["rationale"]),
         )
     for failure in result["failures"]:
         table.add_row(failure["agent"], "[red]failed[/red]", "", escape(failure["error"][:70]))

@@ -70,6 +70,7 @@ class ModelReply:
     finish_reason: str | None = None
     raw_response: Any = None
     tool_calls: tuple[ToolCallRequest, ...] = ()  # the tools the model asked to call
+    queue_time: float = 0.0  # seconds of `latency` the last attempt waited for the model
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,4 +224,5 @@ def _reply(response: RawReply, model: str, attempts: int, latency: float) -> Mod
         finish_reason=response.finish_reason,
         raw_response=response.raw,
         tool_calls=response.tool_calls,
+        queue_time=response.queue_time,
     )

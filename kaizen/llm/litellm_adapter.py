@@ -20,7 +20,8 @@ litellm callbacks or a litellm budget gets litellm's logging back, unchanged.
 
 Private litellm names used here, all listed in `PRIVATE_NAMES` (a test fails loudly the day a
 litellm upgrade removes one): `litellm._custom_providers`, `litellm._internal_context`, and the
-`_hidden_params` of a response (where litellm keeps the cost it computed).
+`_hidden_params` of a response (where litellm keeps the cost it computed, and where Kaizen's own
+providers leave the seconds a call queued before the model took it: `set_queue_time`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ __all__ = [
     "load_litellm",
     "missing_private_names",
     "provider_of",
+    "queue_time",
     "register_provider",
     "response_cost",
+    "set_queue_time",
     "set_response_cost",
     "token_cost",
 ]
@@ -245,6 +248,22 @@ def set_response_cost(response: Any, cost: float) -> None:
     """Tell litellm what a response from one of Kaizen's own providers cost (they are free),
     which saves litellm pricing an unknown model on every call."""
     response._hidden_params["response_cost"] = cost
+
+
+_QUEUE_TIME = "kaizen_queue_time"
+
+
+def set_queue_time(response: Any, seconds: float) -> None:
+    """Record on a response from one of Kaizen's providers how long the call waited for the
+    model before generation began (the embedded model's queue)."""
+    response._hidden_params[_QUEUE_TIME] = float(seconds)
+
+
+def queue_time(response: Any) -> float:
+    """The seconds a response's call queued before generation (0.0 when none was recorded)."""
+    hidden = getattr(response, "_hidden_params", None)
+    value = hidden.get(_QUEUE_TIME) if isinstance(hidden, Mapping) else None
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def missing_private_names() -> list[str]:

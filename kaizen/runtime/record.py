@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HookError",
+    "ModelCallSpan",
     "NodeRun",
     "NodeStatus",
     "RunRecord",
@@ -85,6 +86,27 @@ class ToolCallRecord:
 
 
 @dataclass(slots=True)
+class ModelCallSpan:
+    """One model call a node made: when it began and ended, and how much of that it spent
+    waiting for the model (a queue: the embedded model's free sequence, a rate limit) rather
+    than generating. Retries and waits between attempts count as generation time."""
+
+    model: str
+    started: float
+    finished: float
+    queue_time: float = 0.0
+    failed: bool = False
+
+    @property
+    def generation_started(self) -> float:
+        return min(self.started + self.queue_time, self.finished)
+
+    @property
+    def generation_time(self) -> float:
+        return self.finished - self.generation_started
+
+
+@dataclass(slots=True)
 class NodeRun:
     """One node's part of a run."""
 
@@ -100,6 +122,7 @@ class NodeRun:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)  # an agent's, in order
     stop_reason: str | None = None  # why an agent's reason-act loop stopped
     restored: bool = False  # completed in an earlier attempt at the run (resume): not run again
+    model_calls: list[ModelCallSpan] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:

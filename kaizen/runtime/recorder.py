@@ -20,7 +20,14 @@ from kaizen.runtime.hooks import (
     RunFinishHook,
     ToolCallFinishHook,
 )
-from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
+from kaizen.runtime.record import (
+    ModelCallSpan,
+    NodeStatus,
+    RunRecord,
+    RunStatus,
+    ToolCallRecord,
+    Usage,
+)
 
 __all__ = ["Recorder"]
 
@@ -33,7 +40,8 @@ class Recorder(
     ToolCallFinishHook,
     RunFinishHook,
 ):
-    """Keeps `record` up to date: node statuses, times, attempts, errors, usage, tool calls."""
+    """Keeps `record` up to date: node statuses, times, attempts, errors, usage, each model
+    call's span (queue time apart from generation time), tool calls."""
 
     name = "kaizen.recorder"
 
@@ -88,9 +96,19 @@ class Recorder(
         error: BaseException | None,
     ) -> None:
         node_run = self.record.nodes.get(node_id)
+        finished = now()
+        span = ModelCallSpan(
+            model=model,
+            started=finished - latency,
+            finished=finished,
+            queue_time=float(getattr(reply, "queue_time", 0.0) or 0.0),
+            failed=error is not None,
+        )
         with self._usage_lock:
             if node_run is not None:
                 node_run.usage.add(usage)
+                if model:  # a node counting usage itself (`add_usage`) made no timed call
+                    node_run.model_calls.append(span)
             self.record.usage.add(usage)
 
     def on_tool_call_finish(

@@ -1,0 +1,177 @@
+"""Batched decoding of the embedded model (kaizen/llm/batching.py) and what it reports.
+
+The scheduler's pure parts are tested directly; the engine is tested on the real model (skipped
+without it, failed without it in CI, as in tests/test_local_model.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kaizen.llm import LOCAL_MODEL, acomplete, complete, local, local_model_installed
+from kaizen.llm.batching import (
+    MIN_SHARED_PREFIX,
+    BatchEngine,
+    DecodeTimeout,
+    Request,
+    Scheduler,
+    best_prefix,
+    common_prefix,
+)
+from kaizen.llm.local import end_cleanly
+
+
+@pytest.fixture
+def embedded_model() -> None:
+    """Skip without the embedded model, except in CI (see tests/test_local_model.py)."""
+    if local_model_installed():
+        return
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off"):
+        pytest.fail("the embedded model is not installed, but CI is set: check `make setup`")
+    pytest.skip("embedded model not installed (run `make setup`)")
+
+
+needs_model = pytest.mark.usefixtures("embedded_model")
+pytestmark = pytest.mark.timeout(600)
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"position": {"type": "string"}, "confidence": {"type": "number"}},
+    "required": ["position", "confidence"],
+    "additionalProperties": False,
+}
+
+
+def messages(topic: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": "You take a position on a topic. Reply with JSON only."},
+        {"role": "user", "content": f"topic: {topic}"},
+    ]
+
+
+# -- pure parts ------------------------------------------------------------------------------
+@given(st.lists(st.integers(0, 5)), st.lists(st.integers(0, 5)))
+def test_common_prefix_is_the_longest_shared_start(a: list[int], b: list[int]) -> None:
+    n = common_prefix(a, b)
+    assert a[:n] == b[:n]
+    assert n == min(len(a), len(b)) or a[n] != b[n]
+
+
+def test_best_prefix_prefers_the_longest_match_and_keeps_one_token_to_decode() -> None:
+    state = Scheduler(n_ctx=1000)
+    prompt = list(range(40))
+    state.cached[7] = [*range(30), 99]
+    state.cached[8] = list(range(40))  # the very same prompt
+    assert best_prefix(state, prompt) == (8, 39)  # the last token is decoded for its logits
+    state.cached.clear()
+    state.cached[3] = list(range(MIN_SHARED_PREFIX - 1))
+    assert best_prefix(state, prompt) == (None, 0)  # too short to be worth copying
+
+
+@given(st.lists(st.sampled_from(["word", "longer", "x", "end.", "growth,", "a"]), min_size=1))
+def test_a_capped_answer_never_ends_inside_a_word(words: list[str]) -> None:
+    text = " ".join(words)
+    cut = end_cleanly(text)
+    body = cut.removesuffix("…")
+    assert text.startswith(body)
+    if body != text and " " in text.rstrip():
+        assert cut.endswith(("…", ".")) and text[len(body)] in " .,;:-"
+
+
+# -- the engine on the real model --------------------------------------------------------------
+@pytest.fixture
+def batching() -> Iterator[None]:
+    saved = local.BATCHING
+    local.BATCHING = True
+    yield
+    local.BATCHING = saved
+
+
+@pytest.mark.local_model
+@needs_model
+@pytest.mark.usefixtures("batching")
+def test_concurrent_calls_are_decoded_together_into_schema_valid_json() -> None:
+    async def five() -> list[Any]:
+        topics = ["Cities should ban cars", "Homework helps", "Tea beats coffee", "Cats", "Rain"]
+        calls = [
+            acomplete(messages(t), model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=96)
+            for t in topics
+        ]
+        return await asyncio.gather(*calls)
+
+    replies = asyncio.run(five())
+    for reply in replies:
+        jsonschema.validate(json.loads(reply.text), SCHEMA)
+        assert reply.usage.completion_tokens > 0
+        assert reply.queue_time >= 0.0
+    assert local._engine().stats()["running"] == 0  # every sequence was freed
+
+
+@pytest.mark.local_model
+@needs_model
+def test_the_serialised_path_still_answers_when_batching_is_off() -> None:
+    saved = local.BATCHING
+    local.BATCHING = False
+    try:
+        reply = complete(messages("Tea"), model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=96)
+    finally:
+        local.BATCHING = saved
+    jsonschema.validate(json.loads(reply.text), SCHEMA)
+
+
+@pytest.mark.local_model
+@needs_model
+def test_a_repeated_prompt_reuses_its_cached_prefix() -> None:
+    engine = local._engine()
+    prompt, stop = engine.chat_prompt(messages("Prefix caching is useful"))
+    first = engine.submit(Request(list(prompt), 8, stop=stop)).result()
+    second = engine.submit(Request(list(prompt), 8, stop=stop)).result()
+    assert first.prompt_tokens == second.prompt_tokens == len(prompt)
+    assert second.prefix_reused == len(prompt) - 1
+
+
+@pytest.mark.local_model
+@needs_model
+def test_a_timeout_or_a_cancel_frees_the_sequence() -> None:
+    engine = local._engine()
+    prompt, _ = engine.chat_prompt([{"role": "user", "content": "Write a very long story."}])
+    late = engine.submit(Request(list(prompt), 2000, timeout=0.05))
+    with pytest.raises(DecodeTimeout, match=r"timeout=0\.05"):
+        late.result()
+    cancelled = engine.submit(Request(list(prompt), 2000))
+    assert cancelled.cancel()
+    with pytest.raises(CancelledError):
+        cancelled.result()
+    deadline = time.monotonic() + 60
+    while (engine.stats()["running"] or engine.stats()["waiting"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.stats()["running"] == 0 and engine.stats()["waiting"] == 0
+
+
+@pytest.mark.local_model
+@needs_model
+def test_a_request_waits_while_the_context_is_full_and_its_wait_is_reported() -> None:
+    path = local.gguf_path()
+    assert path is not None
+    engine = BatchEngine(path, n_ctx=512, n_threads=2, prefix_slots=0)
+    try:
+        prompt, stop = engine.chat_prompt(messages("Waiting for room"))
+        size = 512 - len(prompt) - 8  # each request reserves most of the context
+        first = engine.submit(Request(list(prompt), size, stop=stop))
+        second = engine.submit(Request(list(prompt), size, stop=stop))
+        a, b = first.result(), second.result()
+        assert b.queue_time > a.queue_time  # it waited for the first to finish
+        assert b.prefix_reused == 0  # nothing cached: prefix_slots=0
+    finally:
+        engine.close()
