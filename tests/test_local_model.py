@@ -232,3 +232,18 @@ def test_the_embedded_model_completes_a_one_tool_task_through_the_loop(
     assert result.success and isinstance(result.answer, str) and result.answer.strip()
     for call in result.tool_calls:  # any tool call it made went through the tool
         assert call.name == "word_count" and (call.output is not None or call.error)
+
+
+def test_the_embedded_model_answers_streamed_requests_in_one_piece(embedded_model: None) -> None:
+    """The embedded model does not stream: a listener (`agent.stream`, `kaizen demo`'s progress)
+    gets the whole reply as one chunk instead of a failed call."""
+    import kaizen
+
+    agent = kaizen.create_agent(
+        "streamer", "topic -> word: str", {"model": LOCAL_MODEL, "max_tokens": 32}
+    )
+    events = list(agent.stream_sync(topic="rain"))
+    deltas = [e for e in events if isinstance(e, kaizen.ContentDelta)]
+    done = events[-1]
+    assert isinstance(done, kaizen.Done) and done.result.success
+    assert len(deltas) == 1 and json.loads(deltas[0].text) == done.result.data

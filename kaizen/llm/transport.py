@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import kaizen.llm.litellm_adapter as adapter
 from kaizen.errors import ConfigError
+from kaizen.llm.local import LOCAL_PROVIDER
 
 __all__ = [
     "FAST_TRANSPORTS",
@@ -86,8 +87,8 @@ class LitellmTransport:
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
-        if on_text is None:
-            return from_litellm(adapter.completion(**kwargs), model)
+        if on_text is None or not _streams(model):
+            return _whole(from_litellm(adapter.completion(**kwargs), model), on_text)
         stream = adapter.completion(**_streaming(kwargs))
         assembler = StreamAssembler(on_text)
         for chunk in stream:
@@ -96,8 +97,8 @@ class LitellmTransport:
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
-        if on_text is None:
-            return from_litellm(await adapter.acompletion(**kwargs), model)
+        if on_text is None or not _streams(model):
+            return _whole(from_litellm(await adapter.acompletion(**kwargs), model), on_text)
         stream = await adapter.acompletion(**_streaming(kwargs))
         assembler = StreamAssembler(on_text)
         async for chunk in stream:
@@ -233,6 +234,18 @@ class StreamAssembler:
             finish_reason=self.finish_reason,
             raw=raw,
         )
+
+
+def _streams(model: str) -> bool:
+    """Whether the model's provider streams: the embedded model answers whole replies."""
+    return adapter.provider_of(model) != LOCAL_PROVIDER
+
+
+def _whole(reply: RawReply, on_text: OnText | None) -> RawReply:
+    """A reply that did not stream, given to `on_text` in one piece."""
+    if on_text is not None and reply.text:
+        on_text(reply.text)
+    return reply
 
 
 def _streaming(kwargs: Mapping[str, Any]) -> dict[str, Any]:
