@@ -247,3 +247,21 @@ def test_the_embedded_model_answers_streamed_requests_in_one_piece(embedded_mode
     done = events[-1]
     assert isinstance(done, kaizen.Done) and done.result.success
     assert len(deltas) == 1 and json.loads(deltas[0].text) == done.result.data
+
+
+def test_the_demo_runs_on_the_embedded_model(embedded_model: None, tmp_path: Any) -> None:
+    """`make demo` as a user runs it: every agent answers (structure, not facts)."""
+    import io
+
+    from rich.console import Console
+
+    from kaizen.cli.demo import run_demo
+
+    console = Console(file=io.StringIO(), width=100)
+    summary = run_demo("Tabs beat spaces", tmp_path / "out", model=LOCAL_MODEL, console=console)
+    for name in ("debate", "consensus"):
+        record = json.loads((tmp_path / "out" / f"{name}-results.json").read_text())["record"]
+        failed = [n for n, run in record["nodes"].items() if run["status"] != "completed"]
+        assert not failed, f"{name}: {failed} did not complete: {console.file.getvalue()[-2000:]}"
+    assert summary["debate"]["verdict"]["position"] in ("for", "against")
+    assert len(summary["consensus"]["result"]["votes"]) == 5
