@@ -402,6 +402,18 @@ def make_scripted_handler() -> Any:
                 else None,
             }
 
+    def take(
+        model: str, messages: Messages, optional_params: dict[str, Any] | None, timeout: Any
+    ) -> tuple[_Outcome, float]:
+        """The scripted outcome of a request, and how long to wait before answering."""
+        outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
+        return outcome, delay(outcome, timeout)[0]
+
+    def check_time(outcome: _Outcome, model: str, wait: float, timeout: Any) -> None:
+        """Raise litellm's timeout when the scripted latency ran into the caller's timeout."""
+        if delay(outcome, timeout)[1]:
+            raise timed_out(model, wait)
+
     def delay(outcome: _Outcome, timeout: Any) -> tuple[float, bool]:
         """How long to wait, and whether the wait runs into the caller's timeout."""
         limit = float(timeout) if isinstance(timeout, int | float) else None
@@ -427,12 +439,9 @@ def make_scripted_handler() -> Any:
             timeout: Any = None,
             **kwargs: Any,
         ) -> Any:
-            outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
-            wait, expires = delay(outcome, timeout)
-            if wait > 0:
-                time.sleep(wait)
-            if expires:
-                raise timed_out(model, wait)
+            outcome, wait = take(model, messages, optional_params, timeout)
+            time.sleep(wait)
+            check_time(outcome, model, wait, timeout)
             return finish(outcome, model, messages, model_response)
 
         def streaming(  # type: ignore[override]
@@ -444,12 +453,9 @@ def make_scripted_handler() -> Any:
             timeout: Any = None,
             **kwargs: Any,
         ) -> Iterator[dict[str, Any]]:
-            outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
-            wait, expires = delay(outcome, timeout)
-            if wait > 0:
-                time.sleep(wait)
-            if expires:
-                raise timed_out(model, wait)
+            outcome, wait = take(model, messages, optional_params, timeout)
+            time.sleep(wait)
+            check_time(outcome, model, wait, timeout)
             if outcome.error is not None:
                 finish(outcome, model, messages, None)  # raises the scripted error
             yield from stream_chunks(outcome, messages)
@@ -463,12 +469,9 @@ def make_scripted_handler() -> Any:
             timeout: Any = None,
             **kwargs: Any,
         ) -> AsyncIterator[dict[str, Any]]:
-            outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
-            wait, expires = delay(outcome, timeout)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if expires:
-                raise timed_out(model, wait)
+            outcome, wait = take(model, messages, optional_params, timeout)
+            await asyncio.sleep(wait)
+            check_time(outcome, model, wait, timeout)
             if outcome.error is not None:
                 finish(outcome, model, messages, None)
             for chunk in stream_chunks(outcome, messages):
@@ -485,12 +488,9 @@ def make_scripted_handler() -> Any:
             timeout: Any = None,
             **kwargs: Any,
         ) -> Any:
-            outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
-            wait, expires = delay(outcome, timeout)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if expires:
-                raise timed_out(model, wait)
+            outcome, wait = take(model, messages, optional_params, timeout)
+            await asyncio.sleep(wait)
+            check_time(outcome, model, wait, timeout)
             return finish(outcome, model, messages, model_response)
 
     return ScriptedHandler()
