@@ -285,10 +285,11 @@ def test_a_full_disk_fails_the_run_clearly_and_keeps_what_was_stored(tmp_path: P
     wf.add_node("FunctionNode", "small", {"function": small})
     wf.add_node("FunctionNode", "huge", {"function": huge})
     wf.add_connection("small", "result", "huge", "value")
-    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
-    # a store that cannot grow past its current size plus a little: the big write fails
-    pages = runtime.store.read("PRAGMA page_count")[0][0]
-    runtime.store.connection().execute(f"PRAGMA max_page_count={pages + 20}")
+    # a store that cannot grow past its current size plus a little (on every connection,
+    # the store's writer thread's too): the big write fails
+    path = tmp_path / "k.db"
+    pages, page_size = Store(path).read("SELECT * FROM pragma_page_count, pragma_page_size")[0]
+    runtime = LocalRuntime(checkpoint=Store(path, max_size=(pages + 20) * page_size))
     with pytest.raises(StoreFullError) as full:
         runtime.execute(wf.build(), {"small": {"x": 1}})
     assert "no space left" in str(full.value)
