@@ -191,6 +191,12 @@ class Store:
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             self._migrate(connection)
+            # per connection, not in the schema: the document frequency of each word in the
+            # memory index, which memory search reads to skip words nearly every memory holds
+            connection.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_vocab"
+                " USING fts5vocab(main, memories_fts, 'row')"
+            )
             if self.max_size is not None:
                 page_size = connection.execute("PRAGMA page_size").fetchone()[0]
                 connection.execute(f"PRAGMA max_page_count={max(1, self.max_size // page_size)}")
