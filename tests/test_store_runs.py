@@ -478,15 +478,13 @@ def test_checkpointed_runs_in_several_threads_and_processes_lose_nothing(
     (tmp_path / "runs.py").write_text(_CHECKPOINTING)
     store = str(tmp_path / "k.db")
     env = {**os.environ, "LOG": os.devnull}
-    processes = [
-        subprocess.Popen([sys.executable, str(tmp_path / "runs.py"), str(tmp_path), store,
-                          f"p{n}"], env=env)  # fmt: skip
-        for n in range(2)
-    ]
+    script = [sys.executable, str(tmp_path / "runs.py"), str(tmp_path), store]
+    processes = [subprocess.Popen([*script, f"p{n}"], env=env) for n in range(2)]
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("LOG", os.devnull)
     monkeypatch.delitem(sys.modules, "longflow", raising=False)
     from longflow import build  # type: ignore[import-not-found]
+
     runtime = LocalRuntime(checkpoint=store)
     errors: list[BaseException] = []
 

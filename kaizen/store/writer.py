@@ -25,6 +25,7 @@ never a part of one: each batch is one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -92,7 +93,7 @@ class BatchWriter:
         self._queue.put(done)
         done.wait()
 
-    # -- the writing thread -------------------------------------------------------------------------
+    # -- the writing thread ------------------------------------------------------------------------
 
     def _work(self) -> None:
         get, get_nowait = self._queue.get, self._queue.get_nowait
@@ -133,8 +134,8 @@ class BatchWriter:
             for _, _, owner in writes:
                 _tell(owner, exc)
             return
-        except Exception:  # noqa: S110 - retried one by one below, where each failure is told
-            pass
+        except Exception:
+            pass  # retried one by one below, where each failure is told to its owner
         for sql, parameters, owner in writes:
             try:
                 with self.store.write() as db:
@@ -144,7 +145,5 @@ class BatchWriter:
 
 
 def _tell(owner: WriteOwner, error: Exception) -> None:
-    try:
+    with contextlib.suppress(Exception):  # an owner's bug must not stop the store's writer
         owner.write_failed(error)
-    except Exception:  # noqa: S110 - an owner's bug must not stop the store's writer
-        pass
