@@ -345,6 +345,7 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         self.allow_pickle = allow_pickle
         self.restored = frozenset(restored)
         self.failure: Exception | None = None
+        self._told = False  # whether `failure` was raised to the hooks' record already
         self._writer: BatchWriter | None = None  # attached at the first row
 
     def write_failed(self, error: Exception) -> None:
@@ -374,6 +375,7 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
             )
         except Exception as exc:
             self.write_failed(exc)
+            self._told = True
             raise
         writer = self._writer
         if writer is None:
@@ -405,5 +407,6 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
                 writer.flush()
             finally:
                 detach(writer)
-        if self.failure is not None:
-            raise self.failure
+        if self.failure is not None and not self._told:
+            self._told = True
+            raise self.failure  # into the run's hook_errors; the runtime raises it at the end
