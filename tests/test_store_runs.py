@@ -418,6 +418,38 @@ def test_a_corrupted_store_file_is_a_clear_error_and_is_left_untouched(tmp_path:
     assert path.read_bytes() == junk
 
 
+def test_the_batch_writer_stores_every_good_row_of_a_batch_holding_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    from kaizen.errors import StoreError
+    from kaizen.store.writer import attach, detach
+
+    class Owner:
+        def __init__(self) -> None:
+            self.errors: list[Exception] = []
+
+        def write_failed(self, error: Exception) -> None:
+            self.errors.append(error)
+
+    store = Store(tmp_path / "k.db")
+    good, bad = Owner(), Owner()
+    writer = attach(store)
+    insert = "INSERT INTO cache VALUES (?, 'model', '1', 0, NULL)"
+    try:
+        for i in range(5):
+            writer.submit(insert, (f"k{i}",), good)
+        writer.submit(insert, ("k0",), bad)  # the key is taken: this row cannot land
+        for i in range(5, 10):
+            writer.submit(insert, (f"k{i}",), good)
+        writer.flush()
+    finally:
+        detach(writer)
+    assert store.read("SELECT count(*) FROM cache")[0][0] == 10
+    assert good.errors == []
+    assert len(bad.errors) == 1 and isinstance(bad.errors[0], StoreError)
+    assert "UNIQUE constraint failed" in str(bad.errors[0])
+
+
 _WRITER = textwrap.dedent(
     """
     import sys
