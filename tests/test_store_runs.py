@@ -294,6 +294,24 @@ def test_resume_with_a_changed_workflow_is_refused_and_keeps_the_checkpoints(
         runtime.resume("no-such-run", changed)
 
 
+@pytest.mark.parametrize("size", [3, 250])  # small records and big ones take two paths
+def test_the_stored_run_record_is_the_records_own_dict(tmp_path: Path, size: int) -> None:
+    def step(value: int) -> int:
+        return value + 1
+
+    wf = WorkflowBuilder("w")
+    for i in range(size):
+        wf.add_node("FunctionNode", f"n{i}", {"function": step})
+        if i:
+            wf.add_connection(f"n{i - 1}", "result", f"n{i}", "value")
+    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
+    _, run_id = runtime.execute(wf.build(), {"n0": {"value": 0}})
+    record = runtime.get_record(run_id)
+    stored = load_run(runtime.store, run_id)
+    assert stored.record == json.loads(json.dumps(record.to_dict(), default=str))
+    assert stored.status == "completed" and stored.completed_nodes == size
+
+
 def test_the_node_context_carries_an_idempotency_key(tmp_path: Path) -> None:
     keys: list[str] = []
 
