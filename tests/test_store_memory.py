@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kaizen
 from kaizen import LocalRuntime, WorkflowBuilder
@@ -121,3 +123,55 @@ def test_memory_nodes_read_and_write_in_a_graph(tmp_path: Path) -> None:
     assert again["recall"]["memories"][0] == "the deploy key rotates monthly"
     assert again["recall"]["context"].startswith(MEMORY_HEADER)
     assert "MemoryRead" in wf.build().to_mermaid()
+
+
+_WORDS = ["tea", "coffee", "cake", "deploy", "key", "rotates", "monthly", "the"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mine=st.lists(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=5), max_size=12),
+    theirs=st.lists(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=5), max_size=12),
+    query=st.lists(st.sampled_from([*_WORDS, "absent"]), min_size=1, max_size=3),
+)
+def test_search_ranks_exactly_the_best_matches_of_its_own_scope(
+    mine: list[list[str]], theirs: list[list[str]], query: list[str]
+) -> None:
+    """The BM25 candidates come from a small pool of the best matches across every agent,
+    grown when other agents crowd this one out: they are this scope's best, as a full
+    ranking of its matches would give them (pool and candidates shrunk to exercise that)."""
+    from kaizen.store import Store
+    from kaizen.store import memory as memory_module
+
+    store = Store(":memory:")
+    me, other = Memory("me", path=store), Memory("other", path=store)
+    for words in mine:
+        me.add(" ".join(words))
+    for words in theirs:
+        other.add(" ".join(words))
+    terms = me._informative(query)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(memory_module, "_POOL", 2)
+        patch.setattr(memory_module, "_CANDIDATES", 3)
+        found = me._matching(terms, ("me", ""), "") if terms else []
+    if not terms:
+        return
+    match = " OR ".join(f'"{w}"' for w in terms)
+    everything = store.read(
+        "SELECT m.id, f.rank FROM memories_fts f JOIN memories m ON m.id = f.rowid"
+        " WHERE memories_fts MATCH ? AND m.namespace = 'me' ORDER BY f.rank",
+        (match,),
+    )
+    rank = dict(everything)
+    assert [rank[i] for i in found] == [r for _, r in everything][:3]
+
+
+def test_words_nearly_every_memory_holds_do_not_bury_the_informative_one(tmp_path: Path) -> None:
+    memory = Memory("a", path=tmp_path / "k.db")
+    memory.add("task: what does the user drink | result: green tea")
+    for n in range(30):
+        memory.add(f"task: chatter number {n} | result: the task is done")
+    best = memory.search("what is the task result about tea", k=2)
+    assert best[0].text == "task: what does the user drink | result: green tea"
+    assert memory._informative(["what", "is", "the", "task", "result", "about", "tea"]) == ["tea"]
+    assert memory._informative(["task", "result"]) == ["task"]  # all common: the rarest stays

@@ -118,7 +118,9 @@ def test_a_run_killed_mid_way_resumes_in_a_new_process_without_rerunning_finishe
 
     victim = _python(tmp_path, "run", store, "run-1", env={"COUNTS": str(crashed), "CRASH": "1"})
     deadline = time.monotonic() + 60
-    while not (crashed / "crashed").exists():
+    # killed once c is running and the checkpoints of a and b are committed (they are, a few
+    # milliseconds after each node ends: the window itself is the next test's subject)
+    while not (crashed / "crashed").exists() or _checkpointed(store, "run-1") != {"a", "b"}:
         assert victim.poll() is None, victim.communicate()
         assert time.monotonic() < deadline, "node c never started"
         time.sleep(0.05)
@@ -138,6 +140,99 @@ def test_a_run_killed_mid_way_resumes_in_a_new_process_without_rerunning_finishe
     assert json.loads(out) == json.loads(clean_out)
     runs = {name: len((crashed / name).read_text()) for name in "abcd"}
     assert runs == {"a": 1, "b": 1, "c": 2, "d": 1}  # c was running when killed: at least once
+
+
+def _checkpointed(store: str, run_id: str) -> set[str]:
+    """The nodes of `run_id` whose checkpoints are committed, read as another process would."""
+    if not Path(store).exists():
+        return set()
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        try:
+            rows = db.execute("SELECT node_id FROM checkpoints WHERE run_id = ?", (run_id,))
+            return {row[0] for row in rows}
+        except sqlite3.OperationalError:  # not created yet
+            return set()
+
+
+# A 200-node chain, each node logging its runs to one file, for the durability-window test.
+LONG_FLOW = textwrap.dedent(
+    """
+    import os, time
+    from kaizen import WorkflowBuilder
+
+    def step(value: int) -> int:
+        with open(os.environ["LOG"], "a") as log:
+            log.write(f"{value}\\n")
+        time.sleep(0.002)
+        return value + 1
+
+    def build():
+        wf = WorkflowBuilder("long")
+        for i in range(200):
+            wf.add_node("FunctionNode", f"n{i}", {"function": step})
+            if i:
+                wf.add_connection(f"n{i - 1}", "result", f"n{i}", "value")
+        return wf.build()
+    """
+)
+
+LONG_MAIN = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from kaizen import LocalRuntime
+    from longflow import build
+    mode, store, run_id = sys.argv[2], sys.argv[3], sys.argv[4]
+    runtime = LocalRuntime(checkpoint=store)
+    if mode == "run":
+        results, _ = runtime.execute(build(), {"n0": {"value": 0}}, run_id=run_id)
+    else:
+        results, _ = runtime.resume(run_id, build())
+    print(json.dumps(results))
+    """
+)
+
+
+def test_a_run_killed_at_any_moment_loses_at_most_its_last_uncommitted_nodes(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints are committed in batches a few milliseconds behind the nodes. Killed
+    mid-stream, a run keeps a gapless prefix of its nodes; on resume exactly the nodes past
+    that prefix run (again, for those that had finished in the window), each output is stored
+    once, and the results equal an uninterrupted run's."""
+    (tmp_path / "longflow.py").write_text(LONG_FLOW)
+    (tmp_path / "main.py").write_text(LONG_MAIN)
+    log, store = tmp_path / "log", str(tmp_path / "kaizen.db")
+    victim = subprocess.Popen(
+        [sys.executable, str(tmp_path / "main.py"), str(tmp_path), "run", store, "run-1"],
+        env={**os.environ, "LOG": str(log)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not log.exists() or len(log.read_text().split()) < 60:
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the chain never got going"
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    ran_before = [int(v) for v in log.read_text().split()]
+    kept = _checkpointed(store, "run-1")
+    assert kept == {f"n{i}" for i in range(len(kept))}  # a prefix of the chain, no holes
+    assert ran_before == list(range(len(ran_before)))  # (node n{i} logs i)
+    assert len(kept) <= len(ran_before) < 200
+
+    resumed = subprocess.run(
+        [sys.executable, str(tmp_path / "main.py"), str(tmp_path), "resume", store, "run-1"],
+        env={**os.environ, "LOG": str(log)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    runs = [int(v) for v in log.read_text().split()]
+    assert runs == ran_before + list(range(len(kept), 200))  # only what was not kept runs
+    assert json.loads(resumed.stdout) == {f"n{i}": {"result": i + 1} for i in range(200)}
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT node_id, outputs FROM checkpoints WHERE run_id = 'run-1'")
+        stored = {node: json.loads(outputs) for node, outputs in rows}
+    assert stored == {f"n{i}": {"result": i + 1} for i in range(200)}
 
 
 def chain(calls: list[str], c_fails: bool = False) -> Any:
@@ -197,6 +292,24 @@ def test_resume_with_a_changed_workflow_is_refused_and_keeps_the_checkpoints(
     assert load_checkpoints(runtime.store, run_id) == {"first": {"result": 2}}
     with pytest.raises(RunNotFoundError):
         runtime.resume("no-such-run", changed)
+
+
+@pytest.mark.parametrize("size", [3, 250])  # small records and big ones take two paths
+def test_the_stored_run_record_is_the_records_own_dict(tmp_path: Path, size: int) -> None:
+    def step(value: int) -> int:
+        return value + 1
+
+    wf = WorkflowBuilder("w")
+    for i in range(size):
+        wf.add_node("FunctionNode", f"n{i}", {"function": step})
+        if i:
+            wf.add_connection(f"n{i - 1}", "result", f"n{i}", "value")
+    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
+    _, run_id = runtime.execute(wf.build(), {"n0": {"value": 0}})
+    record = runtime.get_record(run_id)
+    stored = load_run(runtime.store, run_id)
+    assert stored.record == json.loads(json.dumps(record.to_dict(), default=str))
+    assert stored.status == "completed" and stored.completed_nodes == size
 
 
 def test_the_node_context_carries_an_idempotency_key(tmp_path: Path) -> None:
@@ -285,10 +398,11 @@ def test_a_full_disk_fails_the_run_clearly_and_keeps_what_was_stored(tmp_path: P
     wf.add_node("FunctionNode", "small", {"function": small})
     wf.add_node("FunctionNode", "huge", {"function": huge})
     wf.add_connection("small", "result", "huge", "value")
-    runtime = LocalRuntime(checkpoint=tmp_path / "k.db")
-    # a store that cannot grow past its current size plus a little: the big write fails
-    pages = runtime.store.read("PRAGMA page_count")[0][0]
-    runtime.store.connection().execute(f"PRAGMA max_page_count={pages + 20}")
+    # a store that cannot grow past its current size plus a little (on every connection,
+    # the store's writer thread's too): the big write fails
+    path = tmp_path / "k.db"
+    pages, page_size = Store(path).read("SELECT * FROM pragma_page_count, pragma_page_size")[0]
+    runtime = LocalRuntime(checkpoint=Store(path, max_size=(pages + 20) * page_size))
     with pytest.raises(StoreFullError) as full:
         runtime.execute(wf.build(), {"small": {"x": 1}})
     assert "no space left" in str(full.value)
@@ -320,6 +434,38 @@ def test_a_corrupted_store_file_is_a_clear_error_and_is_left_untouched(tmp_path:
     with pytest.raises(StoreCorruptedError, match="not a readable Kaizen store"):
         Store(path)
     assert path.read_bytes() == junk
+
+
+def test_the_batch_writer_stores_every_good_row_of_a_batch_holding_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    from kaizen.errors import StoreError
+    from kaizen.store.writer import attach, detach
+
+    class Owner:
+        def __init__(self) -> None:
+            self.errors: list[Exception] = []
+
+        def write_failed(self, error: Exception) -> None:
+            self.errors.append(error)
+
+    store = Store(tmp_path / "k.db")
+    good, bad = Owner(), Owner()
+    writer = attach(store)
+    insert = "INSERT INTO cache VALUES (?, 'model', '1', 0, NULL)"
+    try:
+        for i in range(5):
+            writer.submit(insert, (f"k{i}",), good)
+        writer.submit(insert, ("k0",), bad)  # the key is taken: this row cannot land
+        for i in range(5, 10):
+            writer.submit(insert, (f"k{i}",), good)
+        writer.flush()
+    finally:
+        detach(writer)
+    assert store.read("SELECT count(*) FROM cache")[0][0] == 10
+    assert good.errors == []
+    assert len(bad.errors) == 1 and isinstance(bad.errors[0], StoreError)
+    assert "UNIQUE constraint failed" in str(bad.errors[0])
 
 
 _WRITER = textwrap.dedent(
@@ -357,6 +503,63 @@ def test_writers_in_several_threads_and_processes_lose_nothing(tmp_path: Path) -
     for process in processes:
         assert process.wait(timeout=120) == 0
     assert store.read("SELECT count(*) FROM cache")[0][0] == 700
+
+
+_CHECKPOINTING = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from kaizen import LocalRuntime
+    from longflow import build
+    for n in range(2):
+        LocalRuntime(checkpoint=sys.argv[2]).execute(
+            build(), {"n0": {"value": 0}}, run_id=f"{sys.argv[3]}-{n}"
+        )
+    """
+)
+
+
+def test_checkpointed_runs_in_several_threads_and_processes_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "longflow.py").write_text(
+        LONG_FLOW.replace("time.sleep(0.002)", "pass").replace("range(200)", "range(50)")
+    )
+    (tmp_path / "runs.py").write_text(_CHECKPOINTING)
+    store = str(tmp_path / "k.db")
+    env = {**os.environ, "LOG": os.devnull}
+    script = [sys.executable, str(tmp_path / "runs.py"), str(tmp_path), store]
+    processes = [subprocess.Popen([*script, f"p{n}"], env=env) for n in range(2)]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("LOG", os.devnull)
+    monkeypatch.delitem(sys.modules, "longflow", raising=False)
+    from longflow import build  # type: ignore[import-not-found]
+
+    runtime = LocalRuntime(checkpoint=store)
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            for n in range(2):
+                runtime.execute(build(), {"n0": {"value": 0}}, run_id=f"{name}-{n}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f"t{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        assert process.wait(timeout=120) == 0
+    assert errors == []
+    with sqlite3.connect(store) as db:
+        per_run = dict(db.execute("SELECT run_id, count(*) FROM checkpoints GROUP BY run_id"))
+        statuses = {status for (status,) in db.execute("SELECT status FROM runs")}
+    assert per_run == {f"{who}-{n}": 50 for who in ("p0", "p1", "t0", "t1", "t2")
+                       for n in range(2)}  # fmt: skip
+    assert statuses == {"completed"}
+    assert load_checkpoints(runtime.store, "t1-1")["n49"] == {"result": 50}
 
 
 from pydantic import BaseModel  # noqa: E402

@@ -2,9 +2,9 @@
 cache and recordings for replay (see docs/state.md).
 
 `db.py` owns the file (`Store`: WAL, a connection per thread, migrations, typed errors),
-`encode.py` how values are stored, `runs.py` runs and checkpoints (`Checkpointer`, the
-fingerprint), `calls.py` the cache, recordings and replay of model and tool calls, `memory.py`
-agent memory.
+`encode.py` how values are stored, `writer.py` the background writer that commits checkpoint
+rows in batches, `runs.py` runs and checkpoints (`Checkpointer`, the fingerprint), `calls.py`
+the cache, recordings and replay of model and tool calls, `memory.py` agent memory.
 """
 
 from __future__ import annotations

@@ -116,8 +116,15 @@ class Store:
     """One SQLite file shared by every feature (see the module docstring)."""
 
     def __init__(
-        self, path: StorePath | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+        self,
+        path: StorePath | None = None,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        max_size: int | None = None,
     ):
+        """`max_size`: bytes the file may grow to (SQLite's ``max_page_count``, on every
+        connection); a write that would pass it fails with `StoreFullError`, as on a full
+        disk, and what was stored before stays."""
         self.in_memory = path is not None and str(path) == ":memory:"
         if self.in_memory:
             # a named shared-cache database: every thread's connection sees the same data
@@ -128,6 +135,7 @@ class Store:
             self.path = str(resolved.expanduser().absolute())
             self._uri = Path(self.path).as_uri()
         self.busy_timeout = busy_timeout
+        self.max_size = max_size
         self._local = threading.local()
         self._keepalive: sqlite3.Connection | None = None
         if not self.in_memory:
@@ -183,6 +191,15 @@ class Store:
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             self._migrate(connection)
+            # per connection, not in the schema: the document frequency of each word in the
+            # memory index, which memory search reads to skip words nearly every memory holds
+            connection.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_vocab"
+                " USING fts5vocab(main, memories_fts, 'row')"
+            )
+            if self.max_size is not None:
+                page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+                connection.execute(f"PRAGMA max_page_count={max(1, self.max_size // page_size)}")
         except sqlite3.Error as exc:
             connection.close()
             raise self.translate(exc, "open") from exc

@@ -35,6 +35,10 @@ __all__ = ["TAG", "canonical_json", "decode", "decode_outputs", "encode", "encod
 
 TAG = "__kaizen__"
 _SCALARS = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, bool, type(None)})  # stored as they are (a float may be NaN)
+# one encoder for every checkpoint (json.dumps with options builds a new one per call); the
+# values it gets come from `_encode`, fresh and free of cycles
+_to_json = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
 def canonical_json(value: Any) -> str:
@@ -89,7 +93,10 @@ def encode_outputs(
     """A node's outputs as `(encoding, bytes)`: JSON when every port encodes, else pickle when
     allowed, else `EncodeError` naming the node and the port."""
     try:
-        encoded = {port: _encode(value, node_id, port) for port, value in outputs.items()}
+        encoded = {
+            port: value if type(value) in _PLAIN else _encode(value, node_id, port)
+            for port, value in outputs.items()
+        }
     except EncodeError:
         if not allow_pickle:
             raise
@@ -100,7 +107,7 @@ def encode_outputs(
                 f"node {node_id!r}: its outputs cannot be pickled either ({exc})",
                 node_id=node_id,
             ) from exc
-    return "json", json.dumps(encoded, ensure_ascii=False).encode()
+    return "json", _to_json(encoded).encode()
 
 
 def decode_outputs(encoding: str, data: bytes) -> dict[str, Any]:

@@ -55,6 +55,15 @@ MemoryProvider = Literal["sqlite", "memory", "vector_db"]
 MEMORY_HEADER = "Relevant earlier interactions (from memory, most relevant first):"
 _RRF = 60  # reciprocal rank fusion constant
 _CANDIDATES = 50  # per ranking
+_POOL = 4 * _CANDIDATES  # best FTS matches ranked per try, before keeping this scope's
+# words that carry no meaning for search (dropped from a query while others remain)
+_STOPWORDS = frozenset(
+    ["a", "about", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "for", "from",
+     "has", "have", "how", "i", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on",
+     "or", "our", "so", "than", "that", "the", "their", "then", "there", "these", "they", "this",
+     "to", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will",
+     "with", "you", "your"]
+)  # fmt: skip
 _RECENCY_WEIGHT = 0.5
 _WORD = re.compile(r"\w+")
 
@@ -190,17 +199,9 @@ class Memory:
         scope = (self.namespace, self.session, *self._fresh_args())
         fresh = self._fresh_clause()
         scores: dict[int, float] = {}
-        words = _WORD.findall(query.lower())
-        if words:
-            match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-            ranked = self.store.read(
-                "SELECT m.id FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-                " WHERE memories_fts MATCH ? AND m.namespace = ? AND m.session = ?"
-                + fresh.replace("created", "m.created")
-                + " ORDER BY bm25(memories_fts) LIMIT ?",
-                (match, *scope, _CANDIDATES),
-            )
-            _fuse(scores, [r[0] for r in ranked], 1.0)
+        terms = self._informative(_WORD.findall(query.lower()))
+        if terms:
+            _fuse(scores, self._matching(terms, scope, fresh), 1.0)
         recent = self.store.read(
             "SELECT id FROM memories WHERE namespace = ? AND session = ?"
             + fresh
@@ -225,6 +226,48 @@ class Memory:
             MemoryItem(i, rows[i][1], rows[i][2], round(score, 6)) for i, score in best if i in rows
         ]
 
+    def _informative(self, words: list[str]) -> list[str]:
+        """The words of a query worth searching for: not stopwords, and not in more than half
+        of all memories (BM25 gives such a word no weight, yet matching it means ranking
+        nearly every memory). When no word is left, the rarest one."""
+        words = list(dict.fromkeys(words))
+        candidates = [w for w in words if w not in _STOPWORDS] or words
+        if not candidates:
+            return []
+        marks = ",".join("?" * len(candidates))
+        frequency = dict(
+            self.store.read(
+                f"SELECT term, doc FROM temp.memories_vocab WHERE term IN ({marks})",
+                tuple(candidates),
+            )
+        )
+        if not frequency:
+            return []  # no memory holds any of them
+        total = self.store.read("SELECT count(*) FROM memories")[0][0]
+        # a word the index spells differently (accents, underscores) is not found: kept
+        informative = [w for w in candidates if frequency.get(w, 0) * 2 <= total]
+        return informative or [min(candidates, key=lambda w: frequency.get(w, 0))]
+
+    def _matching(self, terms: list[str], scope: tuple[Any, ...], fresh: str) -> list[int]:
+        """This scope's best BM25 matches for any of `terms`, best first. FTS5 ranks its best
+        `pool` matches across every scope (ORDER BY rank LIMIT is its fast path); when other
+        scopes crowd this one's out of them, the pool grows until it holds enough or all."""
+        match = " OR ".join(f'"{w}"' for w in terms)
+        pool = _POOL
+        while True:
+            rows = self.store.read(
+                "SELECT f.rowid, m.id IS NOT NULL FROM (SELECT rowid, rank FROM memories_fts"
+                " WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f"
+                " LEFT JOIN memories m ON m.id = f.rowid AND m.namespace = ? AND m.session = ?"
+                + fresh.replace("created", "m.created")
+                + " ORDER BY f.rank",
+                (match, pool, *scope),
+            )
+            ranked = [memory_id for memory_id, in_scope in rows if in_scope][:_CANDIDATES]
+            if len(ranked) == _CANDIDATES or len(rows) < pool:
+                return ranked
+            pool *= 8
+
     def _fresh_clause(self) -> str:
         return " AND created >= ?" if self.ttl is not None else ""
 
@@ -240,8 +283,14 @@ class Memory:
             return []
         vector = self._embedder.embed([query])[0].astype("float32")
         vector /= np.linalg.norm(vector) or 1.0
-        similarity = matrix @ vector
-        top = np.argsort(-similarity)[:n]
+        # einsum, not `matrix @ vector`: BLAS spreads a product this small over every core
+        # and, on a busy machine, takes several times longer than one core alone
+        similarity = np.einsum("ij,j->i", matrix, vector)
+        if len(ids) > n:
+            top = np.argpartition(-similarity, n)[:n]
+            top = top[np.argsort(-similarity[top])]
+        else:
+            top = np.argsort(-similarity)
         return [ids[i] for i in top]
 
     def _matrix(self) -> tuple[list[int], np.ndarray]:

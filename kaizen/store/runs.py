@@ -2,11 +2,15 @@
 and what `resume`, `replay` and `kaizen runs` read (`RunInfo`, `load_run`, `list_runs`, `prune`).
 
 A run is written when it begins (its workflow fingerprint and parameters), each node's outputs
-when the node completes (`Checkpointer`, a lifecycle hook: one small transaction per node, on
-the driver thread), and its record when it ends. A checkpoint is written once: the first
-outputs recorded for (run, node) stay (``INSERT OR IGNORE``), so a node that ran again after a
-crash never replaces what the resumed run already used: at-least-once execution, exactly-once
-recording.
+when the node completes, and its record when it ends. The `Checkpointer` (a lifecycle hook)
+encodes a node's outputs on the driver thread, the moment the node completes (so later changes
+to those objects cannot leak in), and hands the row to the store's `BatchWriter`
+(`kaizen.store.writer`), which commits rows in batches on its own thread; the run's end waits
+until all of its rows are committed. A checkpoint is written once: the first outputs recorded
+for (run, node) stay (``INSERT OR IGNORE``), so a node that ran again after a crash never
+replaces what the resumed run already used: at-least-once execution, exactly-once recording.
+A process killed within the writer's durability window (a few milliseconds) loses the rows not
+yet committed, whole: those nodes simply run again on resume.
 
 The fingerprint (`fingerprint`) is a hash of what makes a workflow that workflow: node ids,
 types, configs (functions by name and bytecode; agents by name, signature and config,
@@ -19,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +35,7 @@ from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
 from kaizen.runtime.record import NodeStatus
 from kaizen.store.db import Store
 from kaizen.store.encode import canonical_json, decode, decode_outputs, encode, encode_outputs
+from kaizen.store.writer import BatchWriter, attach, detach
 
 if TYPE_CHECKING:
     from kaizen.runtime.record import RunRecord, RunStatus
@@ -53,12 +60,23 @@ _SECRET_KEYS = frozenset({"api_key", "headers", "extra_headers", "aws_secret_acc
 # -- the fingerprint -----------------------------------------------------------------------------
 
 
+# a built Workflow is immutable: its fingerprint is worked out once per object
+_fingerprints: weakref.WeakKeyDictionary[Workflow, tuple[str, dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def fingerprint(workflow: Workflow) -> tuple[str, dict[str, str]]:
     """`(digest of the whole workflow, {node_id: digest of that node})`."""
+    known = _fingerprints.get(workflow)
+    if known is not None:
+        return known[0], dict(known[1])
     nodes = {node_id: _digest(_node_shape(node)) for node_id, node in workflow.nodes.items()}
     connections = sorted(str(c) for c in workflow.connections)
     whole = _digest({"nodes": nodes, "connections": connections})
-    return whole, {**nodes, "(connections)": _digest(connections)}
+    result = whole, {**nodes, "(connections)": _digest(connections)}
+    _fingerprints[workflow] = result
+    return result[0], dict(result[1])
 
 
 def check_fingerprint(run: RunInfo, workflow: Workflow) -> None:
@@ -183,12 +201,38 @@ def begin_run(
         )  # fmt: skip
 
 
+_FINISH_RUN = "UPDATE runs SET status = ?, finished = ?, record = ? WHERE run_id = ?"
+
+
 def finish_run(store: Store, run_id: str, status: str, record: RunRecord) -> None:
     with store.write() as db:
-        db.execute(
-            "UPDATE runs SET status = ?, finished = ?, record = ? WHERE run_id = ?",
-            (status, time.time(), json.dumps(record.to_dict(), default=str), run_id),
-        )
+        db.execute(_FINISH_RUN, (status, time.time(), record_json(record), run_id))
+
+
+def record_json(record: RunRecord) -> str:
+    """The record as JSON text (what `RunRecord.to_dict` gives, values JSON cannot hold as
+    their `str`). Big records go through pydantic's serializer, about 20x faster than
+    `dataclasses.asdict` but costing some 50 ms to build once per process."""
+    if len(record.nodes) < _BIG_RECORD:
+        return json.dumps(record.to_dict(), default=str)
+    return _record_adapter().dump_json(record, fallback=str).decode()
+
+
+_BIG_RECORD = 200  # nodes
+_adapter_lock = threading.Lock()
+_adapter: Any = None
+
+
+def _record_adapter() -> Any:
+    global _adapter
+    with _adapter_lock:
+        if _adapter is None:
+            from pydantic import TypeAdapter
+
+            from kaizen.runtime.record import RunRecord
+
+            _adapter = TypeAdapter(RunRecord)
+        return _adapter
 
 
 def load_run(store: Store, run_id: str) -> RunInfo:
@@ -272,13 +316,18 @@ def load_checkpoints(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     return {node_id: decode_outputs(encoding, bytes(data)) for node_id, encoding, data in rows}
 
 
+_INSERT_CHECKPOINT = "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)"
+
+
 class Checkpointer(NodeFinishHook, RunFinishHook):
     """The hook that persists each completed node's outputs (see the module docstring).
 
-    A write that fails (disk full, a value that cannot be encoded) is kept in `failure`; the
-    runtime raises it when the run ends, since hooks never stop a run. What was written before
-    stays. `restored` names nodes whose outputs came from the store (a resumed run): they are
-    not written again.
+    Outputs are encoded here, on the driver thread; the row goes to the store's `BatchWriter`.
+    At the run's end the run's row is finished and every row of the run waited for. A write
+    that fails (disk full, a value that cannot be encoded) is kept in `failure` and the runtime
+    raises it when the run ends, since hooks never stop a run; what was written before stays.
+    `restored` names nodes whose outputs came from the store (a resumed run): they are not
+    written again.
     """
 
     name = "kaizen.checkpoint"
@@ -296,6 +345,13 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         self.allow_pickle = allow_pickle
         self.restored = frozenset(restored)
         self.failure: Exception | None = None
+        self._told = False  # whether `failure` was raised to the hooks' record already
+        self._writer: BatchWriter | None = None  # attached at the first row
+
+    def write_failed(self, error: Exception) -> None:
+        """The writer could not store one of this run's rows (called on its thread)."""
+        if self.failure is None:
+            self.failure = error
 
     def on_node_finish(
         self,
@@ -317,22 +373,40 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
             encoding, data = encode_outputs(
                 outputs, node_id=node_id, allow_pickle=self.allow_pickle
             )
-            with self.store.write() as db:
-                db.execute(
-                    "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, node_id, encoding, data, finished, attempts),
-                )
         except Exception as exc:
-            if self.failure is None:
-                self.failure = exc
+            self.write_failed(exc)
+            self._told = True
             raise
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = attach(self.store)
+        writer.submit(
+            _INSERT_CHECKPOINT, (run_id, node_id, encoding, data, finished, attempts), self
+        )
 
     def on_run_finish(
         self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
     ) -> None:
+        writer, self._writer = self._writer, None
         try:
-            finish_run(self.store, run_id, str(status), record)
+            finished = (str(status), time.time(), record_json(record), run_id)
         except Exception as exc:
-            if self.failure is None:
-                self.failure = exc
-            raise
+            self.write_failed(exc)
+            finished = None
+        if writer is None:
+            if finished is not None:
+                try:
+                    with self.store.write() as db:
+                        db.execute(_FINISH_RUN, finished)
+                except Exception as exc:
+                    self.write_failed(exc)
+        else:
+            try:
+                if finished is not None:
+                    writer.submit(_FINISH_RUN, finished, self)
+                writer.flush()
+            finally:
+                detach(writer)
+        if self.failure is not None and not self._told:
+            self._told = True
+            raise self.failure  # into the run's hook_errors; the runtime raises it at the end
