@@ -22,6 +22,13 @@ _EXPORTS: dict[str, str] = {
     "StreamHook": "kaizen.runtime.stream",
     "ToolCallRecord": "kaizen.runtime.record",
     "AgentLimitError": "kaizen.errors",
+    "AccessDeniedError": "kaizen.errors",
+    "ApprovalRequired": "kaizen.errors",
+    "AuditChainError": "kaizen.errors",
+    "CircuitOpenError": "kaizen.errors",
+    "breakers": "kaizen.llm.resilience",
+    "watch_breakers": "kaizen.llm.resilience",
+    "BreakerHook": "kaizen.runtime.hooks",
     "tool": "kaizen.tools",
     "Tool": "kaizen.tools",
     "Toolset": "kaizen.tools",
@@ -113,13 +120,18 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AccessDeniedError",
     "Agent",
     "AgentConfig",
     "AgentLimitError",
     "AgentNode",
+    "ApprovalRequired",
+    "AuditChainError",
+    "BreakerHook",
     "Budget",
     "BudgetExceededError",
     "ChunkHook",
+    "CircuitOpenError",
     "ConfigError",
     "Connection",
     "ConsensusResult",
@@ -194,6 +206,7 @@ __all__ = [
     "WorkflowBuilder",
     "WorkflowChangedError",
     "WorkflowValidationError",
+    "breakers",
     "create_agent",
     "create_consensus_workflow",
     "create_debate_workflow",
@@ -210,6 +223,7 @@ __all__ = [
     "render_messages",
     "replay",
     "tool",
+    "watch_breakers",
 ]
 
 
@@ -239,8 +253,12 @@ if TYPE_CHECKING:
         get_agent,
     )
     from kaizen.errors import (
+        AccessDeniedError,
         AgentLimitError,
+        ApprovalRequired,
+        AuditChainError,
         BudgetExceededError,
+        CircuitOpenError,
         ConfigError,
         EncodeError,
         InputValidationError,
@@ -263,6 +281,7 @@ if TYPE_CHECKING:
         WorkflowChangedError,
         WorkflowValidationError,
     )
+    from kaizen.llm.resilience import breakers, watch_breakers
     from kaizen.nodes import (
         ConstantNode,
         ExecutionPolicy,
@@ -298,6 +317,7 @@ if TYPE_CHECKING:
         current_node_context,
     )
     from kaizen.runtime.hooks import (
+        BreakerHook,
         ChunkHook,
         ModelCallFinishHook,
         ModelCallStartHook,
