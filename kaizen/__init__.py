@@ -27,6 +27,13 @@ _EXPORTS: dict[str, str] = {
     "AuditChainError": "kaizen.errors",
     "CircuitOpenError": "kaizen.errors",
     "breakers": "kaizen.llm.resilience",
+    "acting_as": "kaizen.observe.audit",
+    "verify_audit": "kaizen.observe.audit",
+    "allow": "kaizen.observe.policy",
+    "deny": "kaizen.observe.policy",
+    "require_approval": "kaizen.observe.policy",
+    "per_user": "kaizen.observe.policy",
+    "approve": "kaizen.observe.policy",
     "watch_breakers": "kaizen.llm.resilience",
     "BreakerHook": "kaizen.runtime.hooks",
     "tool": "kaizen.tools",
@@ -282,6 +289,8 @@ if TYPE_CHECKING:
         WorkflowValidationError,
     )
     from kaizen.llm.resilience import breakers, watch_breakers
+    from kaizen.observe.audit import acting_as, verify_audit
+    from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
     from kaizen.nodes import (
         ConstantNode,
         ExecutionPolicy,

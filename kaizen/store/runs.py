@@ -331,8 +331,18 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
     ) -> None:
         try:
-            finish_run(self.store, run_id, str(status), record)
+            finish_run(self.store, run_id, _stored_status(status, record), record)
         except Exception as exc:
             if self.failure is None:
                 self.failure = exc
             raise
+
+
+def _stored_status(status: RunStatus, record: RunRecord) -> str:
+    """The run's status, or ``waiting_approval`` when a node stopped for an access policy's
+    approval (kaizen.observe.policy): `resume` finishes it once approved."""
+    if any(
+        (node.error or "").startswith("ApprovalRequired") for node in record.nodes.values()
+    ):
+        return "waiting_approval"
+    return str(status)
