@@ -214,6 +214,13 @@ __all__ = [
     "WorkflowChangedError",
     "WorkflowValidationError",
     "breakers",
+    "acting_as",
+    "verify_audit",
+    "allow",
+    "deny",
+    "require_approval",
+    "per_user",
+    "approve",
     "create_agent",
     "create_consensus_workflow",
     "create_debate_workflow",
@@ -289,8 +296,6 @@ if TYPE_CHECKING:
         WorkflowValidationError,
     )
     from kaizen.llm.resilience import breakers, watch_breakers
-    from kaizen.observe.audit import acting_as, verify_audit
-    from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
     from kaizen.nodes import (
         ConstantNode,
         ExecutionPolicy,
@@ -305,6 +310,8 @@ if TYPE_CHECKING:
         node,
         register_node_type,
     )
+    from kaizen.observe.audit import acting_as, verify_audit
+    from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
     from kaizen.patterns import (
         ConsensusResult,
         create_consensus_workflow,

@@ -36,9 +36,7 @@ def audited(tmp_path: Path) -> Path:
     return path
 
 
-def test_entries_chain_and_hold_no_secrets(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_entries_chain_and_hold_no_secrets(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     path = audited(home)
     text = path.read_text()

@@ -194,12 +194,14 @@ def test_a_429_storm_pauses_every_caller_for_its_retry_after(
                 transport=transport,
                 retries=2,
                 rate_limit=limits,
-            )  # fmt: skip
+            )
         )
         await asyncio.sleep(0.1)  # the 429 has arrived: the model's bucket is paused
         started = time.monotonic()
-        second = await acomplete(MESSAGES, model=model, api_base=fault_server.base_url,
-                                 api_key="test", transport=transport, rate_limit=limits)  # fmt: skip
+        second = await acomplete(
+            MESSAGES, model=model, api_base=fault_server.base_url, api_key="test",
+            transport=transport, rate_limit=limits,
+        )  # fmt: skip
         return [await first, second, time.monotonic() - started]
 
     first, second, waited = asyncio.run(calls())
@@ -232,3 +234,32 @@ def test_bad_resilience_config_is_a_config_error() -> None:
         kaizen.create_agent("b", config={"rate_limit": {"requests_per_minute": -1}})
     with pytest.raises(ConfigError, match="model name"):
         complete(MESSAGES, model="openai/x", api_key="k", fallbacks=[{"api_base": "x"}])
+
+
+def test_a_thousand_concurrent_calls_with_ten_percent_faults_all_end(
+    fault_server: FaultServer, model: str
+) -> None:
+    """1,000 calls, every tenth faulted (500, 429, drop, timeout, malformed): each ends in a
+    reply or a typed error, nothing hangs, and the monitor counts every call."""
+    kinds = ["500", Fault("429", retry_after=0.05), "drop", Fault("timeout", stall=2.0),
+             "malformed"]  # fmt: skip
+    for n in range(100):
+        fault_server.inject(kinds[n % len(kinds)])
+    agent = kaizen.create_agent("load", "question -> answer", {
+        "model": model, "api_base": fault_server.base_url, "api_key": "test", "retries": 0,
+        "timeout": 1.0, "raise_on_error": False})  # fmt: skip
+    monitor = agent.get_execution_monitor()
+
+    async def run_all() -> list[Any]:
+        return await asyncio.gather(*(agent.execute_async(question=f"q{n}") for n in range(1000)))
+
+    started = time.monotonic()
+    results = asyncio.run(asyncio.wait_for(run_all(), timeout=30))
+    wall = time.monotonic() - started
+    failed = [r for r in results if not r.success]
+    assert len(results) == 1000
+    assert all(isinstance(r.error, kaizen.KaizenError) for r in failed)
+    assert 90 <= len(failed) <= 110
+    summary = monitor.summary()
+    assert summary["calls"] == 1000 and summary["errors"] == len(failed)
+    print(f"\n1000 calls, 100 faults: {len(failed)} typed errors, wall {wall:.2f}s; {summary}")

@@ -184,7 +184,7 @@ def verify(path: str | os.PathLike[str]) -> int:
     return count
 
 
-class acting_as:  # noqa: N801 - used as a context manager, like a function
+class acting_as:
     """``with kaizen.acting_as("alice"):`` executions inside are audited (and policed) as
     alice."""
 

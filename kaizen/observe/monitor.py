@@ -156,8 +156,8 @@ class ExecutionMonitor(ModelCallFinishHook, NodeFinishHook, RunFinishHook):
                 if model_calls:
                     self._check_call(model_calls[-1], model, run_id)
         if self.cost_per_run is not None and cost > self.cost_per_run:
-            self._alert("cost_per_run", cost, self.cost_per_run, "", run_id,
-                        f"run {run_id} cost ${cost:.4f}, over ${self.cost_per_run:.4f}")  # fmt: skip
+            message = f"run {run_id} cost ${cost:.4f}, over ${self.cost_per_run:.4f}"
+            self._alert("cost_per_run", cost, self.cost_per_run, "", run_id, message)
 
     def _check_call(self, call: _Call, model: str, run_id: str) -> None:
         milliseconds = call.latency * 1000

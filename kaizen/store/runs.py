@@ -341,8 +341,6 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
 def _stored_status(status: RunStatus, record: RunRecord) -> str:
     """The run's status, or ``waiting_approval`` when a node stopped for an access policy's
     approval (kaizen.observe.policy): `resume` finishes it once approved."""
-    if any(
-        (node.error or "").startswith("ApprovalRequired") for node in record.nodes.values()
-    ):
+    if any((node.error or "").startswith("ApprovalRequired") for node in record.nodes.values()):
         return "waiting_approval"
     return str(status)
