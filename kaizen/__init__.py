@@ -22,6 +22,20 @@ _EXPORTS: dict[str, str] = {
     "StreamHook": "kaizen.runtime.stream",
     "ToolCallRecord": "kaizen.runtime.record",
     "AgentLimitError": "kaizen.errors",
+    "AccessDeniedError": "kaizen.errors",
+    "ApprovalRequired": "kaizen.errors",
+    "AuditChainError": "kaizen.errors",
+    "CircuitOpenError": "kaizen.errors",
+    "breakers": "kaizen.llm.resilience",
+    "acting_as": "kaizen.observe.audit",
+    "verify_audit": "kaizen.observe.audit",
+    "allow": "kaizen.observe.policy",
+    "deny": "kaizen.observe.policy",
+    "require_approval": "kaizen.observe.policy",
+    "per_user": "kaizen.observe.policy",
+    "approve": "kaizen.observe.policy",
+    "watch_breakers": "kaizen.llm.resilience",
+    "BreakerHook": "kaizen.runtime.hooks",
     "tool": "kaizen.tools",
     "Tool": "kaizen.tools",
     "Toolset": "kaizen.tools",
@@ -113,13 +127,18 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AccessDeniedError",
     "Agent",
     "AgentConfig",
     "AgentLimitError",
     "AgentNode",
+    "ApprovalRequired",
+    "AuditChainError",
+    "BreakerHook",
     "Budget",
     "BudgetExceededError",
     "ChunkHook",
+    "CircuitOpenError",
     "ConfigError",
     "Connection",
     "ConsensusResult",
@@ -194,6 +213,10 @@ __all__ = [
     "WorkflowBuilder",
     "WorkflowChangedError",
     "WorkflowValidationError",
+    "acting_as",
+    "allow",
+    "approve",
+    "breakers",
     "create_agent",
     "create_consensus_workflow",
     "create_debate_workflow",
@@ -201,15 +224,20 @@ __all__ = [
     "create_signature",
     "create_supervisor_agent",
     "current_node_context",
+    "deny",
     "get_agent",
     "get_node_type",
     "node",
     "parse_output",
+    "per_user",
     "register_node_type",
     "register_type",
     "render_messages",
     "replay",
+    "require_approval",
     "tool",
+    "verify_audit",
+    "watch_breakers",
 ]
 
 
@@ -239,8 +267,12 @@ if TYPE_CHECKING:
         get_agent,
     )
     from kaizen.errors import (
+        AccessDeniedError,
         AgentLimitError,
+        ApprovalRequired,
+        AuditChainError,
         BudgetExceededError,
+        CircuitOpenError,
         ConfigError,
         EncodeError,
         InputValidationError,
@@ -263,6 +295,7 @@ if TYPE_CHECKING:
         WorkflowChangedError,
         WorkflowValidationError,
     )
+    from kaizen.llm.resilience import breakers, watch_breakers
     from kaizen.nodes import (
         ConstantNode,
         ExecutionPolicy,
@@ -277,6 +310,8 @@ if TYPE_CHECKING:
         node,
         register_node_type,
     )
+    from kaizen.observe.audit import acting_as, verify_audit
+    from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
     from kaizen.patterns import (
         ConsensusResult,
         create_consensus_workflow,
@@ -298,6 +333,7 @@ if TYPE_CHECKING:
         current_node_context,
     )
     from kaizen.runtime.hooks import (
+        BreakerHook,
         ChunkHook,
         ModelCallFinishHook,
         ModelCallStartHook,

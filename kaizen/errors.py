@@ -117,6 +117,48 @@ class ModelError(KaizenError):
         super().__init__(message)
 
 
+class CircuitOpenError(ModelError):
+    """A model's circuit breaker is open: calls to `model` fail at once until `until` (a
+    `time.time()` stamp), when one probe call is let through (see docs/production.md)."""
+
+    def __init__(self, message: str, *, model: str, until: float, provider: str | None = None):
+        self.model = model
+        self.until = until
+        super().__init__(message, provider=provider, retryable=False, attempts=0)
+
+
+class ApprovalRequired(KaizenError):
+    """An access policy requires approval before agent `agent` runs (node `node_id` of run
+    `run_id`); `approver` says whose. A checkpointed workflow run waits (status
+    ``waiting_approval``) until `kaizen approve RUN NODE --by NAME` or `kaizen.approve(...)`."""
+
+    def __init__(
+        self, message: str, *, agent: str, approver: str, node_id: str = "", run_id: str = ""
+    ) -> None:
+        self.agent = agent
+        self.approver = approver
+        self.node_id = node_id
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class AccessDeniedError(KaizenError):
+    """An access policy refused to let agent `agent` run; `reason` says why."""
+
+    def __init__(self, message: str, *, agent: str, reason: str) -> None:
+        self.agent = agent
+        self.reason = reason
+        super().__init__(message)
+
+
+class AuditChainError(KaizenError):
+    """An audit log's hash chain is broken at `line` (an entry edited, deleted or reordered)."""
+
+    def __init__(self, message: str, *, line: int) -> None:
+        self.line = line
+        super().__init__(message)
+
+
 class ConfigError(KaizenError, ValueError):
     """Agent or framework configuration is invalid (unknown key, value out of range, no model)."""
 
@@ -242,8 +284,12 @@ class ReplayMismatchError(StoreError):
 
 
 __all__ = [
+    "AccessDeniedError",
     "AgentLimitError",
+    "ApprovalRequired",
+    "AuditChainError",
     "BudgetExceededError",
+    "CircuitOpenError",
     "ConfigError",
     "EncodeError",
     "InputValidationError",

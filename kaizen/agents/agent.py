@@ -128,6 +128,10 @@ class Agent:
         self._tool_sources: tuple[ToolLike, ...] = tuple(tools)
         collect_tools(self._tool_sources)  # bad tools and clashing names fail here, not in a run
         self._memory_options: dict[str, Any] | None = None
+        self._policy: Any = None  # layer 4 (kaizen.observe): access policy, audit, monitor
+        self._audit: Any = None
+        self._monitor: Any = None
+        self._optimizer: Any = None
         self._reset()
 
     def _reset(self) -> None:
@@ -151,6 +155,7 @@ class Agent:
             "hooks": self._hooks,
             "tools": self._tool_sources,
             "memory": self._memory_options,
+            "policy": self._policy,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -160,6 +165,8 @@ class Agent:
         self._hooks = state["hooks"]
         self._tool_sources = state.get("tools", ())
         self._memory_options = state.get("memory")
+        self._policy = state.get("policy")
+        self._audit = self._monitor = self._optimizer = None
         self._reset()
 
     def __repr__(self) -> str:
@@ -237,6 +244,84 @@ class Agent:
                 if self._memory is None:
                     self._memory = Memory(self.name, **self._memory_options)
         return self._memory
+
+    # -- layer 4: monitor, optimizer, audit, access policy (kaizen.observe) ---------------------
+
+    def configure(self, **keys: Any) -> None:
+        """Change config keys from the next run on (validated like the agent's config)."""
+        update = AgentConfig.coerce(keys, where=f"agent {self.name!r}")
+        self.config = update.merged_over(self.config)
+        self._settings = None
+
+    def get_execution_monitor(self) -> Any:
+        """This agent's `ExecutionMonitor` (made and registered on first call): summary,
+        alerts (docs/production.md)."""
+        if self._monitor is None:
+            from kaizen.observe.monitor import ExecutionMonitor
+
+            self._monitor = ExecutionMonitor(self.name)
+            self.add_hook(self._monitor)
+        return self._monitor
+
+    def get_execution_optimizer(self) -> Any:
+        """This agent's `ExecutionOptimizer`: suggestions with evidence, auto-optimization."""
+        if self._optimizer is None:
+            from kaizen.observe.optimizer import ExecutionOptimizer
+
+            self._optimizer = ExecutionOptimizer(self)
+            self.add_hook(self._optimizer)
+        return self._optimizer
+
+    def enable_audit_logging(self, path: str | Any = None) -> Any:
+        """Append this agent's executions, model and tool calls and access decisions to a
+        hash-chained audit file (`path`, default ``$KAIZEN_HOME/audit.jsonl``); returns the
+        `AuditLog`. Check it with ``kaizen audit verify PATH``."""
+        if self._audit is None:
+            from kaizen.observe.audit import AuditLog
+
+            self._audit = AuditLog(self.name, path)
+            self.add_hook(self._audit)
+        return self._audit
+
+    def set_access_policy(self, policy: Any, *, store: Any = None) -> None:
+        """Check `policy` (a name such as ``"team_lead_approval_required"``, or a callable
+        ``(request) -> allow() | deny(reason) | require_approval(who)``) before each execution;
+        approvals live in `store` (default: the default store). See kaizen.observe.policy."""
+        from kaizen.observe.policy import policy_from
+
+        self._policy = (policy_from(policy), store)
+
+    def _check_access(self, inputs: Mapping[str, Any]) -> None:
+        """Before the node runs: the access policy's decision, audited."""
+        from kaizen.observe.audit import current_user
+        from kaizen.observe.policy import AccessRequest, check_access
+        from kaizen.runtime.context import current_node_context
+
+        context = current_node_context()
+        run_id = context.run_id if context is not None else ""
+        node_id = context.node_id if context is not None else self.name
+        audit = self._audit
+        if audit is not None:
+            audit.remember_input(run_id, node_id, dict(inputs))
+        if self._policy is None:
+            return
+        policy, store = self._policy
+        request = AccessRequest(
+            self.name, current_user(), self.settings().model_name,
+            tuple(tool.name for tool in self._run_tools()) if self._tool_sources else (),
+            inputs, run_id, node_id,
+        )  # fmt: skip
+        try:
+            decision, detail = check_access(policy, request, store)
+        except KaizenError as exc:
+            if audit is not None:
+                reason = getattr(exc, "reason", "") or f"approval by {getattr(exc, 'approver', '')}"
+                audit.append("access", input=dict(inputs), run_id=run_id,
+                             decision=type(exc).__name__, reason=reason)  # fmt: skip
+            raise
+        if audit is not None:
+            audit.append("access", input=dict(inputs), run_id=run_id, decision=decision,
+                         reason=detail)  # fmt: skip
 
     def with_signature(self, signature: Any) -> Agent:
         """A copy of this agent (same name, config, hooks and tools) with another signature."""
@@ -505,6 +590,8 @@ class AgentNode(Node):
         agent = self.agent
         if not self._inputs_validated:
             inputs = agent.signature.validate_inputs(inputs)
+        if agent._policy is not None or agent._audit is not None:
+            agent._check_access(inputs)
         settings = agent.settings()
         tools = agent._run_tools() if agent._tool_sources else ()
         memory = agent.memory

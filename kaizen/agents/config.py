@@ -99,6 +99,21 @@ class AgentConfig(BaseModel):
         description="cache model calls: True, or {'ttl': seconds, 'sampled': bool, 'path': "
         "store}; calls with temperature > 0 only with 'sampled' (see docs/state.md)",
     )
+    circuit_breaker: bool | dict[str, Any] | None = Field(
+        default=None,
+        description="a circuit breaker for this model, shared in the process: True, or "
+        "{'failure_threshold': 5, 'window': 60, 'reset_timeout': 30} (docs/production.md)",
+    )
+    fallbacks: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="models tried in order when the model fails for good (server errors, "
+        "timeouts, an open circuit; never request errors): names or {'model', 'api_base', ...}",
+    )
+    rate_limit: dict[str, Any] | None = Field(
+        default=None,
+        description="{'requests_per_minute': n, 'tokens_per_minute': n}, shared by every agent "
+        "of this process calling the model",
+    )
     raise_on_error: bool = Field(
         default=True,
         description="execute() raises when the run fails; False: it returns a result with "
@@ -125,6 +140,22 @@ class AgentConfig(BaseModel):
         from kaizen.store.calls import cache_policy
 
         cache_policy(value)  # a ConfigError (a ValueError) names what is wrong
+        return value
+
+    @field_validator("circuit_breaker")
+    @classmethod
+    def _breaker_option_fits(cls, value: Any) -> Any:
+        from kaizen.llm.resilience import breaker_settings
+
+        breaker_settings(value)
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_fits(cls, value: Any) -> Any:
+        from kaizen.llm.resilience import rate_limit_settings
+
+        rate_limit_settings(value)
         return value
 
     @field_validator("prompt_template", "system_template")
@@ -263,10 +294,13 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         "structured_output": effective.structured_output,
         "transport": effective.transport,
     }
-    for key in ("temperature", "max_tokens", "timeout", "api_base", "api_key", "cache"):
+    keys = ("temperature", "max_tokens", "timeout", "api_base", "api_key", "cache")
+    for key in (*keys, "circuit_breaker", "rate_limit"):
         value = getattr(effective, key)
         if value is not None:
             options[key] = value
+    if effective.fallbacks:
+        options["fallbacks"] = tuple(effective.fallbacks)
     return ModelSettings(
         model=model,
         model_name=model_name(model),

@@ -139,6 +139,7 @@ class ExecutionReport(ModelCallFinishHook):
         self.raw = ""
         self.model = ""
         self.finish_reason: str | None = None
+        self.fallbacks: tuple[tuple[str, str], ...] = ()
         self._lock = threading.Lock()
 
     def on_model_call_finish(
@@ -163,6 +164,7 @@ class ExecutionReport(ModelCallFinishHook):
                 self.provider_attempts += reply.attempts
                 self.raw = reply.text
                 self.finish_reason = reply.finish_reason
+                self.fallbacks = reply.fallbacks
 
     def metadata(self, agent: str, run_id: str, execution_time: float) -> dict[str, Any]:
         usage = self.usage
@@ -183,5 +185,7 @@ class ExecutionReport(ModelCallFinishHook):
             "attempts": self.attempts,
             "provider_attempts": self.provider_attempts,
             "finish_reason": self.finish_reason,
+            # the models tried before `model` answered, and why each did not
+            "fallbacks": [{"model": model, "reason": why} for model, why in self.fallbacks],
             "run_id": run_id,
         }

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from kaizen.cli.production import approve_command, audit_app
 from kaizen.cli.runs import runs_app
 from kaizen.cli.support import (
     CliError,
@@ -45,6 +46,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(runs_app)  # kaizen runs list | show | resume | replay | prune
+app.add_typer(audit_app)  # kaizen audit verify PATH
+app.command("approve")(approve_command)  # kaizen approve RUN NODE --by NAME
 
 # Exit codes: 1 = the run itself failed (a node failed); 2 = the request was wrong (bad target,
 # invalid workflow, bad parameters or fields, model configuration or provider errors).

@@ -12,18 +12,26 @@ node it also fires the model-call moments of the lifecycle hooks, once per call:
 refuses the call there, and the run record counts its usage. Anything that drives flows can run
 it: an agent's exchange yields from it, so tools and streaming later add steps to one flow.
 
+Resilience (`kaizen.llm.resilience`) is part of the same flow: each attempt first waits its turn
+at the model's rate limiter (a `Sleep` step; a 429's Retry-After pauses every caller of that
+model) and passes its circuit breaker (`CircuitOpenError` at once while open); each outcome is
+reported to the breaker. When the call fails for good with a failure another model may not have
+(retryable ones, an open circuit), the request's ``fallbacks`` are tried in order, each with its
+own retries, breaker and limiter; the reply says who answered and why the others did not.
+
 litellm is imported on first call (`kaizen.llm.litellm_adapter`), never at import time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import kaizen.llm.litellm_adapter as adapter
-from kaizen.errors import ConfigError
+from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
 from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
 from kaizen.llm.models import (
@@ -34,7 +42,18 @@ from kaizen.llm.models import (
     response_format_for,
     uses_structured_output,
 )
-from kaizen.llm.retry import model_error, retry_wait, root_cause
+from kaizen.llm.resilience import (
+    BreakerSettings,
+    BreakerState,
+    breaker_for,
+    breaker_settings,
+    counts_against_breaker,
+    falls_back,
+    limiter_for,
+    node_announcer,
+    rate_limit_settings,
+)
+from kaizen.llm.retry import model_error, retry_after, retry_wait, root_cause, status_of
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
 from kaizen.runtime.context import NodeContext, current_node_context
 from kaizen.runtime.record import Usage
@@ -71,6 +90,8 @@ class ModelReply:
     raw_response: Any = None
     tool_calls: tuple[ToolCallRequest, ...] = ()  # the tools the model asked to call
     queue_time: float = 0.0  # seconds of `latency` the last attempt waited for the model
+    # the models tried before this one answered, each with why it did not: (model, reason)
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +106,9 @@ class ModelRequest:
     max_wait: float = MAX_WAIT
     transport: str = "auto"
     cache: Any = None  # the agent's cache option (kaizen.store.calls); None: the runtime's
+    breaker: BreakerSettings | None = None  # None: no circuit breaker for this call
+    rate_limit: tuple[float | None, float | None] = (None, None)  # requests, tokens per minute
+    fallbacks: tuple[ModelRequest, ...] = ()  # tried in order when this model fails for good
 
 
 def prepare(
@@ -104,11 +128,17 @@ def prepare(
     max_wait: float = MAX_WAIT,
     transport: str = "auto",
     cache: Any = None,
+    circuit_breaker: bool | Mapping[str, Any] | None = None,
+    rate_limit: Mapping[str, Any] | None = None,
+    fallbacks: Sequence[str | Mapping[str, Any]] = (),
     **extra: Any,
 ) -> ModelRequest:
     """The request for one call: `timeout` is per attempt (default 60 s); `retries` more
     attempts on retryable failures, the first after about `backoff` seconds, no wait longer than
-    `max_wait` (Retry-After included). Other keyword arguments go to litellm as they are."""
+    `max_wait` (Retry-After included). `circuit_breaker` (True or {failure_threshold, window,
+    reset_timeout}), `rate_limit` ({requests_per_minute, tokens_per_minute}) and `fallbacks`
+    (model names, or dicts with ``model`` and e.g. ``api_base``/``api_key``) are described in
+    `kaizen.llm.resilience`. Other keyword arguments go to litellm as they are."""
     if not messages:
         raise ValueError("a model call needs at least one message")
     if retries < 0:
@@ -133,12 +163,69 @@ def prepare(
         kwargs["api_key"] = api_key
     if response_schema is not None and uses_structured_output(resolved, structured_output):
         kwargs["response_format"] = response_format_for(response_schema, schema_name)
-    return ModelRequest(name, kwargs, retries, float(backoff), float(max_wait), transport, cache)
+    breaker = breaker_settings(circuit_breaker)
+    limits = rate_limit_settings(rate_limit)
+    primary = ModelRequest(
+        name, kwargs, retries, float(backoff), float(max_wait), transport, cache, breaker, limits
+    )
+    if not fallbacks:
+        return primary
+    return dataclasses.replace(
+        primary, fallbacks=tuple(_fallback(primary, option) for option in fallbacks)
+    )
+
+
+def _fallback(primary: ModelRequest, option: str | Mapping[str, Any]) -> ModelRequest:
+    """The request for a fallback model: the primary's, sent to another model. A fallback
+    named by string reaches its provider on its own terms (the primary's api_base and api_key
+    stay behind); a dict may give its own (``{"model": ..., "api_base": ..., "api_key": ...}``)."""
+    given = {"model": option} if isinstance(option, str) else dict(option)
+    if not isinstance(given.get("model"), str) or not given["model"].strip():
+        raise ConfigError(f"fallbacks: each entry needs a model name, got {option!r}")
+    unknown = set(given) - {"model", "api_base", "api_key", "transport"}
+    if unknown:
+        raise ConfigError(f"fallbacks: unknown key(s) {sorted(unknown)} in {option!r}")
+    name = model_name(resolve_model(given["model"]))
+    kwargs = {k: v for k, v in primary.kwargs.items() if k not in ("api_base", "api_key")}
+    kwargs["model"] = name
+    kwargs.update({k: given[k] for k in ("api_base", "api_key") if k in given})
+    transport = given.get("transport", primary.transport)
+    return dataclasses.replace(primary, model=name, kwargs=kwargs, transport=transport)
 
 
 def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[ModelReply]:
     """The flow of one call: attempts, waits, the reply (see the module docstring). With
     `on_text`, the reply streams: each piece of text goes to `on_text` as it arrives."""
+    passed_over: list[tuple[str, str]] = []
+    candidates = (request, *request.fallbacks)
+    for number, candidate in enumerate(candidates, 1):
+        try:
+            reply = yield from _one_model(candidate, on_text, tuple(passed_over))
+        except ModelError as exc:
+            if number == len(candidates) or not falls_back(exc):
+                if passed_over:
+                    exc.add_note(
+                        "models tried before: "
+                        + "; ".join(f"{model}: {why}" for model, why in passed_over)
+                    )
+                raise
+            passed_over.append((candidate.model, _why(exc)))
+            continue
+        return reply
+    raise AssertionError("unreachable: a request has at least one model")
+
+
+def _why(error: ModelError) -> str:
+    if isinstance(error, CircuitOpenError):
+        return "circuit open"
+    return f"HTTP {error.status}" if error.status is not None else "failed (connection)"
+
+
+def _one_model(
+    request: ModelRequest, on_text: OnText | None, passed_over: tuple[tuple[str, str], ...]
+) -> Flow[ModelReply]:
+    """One model's part of the call: its attempts, with its breaker and rate limiter
+    (`passed_over`: the models tried before it, for the reply)."""
     context = current_node_context()
     if context is not None:  # a hook may refuse the call here (the budget)
         context.model_call_started(model=request.model, messages=request.kwargs["messages"])
@@ -151,12 +238,36 @@ def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[Mod
     transport = transport_for(request.model, request.kwargs, request.transport)
     call = Call(transport.send, transport.asend, {"kwargs": request.kwargs, "on_text": on_text})
     started = time.perf_counter()
+    breaker = breaker_for(request.model, request.breaker) if request.breaker else None
+    limiter = limiter_for(request.model, *request.rate_limit) if any(request.rate_limit) else None
+    estimate = _token_estimate(request.kwargs) if limiter is not None else 0
     attempt = 0
     while True:
         attempt += 1
+        if limiter is not None:
+            turn = limiter.reserve(estimate)
+            if turn > 0:
+                yield Sleep(turn)
+        probe = False
         try:
+            if breaker is not None:
+                probe = breaker.admit()
             response = yield call
+        except CircuitOpenError as opened:
+            if context is not None:
+                latency = time.perf_counter() - started
+                context.model_call_finished(
+                    usage=Usage(), model=request.model, latency=latency, error=opened
+                )
+            raise
         except Exception as exc:
+            if breaker is not None:
+                if counts_against_breaker(exc):
+                    breaker.failed(probe)
+                else:
+                    breaker.released(probe)
+            if limiter is not None and status_of(exc) == 429:
+                limiter.pause(retry_after(exc) or request.backoff)
             wait = retry_wait(
                 exc,
                 attempt,
@@ -175,7 +286,16 @@ def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[Mod
                 raise error from root_cause(exc)
             yield Sleep(wait)
             continue
+        except BaseException:  # cancelled mid-attempt: no verdict on the model
+            if breaker is not None:
+                breaker.released(probe)
+            raise
+        if breaker is not None:
+            breaker.succeeded(probe)
         reply = _reply(response, request.model, attempt, time.perf_counter() - started)
+        reply.fallbacks = passed_over
+        if limiter is not None:
+            limiter.settle(estimate, reply.usage.prompt_tokens + reply.usage.completion_tokens)
         if step is not None:
             step.keep(response)
         if context is not None:
@@ -183,6 +303,30 @@ def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[Mod
                 usage=reply.usage, model=request.model, latency=reply.latency, reply=reply
             )
         return reply
+
+
+def _token_estimate(kwargs: Mapping[str, Any]) -> int:
+    """Tokens a request will use, guessed before it is sent (about 4 characters a token, plus
+    the reply's ceiling); the rate limiter settles the difference once usage is known."""
+    characters = sum(len(str(message.get("content") or "")) for message in kwargs["messages"])
+    return characters // 4 + int(kwargs.get("max_tokens") or 0)
+
+
+def _breaker_changed(state: BreakerState, previous: str) -> None:
+    """A breaker moved during a call: tell the hooks of the node that made it, if any."""
+    context = current_node_context()
+    if context is not None:
+        context.hooks.fire(
+            "breaker_change",
+            run_id=context.run_id,
+            node_id=context.node_id,
+            model=state.model,
+            state=state,
+            previous=previous,
+        )
+
+
+node_announcer.append(_breaker_changed)
 
 
 def complete(messages: list[dict[str, Any]], **options: Any) -> ModelReply:

@@ -16,13 +16,16 @@ One class per moment, one method each, keyword-only arguments (the shape of Hami
     ToolCallStartHook    on_tool_call_start(*, run_id, node_id, tool, arguments, call_id)
     ToolCallFinishHook   on_tool_call_finish(*, run_id, node_id, tool, call_id, record)
     ChunkHook            on_chunk(*, run_id, node_id, chunk)
+    BreakerHook          on_breaker_change(*, run_id, node_id, model, state, previous)
 
 A run begins (`on_run_start`, before any node), its nodes start, retry, finish (completed,
 failed or cancelled) or are skipped (routing, a failed upstream, the budget), and it ends
 (`on_run_finish`, last). Inside a node, each model call is announced before it is made and
 reported after it with its usage and cost (`reply` is the `ModelReply`, None on failure); tool
 calls likewise (`record` is the `ToolCallRecord`: arguments, output or error, start, duration),
-and each piece of streamed reply text is a chunk (a str).
+and each piece of streamed reply text is a chunk (a str). A model's circuit breaker changing
+state (`state` is a `kaizen.llm.resilience.BreakerState`, `previous` the old state's name) is
+reported to the hooks of the node whose call moved it (`kaizen.watch_breakers` sees them all).
 
 Run and node moments arrive on the runtime's driver thread, one at a time and in order. Model,
 tool and chunk moments arrive in the thread that runs the node, possibly from several nodes at
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from kaizen.workflow.workflow import Workflow
 
 __all__ = [
+    "BreakerHook",
     "ChunkHook",
     "HookSet",
     "ModelCallFinishHook",
@@ -168,6 +172,13 @@ class ChunkHook:
         raise NotImplementedError
 
 
+class BreakerHook:
+    def on_breaker_change(
+        self, *, run_id: str, node_id: str, model: str, state: Any, previous: str
+    ) -> None:
+        raise NotImplementedError
+
+
 # moment -> (hook class, method name); the order of HookSet's slots
 _MOMENTS: dict[str, tuple[type, str]] = {
     "run_start": (RunStartHook, "on_run_start"),
@@ -181,6 +192,7 @@ _MOMENTS: dict[str, tuple[type, str]] = {
     "tool_call_start": (ToolCallStartHook, "on_tool_call_start"),
     "tool_call_finish": (ToolCallFinishHook, "on_tool_call_finish"),
     "chunk": (ChunkHook, "on_chunk"),
+    "breaker_change": (BreakerHook, "on_breaker_change"),
 }
 _VETOABLE = frozenset({"model_call_start", "tool_call_start"})
 _HOOK_CLASSES = tuple(cls for cls, _ in _MOMENTS.values())

@@ -99,6 +99,18 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
     """,
+    """
+    CREATE TABLE approvals (
+        run_id     TEXT NOT NULL,
+        node_id    TEXT NOT NULL,
+        approver   TEXT NOT NULL,  -- whose approval the policy asked for
+        status     TEXT NOT NULL,  -- 'pending', 'approved' or 'denied'
+        decided_by TEXT,
+        requested  REAL NOT NULL,
+        decided    REAL,
+        PRIMARY KEY (run_id, node_id)
+    );
+    """,
 )
 
 _shared: dict[str, Store] = {}

@@ -389,7 +389,7 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
     ) -> None:
         writer, self._writer = self._writer, None
         try:
-            finished = (str(status), time.time(), record_json(record), run_id)
+            finished = (_stored_status(status, record), time.time(), record_json(record), run_id)
         except Exception as exc:
             self.write_failed(exc)
             finished = None
@@ -410,3 +410,11 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         if self.failure is not None and not self._told:
             self._told = True
             raise self.failure  # into the run's hook_errors; the runtime raises it at the end
+
+
+def _stored_status(status: RunStatus, record: RunRecord) -> str:
+    """The run's status, or ``waiting_approval`` when a node stopped for an access policy's
+    approval (kaizen.observe.policy): `resume` finishes it once approved."""
+    if any((node.error or "").startswith("ApprovalRequired") for node in record.nodes.values()):
+        return "waiting_approval"
+    return str(status)

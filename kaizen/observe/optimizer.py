@@ -1,0 +1,152 @@
+"""`ExecutionOptimizer`: suggestions computed from an agent's recorded calls, each with its
+evidence, and auto-optimization that applies only the safe one (caching).
+
+What it looks for (a hook on the agent's model calls and node runs):
+
+- repeated inputs (the same prompt sent 3 times or more) → cache model calls;
+- frequent parse retries (over a fifth of executions needed a re-ask) → structured output or
+  an easier signature;
+- a slow model on short answers (median over 2 s for replies under 50 tokens) → a faster model.
+
+`enable_auto_optimization()` turns caching on for the agent once repeated inputs are seen, and
+says so (`applied`, and the log ``kaizen.optimizer``). Targets order the suggestions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kaizen.runtime.hooks import ModelCallFinishHook, ModelCallStartHook, NodeFinishHook
+
+if TYPE_CHECKING:
+    from kaizen.agents.agent import Agent
+
+__all__ = ["ExecutionOptimizer", "Suggestion"]
+
+_log = logging.getLogger("kaizen.optimizer")
+TARGETS = ("latency", "accuracy", "cost")
+REPEATS_FOR_CACHE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    kind: str  # "cache", "structured_output", "faster_model"
+    message: str
+    evidence: Mapping[str, Any]
+    targets: tuple[str, ...]
+    safe: bool = False  # auto-optimization may apply it
+    applied: bool = False
+
+
+@dataclass(slots=True)
+class _History:
+    prompts: Counter[str] = field(default_factory=Counter)
+    calls_per_run: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    executions: int = 0
+    reasked: int = 0
+    latencies: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
+
+
+class ExecutionOptimizer(ModelCallStartHook, ModelCallFinishHook, NodeFinishHook):
+    name = "kaizen.optimizer"
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.auto = False
+        self.targets: tuple[str, ...] = TARGETS
+        self.applied: list[str] = []
+        self._history = _History()
+        self._lock = threading.Lock()
+
+    def enable_auto_optimization(self) -> None:
+        """Apply safe suggestions (caching) as soon as their evidence is there."""
+        self.auto = True
+        self._maybe_apply()
+
+    def set_optimization_targets(self, targets: Sequence[str]) -> None:
+        unknown = [t for t in targets if t not in TARGETS]
+        if unknown:
+            raise ValueError(f"unknown optimization targets {unknown}; choose from {TARGETS}")
+        self.targets = tuple(targets)
+
+    def suggestions(self) -> list[Suggestion]:
+        """What the recorded history suggests, most relevant to the targets first."""
+        history = self._history
+        found: list[Suggestion] = []
+        with self._lock:
+            repeated = {k: n for k, n in history.prompts.items() if n >= REPEATS_FOR_CACHE}
+            executions, reasked = history.executions, history.reasked
+            latencies = {m: list(v) for m, v in history.latencies.items()}
+        if repeated:
+            cached = self.agent.config.cache not in (None, False)
+            found.append(Suggestion(
+                "cache", "the same prompts recur: cache model calls (config cache=True)",
+                {"repeated_prompts": len(repeated), "most_repeats": max(repeated.values())},
+                ("latency", "cost"), safe=True, applied=cached,
+            ))  # fmt: skip
+        if executions >= 5 and reasked / executions > 0.2:
+            found.append(Suggestion(
+                "structured_output", "replies often fail to parse: use a model with structured "
+                "output (json_schema) or simplify the signature",
+                {"executions": executions, "re_asked": reasked}, ("accuracy", "latency", "cost"),
+            ))  # fmt: skip
+        for model, samples in latencies.items():
+            short = [latency for latency, tokens in samples if tokens < 50]
+            if len(short) >= 3 and statistics.median(short) > 2.0:
+                found.append(Suggestion(
+                    "faster_model", f"{model} is slow on short answers: try a smaller model",
+                    {"model": model, "short_replies": len(short),
+                     "median_latency_s": statistics.median(short)}, ("latency", "cost"),
+                ))  # fmt: skip
+        return sorted(found, key=lambda s: min(_rank(t, self.targets) for t in s.targets))
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def on_model_call_start(
+        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
+    ) -> None:
+        key = hashlib.sha256(json.dumps(list(messages), sort_keys=True, default=str).encode())
+        with self._lock:
+            self._history.prompts[key.hexdigest()] += 1
+            self._history.calls_per_run[run_id] += 1
+
+    def on_model_call_finish(
+        self, *, run_id: str, node_id: str, model: str, usage: Any, latency: float, reply: Any,
+        error: BaseException | None,
+    ) -> None:  # fmt: skip
+        if reply is not None:
+            with self._lock:
+                self._history.latencies[model].append((latency, usage.completion_tokens))
+
+    def on_node_finish(
+        self, *, run_id: str, node_id: str, status: Any, outputs: Mapping[str, Any] | None,
+        error: BaseException | None, started: float | None, finished: float, attempts: int,
+    ) -> None:  # fmt: skip
+        with self._lock:
+            calls = self._history.calls_per_run.pop(run_id, 0)
+            self._history.executions += 1
+            if calls > 1 and not self.agent._tool_sources:
+                self._history.reasked += 1
+        if self.auto:
+            self._maybe_apply()
+
+    def _maybe_apply(self) -> None:
+        for suggestion in self.suggestions():
+            if suggestion.safe and not suggestion.applied and suggestion.kind == "cache":
+                self.agent.configure(cache=True)
+                note = f"caching enabled for agent {self.agent.name!r}: {dict(suggestion.evidence)}"
+                self.applied.append(note)
+                _log.info("auto-optimization: %s", note)
+
+
+def _rank(target: str, targets: Iterable[str]) -> int:
+    order = list(targets)
+    return order.index(target) if target in order else len(order)

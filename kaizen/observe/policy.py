@@ -1,0 +1,206 @@
+"""Access policies: who may run an agent, with which model and tools, and approvals.
+
+A policy is a name (``"allow_all"``, ``"deny_all"``, ``"team_lead_approval_required"``) or a
+callable ``(AccessRequest) -> Decision``: `allow()`, `deny(reason)` or `require_approval(who)`;
+`per_user(...)` restricts models and tools per user. `agent.set_access_policy(policy)` checks it
+each time the agent's node starts, before any model call:
+
+- deny: the node fails with `AccessDeniedError` naming the reason;
+- require approval: unless the run's node was approved, the node fails with `ApprovalRequired`
+  and the approval is recorded as pending in the store (``approvals``). A workflow run on a
+  checkpointing runtime then ends with status ``waiting_approval``, its finished nodes
+  checkpointed; `approve(run_id, node_id, by=...)` (or ``kaizen approve RUN NODE --by NAME``)
+  approves it and `runtime.resume(run_id, workflow)` finishes the run. A direct
+  `agent.execute()` raises `ApprovalRequired` (its `run_id` and `node_id` say what to approve).
+
+Every decision is written to the agent's audit log when it has one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kaizen.errors import AccessDeniedError, ApprovalRequired, ConfigError, KaizenError
+from kaizen.store.db import Store, StorePath
+
+__all__ = [
+    "AccessRequest",
+    "Allow",
+    "Decision",
+    "Deny",
+    "RequireApproval",
+    "allow",
+    "approval_status",
+    "approve",
+    "check_access",
+    "deny",
+    "per_user",
+    "policy_from",
+    "require_approval",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """What a policy decides on: which agent wants to run, for whom, with what."""
+
+    agent: str
+    user: str
+    model: str
+    tools: tuple[str, ...] = ()
+    inputs: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    run_id: str = ""
+    node_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequireApproval:
+    who: str
+
+
+Decision = Allow | Deny | RequireApproval
+Policy = Callable[[AccessRequest], Decision]
+
+
+def allow() -> Allow:
+    return Allow()
+
+
+def deny(reason: str) -> Deny:
+    return Deny(reason)
+
+
+def require_approval(who: str) -> RequireApproval:
+    return RequireApproval(who)
+
+
+NAMED: dict[str, Policy] = {
+    "allow_all": lambda request: Allow(),
+    "deny_all": lambda request: Deny("the access policy denies every execution"),
+    "team_lead_approval_required": lambda request: RequireApproval("team_lead"),
+}
+
+
+def per_user(
+    rules: Mapping[str, Mapping[str, Iterable[str]]], *, others: Decision | None = None
+) -> Policy:
+    """A policy from per-user rules: ``{"alice": {"models": [...], "tools": [...]}}``; a user
+    may use only the models and tools listed (a missing key: any). Users without rules get
+    `others` (default: denied)."""
+
+    def decide(request: AccessRequest) -> Decision:
+        rule = rules.get(request.user)
+        if rule is None:
+            return others or Deny(f"user {request.user!r} has no access rule")
+        models = rule.get("models")
+        if models is not None and request.model not in set(models):
+            return Deny(f"user {request.user!r} may not use model {request.model!r}")
+        tools = rule.get("tools")
+        if tools is not None:
+            refused = sorted(set(request.tools) - set(tools))
+            if refused:
+                return Deny(f"user {request.user!r} may not use tools {refused}")
+        return Allow()
+
+    return decide
+
+
+def policy_from(policy: str | Policy) -> Policy:
+    if isinstance(policy, str):
+        try:
+            return NAMED[policy]
+        except KeyError:
+            raise ConfigError(
+                f"unknown access policy {policy!r}; use one of {sorted(NAMED)} or a callable "
+                "(request) -> allow() | deny(reason) | require_approval(who)"
+            ) from None
+    if not callable(policy):
+        raise ConfigError(f"an access policy is a name or a callable, got {policy!r}")
+    return policy
+
+
+def approval_status(store: Store, run_id: str, node_id: str) -> tuple[str, str | None] | None:
+    rows = store.read(
+        "SELECT status, decided_by FROM approvals WHERE run_id = ? AND node_id = ?",
+        (run_id, node_id),
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def approve(
+    run_id: str, node_id: str, *, by: str, store: StorePath | Store | None = None,
+    approved: bool = True,
+) -> None:  # fmt: skip
+    """Approve (or, `approved=False`, deny) node `node_id` of run `run_id`, by `by`. Then
+    `runtime.resume(run_id, workflow)` runs it (``kaizen approve ... --resume module:attr``)."""
+    opened = Store.open(store)
+    if approval_status(opened, run_id, node_id) is None:
+        raise KaizenError(
+            f"run {run_id!r} has no approval pending for node {node_id!r} in {opened.path}; "
+            "check the run id and node id (kaizen runs show RUN)"
+        )
+    with opened.write() as db:
+        db.execute(
+            "UPDATE approvals SET status = ?, decided_by = ?, decided = ? "
+            "WHERE run_id = ? AND node_id = ?",
+            ("approved" if approved else "denied", by, time.time(), run_id, node_id),
+        )
+
+
+def check_access(
+    policy: Policy, request: AccessRequest, store: StorePath | Store | None = None
+) -> tuple[str, str]:
+    """Apply `policy` to `request`: returns (decision, detail) when the node may run, raises
+    `AccessDeniedError` or `ApprovalRequired` (recording the pending approval) otherwise."""
+    decision = policy(request)
+    if isinstance(decision, Allow):
+        return "allow", ""
+    if isinstance(decision, Deny):
+        raise AccessDeniedError(
+            f"agent {request.agent!r} may not run for user {request.user!r}: {decision.reason}",
+            agent=request.agent,
+            reason=decision.reason,
+        )
+    if not isinstance(decision, RequireApproval):
+        raise ConfigError(
+            f"access policy returned {decision!r}; return allow(), deny(reason) or "
+            "require_approval(who)"
+        )
+    opened = Store.open(store)
+    status = approval_status(opened, request.run_id, request.node_id)
+    if status is not None and status[0] == "approved":
+        return "approved", f"approved by {status[1]}"
+    if status is not None and status[0] == "denied":
+        raise AccessDeniedError(
+            f"agent {request.agent!r}: approval denied by {status[1]}",
+            agent=request.agent,
+            reason=f"denied by {status[1]}",
+        )
+    if status is None:
+        with opened.write() as db:
+            db.execute(
+                "INSERT INTO approvals (run_id, node_id, approver, status, requested) "
+                "VALUES (?, ?, ?, 'pending', ?)",
+                (request.run_id, request.node_id, decision.who, time.time()),
+            )
+    raise ApprovalRequired(
+        f"agent {request.agent!r} (node {request.node_id!r} of run {request.run_id!r}) needs "
+        f"{decision.who}'s approval: kaizen approve {request.run_id} {request.node_id} --by NAME",
+        agent=request.agent,
+        approver=decision.who,
+        node_id=request.node_id,
+        run_id=request.run_id,
+    )

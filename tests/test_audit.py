@@ -1,0 +1,100 @@
+"""The hash-chained audit log and access policies (kaizen.observe), on ScriptedModel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import kaizen
+from kaizen import LocalRuntime, WorkflowBuilder
+from kaizen.cli.app import app
+from kaizen.errors import AccessDeniedError, ApprovalRequired, AuditChainError
+from kaizen.observe.audit import verify
+from kaizen.store.runs import load_run
+from kaizen.testing import ScriptedModel
+
+SECRET = "sk-live-THISISASECRETKEY1234567890"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KAIZEN_HOME", str(tmp_path))
+    return tmp_path
+
+
+def audited(tmp_path: Path) -> Path:
+    path = tmp_path / "audit.jsonl"
+    model = ScriptedModel(lambda messages: {"answer": "fine"})
+    agent = kaizen.create_agent("qa", "question -> answer", {"model": model, "api_key": SECRET})
+    agent.enable_audit_logging(path)
+    agent.set_access_policy("allow_all")
+    for n in range(3):
+        agent.execute(question=f"my key is {SECRET}, question {n}")
+    return path
+
+
+def test_entries_chain_and_hold_no_secrets(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    path = audited(home)
+    text = path.read_text()
+    assert SECRET not in text and "THISISASECRET" not in text
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert {e["action"] for e in entries} == {"access", "model_call", "execute"}
+    assert all(e["input_hash"] is None or len(e["input_hash"]) == 64 for e in entries)
+    assert verify(path) == len(entries) == 9
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
+def test_verify_finds_an_edited_deleted_or_reordered_entry(home: Path, tamper: str) -> None:
+    path = audited(home)
+    lines = path.read_text().splitlines()
+    if tamper == "edit":
+        entry = json.loads(lines[2])
+        entry["decision"] = "allow"
+        lines[2] = json.dumps(entry, sort_keys=True)
+    elif tamper == "delete":
+        del lines[2]
+    else:
+        lines[2], lines[3] = lines[3], lines[2]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AuditChainError) as broken:
+        verify(path)
+    assert broken.value.line == 3
+    result = CliRunner().invoke(app, ["audit", "verify", str(path)])
+    assert result.exit_code == 1 and "audit.jsonl:3" in result.output
+
+
+def test_a_denial_fails_with_the_reason_and_per_user_rules(home: Path) -> None:
+    model = ScriptedModel(lambda messages: {"answer": "a"})
+    agent = kaizen.create_agent("qa", "question -> answer", {"model": model})
+    agent.set_access_policy(kaizen.per_user({"alice": {"models": [model.model_name]}}))
+    with kaizen.acting_as("alice"):
+        assert agent.execute(question="q").answer == "a"
+    with kaizen.acting_as("mallory"), pytest.raises(AccessDeniedError, match="no access rule"):
+        agent.execute(question="q")
+    assert len(model.calls) == 1
+
+
+def test_approval_pauses_a_workflow_and_approve_resumes_it(home: Path) -> None:
+    model = ScriptedModel(lambda messages: {"answer": "approved answer"})
+    agent = kaizen.create_agent("sensitive", "question -> answer", {"model": model})
+    agent.set_access_policy("team_lead_approval_required")
+    with pytest.raises(ApprovalRequired, match="team_lead"):
+        agent.execute(question="q")  # a direct execute raises
+    builder = WorkflowBuilder("gated")
+    builder.add_node("ConstantNode", "ask", {"value": "q"})
+    builder.add_agent(agent, "gate")
+    builder.add_connection("ask", "value", "gate", "question")
+    workflow = builder.build()
+    runtime = LocalRuntime(checkpoint=True, failure_policy="continue")
+    results, run_id = runtime.execute(workflow)
+    assert "gate" not in results and load_run(runtime.store, run_id).status == "waiting_approval"
+    assert model.calls == []
+    cli = CliRunner().invoke(app, ["approve", run_id, "gate", "--by", "dana"])
+    assert cli.exit_code == 0, cli.output
+    results, _ = runtime.resume(run_id, workflow)
+    assert results["gate"]["answer"] == "approved answer"
+    assert load_run(runtime.store, run_id).status == "completed"
