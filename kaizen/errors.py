@@ -178,6 +178,15 @@ class AgentLimitError(KaizenError):
         super().__init__(message)
 
 
+class PlanError(KaizenError):
+    """A plan (`kaizen.compile_plan`) that cannot run: `problems` lists every one (unknown tools,
+    arguments that do not fit a tool, references to missing steps, cycles)."""
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        super().__init__(message)
+
+
 class RenderError(KaizenError):
     """A picture could not be drawn: an unsupported file suffix, or Graphviz's `dot` is missing."""
 
@@ -253,6 +262,7 @@ __all__ = [
     "NodeExecutionError",
     "OutputParseError",
     "ParameterError",
+    "PlanError",
     "RenderError",
     "ReplayMismatchError",
     "RunNotFoundError",

@@ -27,7 +27,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kaizen.agents.config import AgentConfig, ModelSettings, environment_key, resolve_settings
+from kaizen.agents.config import (
+    AgentConfig,
+    ModelSettings,
+    environment_key,
+    resolve_settings,
+    valid_keys,
+)
 from kaizen.agents.exchange import exchange
 from kaizen.agents.result import ExecutionReport, ExecutionResult
 from kaizen.errors import (
@@ -72,7 +78,7 @@ __all__ = [
 DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 
 #: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
-AGENT_CONFIG_KEYS = frozenset(AgentConfig.model_fields)
+AGENT_CONFIG_KEYS = frozenset(valid_keys())
 
 
 def default_signature() -> Signature:
@@ -508,14 +514,17 @@ class AgentNode(Node):
         settings = agent.settings()
         tools = agent._run_tools() if agent._tool_sources else ()
         memory = agent.memory
-        if memory is None:
-            return exchange(
-                agent.name, agent.signature, settings, inputs, agent.output_schema, tools
-            )
+        # a plan runs as a workflow of its own, on the agent's runtime
+        runtime = agent.runtime if settings.strategy == "plan" else None
 
         def execution(block: str | None) -> Flow[dict[str, Any]]:
             schema = agent.output_schema
-            return exchange(agent.name, agent.signature, settings, inputs, schema, tools, block)
+            return exchange(
+                agent.name, agent.signature, settings, inputs, schema, tools, block, runtime
+            )
+
+        if memory is None:
+            return execution(None)
 
         return remembering(memory, inputs, execution)
 
