@@ -22,6 +22,11 @@ _EXPORTS: dict[str, str] = {
     "StreamHook": "kaizen.runtime.stream",
     "ToolCallRecord": "kaizen.runtime.record",
     "AgentLimitError": "kaizen.errors",
+    "PlanError": "kaizen.errors",
+    "PlanStepError": "kaizen.errors",
+    "compile_plan": "kaizen.plans",
+    "Plan": "kaizen.plans",
+    "PlanStep": "kaizen.plans",
     "tool": "kaizen.tools",
     "Tool": "kaizen.tools",
     "Toolset": "kaizen.tools",
@@ -250,6 +255,8 @@ if TYPE_CHECKING:
         NodeExecutionError,
         OutputParseError,
         ParameterError,
+        PlanError,
+        PlanStepError,
         RenderError,
         ReplayMismatchError,
         RunNotFoundError,
@@ -284,6 +291,7 @@ if TYPE_CHECKING:
         create_pipeline,
         create_supervisor_agent,
     )
+    from kaizen.plans import Plan, PlanStep, compile_plan
     from kaizen.runtime import (
         Budget,
         EventKind,

@@ -187,6 +187,18 @@ class PlanError(KaizenError):
         super().__init__(message)
 
 
+class PlanStepError(PlanError):
+    """A step of a running plan failed: `step` is its id, `outcome` says how it ended:
+    "failed" (its tool failed and recovery was used up or absent), "gave_up" (the recovery
+    decision was `fail`: the whole execution stops), or "check" (its result did not match its
+    expected_output). The planning agent re-plans after "failed" and "check"."""
+
+    def __init__(self, message: str, *, step: str, outcome: str) -> None:
+        self.step = step
+        self.outcome = outcome
+        super().__init__(message, problems=[message])
+
+
 class RenderError(KaizenError):
     """A picture could not be drawn: an unsupported file suffix, or Graphviz's `dot` is missing."""
 
@@ -263,6 +275,7 @@ __all__ = [
     "OutputParseError",
     "ParameterError",
     "PlanError",
+    "PlanStepError",
     "RenderError",
     "ReplayMismatchError",
     "RunNotFoundError",

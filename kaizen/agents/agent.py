@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from kaizen.runtime.local import LocalRuntime
-    from kaizen.runtime.record import NodeRun
+    from kaizen.runtime.record import NodeRun, RunRecord
     from kaizen.signatures import Signature
     from kaizen.store.db import StorePath
     from kaizen.store.memory import Memory, MemoryProvider
@@ -311,8 +311,8 @@ class Agent:
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
         else:
-            return self._result(results, report, run_id, started)
-        return self._failed(failure, report, run_id, started, settings)
+            return self._result(results, report, run_id, started, values)
+        return self._failed(failure, report, run_id, started, settings, values)
 
     async def _execute_async(
         self, inputs: Mapping[str, Any], hooks: tuple[object, ...]
@@ -326,8 +326,8 @@ class Agent:
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
         else:
-            return self._result(results, report, run_id, started)
-        return self._failed(failure, report, run_id, started, settings)
+            return self._result(results, report, run_id, started, values)
+        return self._failed(failure, report, run_id, started, settings, values)
 
     @property
     def runtime(self) -> LocalRuntime:
@@ -368,6 +368,7 @@ class Agent:
         report: ExecutionReport,
         run_id: str,
         started: float,
+        values: Mapping[str, Any],
     ) -> ExecutionResult:
         outputs = results.get(self.name)
         if outputs is None:  # skipped (the runtime says why) or never ran
@@ -378,13 +379,26 @@ class Agent:
             )
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
         node_run = self._node_run(run_id)
+        plan, plan_run = self._plan_parts(node_run, values)
         return ExecutionResult(
             dict(outputs),
             raw=report.raw,
             metadata=metadata,
             tool_calls=node_run.tool_calls if node_run is not None else (),
             stop_reason=(node_run.stop_reason if node_run is not None else None) or "completed",
+            plan=plan,
+            run=plan_run,
         )
+
+    def _plan_parts(
+        self, node_run: NodeRun | None, values: Mapping[str, Any]
+    ) -> tuple[Workflow | None, RunRecord | None]:
+        """A planning agent's last plan as a `Workflow` and the `RunRecord` of its run."""
+        if node_run is None or not any(n.get("kind") == "plan" for n in node_run.notes):
+            return None, None
+        from kaizen.plans.strategy import last_plan
+
+        return last_plan(node_run.notes, self, values, self._run_tools())
 
     def _node_run(self, run_id: str) -> NodeRun | None:
         try:
@@ -399,6 +413,7 @@ class Agent:
         run_id: str,
         started: float,
         settings: ModelSettings,
+        values: Mapping[str, Any],
     ) -> ExecutionResult:
         error = failure
         if isinstance(failure, NodeExecutionError) and isinstance(failure.__cause__, Exception):
@@ -418,6 +433,7 @@ class Agent:
         elif settings.raise_on_error:
             raise error
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
+        plan, plan_run = self._plan_parts(node_run, values)
         return ExecutionResult(
             {},
             raw=report.raw,
@@ -426,6 +442,8 @@ class Agent:
             error=error,
             tool_calls=tool_calls,
             stop_reason=error.stop_reason if isinstance(error, AgentLimitError) else "error",
+            plan=plan,
+            run=plan_run,
         )
 
     # -- agents as nodes ------------------------------------------------------------------------
