@@ -374,8 +374,8 @@ def test_a_failed_expected_output_check_replans_with_the_history() -> None:
         answer=[ANSWER],
     )
     model = ScriptedModel(script)
-    agent = kaizen.create_agent("planner", QUESTION, tools=TOOLS,
-                                config={"model": model, "strategy": "plan", "validate": True})  # fmt: skip
+    config = {"model": model, "strategy": "plan", "validate": True}
+    agent = kaizen.create_agent("planner", QUESTION, config=config, tools=TOOLS)
     result = agent.execute(question="q")
     assert result.success and result.stop_reason == "completed_after_replan"
     assert script.asked == ["plan", "check", "plan", "check", "answer", "complete"]
@@ -436,7 +436,9 @@ def test_a_step_without_recovery_fails_the_run_naming_the_step() -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -451,7 +453,11 @@ def test_a_whole_reference_resolves_to_the_value_itself(value: Any) -> None:
 def test_check_plan_finds_a_cycle_exactly_when_there_is_one(length: int, closed: bool) -> None:
     ids = [f"s{i}" for i in range(length)]
     chain = [
-        {"id": step, "tool": "lookup", "arguments": {"city": f"${{{ids[i - 1]}.city}}" if i else "x"}}
+        {
+            "id": step,
+            "tool": "lookup",
+            "arguments": {"city": f"${{{ids[i - 1]}.city}}" if i else "x"},
+        }
         for i, step in enumerate(ids)
     ]
     if closed:  # the first step waits for the last: a cycle through every step

@@ -52,10 +52,12 @@ def compile_plan(
     found: list[Tool] = collect_tools(tuple(tools))
     problems = check_plan(plan, found)
     if problems:
-        raise PlanError(
-            f"plan {name!r} cannot run: " + "; ".join(problems), problems=problems
-        )
-    helper = agent if isinstance(agent, PlanAgent) or agent is None else PlanAgent.of(agent, inputs or {})
+        raise PlanError(f"plan {name!r} cannot run: " + "; ".join(problems), problems=problems)
+    helper = (
+        agent
+        if isinstance(agent, PlanAgent) or agent is None
+        else PlanAgent.of(agent, inputs or {})
+    )
     by_name = {t.name: t for t in found}
     builder = WorkflowBuilder(name)
     for step in plan.steps:

@@ -160,7 +160,9 @@ class StepNode(_Driven):
         try:
             arguments = resolve(step.arguments, inputs)
         except KeyError as exc:
-            raise PlanStepError(f"step {step.id!r}: {exc.args[0]}", step=step.id, outcome="failed")
+            raise PlanStepError(
+                f"step {step.id!r}: {exc.args[0]}", step=step.id, outcome="failed"
+            ) from None
         tool = step.tool
         recoveries = 0
         while True:
@@ -331,7 +333,9 @@ class SynthesisNode(_Driven):
             lines.append(f"- {step.id} ({step.tool}): {shown}")
         last = messages[-1]
         messages[-1] = {**last, "content": f"{last['content']}" + "\n".join(lines)}
-        return (yield from answer(agent.name, agent.signature, settings, messages, agent.output_schema))
+        return (
+            yield from answer(agent.name, agent.signature, settings, messages, agent.output_schema)
+        )
 
 
 def _note(context: NodeContext | None, entry: Mapping[str, Any]) -> None:

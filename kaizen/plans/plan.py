@@ -126,7 +126,10 @@ def read_plan(text: str, tools: Sequence[Tool]) -> tuple[Plan | None, list[str]]
 def _field_problem(error: Any) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(plan)"
     if error["type"] == "extra_forbidden":
-        return f"{where}: not a field of a plan step (a step has id, tool, arguments, depends_on, expected_output)"
+        return (
+            f"{where}: not a field of a plan step (a step has id, tool, arguments, depends_on, "
+            "expected_output)"
+        )
     if error["type"] == "missing":
         return f"{where}: missing (required)"
     return f"{where}: {error['msg']}"
@@ -141,13 +144,13 @@ def check_plan(plan: Plan, tools: Sequence[Tool] | Mapping[str, Tool]) -> list[s
     ids = [step.id for step in plan.steps]
     known = set(ids)
     for step_id in sorted({i for i in ids if ids.count(i) > 1}):
-        problems.append(f"step id {step_id!r} is used by {ids.count(step_id)} steps; ids must differ")
+        problems.append(
+            f"step id {step_id!r} is used by {ids.count(step_id)} steps; ids must differ"
+        )
     for step in plan.steps:
         where = f"step {step.id!r}"
         if not _STEP_ID.fullmatch(step.id):
-            problems.append(
-                f"{where}: an id is letters, digits and '_', not starting with a digit"
-            )
+            problems.append(f"{where}: an id is letters, digits and '_', not starting with a digit")
         elif step.id == SYNTHESIS:
             problems.append(f"{where}: the id {SYNTHESIS!r} is reserved; choose another")
         tool = by_name.get(step.tool)
@@ -155,7 +158,9 @@ def check_plan(plan: Plan, tools: Sequence[Tool] | Mapping[str, Tool]) -> list[s
             names = ", ".join(sorted(by_name)) or "(none)"
             problems.append(f"{where}: there is no tool {step.tool!r}; the tools are: {names}")
         for missing in sorted({ref for ref, _ in _references(step.arguments)} - known):
-            problems.append(f"{where}: its arguments reference ${{{missing}}}, but no step has that id")
+            problems.append(
+                f"{where}: its arguments reference ${{{missing}}}, but no step has that id"
+            )
         for missing in sorted(set(step.depends_on) - known):
             problems.append(f"{where}: depends_on names {missing!r}, but no step has that id")
         if step.id in step_dependencies(step):
@@ -165,7 +170,8 @@ def check_plan(plan: Plan, tools: Sequence[Tool] | Mapping[str, Tool]) -> list[s
     cycle = _find_cycle(plan, known)
     if cycle:
         problems.append(
-            "the steps depend on each other in a cycle: " + " -> ".join(cycle)
+            "the steps depend on each other in a cycle: "
+            + " -> ".join(cycle)
             + "; a step can only use the results of steps that do not need it"
         )
     return problems
@@ -258,7 +264,9 @@ def _stand_in_text(value: Any) -> Any:
 
 def _find_cycle(plan: Plan, known: set[str]) -> list[str]:
     """One cycle among the steps (ids, the first repeated at the end), or []."""
-    graph = {s.id: [d for d in step_dependencies(s) if d in known and d != s.id] for s in plan.steps}
+    graph = {
+        s.id: [d for d in step_dependencies(s) if d in known and d != s.id] for s in plan.steps
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 

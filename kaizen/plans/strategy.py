@@ -165,7 +165,11 @@ def _make_plan(
     wanted = ", ".join(
         f"{f.name} ({getattr(f.type, '__name__', f.type)})" for f in agent.signature.output_fields
     )
-    parts = [f"Goal:\n{agent.goal()}", f"The final answer will have: {wanted}", f"Tools:\n{catalog}"]
+    parts = [
+        f"Goal:\n{agent.goal()}",
+        f"The final answer will have: {wanted}",
+        f"Tools:\n{catalog}",
+    ]
     if history:
         parts.append(
             "Earlier plans did not reach the goal; make a new plan that does:\n\n"
@@ -363,11 +367,10 @@ def last_plan(
 def _note_run(context: NodeContext | None, iteration: int, outcome: PlanOutcome) -> None:
     """The run's id and status, then the decisions its steps made (recoveries, checks)."""
     record = outcome.record
-    _note(context, {
-        "kind": "run", "iteration": iteration, "run_id": record.run_id,
-        "status": str(record.status),
-        "error": None if outcome.error is None else f"{type(outcome.error).__name__}: {outcome.error}",
-    })  # fmt: skip
+    failure = outcome.error
+    error = None if failure is None else f"{type(failure).__name__}: {failure}"
+    _note(context, {"kind": "run", "iteration": iteration, "run_id": record.run_id,
+                    "status": str(record.status), "error": error})  # fmt: skip
     for node_run in record.nodes.values():
         for entry in node_run.notes:
             _note(context, {**entry, "iteration": iteration, "run_id": record.run_id})
