@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -60,6 +60,15 @@ def lookup(city: str) -> dict[str, Any]:
     """Look up a city's temperature (slowly)."""
     time.sleep(SLEEP)
     return {"city": city, "temp": len(city) * 3}
+
+
+class State(TypedDict, total=False):
+    """LangGraph plan-and-execute's state (module level: LangGraph reads its annotations)."""
+
+    question: str
+    plan: list[str]
+    past_steps: list[tuple[str, Any]]
+    response: str
 
 
 # --- Kaizen --------------------------------------------------------------------------------------
@@ -123,8 +132,6 @@ def kaizen_rows(quick: bool) -> list[Row]:
 
 
 def langgraph_rows(quick: bool) -> list[Row]:
-    from typing import TypedDict
-
     from langgraph.graph import END, START, StateGraph
 
     reps = 3 if quick else 7
@@ -137,12 +144,6 @@ def langgraph_rows(quick: bool) -> list[Row]:
         if kind == "plan":
             return list(CITIES)
         return state["plan"][1:] if len(state["plan"]) > 1 else "Paris"
-
-    class State(TypedDict, total=False):
-        question: str
-        plan: list[str]
-        past_steps: list[tuple[str, Any]]
-        response: str
 
     def plan_step(state: State) -> State:
         return {"plan": model("plan", dict(state)), "past_steps": []}
