@@ -220,6 +220,27 @@ class AgentLimitError(KaizenError):
         super().__init__(message)
 
 
+class PlanError(KaizenError):
+    """A plan (`kaizen.compile_plan`) that cannot run: `problems` lists every one (unknown tools,
+    arguments that do not fit a tool, references to missing steps, cycles)."""
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        super().__init__(message)
+
+
+class PlanStepError(PlanError):
+    """A step of a running plan failed: `step` is its id, `outcome` says how it ended:
+    "failed" (its tool failed and recovery was used up or absent), "gave_up" (the recovery
+    decision was `fail`: the whole execution stops), or "check" (its result did not match its
+    expected_output). The planning agent re-plans after "failed" and "check"."""
+
+    def __init__(self, message: str, *, step: str, outcome: str) -> None:
+        self.step = step
+        self.outcome = outcome
+        super().__init__(message, problems=[message])
+
+
 class RenderError(KaizenError):
     """A picture could not be drawn: an unsupported file suffix, or Graphviz's `dot` is missing."""
 
@@ -299,6 +320,8 @@ __all__ = [
     "NodeExecutionError",
     "OutputParseError",
     "ParameterError",
+    "PlanError",
+    "PlanStepError",
     "RenderError",
     "ReplayMismatchError",
     "RunNotFoundError",

@@ -27,7 +27,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kaizen.agents.config import AgentConfig, ModelSettings, environment_key, resolve_settings
+from kaizen.agents.config import (
+    AgentConfig,
+    ModelSettings,
+    environment_key,
+    resolve_settings,
+    valid_keys,
+)
 from kaizen.agents.exchange import exchange
 from kaizen.agents.result import ExecutionReport, ExecutionResult
 from kaizen.errors import (
@@ -50,7 +56,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from kaizen.runtime.local import LocalRuntime
-    from kaizen.runtime.record import NodeRun
+    from kaizen.runtime.record import NodeRun, RunRecord
     from kaizen.signatures import Signature
     from kaizen.store.db import StorePath
     from kaizen.store.memory import Memory, MemoryProvider
@@ -72,7 +78,7 @@ __all__ = [
 DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 
 #: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
-AGENT_CONFIG_KEYS = frozenset(AgentConfig.model_fields)
+AGENT_CONFIG_KEYS = frozenset(valid_keys())
 
 
 def default_signature() -> Signature:
@@ -390,8 +396,8 @@ class Agent:
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
         else:
-            return self._result(results, report, run_id, started)
-        return self._failed(failure, report, run_id, started, settings)
+            return self._result(results, report, run_id, started, values)
+        return self._failed(failure, report, run_id, started, settings, values)
 
     async def _execute_async(
         self, inputs: Mapping[str, Any], hooks: tuple[object, ...]
@@ -405,8 +411,8 @@ class Agent:
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
         else:
-            return self._result(results, report, run_id, started)
-        return self._failed(failure, report, run_id, started, settings)
+            return self._result(results, report, run_id, started, values)
+        return self._failed(failure, report, run_id, started, settings, values)
 
     @property
     def runtime(self) -> LocalRuntime:
@@ -447,6 +453,7 @@ class Agent:
         report: ExecutionReport,
         run_id: str,
         started: float,
+        values: Mapping[str, Any],
     ) -> ExecutionResult:
         outputs = results.get(self.name)
         if outputs is None:  # skipped (the runtime says why) or never ran
@@ -457,13 +464,26 @@ class Agent:
             )
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
         node_run = self._node_run(run_id)
+        plan, plan_run = self._plan_parts(node_run, values)
         return ExecutionResult(
             dict(outputs),
             raw=report.raw,
             metadata=metadata,
             tool_calls=node_run.tool_calls if node_run is not None else (),
             stop_reason=(node_run.stop_reason if node_run is not None else None) or "completed",
+            plan=plan,
+            run=plan_run,
         )
+
+    def _plan_parts(
+        self, node_run: NodeRun | None, values: Mapping[str, Any]
+    ) -> tuple[Workflow | None, RunRecord | None]:
+        """A planning agent's last plan as a `Workflow` and the `RunRecord` of its run."""
+        if node_run is None or not any(n.get("kind") == "plan" for n in node_run.notes):
+            return None, None
+        from kaizen.plans.strategy import last_plan
+
+        return last_plan(node_run.notes, self, values, self._run_tools())
 
     def _node_run(self, run_id: str) -> NodeRun | None:
         try:
@@ -478,6 +498,7 @@ class Agent:
         run_id: str,
         started: float,
         settings: ModelSettings,
+        values: Mapping[str, Any],
     ) -> ExecutionResult:
         error = failure
         if isinstance(failure, NodeExecutionError) and isinstance(failure.__cause__, Exception):
@@ -497,6 +518,7 @@ class Agent:
         elif settings.raise_on_error:
             raise error
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
+        plan, plan_run = self._plan_parts(node_run, values)
         return ExecutionResult(
             {},
             raw=report.raw,
@@ -505,6 +527,8 @@ class Agent:
             error=error,
             tool_calls=tool_calls,
             stop_reason=error.stop_reason if isinstance(error, AgentLimitError) else "error",
+            plan=plan,
+            run=plan_run,
         )
 
     # -- agents as nodes ------------------------------------------------------------------------
@@ -595,14 +619,17 @@ class AgentNode(Node):
         settings = agent.settings()
         tools = agent._run_tools() if agent._tool_sources else ()
         memory = agent.memory
-        if memory is None:
-            return exchange(
-                agent.name, agent.signature, settings, inputs, agent.output_schema, tools
-            )
+        # a plan runs as a workflow of its own, on the agent's runtime
+        runtime = agent.runtime if settings.strategy == "plan" else None
 
         def execution(block: str | None) -> Flow[dict[str, Any]]:
             schema = agent.output_schema
-            return exchange(agent.name, agent.signature, settings, inputs, schema, tools, block)
+            return exchange(
+                agent.name, agent.signature, settings, inputs, schema, tools, block, runtime
+            )
+
+        if memory is None:
+            return execution(None)
 
         return remembering(memory, inputs, execution)
 

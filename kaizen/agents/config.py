@@ -43,7 +43,9 @@ ENV_VARS: dict[str, str] = {
 class AgentConfig(BaseModel):
     """How an agent talks to its model. Every key is optional; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True
+    )
 
     model: Any = Field(
         default=None,
@@ -93,6 +95,24 @@ class AgentConfig(BaseModel):
         default="auto",
         description="how tool calls travel: the provider's native tool calling, or JSON "
         "constrained by a schema (auto: JSON for the embedded model, native otherwise)",
+    )
+    strategy: Literal["auto", "plan"] = Field(
+        default="auto",
+        description="'auto': the reason-act loop for an agent with tools, one structured call "
+        "without; 'plan': a plan of tool steps compiled into a workflow (docs/plans.md)",
+    )
+    # `validate` would shadow pydantic's BaseModel.validate: the key is an alias
+    validate_plan: bool = Field(
+        default=False,
+        alias="validate",
+        description="with strategy 'plan': check step results against their expected_output "
+        "and the goal for completion, re-planning when a check fails",
+    )
+    max_plan_attempts: int = Field(
+        default=3, ge=1, description="with strategy 'plan': plans asked for before giving up"
+    )
+    max_step_recoveries: int = Field(
+        default=2, ge=0, description="with strategy 'plan': recovery decisions per failed step"
     )
     cache: bool | dict[str, Any] | None = Field(
         default=None,
@@ -220,7 +240,8 @@ class AgentConfig(BaseModel):
 
 
 def valid_keys() -> list[str]:
-    return list(AgentConfig.model_fields)
+    """The keys a config dict may hold (a field's alias where it has one)."""
+    return [info.alias or name for name, info in AgentConfig.model_fields.items()]
 
 
 def config_error(exc: ValidationError, *, where: str) -> ConfigError:
@@ -278,6 +299,10 @@ class ModelSettings:
     max_tool_retries: int = 10
     on_limit: str = "return"
     tool_protocol: str = "native"  # resolved: "native" or "json"
+    strategy: str = "auto"
+    validate_plan: bool = False
+    max_plan_attempts: int = 3
+    max_step_recoveries: int = 2
 
 
 def resolve_settings(config: AgentConfig) -> ModelSettings:
@@ -315,6 +340,10 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         max_tool_retries=effective.max_tool_retries,
         on_limit=effective.on_limit,
         tool_protocol=_tool_protocol(effective.tool_protocol, model_name(model)),
+        strategy=effective.strategy,
+        validate_plan=effective.validate_plan,
+        max_plan_attempts=effective.max_plan_attempts,
+        max_step_recoveries=effective.max_step_recoveries,
     )
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import reprlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kaizen.runtime.hooks import ModelCallFinishHook
 from kaizen.runtime.record import ToolCallRecord, Usage
+
+if TYPE_CHECKING:
+    from kaizen.runtime.record import RunRecord
+    from kaizen.workflow.workflow import Workflow
 
 __all__ = ["ExecutionMetadata", "ExecutionReport", "ExecutionResult"]
 
@@ -36,7 +40,9 @@ class ExecutionMetadata(dict[str, Any]):
             ) from None
 
 
-_ATTRIBUTES = ("data", "raw", "metadata", "success", "error", "stop_reason", "tool_calls")
+_ATTRIBUTES = (
+    "data", "raw", "metadata", "success", "error", "stop_reason", "tool_calls", "plan", "run",
+)  # fmt: skip
 
 
 class ExecutionResult:
@@ -44,7 +50,10 @@ class ExecutionResult:
     `.metadata`, `.success` and `.error`; for an agent with tools also `.tool_calls` (each
     call's name, arguments, output or error, start and duration) and `.stop_reason` (why its
     loop stopped: "completed", "completed_after_reminder", "forced_completion", "extracted",
-    "max_iterations", "loop_detected", "budget" or "error").
+    "max_iterations", "loop_detected", "budget" or "error"). A planning agent (config
+    ``strategy="plan"``) also has `.plan`, the `Workflow` its last plan compiled into (it
+    renders like any graph), and `.run`, the `RunRecord` of that plan's run; its stop reasons
+    add "completed_after_replan", "invalid_plan" and "step_failed" (docs/plans.md).
 
     An output field named like one of these attributes is reached with `result["data"]`. On a
     failed result (`success` False, only with the agent config `raise_on_error=False`) `data`
@@ -52,7 +61,9 @@ class ExecutionResult:
     `AttributeError` that says so.
     """
 
-    __slots__ = ("data", "error", "metadata", "raw", "stop_reason", "success", "tool_calls")
+    __slots__ = (
+        "data", "error", "metadata", "plan", "raw", "run", "stop_reason", "success", "tool_calls",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -64,8 +75,12 @@ class ExecutionResult:
         error: BaseException | None = None,
         tool_calls: Iterable[ToolCallRecord] = (),
         stop_reason: str | None = None,
+        plan: Workflow | None = None,
+        run: RunRecord | None = None,
     ) -> None:
         self.data = data
+        self.plan = plan
+        self.run = run
         self.raw = raw
         self.metadata = ExecutionMetadata(metadata)
         self.success = success
@@ -91,7 +106,8 @@ class ExecutionResult:
         fields = ", ".join(data) or "(none)"
         raise AttributeError(
             f"this result has no output field {name!r}; its outputs are: {fields} "
-            "(plus .data, .raw, .metadata, .success, .error, .stop_reason, .tool_calls)"
+            "(plus .data, .raw, .metadata, .success, .error, .stop_reason, .tool_calls, .plan, "
+            ".run)"
         )
 
     def __getitem__(self, name: str) -> Any:

@@ -112,6 +112,12 @@ class NodeContext:
         if node_run is not None:
             node_run.stop_reason = reason
 
+    def note(self, entry: Mapping[str, Any]) -> None:
+        """Record a decision the node made (`NodeRun.notes`; keep `entry` JSON-ready)."""
+        node_run = self.record.nodes.get(self.node_id)
+        if node_run is not None:
+            node_run.notes.append(dict(entry))
+
     @property
     def wants_chunks(self) -> bool:
         """Whether any hook listens to streamed text (if none, the model call need not stream)."""

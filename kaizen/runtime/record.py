@@ -123,6 +123,9 @@ class NodeRun:
     stop_reason: str | None = None  # why an agent's reason-act loop stopped
     restored: bool = False  # completed in an earlier attempt at the run (resume): not run again
     model_calls: list[ModelCallSpan] = field(default_factory=list)
+    # what the node decided along the way, JSON-ready dicts with a "kind" (a planning agent's
+    # plans, rejected plans, recovery decisions and checks: docs/plans.md)
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
