@@ -113,6 +113,9 @@ _EXPORTS: dict[str, str] = {
     "RunStartHook": "kaizen.runtime.hooks",
     "ToolCallFinishHook": "kaizen.runtime.hooks",
     "ToolCallStartHook": "kaizen.runtime.hooks",
+    "Middleware": "kaizen.runtime.middleware",
+    "ModelCallRequest": "kaizen.runtime.middleware",
+    "NodeCall": "kaizen.runtime.middleware",
     "create_signature": "kaizen.signatures",
     "InputField": "kaizen.signatures",
     "OutputField": "kaizen.signatures",
@@ -163,10 +166,13 @@ __all__ = [
     "MemoryRead",
     "MemoryWrite",
     "MergeNode",
+    "Middleware",
     "ModelCallFinishHook",
+    "ModelCallRequest",
     "ModelCallStartHook",
     "ModelError",
     "Node",
+    "NodeCall",
     "NodeCancelledError",
     "NodeContext",
     "NodeExecutionError",
@@ -346,6 +352,7 @@ if TYPE_CHECKING:
         ToolCallFinishHook,
         ToolCallStartHook,
     )
+    from kaizen.runtime.middleware import Middleware, ModelCallRequest, NodeCall
     from kaizen.runtime.record import (
         ToolCallRecord,
     )

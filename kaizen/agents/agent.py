@@ -41,7 +41,7 @@ from kaizen.flow import Flow, run_async, run_sync
 from kaizen.missing import MISSING
 from kaizen.nodes.base import ExecutionPolicy, Node, Port
 from kaizen.nodes.registry import register_node_type
-from kaizen.runtime.hooks import check_hooks
+from kaizen.runtime.hooks import Middleware, check_hooks
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
 from kaizen.store.memory import remembering
 from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
@@ -182,6 +182,11 @@ class Agent:
     def add_hook(self, hook: object) -> None:
         """Observe this agent's moments with `hook` from now on."""
         self._hooks = (*self._hooks, *check_hooks([hook]))
+
+    def add_middleware(self, middleware: object) -> None:
+        """Steer this agent's node and its model calls with `middleware` (a `kaizen.Middleware`)
+        from the next run on; see kaizen.runtime.middleware."""
+        self.add_hook(_middleware(middleware))
 
     @property
     def tools(self) -> list[Tool]:
@@ -644,3 +649,9 @@ def _agent_from_config(node_id: str, config: Mapping[str, Any]) -> Agent:
 
 register_node_type(AgentNode)
 register_node_type(LLMAgentNode)
+
+
+def _middleware(middleware: object) -> Middleware:
+    if not isinstance(middleware, Middleware):
+        raise TypeError(f"{middleware!r} is not a middleware: subclass kaizen.Middleware")
+    return middleware
