@@ -113,6 +113,10 @@ _EXPORTS: dict[str, str] = {
     "RunStartHook": "kaizen.runtime.hooks",
     "ToolCallFinishHook": "kaizen.runtime.hooks",
     "ToolCallStartHook": "kaizen.runtime.hooks",
+    "enable_tracing": "kaizen.observe.telemetry",
+    "TracingHook": "kaizen.observe.telemetry",
+    "CorrelationFilter": "kaizen.observe.telemetry",
+    "MetricsHook": "kaizen.observe.metrics",
     "Middleware": "kaizen.runtime.middleware",
     "ModelCallRequest": "kaizen.runtime.middleware",
     "NodeCall": "kaizen.runtime.middleware",
@@ -147,6 +151,7 @@ __all__ = [
     "ConsensusResult",
     "ConstantNode",
     "ContentDelta",
+    "CorrelationFilter",
     "Done",
     "EncodeError",
     "Error",
@@ -166,6 +171,7 @@ __all__ = [
     "MemoryRead",
     "MemoryWrite",
     "MergeNode",
+    "MetricsHook",
     "Middleware",
     "ModelCallFinishHook",
     "ModelCallRequest",
@@ -212,6 +218,7 @@ __all__ = [
     "ToolComplete",
     "ToolStart",
     "Toolset",
+    "TracingHook",
     "UnknownNodeTypeError",
     "Usage",
     "VetoError",
@@ -231,6 +238,7 @@ __all__ = [
     "create_supervisor_agent",
     "current_node_context",
     "deny",
+    "enable_tracing",
     "get_agent",
     "get_node_type",
     "node",
@@ -317,7 +325,9 @@ if TYPE_CHECKING:
         register_node_type,
     )
     from kaizen.observe.audit import acting_as, verify_audit
+    from kaizen.observe.metrics import MetricsHook
     from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
+    from kaizen.observe.telemetry import CorrelationFilter, TracingHook, enable_tracing
     from kaizen.patterns import (
         ConsensusResult,
         create_consensus_workflow,

@@ -39,10 +39,11 @@ Steering: raising a `VetoError` (such as `BudgetExceededError`) from `on_model_c
 `on_tool_call_start` refuses that call: the node sees the error (a budget refusal marks the node
 SKIPPED). Node and run moments report what happened and cannot be vetoed.
 
-Hooks are registered on a runtime (`LocalRuntime(hooks=[...])`, `runtime.add_hook(h)`), for one
-run (`runtime.execute(..., hooks=[...])`), or on an agent (`create_agent(..., hooks=[...])`):
-an agent's hooks see the moments of that agent's own node. With no hook registered beyond the
-runtime's own record keeping, a moment costs one call.
+Hooks are registered for every run in the process (`add_process_hook(h)`, which
+`kaizen.enable_tracing` uses), on a runtime (`LocalRuntime(hooks=[...])`, `runtime.add_hook(h)`),
+for one run (`runtime.execute(..., hooks=[...])`), or on an agent
+(`create_agent(..., hooks=[...])`): an agent's hooks see the moments of that agent's own node.
+With no hook registered beyond the runtime's own record keeping, a moment costs one call.
 
 Middleware (`Middleware`, below; how it is applied: `kaizen.runtime.middleware`) is the steering
 form of a hook: registered the same ways (or with `add_middleware`), ordered by `priority`, it
@@ -80,7 +81,9 @@ __all__ = [
     "RunStartHook",
     "ToolCallFinishHook",
     "ToolCallStartHook",
+    "add_process_hook",
     "hook_name",
+    "process_hooks",
 ]
 
 _log = logging.getLogger("kaizen.hooks")
@@ -231,6 +234,28 @@ _MOMENTS: dict[str, tuple[type, str]] = {
 }
 _VETOABLE = frozenset({"model_call_start", "tool_call_start"})
 _HOOK_CLASSES = (*(cls for cls, _ in _MOMENTS.values()), Middleware)
+
+
+_process_hooks: tuple[object, ...] = ()
+
+
+def add_process_hook(hook: object) -> Callable[[], None]:
+    """Observe every later run of every runtime in this process with `hook`; returns a function
+    that removes it."""
+    global _process_hooks
+    (checked,) = check_hooks([hook])
+    _process_hooks = (*_process_hooks, checked)
+
+    def remove() -> None:
+        global _process_hooks
+        _process_hooks = tuple(h for h in _process_hooks if h is not checked)
+
+    return remove
+
+
+def process_hooks() -> tuple[object, ...]:
+    """The hooks registered for every run in the process."""
+    return _process_hooks
 
 
 def hook_name(hook: object) -> str:
