@@ -296,6 +296,16 @@ class Agent:
 
         self._policy = (policy_from(policy), store)
 
+    def _check_guards(self, inputs: Mapping[str, Any]) -> None:
+        """The config's ``input_guards``: `InputGuardError` naming the field, before any call."""
+        option = self.config.input_guards
+        if option is not None:
+            from kaizen.agents.guards import check_inputs, input_guards
+
+            guards = input_guards(option)
+            if guards is not None:
+                check_inputs(guards, self.name, inputs)
+
     def _check_access(self, inputs: Mapping[str, Any]) -> None:
         """Before the node runs: the access policy's decision, audited."""
         from kaizen.observe.audit import current_user
@@ -428,6 +438,7 @@ class Agent:
         self, inputs: Mapping[str, Any], *, sync: bool
     ) -> tuple[dict[str, Any], Workflow, ExecutionReport, str, ModelSettings]:
         values = self.signature.validate_inputs(inputs)  # before anything runs
+        self._check_guards(values)
         settings = self.settings()  # a ConfigError before anything runs, too
         return values, self._engine(sync), ExecutionReport(self.name), uuid.uuid4().hex, settings
 
@@ -593,8 +604,9 @@ class AgentNode(Node):
 
     def _flow(self, inputs: dict[str, Any]) -> Flow[dict[str, Any]]:
         agent = self.agent
-        if not self._inputs_validated:
+        if not self._inputs_validated:  # (execute() validated and guarded them already)
             inputs = agent.signature.validate_inputs(inputs)
+            agent._check_guards(inputs)
         if agent._policy is not None or agent._audit is not None:
             agent._check_access(inputs)
         settings = agent.settings()
