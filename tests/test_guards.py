@@ -22,7 +22,8 @@ SIG = create_signature("question: str, context: str -> answer")
      "{# hidden #}", "{{ values }}"],
 )  # fmt: skip
 def test_a_value_that_looks_like_a_template_reaches_the_prompt_literally(value: str) -> None:
-    for user_template in (None, "Q: {{ values.question }}\n{% for i in inputs %}{{ i.value }}{% endfor %}"):
+    custom = "Q: {{ values.question }}\n{% for i in inputs %}{{ i.value }}{% endfor %}"
+    for user_template in (None, custom):
         messages = render_messages(SIG, {"question": value, "context": "c"},
                                    user_template=user_template)  # fmt: skip
         user = messages[1]["content"]
