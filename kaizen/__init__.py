@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "LLMAgentNode": "kaizen.agents",
     "BudgetExceededError": "kaizen.errors",
     "ConfigError": "kaizen.errors",
+    "InputGuardError": "kaizen.errors",
     "InputValidationError": "kaizen.errors",
     "KaizenError": "kaizen.errors",
     "ModelError": "kaizen.errors",
@@ -118,6 +119,13 @@ _EXPORTS: dict[str, str] = {
     "RunStartHook": "kaizen.runtime.hooks",
     "ToolCallFinishHook": "kaizen.runtime.hooks",
     "ToolCallStartHook": "kaizen.runtime.hooks",
+    "enable_tracing": "kaizen.observe.telemetry",
+    "TracingHook": "kaizen.observe.telemetry",
+    "CorrelationFilter": "kaizen.observe.telemetry",
+    "MetricsHook": "kaizen.observe.metrics",
+    "Middleware": "kaizen.runtime.middleware",
+    "ModelCallRequest": "kaizen.runtime.middleware",
+    "NodeCall": "kaizen.runtime.middleware",
     "create_signature": "kaizen.signatures",
     "InputField": "kaizen.signatures",
     "OutputField": "kaizen.signatures",
@@ -149,6 +157,7 @@ __all__ = [
     "ConsensusResult",
     "ConstantNode",
     "ContentDelta",
+    "CorrelationFilter",
     "Done",
     "EncodeError",
     "Error",
@@ -159,6 +168,7 @@ __all__ = [
     "FunctionNode",
     "HookError",
     "InputField",
+    "InputGuardError",
     "InputValidationError",
     "Kaizen",
     "KaizenError",
@@ -168,10 +178,14 @@ __all__ = [
     "MemoryRead",
     "MemoryWrite",
     "MergeNode",
+    "MetricsHook",
+    "Middleware",
     "ModelCallFinishHook",
+    "ModelCallRequest",
     "ModelCallStartHook",
     "ModelError",
     "Node",
+    "NodeCall",
     "NodeCancelledError",
     "NodeContext",
     "NodeExecutionError",
@@ -215,6 +229,7 @@ __all__ = [
     "ToolComplete",
     "ToolStart",
     "Toolset",
+    "TracingHook",
     "UnknownNodeTypeError",
     "Usage",
     "VetoError",
@@ -235,6 +250,7 @@ __all__ = [
     "create_supervisor_agent",
     "current_node_context",
     "deny",
+    "enable_tracing",
     "get_agent",
     "get_node_type",
     "node",
@@ -285,6 +301,7 @@ if TYPE_CHECKING:
         CircuitOpenError,
         ConfigError,
         EncodeError,
+        InputGuardError,
         InputValidationError,
         KaizenError,
         ModelError,
@@ -323,7 +340,9 @@ if TYPE_CHECKING:
         register_node_type,
     )
     from kaizen.observe.audit import acting_as, verify_audit
+    from kaizen.observe.metrics import MetricsHook
     from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
+    from kaizen.observe.telemetry import CorrelationFilter, TracingHook, enable_tracing
     from kaizen.patterns import (
         ConsensusResult,
         create_consensus_workflow,
@@ -359,6 +378,7 @@ if TYPE_CHECKING:
         ToolCallFinishHook,
         ToolCallStartHook,
     )
+    from kaizen.runtime.middleware import Middleware, ModelCallRequest, NodeCall
     from kaizen.runtime.record import (
         ToolCallRecord,
     )

@@ -65,6 +65,21 @@ class InputValidationError(KaizenError, ValueError):
         super().__init__(message)
 
 
+class InputGuardError(InputValidationError):
+    """An input broke one of the agent's ``input_guards`` (a size limit or a denied pattern).
+
+    `field` is the first failing input, `errors` lists `(field, why)` for each; `agent` names
+    the agent. The value itself is never shown. Raised before any model call.
+    """
+
+    def __init__(
+        self, message: str, *, errors: Sequence[tuple[str, str]] = (), agent: str = ""
+    ) -> None:
+        super().__init__(message, errors=errors)
+        self.agent = agent
+        self.field = self.errors[0][0] if self.errors else ""
+
+
 class WorkflowValidationError(KaizenError, ValueError):
     """`WorkflowBuilder.build()` found problems; `problems` lists every one of them."""
 

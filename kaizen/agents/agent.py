@@ -47,7 +47,7 @@ from kaizen.flow import Flow, run_async, run_sync
 from kaizen.missing import MISSING
 from kaizen.nodes.base import ExecutionPolicy, Node, Port
 from kaizen.nodes.registry import register_node_type
-from kaizen.runtime.hooks import check_hooks
+from kaizen.runtime.hooks import Middleware, check_hooks
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
 from kaizen.store.memory import remembering
 from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
@@ -189,6 +189,11 @@ class Agent:
         """Observe this agent's moments with `hook` from now on."""
         self._hooks = (*self._hooks, *check_hooks([hook]))
 
+    def add_middleware(self, middleware: object) -> None:
+        """Steer this agent's node and its model calls with `middleware` (a `kaizen.Middleware`)
+        from the next run on; see kaizen.runtime.middleware."""
+        self.add_hook(_middleware(middleware))
+
     @property
     def tools(self) -> list[Tool]:
         """The tools this agent offers its model (toolsets expanded as of now)."""
@@ -296,6 +301,16 @@ class Agent:
         from kaizen.observe.policy import policy_from
 
         self._policy = (policy_from(policy), store)
+
+    def _check_guards(self, inputs: Mapping[str, Any]) -> None:
+        """The config's ``input_guards``: `InputGuardError` naming the field, before any call."""
+        option = self.config.input_guards
+        if option is not None:
+            from kaizen.agents.guards import check_inputs, input_guards
+
+            guards = input_guards(option)
+            if guards is not None:
+                check_inputs(guards, self.name, inputs)
 
     def _check_access(self, inputs: Mapping[str, Any]) -> None:
         """Before the node runs: the access policy's decision, audited."""
@@ -429,6 +444,7 @@ class Agent:
         self, inputs: Mapping[str, Any], *, sync: bool
     ) -> tuple[dict[str, Any], Workflow, ExecutionReport, str, ModelSettings]:
         values = self.signature.validate_inputs(inputs)  # before anything runs
+        self._check_guards(values)
         settings = self.settings()  # a ConfigError before anything runs, too
         return values, self._engine(sync), ExecutionReport(self.name), uuid.uuid4().hex, settings
 
@@ -612,8 +628,9 @@ class AgentNode(Node):
 
     def _flow(self, inputs: dict[str, Any]) -> Flow[dict[str, Any]]:
         agent = self.agent
-        if not self._inputs_validated:
+        if not self._inputs_validated:  # (execute() validated and guarded them already)
             inputs = agent.signature.validate_inputs(inputs)
+            agent._check_guards(inputs)
         if agent._policy is not None or agent._audit is not None:
             agent._check_access(inputs)
         settings = agent.settings()
@@ -671,3 +688,9 @@ def _agent_from_config(node_id: str, config: Mapping[str, Any]) -> Agent:
 
 register_node_type(AgentNode)
 register_node_type(LLMAgentNode)
+
+
+def _middleware(middleware: object) -> Middleware:
+    if not isinstance(middleware, Middleware):
+        raise TypeError(f"{middleware!r} is not a middleware: subclass kaizen.Middleware")
+    return middleware

@@ -134,6 +134,11 @@ class AgentConfig(BaseModel):
         description="{'requests_per_minute': n, 'tokens_per_minute': n}, shared by every agent "
         "of this process calling the model",
     )
+    input_guards: dict[str, Any] | None = Field(
+        default=None,
+        description="checks on inputs before any model call: {'max_chars': n or {field: n}, "
+        "'deny_patterns': [regex, ...], 'fields': [names]} (kaizen.agents.guards)",
+    )
     raise_on_error: bool = Field(
         default=True,
         description="execute() raises when the run fails; False: it returns a result with "
@@ -176,6 +181,14 @@ class AgentConfig(BaseModel):
         from kaizen.llm.resilience import rate_limit_settings
 
         rate_limit_settings(value)
+        return value
+
+    @field_validator("input_guards")
+    @classmethod
+    def _guards_fit(cls, value: Any) -> Any:
+        from kaizen.agents.guards import input_guards
+
+        input_guards(value)
         return value
 
     @field_validator("prompt_template", "system_template")

@@ -56,6 +56,12 @@ from kaizen.llm.resilience import (
 from kaizen.llm.retry import model_error, retry_after, retry_wait, root_cause, status_of
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
 from kaizen.runtime.context import NodeContext, current_node_context
+from kaizen.runtime.middleware import (
+    after_model_call,
+    before_model_call,
+    model_call_request,
+    updated_kwargs,
+)
 from kaizen.runtime.record import Usage
 from kaizen.store.calls import model_call_step
 
@@ -195,7 +201,35 @@ def _fallback(primary: ModelRequest, option: str | Mapping[str, Any]) -> ModelRe
 
 def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[ModelReply]:
     """The flow of one call: attempts, waits, the reply (see the module docstring). With
-    `on_text`, the reply streams: each piece of text goes to `on_text` as it arrives."""
+    `on_text`, the reply streams: each piece of text goes to `on_text` as it arrives. Inside a
+    node whose hooks hold middleware (`kaizen.runtime.middleware`), the call is made inside it:
+    a middleware may change the request, answer instead of the model, or refuse."""
+    context = current_node_context()
+    middleware = context.hooks.middleware if context is not None else ()
+    if context is None or not middleware:
+        return (yield from _models(request, on_text))
+    call = model_call_request(context.run_id, context.node_id, request.kwargs)
+    ran, answer = before_model_call(middleware, call)
+    if answer is None:
+        request = dataclasses.replace(
+            request,
+            kwargs=updated_kwargs(request.kwargs, call),
+            fallbacks=tuple(
+                dataclasses.replace(other, kwargs=updated_kwargs(other.kwargs, call))
+                for other in request.fallbacks
+            ),
+        )
+        reply = yield from _models(request, on_text)
+    elif isinstance(answer, ModelReply):
+        reply = answer
+    else:  # a str: the answer's text, from no model
+        reply = ModelReply(text=str(answer), model=request.model, attempts=0, finish_reason="stop")
+    result: ModelReply = after_model_call(middleware, ran, call, reply)
+    return result
+
+
+def _models(request: ModelRequest, on_text: OnText | None) -> Flow[ModelReply]:
+    """The request's model, then its fallbacks in order, until one answers."""
     passed_over: list[tuple[str, str]] = []
     candidates = (request, *request.fallbacks)
     for number, candidate in enumerate(candidates, 1):

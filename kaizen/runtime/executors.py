@@ -40,6 +40,7 @@ from kaizen.aio import resume
 from kaizen.errors import VetoError
 from kaizen.runtime.context import NodeContext, node_context_var
 from kaizen.runtime.hooks import HookSet
+from kaizen.runtime.middleware import NodeCall, arun_node, run_node
 from kaizen.runtime.pool import Slots, WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.workflow.plan import NodePlan
@@ -184,7 +185,12 @@ def call_sync(job: Job) -> Outcome:
     started = job.started if job.started is not None else now()
     token = node_context_var.set(job)
     try:
-        outputs = checked(p, p.node.run(**job.inputs))
+        middleware = job.run.hooks_for(p.index).middleware
+        if middleware:
+            call = NodeCall(job.run.run_id, p.node_id, p.node_type, job.attempt, dict(job.inputs))
+            outputs = checked(p, run_node(middleware, call, p.node.run))
+        else:
+            outputs = checked(p, p.node.run(**job.inputs))
     except Exception as exc:
         return Outcome(p.index, None, exc, started, now(), job.attempt)
     finally:
@@ -200,7 +206,12 @@ async def call_async(job: Job) -> Outcome:
     started = job.started if job.started is not None else now()
     token = node_context_var.set(job)
     try:
-        outputs = checked(p, await p.node.arun(**job.inputs))
+        middleware = job.run.hooks_for(p.index).middleware
+        if middleware:
+            call = NodeCall(job.run.run_id, p.node_id, p.node_type, job.attempt, dict(job.inputs))
+            outputs = checked(p, await arun_node(middleware, call, p.node.arun))
+        else:
+            outputs = checked(p, await p.node.arun(**job.inputs))
     except Exception as exc:
         return Outcome(p.index, None, exc, started, now(), job.attempt)
     finally:

@@ -39,10 +39,16 @@ Steering: raising a `VetoError` (such as `BudgetExceededError`) from `on_model_c
 `on_tool_call_start` refuses that call: the node sees the error (a budget refusal marks the node
 SKIPPED). Node and run moments report what happened and cannot be vetoed.
 
-Hooks are registered on a runtime (`LocalRuntime(hooks=[...])`, `runtime.add_hook(h)`), for one
-run (`runtime.execute(..., hooks=[...])`), or on an agent (`create_agent(..., hooks=[...])`):
-an agent's hooks see the moments of that agent's own node. With no hook registered beyond the
-runtime's own record keeping, a moment costs one call.
+Hooks are registered for every run in the process (`add_process_hook(h)`, which
+`kaizen.enable_tracing` uses), on a runtime (`LocalRuntime(hooks=[...])`, `runtime.add_hook(h)`),
+for one run (`runtime.execute(..., hooks=[...])`), or on an agent
+(`create_agent(..., hooks=[...])`): an agent's hooks see the moments of that agent's own node.
+With no hook registered beyond the runtime's own record keeping, a moment costs one call.
+
+Middleware (`Middleware`, below; how it is applied: `kaizen.runtime.middleware`) is the steering
+form of a hook: registered the same ways (or with `add_middleware`), ordered by `priority`, it
+wraps each node's execution and each model call and may change the request, answer instead
+(short-circuit) or refuse (`VetoError`).
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from kaizen.errors import VetoError
 from kaizen.runtime.record import HookError
 
 if TYPE_CHECKING:
+    from kaizen.runtime.middleware import ModelCallRequest, NodeCall
     from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
     from kaizen.workflow.workflow import Workflow
 
@@ -63,6 +70,7 @@ __all__ = [
     "BreakerHook",
     "ChunkHook",
     "HookSet",
+    "Middleware",
     "ModelCallFinishHook",
     "ModelCallStartHook",
     "NodeFinishHook",
@@ -73,7 +81,9 @@ __all__ = [
     "RunStartHook",
     "ToolCallFinishHook",
     "ToolCallStartHook",
+    "add_process_hook",
     "hook_name",
+    "process_hooks",
 ]
 
 _log = logging.getLogger("kaizen.hooks")
@@ -179,6 +189,34 @@ class BreakerHook:
         raise NotImplementedError
 
 
+class Middleware:
+    """Steers node executions and model calls; subclass it and override what you need.
+
+    Lower `priority` runs first (outermost); equal priorities keep registration order. Before
+    methods run in that order, after methods in reverse. Each may raise `VetoError(reason)` to
+    refuse (the node fails with it). See `kaizen.runtime.middleware` for the request objects.
+    """
+
+    priority: int = 100
+
+    def before_node(self, call: NodeCall) -> Mapping[str, Any] | None:
+        """Change `call.inputs` in place; return outputs to answer without running the node."""
+        return None
+
+    def after_node(self, call: NodeCall, outputs: dict[str, Any]) -> Mapping[str, Any] | None:
+        """Return other outputs to replace the node's, or None to keep them."""
+        return None
+
+    def before_model_call(self, call: ModelCallRequest) -> Any:
+        """Change `call.messages` / `call.options` in place; return a `ModelReply` or a str to
+        answer without calling the model, or None to go on."""
+        return None
+
+    def after_model_call(self, call: ModelCallRequest, reply: Any) -> Any:
+        """Return another `ModelReply` to replace the model's, or None to keep it."""
+        return None
+
+
 # moment -> (hook class, method name); the order of HookSet's slots
 _MOMENTS: dict[str, tuple[type, str]] = {
     "run_start": (RunStartHook, "on_run_start"),
@@ -195,7 +233,29 @@ _MOMENTS: dict[str, tuple[type, str]] = {
     "breaker_change": (BreakerHook, "on_breaker_change"),
 }
 _VETOABLE = frozenset({"model_call_start", "tool_call_start"})
-_HOOK_CLASSES = tuple(cls for cls, _ in _MOMENTS.values())
+_HOOK_CLASSES = (*(cls for cls, _ in _MOMENTS.values()), Middleware)
+
+
+_process_hooks: tuple[object, ...] = ()
+
+
+def add_process_hook(hook: object) -> Callable[[], None]:
+    """Observe every later run of every runtime in this process with `hook`; returns a function
+    that removes it."""
+    global _process_hooks
+    (checked,) = check_hooks([hook])
+    _process_hooks = (*_process_hooks, checked)
+
+    def remove() -> None:
+        global _process_hooks
+        _process_hooks = tuple(h for h in _process_hooks if h is not checked)
+
+    return remove
+
+
+def process_hooks() -> tuple[object, ...]:
+    """The hooks registered for every run in the process."""
+    return _process_hooks
 
 
 def hook_name(hook: object) -> str:
@@ -225,7 +285,7 @@ class HookSet:
     Failures are recorded in `record.hook_errors` (see the module docstring).
     """
 
-    __slots__ = ("_by_moment", "hooks", "node_finish", "node_start", "record")
+    __slots__ = ("_by_moment", "hooks", "middleware", "node_finish", "node_start", "record")
 
     def __init__(self, hooks: Sequence[object], record: RunRecord | None = None) -> None:
         self.hooks = tuple(hooks)
@@ -235,6 +295,9 @@ class HookSet:
             for moment, method in _moments_of(type(hook)):
                 by_moment[moment] = (*by_moment.get(moment, ()), getattr(hook, method))
         self._by_moment = by_moment
+        ranked = [hook for hook in self.hooks if isinstance(hook, Middleware)]
+        # sorted() is stable: equal priorities keep registration order
+        self.middleware: tuple[Middleware, ...] = tuple(sorted(ranked, key=_priority))
         self.node_start = by_moment.get("node_start", ())
         self.node_finish = by_moment.get("node_finish", ())
 
@@ -320,6 +383,10 @@ class HookSet:
             self.record.hook_errors.append(
                 HookError(name, moment, f"{type(error).__name__}: {error}", node_id)
             )
+
+
+def _priority(middleware: Middleware) -> int:
+    return middleware.priority
 
 
 _MOMENTS_OF: dict[type, tuple[tuple[str, str], ...]] = {}

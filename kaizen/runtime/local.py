@@ -21,7 +21,7 @@ from kaizen.errors import NodeExecutionError, ReplayMismatchError, RunNotFoundEr
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.driver import Results, Run
 from kaizen.runtime.events import EventCallback, RunEvent
-from kaizen.runtime.hooks import check_hooks
+from kaizen.runtime.hooks import Middleware, check_hooks, process_hooks
 from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
@@ -127,6 +127,13 @@ class LocalRuntime:
                 self._hooks = tuple(h for h in self._hooks if h is not checked)
 
         return remove
+
+    def add_middleware(self, middleware: Middleware) -> Callable[[], None]:
+        """Steer every later run's nodes and model calls with `middleware` (ordered by its
+        `priority`; see kaizen.runtime.middleware); returns a function that removes it."""
+        if not isinstance(middleware, Middleware):
+            raise TypeError(f"{middleware!r} is not a middleware: subclass kaizen.Middleware")
+        return self.add_hook(middleware)
 
     def subscribe(self, callback: EventCallbackFn) -> Callable[[], None]:
         """Call `callback(event)` for every `RunEvent` of every later run; returns an
@@ -410,7 +417,7 @@ class LocalRuntime:
         finished: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> Run:
         inputs = _check_parameters(workflow, parameters)  # raises before any node runs
-        run_hooks = [*self._guards(workflow), *self._hooks, *check_hooks(hooks)]
+        run_hooks = [*self._guards(workflow), *process_hooks(), *self._hooks, *check_hooks(hooks)]
         if on_event is not None:
             run_hooks.append(EventCallback(on_event))
         run = Run(

@@ -1,0 +1,217 @@
+"""OpenTelemetry spans (GenAI conventions), the correlation id on log lines, and Prometheus
+metrics (kaizen.observe.telemetry, kaizen.observe.metrics): real SDK exporters and registries."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("prometheus_client")
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from prometheus_client import CollectorRegistry
+
+import kaizen
+from kaizen import LocalRuntime, WorkflowBuilder
+from kaizen.errors import ModelError
+from kaizen.llm.resilience import reset_resilience
+from kaizen.testing import ScriptedModel
+
+SECRET = "sk-proj-" + "a1B2" * 10
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+@pytest.fixture(autouse=True)
+def fresh_breakers() -> Iterator[None]:
+    reset_resilience()
+    yield
+    reset_resilience()
+
+
+def by_name(spans: tuple[ReadableSpan, ...], prefix: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name.startswith(prefix)]
+
+
+@kaizen.tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def test_a_workflow_of_agents_gives_nested_genai_spans_with_tokens_summed_once(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    first = ScriptedModel(lambda messages: {"draft": "d"})
+    second = ScriptedModel(
+        [ScriptedModel.tool_call("add", {"a": 1, "b": 2}), {"answer": "3"}],
+    )
+    writer = kaizen.create_agent("writer", "question -> draft", {"model": first})
+    checker = kaizen.create_agent("checker", "draft -> answer", {"model": second}, tools=[add])
+    wb = WorkflowBuilder("review")
+    wb.add_agent(writer, "writer")
+    wb.add_agent(checker, "checker")
+    wb.add_connection("writer", "checker")
+    runtime = LocalRuntime(hooks=[kaizen.TracingHook(provider)])
+    _, record = runtime.execute_with_record(wb.build(), {"question": "q"})
+
+    spans = exporter.get_finished_spans()
+    [workflow] = by_name(spans, "invoke_workflow review")
+    agents = {s.name: s for s in by_name(spans, "invoke_agent ")}
+    assert set(agents) == {"invoke_agent writer", "invoke_agent checker"}
+    chats = by_name(spans, "chat ")
+    assert len(chats) == 3  # one for the writer, two turns for the checker
+    [tool] = by_name(spans, "execute_tool add")
+
+    def parent_of(span: ReadableSpan) -> int | None:
+        return span.parent.span_id if span.parent else None
+
+    assert workflow.parent is None
+    assert all(parent_of(a) == workflow.context.span_id for a in agents.values())
+    checker_id = agents["invoke_agent checker"].context.span_id
+    assert parent_of(tool) == checker_id
+    assert {s.context.trace_id for s in spans} == {workflow.context.trace_id}
+
+    chat = chats[0]
+    attributes = dict(chat.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "kaizen-scripted"
+    assert attributes["gen_ai.request.model"] == chat.name.removeprefix("chat ")
+    assert attributes["gen_ai.usage.input_tokens"] > 0
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+    assert list(attributes["gen_ai.response.finish_reasons"])
+    assert "gen_ai.input.messages" not in attributes  # content only on opt-in
+    assert dict(tool.attributes or {})["gen_ai.operation.name"] == "execute_tool"
+
+    def tokens(span: ReadableSpan) -> tuple[int, int]:
+        a = dict(span.attributes or {})
+        return int(a["gen_ai.usage.input_tokens"]), int(a["gen_ai.usage.output_tokens"])
+
+    chat_total = tuple(map(sum, zip(*(tokens(c) for c in chats), strict=True)))
+    assert tokens(workflow) == chat_total  # each call counted once on the run
+    agent_total = tuple(map(sum, zip(*(tokens(a) for a in agents.values()), strict=True)))
+    assert agent_total == chat_total
+    assert sum(chat_total) == record.usage.total_tokens
+
+
+def test_content_is_recorded_only_on_opt_in_and_secrets_are_redacted(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    model = ScriptedModel(lambda messages: {"answer": "fine"})
+    agent = kaizen.create_agent("qa", "question -> answer", {"model": model, "api_key": SECRET})
+    agent.add_hook(kaizen.TracingHook(provider, capture_content=True))
+    agent.execute(question=f"my key is {SECRET}, is that ok?")
+    [chat] = by_name(exporter.get_finished_spans(), "chat ")
+    attributes = dict(chat.attributes or {})
+    assert "is that ok" in attributes["gen_ai.input.messages"]
+    assert "fine" in attributes["gen_ai.output.messages"]
+    for span in exporter.get_finished_spans():
+        assert SECRET not in repr(dict(span.attributes or {}))
+
+
+def test_a_failed_call_is_an_error_span_and_enable_tracing_covers_every_runtime(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    model = ScriptedModel(lambda messages: ConnectionError("down"))
+    agent = kaizen.create_agent("down", "question -> answer", {"model": model, "retries": 0})
+    disable = kaizen.enable_tracing(provider)
+    try:
+        with pytest.raises(ModelError):
+            agent.execute(question="q")
+    finally:
+        disable()
+    spans = exporter.get_finished_spans()
+    [chat] = by_name(spans, "chat ")
+    assert not chat.status.is_ok and dict(chat.attributes or {})["error.type"] == "ModelError"
+    assert by_name(spans, "invoke_agent down") and by_name(spans, "invoke_workflow ")
+    count = len(exporter.get_finished_spans())
+    with pytest.raises(ModelError):
+        agent.execute(question="q")
+    assert len(exporter.get_finished_spans()) == count  # disabled: no more spans
+
+
+def test_every_log_line_inside_a_run_carries_the_run_id(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("kaizen.test.correlation")
+
+    def work(text: str) -> str:
+        log.warning("working on %s", text)
+        return text
+
+    wb = WorkflowBuilder()
+    wb.add_node(work, "work")
+    caplog.handler.addFilter(kaizen.CorrelationFilter())
+    with caplog.at_level(logging.WARNING, logger="kaizen.test.correlation"):
+        _, run_id = LocalRuntime().execute(wb.build(), {"text": "x"})
+        log.warning("outside any run")
+    inside, outside = caplog.records
+    assert inside.correlation_id == run_id and inside.node_id == "work"  # type: ignore[attr-defined]
+    assert outside.correlation_id == "-"  # type: ignore[attr-defined]
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_metrics_count_calls_tokens_errors_durations_and_breaker_state() -> None:
+    registry = CollectorRegistry()
+    metrics = kaizen.MetricsHook(registry)
+    try:
+        good = ScriptedModel(lambda messages: {"answer": "a"})
+        agent = kaizen.create_agent("qa", "question -> answer", {"model": good})
+        for _ in range(3):
+            agent.execute(question="q")  # not observed: the hook is on one runtime only
+        wb = WorkflowBuilder()
+        wb.add_agent(agent, "qa")
+        LocalRuntime(hooks=[metrics]).execute(wb.build(), {"question": "q"})
+        name = good.model_name
+        assert sample(registry, "kaizen_model_calls_total", model=name, outcome="ok") == 1
+        assert sample(registry, "kaizen_tokens_total", model=name, kind="input") > 0
+        assert sample(registry, "kaizen_runs_total", status="completed") == 1
+        assert sample(registry, "kaizen_node_duration_seconds_count",
+                      node_type="AgentNode", status="completed") == 1  # fmt: skip
+
+        bad_name = f"m-{uuid.uuid4().hex[:6]}"
+        bad = ScriptedModel(lambda messages: 500, name=bad_name)
+        failing = kaizen.create_agent("down", "question -> answer", {
+            "model": bad, "retries": 0, "circuit_breaker": {"failure_threshold": 2},
+        })  # fmt: skip
+        failing.add_hook(metrics)
+        for _ in range(3):
+            with pytest.raises(ModelError):
+                failing.execute(question="q")
+        model = bad.model_name
+        assert sample(registry, "kaizen_model_calls_total", model=model, outcome="error") == 3
+        errors = sample(registry, "kaizen_model_errors_total", model=model, error="ModelError")
+        opened = sample(registry, "kaizen_model_errors_total", model=model,
+                        error="CircuitOpenError")  # fmt: skip
+        assert (errors, opened) == (2, 1)
+        assert sample(registry, "kaizen_breaker_state", model=model) == 2  # open
+        assert sample(registry, "kaizen_breaker_transitions_total", model=model,
+                      state="open") == 1  # fmt: skip
+        assert sample(registry, "kaizen_model_call_duration_seconds_count", model=model) == 3
+        label_names = {
+            key for family in registry.collect() for s in family.samples for key in s.labels
+        }
+        assert label_names <= {"status", "node_type", "model", "outcome", "error", "kind",
+                               "tool", "state", "le"}  # fmt: skip
+    finally:
+        metrics.close()
