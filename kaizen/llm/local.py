@@ -14,6 +14,8 @@ llama-cpp-python built with ``CMAKE_ARGS=-DGGML_NATIVE=OFF`` and
   through the response's hidden params). `BATCHING = False` or ``KAIZEN_LOCAL_BATCH=0`` switch
   to the old path: one `llama_cpp.Llama` behind a lock (its wait for the lock is the queue
   time). Either loads once, lazily, on first use.
+- The shipped Q4_1 weights are converted once to Q8_0 into a cache folder (`fast_weights`): the
+  CPU kernels multiply Q8_0 much faster when a step holds many tokens, as batched steps do.
 - A json_schema ``response_format`` becomes a grammar that constrains decoding. Before that, the
   schema is tightened so the JSON can close within the token budget (strings get a ``maxLength``,
   arrays a ``maxItems``). The reply is re-serialised as strict JSON (the grammar lets raw control
