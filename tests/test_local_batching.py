@@ -26,6 +26,7 @@ from kaizen.llm.batching import (
     DecodeTimeout,
     Request,
     Scheduler,
+    ThreadTuner,
     best_prefix,
     common_prefix,
 )
@@ -61,6 +62,52 @@ def messages(topic: str) -> list[dict[str, str]]:
 
 
 # -- pure parts ------------------------------------------------------------------------------
+def test_the_thread_tuner_settles_on_the_faster_choice_and_notices_a_change() -> None:
+    tuner = ThreadTuner((1, 2), explore_every=8)
+    speed = {1: 0.010, 2: 0.030}  # two threads stalled: another process holds a core
+
+    def run(steps: int) -> list[int]:
+        picks = []
+        for _ in range(steps):
+            threads = tuner.pick(5)
+            tuner.record(threads, 5, speed[threads])
+            picks.append(threads)
+        return picks
+
+    picks = run(40)
+    assert picks[:2] == [1, 2]  # each choice measured once
+    assert picks[2:].count(1) > picks[2:].count(2) * 5  # then the faster, exploring now and then
+    speed.update({1: 0.010, 2: 0.004})  # the other core is free again
+    assert run(60)[-8:].count(2) >= 7
+    assert tuner.pick(300) in (1, 2)  # a prompt-sized step is measured on its own
+
+
+def test_weights_convert_once_into_the_cache_and_a_failure_leaves_no_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("llama_cpp")
+    broken = tmp_path / "Broken.Q4_1.gguf"
+    broken.write_bytes(b"not a gguf file")
+    cache = tmp_path / "cache"
+    assert local.fast_weights(broken, cache) == broken  # falls back to the shipped file
+    assert not any(p.suffix in (".gguf", ".part") for p in cache.glob("*"))
+    monkeypatch.setenv("KAIZEN_LOCAL_WEIGHTS", "shipped")
+    assert local.fast_weights(broken, cache) == broken
+
+
+@pytest.mark.local_model
+@needs_model
+def test_the_shipped_weights_are_converted_to_q8_once(tmp_path: Any) -> None:
+    shipped = local.gguf_path()
+    assert shipped is not None
+    converted = local.fast_weights(shipped, tmp_path)
+    assert converted.parent == tmp_path and ".Q8_0." in converted.name
+    stamp = converted.stat().st_mtime_ns
+    assert local.fast_weights(shipped, tmp_path) == converted  # reused, not converted again
+    assert converted.stat().st_mtime_ns == stamp
+    assert list(tmp_path.glob("*.part")) == []
+
+
 @given(st.lists(st.integers(0, 5)), st.lists(st.integers(0, 5)))
 def test_common_prefix_is_the_longest_shared_start(a: list[int], b: list[int]) -> None:
     n = common_prefix(a, b)
@@ -162,8 +209,7 @@ def test_a_timeout_or_a_cancel_frees_the_sequence() -> None:
 @pytest.mark.local_model
 @needs_model
 def test_a_request_waits_while_the_context_is_full_and_its_wait_is_reported() -> None:
-    path = local.gguf_path()
-    assert path is not None
+    path = local._weights()
     engine = BatchEngine(path, n_ctx=512, n_threads=2, prefix_slots=0)
     try:
         prompt, stop = engine.chat_prompt(messages("Waiting for room"))

@@ -34,6 +34,10 @@ One step of the decode loop (`BatchEngine._step`):
 5. sequences that produced an end-of-generation token, a stop string or ``max_tokens`` finish:
    their future gets a `Decoded`, their prompt stays in the KV cache as a cached prefix.
 
+The thread count of each ``llama_decode`` is chosen by `ThreadTuner` from measured step times:
+on a machine whose other cores are busy, llama.cpp's threads wait for each other at every
+operation and two threads can be several times slower than one.
+
 Everything here runs on the decode thread except `BatchEngine.submit`, which only appends to the
 queue under a lock and wakes the thread.
 """
@@ -61,6 +65,7 @@ __all__ = [
     "Decoded",
     "Request",
     "Sampling",
+    "ThreadTuner",
 ]
 
 MAX_SEQUENCES = 8  # requests decoded at once; more wait in the queue
@@ -159,6 +164,46 @@ class Scheduler:
         return self.n_ctx - self.reserved
 
 
+class ThreadTuner:
+    """Which thread count to decode the next batch with, from how fast recent steps were.
+
+    Steps are compared by their size (tokens in the batch, in buckets): for each size and each
+    choice it keeps a moving average of the step's seconds, uses the faster choice, and every
+    `explore_every` steps of a size tries another choice once, so a change in the machine's load
+    (another process taking a core) is noticed within a few dozen steps.
+    """
+
+    def __init__(self, choices: Seq[int], explore_every: int = 24, smoothing: float = 0.25):
+        self.choices = tuple(dict.fromkeys(max(1, c) for c in choices))
+        self.explore_every = explore_every
+        self.smoothing = smoothing
+        self.seconds: dict[tuple[int, int], float] = {}
+        self.steps: dict[int, int] = {}
+
+    @staticmethod
+    def bucket(n_tokens: int) -> int:
+        return n_tokens if n_tokens <= 8 else 8 + n_tokens.bit_length()
+
+    def pick(self, n_tokens: int) -> int:
+        size = self.bucket(n_tokens)
+        count = self.steps.get(size, 0)
+        self.steps[size] = count + 1
+        unmeasured = [c for c in self.choices if (c, size) not in self.seconds]
+        if unmeasured:
+            return unmeasured[0]
+        ranked = sorted(self.choices, key=lambda c: self.seconds[(c, size)])
+        if len(ranked) > 1 and count % self.explore_every == self.explore_every - 1:
+            return ranked[1]
+        return ranked[0]
+
+    def record(self, threads: int, n_tokens: int, seconds: float) -> None:
+        key = (threads, self.bucket(n_tokens))
+        previous = self.seconds.get(key)
+        self.seconds[key] = (
+            seconds if previous is None else previous + self.smoothing * (seconds - previous)
+        )
+
+
 def common_prefix(a: Seq[int], b: Seq[int]) -> int:
     """How many leading tokens `a` and `b` share."""
     n = 0
@@ -197,6 +242,7 @@ class BatchEngine:
         n_threads: int = 2,
         max_sequences: int = MAX_SEQUENCES,
         prefix_slots: int = PREFIX_SLOTS,
+        tune_threads: bool = True,
     ) -> None:
         import llama_cpp
         import numpy as np
@@ -228,6 +274,8 @@ class BatchEngine:
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
         self._batch = llama_cpp.llama_batch_init(self.n_ctx, 0, 1)
+        self._tuner = ThreadTuner(range(1, n_threads + 1) if tune_threads else (n_threads,))
+        self._threads = n_threads
         self._state = Scheduler(self.n_ctx, max_sequences, prefix_slots)
         self._piece = ctypes.create_string_buffer(256)
         self._candidates = (llama_cpp.llama_token_data * self.n_vocab)()
@@ -320,15 +368,27 @@ class BatchEngine:
         self._admit(now)
         if not self._fill_batch():
             return
-        status = self._ll.llama_decode(self._ctx, self._batch)
+        status = self._decode()
         if status == 1 and self._state.cached:  # no free cells: give up cached prefixes, retry
             self._evict_cache(len(self._state.cached))
-            status = self._ll.llama_decode(self._ctx, self._batch)
+            status = self._decode()
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
         for seq in list(self._state.running.values()):
             if seq.logits_index >= 0:
                 self._sample(seq)
+
+    def _decode(self) -> int:
+        """One ``llama_decode`` of the batch, with the thread count the tuner picks for it."""
+        n_tokens = int(self._batch.n_tokens)
+        threads = self._tuner.pick(n_tokens)
+        if threads != self._threads:
+            self._ll.llama_set_n_threads(self._ctx, threads, threads)
+            self._threads = threads
+        started = time.perf_counter()
+        status = int(self._ll.llama_decode(self._ctx, self._batch))
+        self._tuner.record(threads, n_tokens, time.perf_counter() - started)
+        return status
 
     def _expire(self, now: float) -> None:
         state = self._state
