@@ -78,6 +78,28 @@ def test_a_denial_fails_with_the_reason_and_per_user_rules(home: Path) -> None:
     assert len(model.calls) == 1
 
 
+def test_a_users_budget_is_charged_per_execution_and_then_denies(home: Path) -> None:
+    model = ScriptedModel(lambda messages: {"answer": "a"})
+    agent = kaizen.create_agent("metered", "question -> answer", {"model": model})
+    bob_budget = kaizen.Budget(max_tokens=150)
+    agent.set_access_policy(
+        kaizen.per_user({"bob": {"budget": bob_budget}, "carol": {"models": [model.model_name]}})
+    )
+    with kaizen.acting_as("bob"):
+        agent.execute(question="first")
+        assert bob_budget.used.total_tokens > 0 and bob_budget.used.calls == 1
+        while bob_budget.exceeded() is None:  # charged once per execution
+            agent.execute(question="more")
+        calls = len(model.calls)
+        with pytest.raises(AccessDeniedError, match="used up their budget"):
+            agent.execute(question="one too many")
+        assert len(model.calls) == calls  # denied before any model call
+    with kaizen.acting_as("carol"):  # other users are not charged to bob's budget
+        assert agent.execute(question="q").answer == "a"
+    with pytest.raises(kaizen.ConfigError, match="must be a kaizen.Budget"):
+        kaizen.per_user({"dave": {"budget": 10}})
+
+
 def test_approval_pauses_a_workflow_and_approve_resumes_it(home: Path) -> None:
     model = ScriptedModel(lambda messages: {"answer": "approved answer"})
     agent = kaizen.create_agent("sensitive", "question -> answer", {"model": model})

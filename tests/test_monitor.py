@@ -76,3 +76,57 @@ def test_frequent_re_asks_suggest_structured_output() -> None:
         agent.execute(question=f"q{n}")
     kinds = [s.kind for s in optimizer.suggestions()]
     assert "structured_output" in kinds
+
+
+def test_executions_one_after_another_suggest_concurrency_and_overlapping_ones_do_not() -> None:
+    import asyncio
+
+    model = ScriptedModel(lambda messages: {"answer": "a"}, latency=0.02)
+    agent = kaizen.create_agent("serial", "question -> answer", {"model": model})
+    optimizer = agent.get_execution_optimizer()
+    for n in range(5):
+        agent.execute(question=f"q{n}")
+    [suggestion] = [s for s in optimizer.suggestions() if s.kind == "concurrency"]
+    assert suggestion.evidence["executions"] == 5 and suggestion.evidence["overlapping"] == 0
+    assert "latency" in suggestion.targets and not suggestion.safe
+
+    together = kaizen.create_agent("together", "question -> answer", {"model": model})
+    watcher = together.get_execution_optimizer()
+
+    async def at_once() -> None:
+        await asyncio.gather(*(together.execute_async(question=f"q{n}") for n in range(5)))
+
+    asyncio.run(at_once())
+    assert not [s for s in watcher.suggestions() if s.kind == "concurrency"]
+
+
+def test_tool_calls_one_per_turn_suggest_calling_them_together() -> None:
+    @kaizen.tool
+    def lookup(n: int) -> int:
+        """Look n up."""
+        return n
+
+    def one_per_turn(messages: list[dict[str, object]]) -> object:
+        done = sum(1 for m in messages if m.get("role") == "tool")
+        return ScriptedModel.tool_call("lookup", {"n": done}) if done < 3 else {"answer": "x"}
+
+    agent = kaizen.create_agent(
+        "stepwise", "question -> answer", {"model": ScriptedModel(one_per_turn)}, tools=[lookup]
+    )
+    optimizer = agent.get_execution_optimizer()
+    agent.execute(question="?")
+    [suggestion] = [s for s in optimizer.suggestions() if s.kind == "concurrency"]
+    assert suggestion.evidence == {"executions": 1, "tool_calls": 3}
+    assert "strategy='plan'" in suggestion.message
+
+    def all_at_once(messages: list[dict[str, object]]) -> object:
+        if any(m.get("role") == "tool" for m in messages):
+            return {"answer": "x"}
+        return ScriptedModel.tool_calls([("lookup", {"n": n}) for n in range(3)])
+
+    together = kaizen.create_agent(
+        "parallel", "question -> answer", {"model": ScriptedModel(all_at_once)}, tools=[lookup]
+    )
+    watcher = together.get_execution_optimizer()
+    together.execute(question="?")
+    assert not [s for s in watcher.suggestions() if s.kind == "concurrency"]

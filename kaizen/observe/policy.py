@@ -2,7 +2,9 @@
 
 A policy is a name (``"allow_all"``, ``"deny_all"``, ``"team_lead_approval_required"``) or a
 callable ``(AccessRequest) -> Decision``: `allow()`, `deny(reason)` or `require_approval(who)`;
-`per_user(...)` restricts models and tools per user. `agent.set_access_policy(policy)` checks it
+`per_user(...)` restricts models, tools and budgets per user (a user's `kaizen.Budget` is
+charged with the usage of each execution run for them; once it is used up, their next
+execution is denied). `agent.set_access_policy(policy)` checks it
 each time the agent's node starts, before any model call:
 
 - deny: the node fails with `AccessDeniedError` naming the reason;
@@ -19,11 +21,12 @@ Every decision is written to the agent's audit log when it has one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kaizen.errors import AccessDeniedError, ApprovalRequired, ConfigError, KaizenError
+from kaizen.runtime.budget import Budget
 from kaizen.store.db import Store, StorePath
 
 __all__ = [
@@ -58,7 +61,7 @@ class AccessRequest:
 
 @dataclass(frozen=True, slots=True)
 class Allow:
-    pass
+    budget: Budget | None = None  # charged with this execution's usage (per-user budgets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +98,20 @@ NAMED: dict[str, Policy] = {
 
 
 def per_user(
-    rules: Mapping[str, Mapping[str, Iterable[str]]], *, others: Decision | None = None
+    rules: Mapping[str, Mapping[str, Any]], *, others: Decision | None = None
 ) -> Policy:
-    """A policy from per-user rules: ``{"alice": {"models": [...], "tools": [...]}}``; a user
-    may use only the models and tools listed (a missing key: any). Users without rules get
+    """A policy from per-user rules: ``{"alice": {"models": [...], "tools": [...], "budget":
+    kaizen.Budget(max_cost=1.0)}}``; a user may use only the models and tools listed (a missing
+    key: any), and only while their budget lasts (it is charged after each of their
+    executions, so one execution may overrun it; the next is denied). Users without rules get
     `others` (default: denied)."""
+    for user, rule in rules.items():
+        budget = rule.get("budget")
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigError(
+                f"per_user: the budget of user {user!r} must be a kaizen.Budget, got "
+                f"{type(budget).__name__}"
+            )
 
     def decide(request: AccessRequest) -> Decision:
         rule = rules.get(request.user)
@@ -113,7 +125,12 @@ def per_user(
             refused = sorted(set(request.tools) - set(tools))
             if refused:
                 return Deny(f"user {request.user!r} may not use tools {refused}")
-        return Allow()
+        budget = rule.get("budget")
+        if budget is not None:
+            spent = budget.exceeded()
+            if spent is not None:
+                return Deny(f"user {request.user!r} has used up their budget ({spent})")
+        return Allow(budget)
 
     return decide
 
@@ -162,12 +179,13 @@ def approve(
 
 def check_access(
     policy: Policy, request: AccessRequest, store: StorePath | Store | None = None
-) -> tuple[str, str]:
-    """Apply `policy` to `request`: returns (decision, detail) when the node may run, raises
-    `AccessDeniedError` or `ApprovalRequired` (recording the pending approval) otherwise."""
+) -> tuple[str, str, Budget | None]:
+    """Apply `policy` to `request`: returns (decision, detail, the budget to charge) when the
+    node may run, raises `AccessDeniedError` or `ApprovalRequired` (recording the pending
+    approval) otherwise."""
     decision = policy(request)
     if isinstance(decision, Allow):
-        return "allow", ""
+        return "allow", "", decision.budget
     if isinstance(decision, Deny):
         raise AccessDeniedError(
             f"agent {request.agent!r} may not run for user {request.user!r}: {decision.reason}",
@@ -182,7 +200,7 @@ def check_access(
     opened = Store.open(store)
     status = approval_status(opened, request.run_id, request.node_id)
     if status is not None and status[0] == "approved":
-        return "approved", f"approved by {status[1]}"
+        return "approved", f"approved by {status[1]}", None
     if status is not None and status[0] == "denied":
         raise AccessDeniedError(
             f"agent {request.agent!r}: approval denied by {status[1]}",
