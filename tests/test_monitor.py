@@ -130,3 +130,18 @@ def test_tool_calls_one_per_turn_suggest_calling_them_together() -> None:
     watcher = together.get_execution_optimizer()
     together.execute(question="?")
     assert not [s for s in watcher.suggestions() if s.kind == "concurrency"]
+
+
+def test_a_runtime_has_a_monitor_of_all_its_runs() -> None:
+    model = ScriptedModel(lambda messages: {"answer": "a"})
+    builder = kaizen.WorkflowBuilder("two")
+    builder.add_agent(kaizen.create_agent("one", "question -> answer", {"model": model}), "one")
+    builder.add_agent(kaizen.create_agent("two", "question -> answer", {"model": model}), "two")
+    runtime = kaizen.LocalRuntime()
+    monitor = runtime.get_execution_monitor()
+    assert runtime.get_execution_monitor() is monitor
+    for _ in range(3):
+        runtime.execute(builder.build(), {"question": "?"})
+    summary = monitor.summary()
+    assert summary["calls"] == 6 and summary["errors"] == 0
+    assert summary["runs"] == 3

@@ -31,6 +31,7 @@ from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
 
 if TYPE_CHECKING:
+    from kaizen.observe.monitor import ExecutionMonitor
     from kaizen.store.runs import Checkpointer
 
 __all__ = ["EventCallbackFn", "FailurePolicy", "LocalRuntime"]
@@ -80,6 +81,7 @@ class LocalRuntime:
         self.budget = budget
         self.keep_records = keep_records
         self._hooks: tuple[object, ...] = check_hooks(hooks)
+        self._monitor: ExecutionMonitor | None = None
         self._pool = WorkerPool(max_concurrency)
         weakref.finalize(self, self._pool.shutdown)
         self._records: OrderedDict[str, tuple[RunRecord, dict[str, NodeExecutionError]]] = (
@@ -127,6 +129,16 @@ class LocalRuntime:
                 self._hooks = tuple(h for h in self._hooks if h is not checked)
 
         return remove
+
+    def get_execution_monitor(self) -> ExecutionMonitor:
+        """The monitor of every run of this runtime, all nodes together (made and registered
+        on first call): summary, alerts (docs/production.md)."""
+        if self._monitor is None:
+            from kaizen.observe.monitor import ExecutionMonitor
+
+            self._monitor = ExecutionMonitor()
+            self.add_hook(self._monitor)
+        return self._monitor
 
     def add_middleware(self, middleware: Middleware) -> Callable[[], None]:
         """Steer every later run's nodes and model calls with `middleware` (ordered by its
