@@ -96,7 +96,7 @@ def test_a_users_budget_is_charged_per_execution_and_then_denies(home: Path) -> 
         assert len(model.calls) == calls  # denied before any model call
     with kaizen.acting_as("carol"):  # other users are not charged to bob's budget
         assert agent.execute(question="q").answer == "a"
-    with pytest.raises(kaizen.ConfigError, match="must be a kaizen.Budget"):
+    with pytest.raises(kaizen.ConfigError, match=r"must be a kaizen\.Budget"):
         kaizen.per_user({"dave": {"budget": 10}})
 
 

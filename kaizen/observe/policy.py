@@ -97,9 +97,7 @@ NAMED: dict[str, Policy] = {
 }
 
 
-def per_user(
-    rules: Mapping[str, Mapping[str, Any]], *, others: Decision | None = None
-) -> Policy:
+def per_user(rules: Mapping[str, Mapping[str, Any]], *, others: Decision | None = None) -> Policy:
     """A policy from per-user rules: ``{"alice": {"models": [...], "tools": [...], "budget":
     kaizen.Budget(max_cost=1.0)}}``; a user may use only the models and tools listed (a missing
     key: any), and only while their budget lasts (it is charged after each of their
