@@ -72,7 +72,7 @@ def schema_reply(body: dict[str, Any]) -> Any:
         properties = schema.get("properties", {})
         for key, value in CHOSEN.items():
             wanted = properties.get(key, {})
-            free_text = wanted.get("type") == "string" and "enum" not in wanted
+            free_text = wanted.get("type") == "string" and not {"enum", "const"} & set(wanted)
             if key in reply and (isinstance(value, float) or free_text):
                 reply[key] = value
     return reply
