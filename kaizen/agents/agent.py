@@ -21,7 +21,6 @@ When `execute` raises, and when it returns a failed result:
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid
@@ -49,9 +48,7 @@ from kaizen.missing import MISSING
 from kaizen.nodes.base import ExecutionPolicy, Node, Port
 from kaizen.nodes.registry import register_node_type
 from kaizen.runtime.budget import Budget
-from kaizen.runtime.context import current_node_context
 from kaizen.runtime.hooks import Middleware, check_hooks
-from kaizen.runtime.record import Usage
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
 from kaizen.store.memory import remembering
 from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
@@ -319,35 +316,12 @@ class Agent:
     def _check_access(self, inputs: Mapping[str, Any]) -> Budget | None:
         """Before the node runs: the access policy's decision, audited; returns the user's
         budget to charge with this execution's usage, if the policy gives one."""
-        from kaizen.observe.audit import current_user
-        from kaizen.observe.policy import AccessRequest, check_access
+        from kaizen.observe.policy import admit
 
-        context = current_node_context()
-        run_id = context.run_id if context is not None else ""
-        node_id = context.node_id if context is not None else self.name
-        audit = self._audit
-        if audit is not None:
-            audit.remember_input(run_id, node_id, dict(inputs))
-        if self._policy is None:
-            return None
-        policy, store = self._policy
-        request = AccessRequest(
-            self.name, current_user(), self.settings().model_name,
-            tuple(tool.name for tool in self._run_tools()) if self._tool_sources else (),
-            inputs, run_id, node_id,
-        )  # fmt: skip
-        try:
-            decision, detail, budget = check_access(policy, request, store)
-        except KaizenError as exc:
-            if audit is not None:
-                reason = getattr(exc, "reason", "") or f"approval by {getattr(exc, 'approver', '')}"
-                audit.append("access", input=dict(inputs), run_id=run_id,
-                             decision=type(exc).__name__, reason=reason)  # fmt: skip
-            raise
-        if audit is not None:
-            audit.append("access", input=dict(inputs), run_id=run_id, decision=decision,
-                         reason=detail)  # fmt: skip
-        return budget
+        tools = tuple(t.name for t in self._run_tools()) if self._tool_sources else ()
+        model = self.settings().model_name if self._policy is not None else ""
+        return admit(self.name, inputs, model=model, tools=tools, policy=self._policy,
+                     audit=self._audit)  # fmt: skip
 
     def with_signature(self, signature: Any) -> Agent:
         """A copy of this agent (same name, config, hooks and tools) with another signature."""
@@ -652,34 +626,17 @@ class AgentNode(Node):
             )
 
         flow = execution(None) if memory is None else remembering(memory, inputs, execution)
-        return flow if budget is None else _charging(flow, budget)
+        if budget is None:
+            return flow
+        from kaizen.observe.policy import charging
+
+        return charging(flow, budget)
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         return run_sync(self._flow(inputs))
 
     async def arun(self, **inputs: Any) -> dict[str, Any]:
         return await run_async(self._flow(inputs))
-
-
-def _charging(flow: Flow[dict[str, Any]], budget: Budget) -> Flow[dict[str, Any]]:
-    """`flow`, then its node's model usage charged to `budget` (a user's, from the access
-    policy), whether it succeeded or not."""
-    context = current_node_context()
-    node_run = context.record.nodes.get(context.node_id) if context is not None else None
-    before = dataclasses.replace(node_run.usage) if node_run is not None else None
-    try:
-        return (yield from flow)
-    finally:
-        if node_run is not None and before is not None:
-            after = node_run.usage
-            budget.charge(
-                Usage(
-                    prompt_tokens=after.prompt_tokens - before.prompt_tokens,
-                    completion_tokens=after.completion_tokens - before.completion_tokens,
-                    cost=after.cost - before.cost,
-                    calls=after.calls - before.calls,
-                )
-            )
 
 
 class LLMAgentNode(AgentNode):

@@ -20,14 +20,22 @@ Every decision is written to the agent's audit log when it has one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kaizen.errors import AccessDeniedError, ApprovalRequired, ConfigError, KaizenError
+from kaizen.flow import Flow
 from kaizen.runtime.budget import Budget
+from kaizen.runtime.context import current_node_context
 from kaizen.store.db import Store, StorePath
+
+if TYPE_CHECKING:
+    from kaizen.observe.audit import AuditLog
+
+_T = TypeVar("_T")
 
 __all__ = [
     "AccessRequest",
@@ -35,9 +43,11 @@ __all__ = [
     "Decision",
     "Deny",
     "RequireApproval",
+    "admit",
     "allow",
     "approval_status",
     "approve",
+    "charging",
     "check_access",
     "deny",
     "per_user",
@@ -220,3 +230,53 @@ def check_access(
         node_id=request.node_id,
         run_id=request.run_id,
     )
+
+
+def admit(
+    agent: str,
+    inputs: Mapping[str, Any],
+    *,
+    model: str,
+    tools: tuple[str, ...],
+    policy: tuple[Policy, StorePath | Store | None] | None,
+    audit: AuditLog | None,
+) -> Budget | None:
+    """Before agent `agent`'s node runs: its inputs remembered for the audit log, the access
+    policy's decision applied and audited. Returns the user's budget to charge with this
+    execution's usage (`charging`), if the policy gives one; raises as `check_access` does."""
+    from kaizen.observe.audit import current_user
+
+    context = current_node_context()
+    run_id = context.run_id if context is not None else ""
+    node_id = context.node_id if context is not None else agent
+    if audit is not None:
+        audit.remember_input(run_id, node_id, dict(inputs))
+    if policy is None:
+        return None
+    decide, store = policy
+    request = AccessRequest(agent, current_user(), model, tools, inputs, run_id, node_id)
+    try:
+        decision, detail, budget = check_access(decide, request, store)
+    except KaizenError as exc:
+        if audit is not None:
+            reason = getattr(exc, "reason", "") or f"approval by {getattr(exc, 'approver', '')}"
+            audit.append("access", input=dict(inputs), run_id=run_id,
+                         decision=type(exc).__name__, reason=reason)  # fmt: skip
+        raise
+    if audit is not None:
+        audit.append("access", input=dict(inputs), run_id=run_id, decision=decision,
+                     reason=detail)  # fmt: skip
+    return budget
+
+
+def charging(flow: Flow[_T], budget: Budget) -> Flow[_T]:
+    """`flow`, then the model usage its node added charged to `budget` (a user's, from the
+    access policy), whether it succeeded or not."""
+    context = current_node_context()
+    node_run = context.record.nodes.get(context.node_id) if context is not None else None
+    before = dataclasses.replace(node_run.usage) if node_run is not None else None
+    try:
+        return (yield from flow)
+    finally:
+        if node_run is not None and before is not None:
+            budget.charge(node_run.usage.since(before))

@@ -60,6 +60,16 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def since(self, before: Usage) -> Usage:
+        """What was added to this usage after the snapshot `before` was taken."""
+        return Usage(
+            self.prompt_tokens - before.prompt_tokens,
+            self.completion_tokens - before.completion_tokens,
+            self.cost - before.cost,
+            self.calls - before.calls,
+            self.cache_hits - before.cache_hits,
+        )
+
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
