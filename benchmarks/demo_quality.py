@@ -9,11 +9,14 @@ checks:
 - empty answers: an argument or rationale that is empty or blank;
 - cut mid-word: a text answer that reached the embedded model's string cap (``STRING_CAP``) and
   does not end on a sentence or an ellipsis, i.e. it stopped inside a word or a sentence;
+- repeated answers: a debater's argument or a voter's rationale that another agent of the same
+  run gave word for word (roles that all say the same sentence);
+- confidence out of range: a confidence outside [0, 1];
 - failed agents: nodes that failed (a reply that never parsed, a timeout).
 
     .venv/bin/python benchmarks/demo_quality.py [--runs 5] [--model local/smollm2]
 
-The embedded model is small and sampled (temperature 0.2): the counts move from run to run.
+The embedded model is small and sampled (the demo's temperature): the counts move from run to run.
 """
 
 from __future__ import annotations
@@ -59,10 +62,18 @@ def main() -> int:
 
     counts: Counter[str] = Counter()
     texts: list[str] = []
+    confidences: list[float] = []
+
+    def repeated(answers: list[str]) -> int:
+        """How many of `answers` (one run's, one kind) another agent gave word for word."""
+        seen = Counter(a.strip() for a in answers)
+        return sum(n for text, n in seen.items() if text and n > 1)
+
     started = time.perf_counter()
     for run in range(args.runs):
         runtime = LocalRuntime(failure_policy="continue")
         results, _ = runtime.execute(debate)
+        arguments: list[str] = []
         for debater in DEBATERS:
             out = results.get(f"round1/{debater}")
             if out is None:
@@ -74,18 +85,25 @@ def main() -> int:
                 counts["sided debaters"] += 1
                 counts["side kept"] += out.get("position") == side
             texts.append(str(out.get("argument", "")))
+            arguments.append(texts[-1])
+            confidences.append(float(out.get("confidence", 0.0)))
+        counts["repeated answers"] += repeated(arguments)
         verdict = results.get(JUDGE)
         if verdict is None:
             counts["failed agents"] += 1
         else:
             texts.append(str(verdict.get("rationale", "")))
         results, _ = runtime.execute(consensus)
+        rationales: list[str] = []
         for voter in VOTERS:
             out = results.get(voter)
             if out is None:
                 counts["failed agents"] += 1
                 continue
             texts.append(str(out.get("rationale", "")))
+            rationales.append(texts[-1])
+            confidences.append(float(out.get("confidence", 0.0)))
+        counts["repeated answers"] += repeated(rationales)
         print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     elapsed = time.perf_counter() - started
 
@@ -102,6 +120,10 @@ def main() -> int:
         "cut mid-word": f"{counts['cut mid-word']}/{counts['text answers']}",
         "at the cap, ended cleanly": f"{counts['at the cap, ended cleanly']}/"
         f"{counts['text answers']}",
+        "repeated answers": f"{counts['repeated answers']}/"
+        f"{counts['debater answers'] + len(VOTERS) * args.runs}",
+        "confidence out of [0, 1]": f"{sum(not 0 <= c <= 1 for c in confidences)}/"
+        f"{len(confidences)}",
         "failed agents": counts["failed agents"],
     }
     for key, value in report.items():

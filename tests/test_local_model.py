@@ -265,3 +265,39 @@ def test_the_demo_runs_on_the_embedded_model(embedded_model: None, tmp_path: Any
         assert not failed, f"{name}: {failed} did not complete: {console.file.getvalue()[-2000:]}"
     assert summary["debate"]["verdict"]["position"] in ("for", "against")
     assert len(summary["consensus"]["result"]["votes"]) == 5
+
+
+@pytest.mark.local_model
+@needs_model
+def test_embedded_model_is_called_without_importing_litellm() -> None:
+    """The `local` transport calls the model in-process: a program that only uses the embedded
+    model does not pay litellm's import (seconds) on its first call."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, kaizen\n"
+        "from kaizen.llm import LOCAL_MODEL\n"
+        "agent = kaizen.create_agent('a', 'question: str -> answer: str',\n"
+        "                            config={'model': LOCAL_MODEL, 'max_tokens': 24})\n"
+        "result = agent.execute(question='What colour is the sky?')\n"
+        "assert isinstance(result.answer, str), result\n"
+        "print('litellm' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.local_model
+@needs_model
+def test_the_litellm_custom_provider_still_serves_the_embedded_model() -> None:
+    reply = complete(
+        MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=80, transport="litellm"
+    )
+    check_reply(reply)
+    with pytest.raises(ModelError, match="local/smollm2") as caught:
+        complete(MESSAGES, model="local/other-model", transport="litellm")
+    assert isinstance(caught.value.__cause__, LocalModelError)

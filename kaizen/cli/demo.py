@@ -33,9 +33,13 @@ JUDGE = "moderator"
 VOTERS = ("economist", "engineer", "ethicist", "skeptic", "analyst")
 ROUNDS = 2
 # Short replies keep the small model on track and the demo quick; one re-ask on a bad reply.
-# The timeout covers a call's wait for the embedded model as well as its generation.
+# The timeout covers a call's wait for the embedded model as well as its generation. At the
+# embedded model's default temperature (0.2) five voters with different roles gave the very same
+# sentence; 0.5 gives each role its own answer and still keeps the replies on topic
+# (benchmarks/demo_quality.py counts both).
 AGENT_CONFIG: dict[str, Any] = {
     "max_tokens": 200,
+    "temperature": 0.5,
     "retries": 1,
     "max_parse_attempts": 2,
     "timeout": 180,

@@ -416,9 +416,12 @@ async def agenerate(
     plan = _plan(messages, optional_params, timeout)
     caps = plan.caps()
     total: LocalReply | None = None
+    # The first call loads the model (a second or more): not on the event loop, whose other
+    # nodes go on meanwhile.
+    engine = _batch_engine or await asyncio.to_thread(_engine)
     for number, (string_cap, array_cap) in enumerate(caps):
         request = _batch_request(plan, string_cap, array_cap)
-        decoded = await asyncio.wrap_future(_engine().submit(request))
+        decoded = await asyncio.wrap_future(engine.submit(request))
         total = _add(total, _from_decoded(decoded))
         settled = _settle(plan, total, string_cap, last=number == len(caps) - 1)
         if settled is not None:
@@ -485,16 +488,21 @@ def _from_decoded(decoded: Any) -> LocalReply:
     return LocalReply(decoded.text, decoded.finish_reason, usage, decoded.queue_time)
 
 
+def check_model(model: str) -> None:
+    """Raise `LocalModelError` unless `model` names the embedded model."""
+    if model.removeprefix(f"{LOCAL_PROVIDER}/") != MODEL_NAME:
+        raise LocalModelError(
+            f"unknown local model {model!r}: the embedded model is {LOCAL_MODEL!r}"
+        )
+
+
 def make_local_handler() -> Any:
-    """The litellm custom handler serving ``local/smollm2``."""
+    """The litellm custom handler serving ``local/smollm2`` (``transport="litellm"``, or a
+    user's own `litellm.completion` call)."""
     from litellm import CustomLLM
     from litellm.types.utils import Usage
 
-    def check(model: str) -> None:
-        if model.removeprefix(f"{LOCAL_PROVIDER}/") != MODEL_NAME:
-            raise LocalModelError(
-                f"unknown local model {model!r}: the embedded model is {LOCAL_MODEL!r}"
-            )
+    check = check_model
 
     def fill(response: Any, model: str, outcome: LocalReply) -> Any:
         usage = outcome.usage
@@ -554,6 +562,7 @@ __all__ = [
     "agenerate",
     "batching_enabled",
     "bounded_schema",
+    "check_model",
     "generate",
     "gguf_path",
     "make_local_handler",

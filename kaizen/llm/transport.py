@@ -14,9 +14,12 @@ that a turn has no tool call only at the end of the stream. The `RawReply` it re
 same as without streaming.
 
 `LITELLM` serves every provider (and Kaizen's own, the embedded and scripted models).
-`FAST_TRANSPORTS` holds faster transports for the requests they can carry (the pooled
-OpenAI-compatible path of `kaizen.llm.openai_compat` adds itself there when `kaizen.llm` is
-imported). `transport_for` picks the transport for a request.
+`FAST_TRANSPORTS` holds faster transports for the requests they can carry: `LOCAL` calls the
+embedded model in-process without litellm (whose import alone costs seconds, and which adds
+nothing to a call that never leaves the process), and the pooled OpenAI-compatible path of
+`kaizen.llm.openai_compat` adds itself when `kaizen.llm` is imported. `transport_for` picks the
+transport for a request; ``transport="litellm"`` still sends an embedded-model call through
+litellm's custom provider, the same code behind it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from kaizen.llm.local import LOCAL_PROVIDER
 __all__ = [
     "FAST_TRANSPORTS",
     "LITELLM",
+    "LOCAL",
     "LitellmTransport",
+    "LocalTransport",
     "OnText",
     "RawReply",
     "ToolCallRequest",
@@ -109,8 +114,53 @@ class LitellmTransport:
 LITELLM = LitellmTransport()
 
 
+class LocalTransport:
+    """The embedded model (``local/...``), called in-process: `kaizen.llm.local.generate`, the
+    function litellm's custom provider calls too. Its errors (`LocalModelError`,
+    `LocalModelTruncated`, `DecodeTimeout`) reach the retry rules as they are. It answers
+    streamed requests with the whole reply as one piece."""
+
+    name = "local"
+
+    def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        from kaizen.llm import local
+
+        model = str(kwargs["model"])
+        local.check_model(model)
+        reply = local.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        return _whole(_from_local(reply), on_text)
+
+    async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        from kaizen.llm import local
+
+        model = str(kwargs["model"])
+        local.check_model(model)
+        reply = await local.agenerate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        return _whole(_from_local(reply), on_text)
+
+
+def _from_local(reply: Any) -> RawReply:
+    return RawReply(
+        text=reply.text,
+        prompt_tokens=reply.usage["prompt_tokens"],
+        completion_tokens=reply.usage["completion_tokens"],
+        cost=0.0,  # free by definition
+        finish_reason=reply.finish_reason or "stop",
+        raw=reply,
+        queue_time=reply.queue_time,
+    )
+
+
+def _is_local(model: str, kwargs: Mapping[str, Any]) -> bool:
+    return model.startswith(f"{LOCAL_PROVIDER}/")
+
+
+LOCAL = LocalTransport()
+
 #: (transport, applies(model, kwargs)) pairs, tried in order when the choice is "auto".
-FAST_TRANSPORTS: list[tuple[Transport, Callable[[str, Mapping[str, Any]], bool]]] = []
+FAST_TRANSPORTS: list[tuple[Transport, Callable[[str, Mapping[str, Any]], bool]]] = [
+    (LOCAL, _is_local)
+]
 
 
 def transport_for(model: str, kwargs: Mapping[str, Any], choice: str = "auto") -> Transport:
