@@ -113,6 +113,23 @@ class NodeCancelledError(KaizenError):
     run itself was cancelled (Ctrl-C, a cancelled task). Recorded, never raised to callers."""
 
 
+class NotPicklableError(KaizenError, TypeError):
+    """A value cannot travel to or from another process (a Ray worker): it cannot be pickled.
+
+    `node_id` names the node; `port` the input or output port whose value it is (None when it is
+    the node itself: its function, agent, model or tools); `direction` is "input", "output" or
+    "node"; `type_name` the value's type."""
+
+    def __init__(
+        self, message: str, *, node_id: str, port: str | None, direction: str, type_name: str,
+    ) -> None:  # fmt: skip
+        self.node_id = node_id
+        self.port = port
+        self.direction = direction
+        self.type_name = type_name
+        super().__init__(message)
+
+
 class ModelError(KaizenError):
     """A model provider call failed for good (after retries, or not retryable)."""
 
