@@ -15,6 +15,18 @@ from typing import Any
 class KaizenError(Exception):
     """Base class of every Kaizen error."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled with its attributes, without calling __init__ again (most take keyword-only
+        # arguments): errors travel back from other processes (a Ray worker) whole
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[KaizenError], args: tuple[Any, ...], state: dict[str, Any]) -> KaizenError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class SignatureError(KaizenError, ValueError):
     """A signature spec is malformed. `field` names the culprit, `position` the offset in `spec`."""

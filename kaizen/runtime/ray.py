@@ -50,7 +50,6 @@ from dataclasses import dataclass, field
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
-from kaizen.aio import run_blocking
 from kaizen.errors import NotPicklableError, VetoError
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.executors import Job, Outcome, call_async, call_sync
@@ -203,7 +202,7 @@ class RayRuntime(LocalRuntime):
         return remote
 
 
-# -- the driver's side ------------------------------------------------------------------------------
+# -- the driver's side -----------------------------------------------------------------------------
 
 
 @dataclass(slots=True, eq=False)
@@ -501,7 +500,7 @@ def _unpicklable(p: NodePlan, task: _NodeTask, error: BaseException) -> BaseExce
     return error
 
 
-# -- the waiter -------------------------------------------------------------------------------------
+# -- the waiter ------------------------------------------------------------------------------------
 
 
 class _Waiter:
@@ -579,7 +578,7 @@ def _call_on_loop(executor: RayExecutor, call: Callable[..., None], argument: An
         executor.loop.call_soon_threadsafe(call, argument)
 
 
-# -- the worker's side ------------------------------------------------------------------------------
+# -- the worker's side -----------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -682,15 +681,44 @@ def _run_attempt(task: _NodeTask, *upstream: bytes) -> bytes:
         hooks.insert(1, BudgetGuard(lambda _node_id: copies))
     run = _WorkerRun(task.run_id, record, HookSet(hooks, record), task.max_concurrency)
     job = Job(p, inputs, run, task.attempt, started=now())
-    outcome = run_blocking(call_async(job)) if p.is_async else call_sync(job)
+    outcome = _worker_loop().run_until_complete(call_async(job)) if p.is_async else call_sync(job)
     report = _WorkerReport(
         outcome.outputs, outcome.error, outcome.explanation, outcome.started, outcome.finished,
         node_run, relay.moments, record.hook_errors, f"{socket.gethostname()}:{os.getpid()}",
     )  # fmt: skip
+    if report.error is not None and not _travels(report.error):
+        error = report.error
+        report.error = RuntimeError(f"{type(error).__name__}: {error}")
     try:
         return bytes(cloudpickle.dumps(report))
     except Exception:
         return bytes(cloudpickle.dumps(_picklable(report, p)))
+
+
+def _travels(error: BaseException) -> bool:
+    """Whether `error` survives pickling both ways (an exception whose __init__ takes other
+    arguments than its args does not unpickle)."""
+    from ray import cloudpickle
+
+    try:
+        cloudpickle.loads(cloudpickle.dumps(error))
+    except Exception:
+        return False
+    return True
+
+
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    """The event loop async nodes run on in this worker: one, kept (clients bound to a loop,
+    such as litellm's, stay usable from one task to the next)."""
+    import asyncio
+
+    loop = getattr(_worker, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _worker.loop = asyncio.new_event_loop()
+    return loop
+
+
+_worker = threading.local()
 
 
 def _picklable(report: _WorkerReport, p: NodePlan) -> _WorkerReport:
@@ -717,9 +745,6 @@ def _picklable(report: _WorkerReport, p: NodePlan) -> _WorkerReport:
                 type_name=type(value).__name__,
             )  # fmt: skip
             break
-    if report.error is not None and fails(report.error) is not None:
-        error = report.error
-        report.error = RuntimeError(f"{type(error).__name__}: {error}")
     if fails(report.moments) is not None:
         report.moments = [
             (moment, {k: v for k, v in arguments.items() if fails(v) is None})
