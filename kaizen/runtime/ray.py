@@ -552,6 +552,9 @@ class _Waiter:
                     ready.extend(more)
             except Exception:  # Ray shut down under us: the runs are lost with it
                 if not ray.is_initialized():
+                    with self._cond:
+                        self._watched.clear()
+                        self._thread = None  # the next watch (Ray started again) starts one
                     return
                 continue
             moment = now()
