@@ -55,7 +55,7 @@ $(BENCH_VENV)/.deps: pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[vector]' 'kailash==2.65.0' \
 	  'langgraph==1.2.22' 'langgraph-checkpoint-sqlite==3.1.2' 'dspy==3.4.1' \
-	  'kailash-kaizen==2.46.1' 'pydantic-ai-slim==2.68.0' prometheus_client
+	  'kailash-kaizen==2.46.1' 'pydantic-ai-slim==2.68.0' prometheus_client 'ray>=2.60,<3'
 	# kailash-kaizen's import name is also `kaizen`: in site-packages it would shadow this repo's
 	# package. Keep its dependencies, move the package itself (with kaizen-agents, which holds its
 	# patterns) to a private directory that only the benchmark subprocesses measuring it put on

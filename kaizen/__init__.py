@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "ModelError": "kaizen.errors",
     "NodeCancelledError": "kaizen.errors",
     "NodeExecutionError": "kaizen.errors",
+    "NotPicklableError": "kaizen.errors",
     "OutputParseError": "kaizen.errors",
     "ParameterError": "kaizen.errors",
     "RenderError": "kaizen.errors",
@@ -108,6 +109,7 @@ _EXPORTS: dict[str, str] = {
     "RunRecord": "kaizen.runtime",
     "RunStatus": "kaizen.runtime",
     "Usage": "kaizen.runtime",
+    "RayRuntime": "kaizen.runtime.ray",
     "ChunkHook": "kaizen.runtime.hooks",
     "ModelCallFinishHook": "kaizen.runtime.hooks",
     "ModelCallStartHook": "kaizen.runtime.hooks",
@@ -194,6 +196,7 @@ __all__ = [
     "NodeSkipHook",
     "NodeStartHook",
     "NodeStatus",
+    "NotPicklableError",
     "OutputField",
     "OutputParseError",
     "ParameterError",
@@ -202,6 +205,7 @@ __all__ = [
     "PlanStep",
     "PlanStepError",
     "Port",
+    "RayRuntime",
     "RenderError",
     "ReplayMismatchError",
     "RunEvent",
@@ -307,6 +311,7 @@ if TYPE_CHECKING:
         ModelError,
         NodeCancelledError,
         NodeExecutionError,
+        NotPicklableError,
         OutputParseError,
         ParameterError,
         PlanError,
@@ -379,6 +384,7 @@ if TYPE_CHECKING:
         ToolCallStartHook,
     )
     from kaizen.runtime.middleware import Middleware, ModelCallRequest, NodeCall
+    from kaizen.runtime.ray import RayRuntime
     from kaizen.runtime.record import (
         ToolCallRecord,
     )

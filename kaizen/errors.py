@@ -15,6 +15,18 @@ from typing import Any
 class KaizenError(Exception):
     """Base class of every Kaizen error."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled with its attributes, without calling __init__ again (most take keyword-only
+        # arguments): errors travel back from other processes (a Ray worker) whole
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[KaizenError], args: tuple[Any, ...], state: dict[str, Any]) -> KaizenError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class SignatureError(KaizenError, ValueError):
     """A signature spec is malformed. `field` names the culprit, `position` the offset in `spec`."""
@@ -111,6 +123,23 @@ class NodeExecutionError(KaizenError):
 class NodeCancelledError(KaizenError):
     """A node was stopped while it ran: the run failed fast after another node's failure, or the
     run itself was cancelled (Ctrl-C, a cancelled task). Recorded, never raised to callers."""
+
+
+class NotPicklableError(KaizenError, TypeError):
+    """A value cannot travel to or from another process (a Ray worker): it cannot be pickled.
+
+    `node_id` names the node; `port` the input or output port whose value it is (None when it is
+    the node itself: its function, agent, model or tools); `direction` is "input", "output" or
+    "node"; `type_name` the value's type."""
+
+    def __init__(
+        self, message: str, *, node_id: str, port: str | None, direction: str, type_name: str,
+    ) -> None:  # fmt: skip
+        self.node_id = node_id
+        self.port = port
+        self.direction = direction
+        self.type_name = type_name
+        super().__init__(message)
 
 
 class ModelError(KaizenError):

@@ -33,18 +33,26 @@ class Port:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionPolicy:
-    """How the runtime runs one node: per-attempt timeout (seconds) and retries after a failure."""
+    """How the runtime runs one node: per-attempt timeout (seconds) and retries after a failure.
+
+    `num_cpus` and `resources` are what the node asks of a Ray cluster (`kaizen.RayRuntime`;
+    None: the runtime's default, fractional for model-bound nodes); `LocalRuntime` ignores them.
+    """
 
     timeout: float | None = None
     retries: int = 0
     retry_on: tuple[type[BaseException], ...] = field(default=(Exception,))
     backoff: float = 0.0  # seconds before the first retry, doubled on each further one
+    num_cpus: float | None = None
+    resources: Mapping[str, float] | None = None  # custom Ray resources, e.g. {"GPU": 1}
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {self.timeout!r}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, got {self.retries!r}")
+        if self.num_cpus is not None and self.num_cpus < 0:
+            raise ValueError(f"num_cpus must be >= 0, got {self.num_cpus!r}")
 
 
 class Node:
@@ -68,6 +76,9 @@ class Node:
     # With accepts_partial_inputs: run even when no input arrived at all (an aggregator that must
     # report "every member failed" rather than vanish); otherwise such a node is skipped.
     runs_without_inputs: ClassVar[bool] = False
+    # The node spends its time waiting for a model, not computing: a Ray runtime gives it a
+    # fraction of a CPU by default, so a few cores run many of them at once.
+    model_bound: ClassVar[bool] = False
     config_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(

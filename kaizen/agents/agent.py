@@ -557,6 +557,7 @@ class AgentNode(Node):
     """
 
     type_name = "AgentNode"
+    model_bound = True
     config_keys: ClassVar[frozenset[str] | None] = AGENT_CONFIG_KEYS | {
         "agent",
         "signature",

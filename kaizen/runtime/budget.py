@@ -108,6 +108,10 @@ class BudgetGuard(ModelCallStartHook, ModelCallFinishHook):
     def __init__(self, budgets_for: Callable[[str], Sequence[Budget]]) -> None:
         self._budgets_for = budgets_for
 
+    def budgets_for(self, node_id: str) -> Sequence[Budget]:
+        """The budgets that apply to node `node_id` (a Ray worker checks copies of them)."""
+        return self._budgets_for(node_id)
+
     def on_model_call_start(
         self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
     ) -> None:

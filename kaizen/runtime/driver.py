@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
 from kaizen.aio import NEED_LOOP, running_loop
 from kaizen.errors import BudgetExceededError, NodeCancelledError, NodeExecutionError
 from kaizen.runtime import state as dataflow
-from kaizen.runtime.executors import Executor, Executors, Inbox, Job, Outcome
+from kaizen.runtime.executors import Executors, ExecutorSet, Inbox, Job, Outcome, Submitter
 from kaizen.runtime.hooks import HookSet
 from kaizen.runtime.pool import Slots, WorkerPool
 from kaizen.runtime.record import NodeRun, NodeStatus, RunRecord, RunStatus
@@ -57,9 +57,12 @@ class Run:
         fail_fast: bool,
         inline_allowed: bool,
         finished: Mapping[int, Mapping[str, Any]] | None = None,
+        executors: Callable[[Run], ExecutorSet] | None = None,
     ) -> None:
         """`finished`: nodes an earlier attempt at this run completed (index -> outputs), for
-        a resumed run; they are done already and their outputs delivered."""
+        a resumed run; they are done already and their outputs delivered. `executors` makes
+        the run's executors (default: this machine's, `Executors`; `kaizen.runtime.ray` gives
+        its own)."""
         plan = workflow.plan
         self.workflow = workflow
         self.nodes = plan.nodes
@@ -89,7 +92,11 @@ class Run:
         self.task: asyncio.Task[Any] | None = None
         self.inbox = Inbox()
         context = contextvars.copy_context()
-        self.executors = Executors(pool, self.slots, self, self.inbox, context, inline_allowed)
+        self.executors: ExecutorSet = (
+            Executors(pool, self.slots, self, self.inbox, context, inline_allowed)
+            if executors is None
+            else executors(self)
+        )
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -151,7 +158,7 @@ class Run:
         self.loop = self.inbox.loop = loop
         self.task = asyncio.current_task()
 
-    def launch(self, p: NodePlan, executor: Executor) -> Coroutine[Any, Any, None] | None:
+    def launch(self, p: NodePlan, executor: Submitter) -> Coroutine[Any, Any, None] | None:
         """Hand READY node `p` to `executor`; what it returns, the driver awaits."""
         i = p.index
         dataflow.start(self.state, i)
@@ -252,7 +259,7 @@ class Run:
             outcome = Outcome(i, None, error, job.started, stopped_at)  # type: ignore[arg-type]
             self.ended(job.plan, status, outcome, error)
         self.jobs = [None] * len(self.jobs)
-        self.abandoned.extend(self.executors.tasks.cancel_all())
+        self.abandoned.extend(self.executors.cancel_all())
 
     def finish(self, status: RunStatus, error: BaseException | None) -> None:
         moment = {"status": status, "record": self.record, "error": error}

@@ -47,7 +47,17 @@ from kaizen.workflow.plan import NodePlan
 
 _log = logging.getLogger("kaizen.runtime")
 
-__all__ = ["Executor", "Executors", "Inbox", "Job", "Outcome", "Reporter", "Started"]
+__all__ = [
+    "Executor",
+    "ExecutorSet",
+    "Executors",
+    "Inbox",
+    "Job",
+    "Outcome",
+    "Reporter",
+    "Started",
+    "Submitter",
+]
 
 
 # -- what executors handle and report ------------------------------------------------------------
@@ -519,6 +529,26 @@ class Supervised(_OnTheLoop):
 Executor = Inline | InlineAsync | Threads | Tasks | Supervised
 
 
+class Submitter(Protocol):
+    """What the driver hands a ready node to: `submit(job)` returns None, or a coroutine the
+    driver must await before going on."""
+
+    def submit(self, job: Job) -> Coroutine[Any, Any, None] | None: ...
+
+
+class ExecutorSet(Protocol):
+    """A run's executors as the driver sees them: the choice of one per node, the one that
+    runs a node in the driver's own thread (`inline`: the driver needs no event loop for it),
+    and cancelling whatever still runs when the run stops (returns the tasks to wait for)."""
+
+    @property
+    def inline(self) -> Submitter | None: ...
+
+    def choose(self, p: NodePlan, alone: bool) -> Submitter: ...
+
+    def cancel_all(self) -> list[asyncio.Task[Any]]: ...
+
+
 class Executors:
     """A run's executors, and the choice of one per node."""
 
@@ -549,6 +579,10 @@ class Executors:
         if alone and self.inline_allowed:
             return self.inline
         return self.threads
+
+    def cancel_all(self) -> list[asyncio.Task[Any]]:
+        """Cancel the running async nodes (sync ones cannot be interrupted: they are abandoned)."""
+        return self.tasks.cancel_all()
 
 
 async def _raising(call: Coroutine[Any, Any, Outcome]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from kaizen.errors import NodeExecutionError, ReplayMismatchError, RunNotFoundEr
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.driver import Results, Run
 from kaizen.runtime.events import EventCallback, RunEvent
+from kaizen.runtime.executors import ExecutorSet
 from kaizen.runtime.hooks import Middleware, check_hooks, process_hooks
 from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
@@ -442,12 +443,17 @@ class LocalRuntime:
             fail_fast=self.failure_policy == "fail_fast",
             inline_allowed=inline_allowed,
             finished=finished,
+            executors=self._executors(),
         )
         with self._lock:
             self._records[run.run_id] = (run.record, run.errors)
             while len(self._records) > self.keep_records:
                 self._records.popitem(last=False)
         return run
+
+    def _executors(self) -> Callable[[Run], ExecutorSet] | None:
+        """How runs make their executors: None for this machine's (`RayRuntime` overrides it)."""
+        return None
 
     def _guards(self, workflow: Workflow) -> list[object]:
         """The budget hook, when any budget applies: this runtime's (else the workflow's) for

@@ -136,6 +136,8 @@ class NodeRun:
     # what the node decided along the way, JSON-ready dicts with a "kind" (a planning agent's
     # plans, rejected plans, recovery decisions and checks: docs/plans.md)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    # where it ran, "host:pid", when not in the runtime's own process (a Ray worker)
+    worker: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -200,6 +200,21 @@ class ScriptedModel:
         with self._lock:
             return len(self._replies) - self._position
 
+    # -- travelling (to a Ray worker) -------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # the script and how far it got travel; the lock and the calls seen here do not
+        with self._lock:
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_calls")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a copy in another process answers under the same name: register it there
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._calls = []
+        _instances[self._key] = self
+        litellm_adapter.register_provider(SCRIPTED_PROVIDER, make_scripted_handler)
+
     def __repr__(self) -> str:
         return f"ScriptedModel({self.model_name!r}, calls={len(self._calls)})"
 

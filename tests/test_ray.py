@@ -1,0 +1,404 @@
+"""`RayRuntime` on one local Ray cluster (2 CPUs, started once for the module): the same results,
+statuses, skip reasons and record as `LocalRuntime`; nodes run in other processes; agents travel;
+failures, timeouts, killed workers and values that cannot be pickled are reported as locally."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kaizen
+from kaizen import (
+    Budget,
+    ExecutionPolicy,
+    LocalRuntime,
+    NodeExecutionError,
+    NodeRetryHook,
+    NotPicklableError,
+    RayRuntime,
+    RunRecord,
+    WorkflowBuilder,
+)
+from kaizen.nodes import Node, Port
+from kaizen.patterns import ConsensusResult, create_consensus_workflow
+from kaizen.runtime.stream import Done
+from kaizen.testing import ScriptedModel
+from kaizen.workflow import Workflow
+
+ray = pytest.importorskip("ray")
+
+# pytest imports this module under a name Ray's workers cannot import: send its nodes by value
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster() -> Iterator[None]:
+    """One local cluster for every test here; shut down at the end."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def on_ray() -> Iterator[RayRuntime]:
+    with RayRuntime(failure_policy="continue", num_cpus=0.25) as runtime:
+        yield runtime
+
+
+# -- random DAGs: the same outcome as LocalRuntime -------------------------------------------------
+
+Dag = tuple[int, list[list[int]], list[str], list[bool]]
+
+
+@st.composite
+def dags(draw: st.DrawFn, max_nodes: int = 8) -> Dag:
+    """n nodes; node i's sources a subset of 0..i-1; each ok, failing or silent; sync or async."""
+    n = draw(st.integers(1, max_nodes))
+    preds = [
+        sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else [] for i in range(n)
+    ]
+    kinds = draw(
+        st.lists(st.sampled_from(["ok", "ok", "ok", "fail", "silent"]), min_size=n, max_size=n)
+    )
+    is_async = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return n, preds, kinds, is_async
+
+
+class Cell(Node):
+    """Combines its inputs; or fails; or produces nothing (its dependants are skipped)."""
+
+    def __init__(self, index: int, preds: list[int], kind: str) -> None:
+        self.index, self.preds, self.kind = index, preds, kind
+        super().__init__(f"n{index}")
+
+    def make_ports(self) -> tuple[list[Port], list[Port]]:
+        return [Port(f"in{p}", int) for p in self.preds], [Port("out", int), Port("pid", int)]
+
+    def run(self, **inputs: int) -> dict[str, Any]:
+        if self.kind == "fail":
+            raise ValueError(f"n{self.index} was told to fail")
+        if self.kind == "silent":
+            return {"pid": os.getpid()}
+        total = self.index * 31 + sum(v * (k + 2) for k, v in enumerate(sorted(inputs.values())))
+        return {"out": total % 100_003, "pid": os.getpid()}
+
+
+class AsyncCell(Cell):
+    async def arun(self, **inputs: int) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return self.run(**inputs)
+
+
+def build(dag: Dag) -> Workflow:
+    n, preds, kinds, is_async = dag
+    builder = WorkflowBuilder("random")
+    for i in range(n):
+        builder.add_node_instance((AsyncCell if is_async[i] else Cell)(i, preds[i], kinds[i]))
+    for i in range(n):
+        for p in preds[i]:
+            builder.add_connection(f"n{p}", "out", f"n{i}", f"in{p}")
+    return builder.build()
+
+
+def outcome(results: dict[str, dict[str, Any]], record: RunRecord) -> dict[str, Any]:
+    """What must not depend on the runtime: values, statuses, errors and skip reasons. (Which
+    of several failed or skipped sources a skip reason names depends on which settled first,
+    locally too: the reason is compared with node ids blanked out.)"""
+    values = {
+        node: {k: v for k, v in ports.items() if k != "pid"} for node, ports in results.items()
+    }
+    nodes = {
+        n.node_id: (str(n.status), n.attempts, n.error, re.sub(r"n\d+", "n?", n.skip_reason or ""))
+        for n in record.nodes.values()
+    }
+    return {"values": values, "nodes": nodes, "status": str(record.status)}
+
+
+LOCAL = LocalRuntime(failure_policy="continue")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags())
+def test_random_dags_end_as_they_do_locally(on_ray: RayRuntime, dag: Dag) -> None:
+    workflow = build(dag)
+    expected = outcome(*LOCAL.execute_with_record(workflow))
+    assert outcome(*on_ray.execute_with_record(workflow)) == expected
+
+
+def test_random_dag_under_execute_async_and_low_concurrency() -> None:
+    dag: Dag = (6, [[], [0], [0], [1, 2], [3], [0, 4]], ["ok"] * 6, [False, True] * 3)
+    workflow = build(dag)
+    runtime = RayRuntime(max_concurrency=1, failure_policy="continue")
+    results, run_id = asyncio.run(runtime.execute_async(workflow))
+    assert outcome(results, runtime.get_record(run_id)) == outcome(
+        *LOCAL.execute_with_record(workflow)
+    )
+
+
+# -- where nodes run -------------------------------------------------------------------------------
+
+
+def test_a_node_runs_in_another_process_and_the_record_says_where(on_ray: RayRuntime) -> None:
+    workflow = build((2, [[], [0]], ["ok", "ok"], [False, True]))
+    results, record = on_ray.execute_with_record(workflow)
+    for node in ("n0", "n1"):
+        pid = results[node]["pid"]
+        assert pid != os.getpid()
+        worker = record.nodes[node].worker
+        assert worker is not None and worker.endswith(f":{pid}")
+    _, local_record = LOCAL.execute_with_record(workflow)
+    assert local_record.nodes["n0"].worker is None
+
+
+def test_upstream_values_reach_downstream_nodes_on_other_workers(on_ray: RayRuntime) -> None:
+    chain = WorkflowBuilder("chain")
+    for i in range(30):
+        chain.add_node_instance(Cell(i, [i - 1] if i else [], "ok"))
+        if i:
+            chain.add_connection(f"n{i - 1}", "out", f"n{i}", f"in{i - 1}")
+    workflow = chain.build()
+    assert outcome(*on_ray.execute_with_record(workflow)) == outcome(
+        *LOCAL.execute_with_record(workflow)
+    )
+
+
+def test_stream_ends_with_the_results_of_execute(on_ray: RayRuntime) -> None:
+    workflow = build((3, [[], [0], [0, 1]], ["ok"] * 3, [True, False, True]))
+    events = list(on_ray.stream_sync(workflow))
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.result["n2"]["out"] == LOCAL.execute(workflow)[0]["n2"]["out"]
+
+
+# -- agents ----------------------------------------------------------------------------------------
+
+ROLES = ["economist", "engineer", "ethicist"]
+
+
+def vote_by_persona(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    persona = str(messages[0]["content"]).split(":")[0].lower()
+    answer = "No" if "ethicist" in persona else "Yes"
+    return {"answer": answer, "confidence": 0.9, "rationale": f"{persona} says {answer}"}
+
+
+def test_a_consensus_of_agents_runs_on_ray(on_ray: RayRuntime) -> None:
+    model = ScriptedModel(vote_by_persona)
+    builder = create_consensus_workflow(ROLES, "majority_vote", 0.6, model=model)
+    results, record = on_ray.execute_with_record(builder.build(), {"question": "Ship it?"})
+    result = results["consensus"]["result"]
+    assert isinstance(result, ConsensusResult)
+    assert result.reached and result.decision == "Yes"
+    assert [v.agent for v in result.dissent] == ["ethicist"]
+    assert record.status == "completed"
+    for role in ROLES:  # each agent's model call happened in a worker, and was recorded here
+        node_run = record.nodes[role]
+        assert node_run.worker is not None and not node_run.worker.endswith(f":{os.getpid()}")
+        assert node_run.usage.calls == 1 and node_run.usage.total_tokens > 0
+        assert len(node_run.model_calls) == 1
+    assert record.usage.calls == 3
+    assert not model.calls  # this process's model answered nothing: the copies did
+
+
+def test_a_budget_refuses_the_agent_it_would_refuse_locally() -> None:
+    model = ScriptedModel({"": {"answer": "a"}})
+    first = kaizen.create_agent("first", "question -> answer", config={"model": model})
+    second = kaizen.create_agent("second", "answer -> final", config={"model": model})
+    builder = WorkflowBuilder("budgeted")
+    builder.add_agent(first, "first")
+    builder.add_agent(second, "second")
+    builder.add_connection("first", "answer", "second", "answer")
+    workflow = builder.build()
+    ends = []
+    for runtime in (LocalRuntime, RayRuntime):
+        budget = Budget(max_tokens=1)  # the first call uses it up
+        rt = runtime(failure_policy="continue", budget=budget)
+        _, record = rt.execute_with_record(workflow, {"first": {"question": "q?"}})
+        second_run = record.nodes["second"]
+        ends.append((str(record.status), str(second_run.status), second_run.skip_reason))
+        assert budget.used.calls == 1
+    assert ends[0] == ends[1]
+    assert ends[1][1] == "skipped" and "budget exceeded" in (ends[1][2] or "")
+
+
+# -- failures, timeouts, dead workers --------------------------------------------------------------
+
+
+class Flaky(Node):
+    """Fails its first `failures` attempts (counted in a file: attempts run in other processes)."""
+
+    output_ports = (Port("value", int),)
+
+    def __init__(self, node_id: str, marker: str, failures: int, **options: Any) -> None:
+        self.marker, self.failures = marker, failures
+        super().__init__(node_id, **options)
+
+    def run(self) -> dict[str, Any]:
+        path = Path(self.marker)
+        seen = int(path.read_text()) if path.exists() else 0
+        path.write_text(str(seen + 1))
+        if seen < self.failures:
+            raise ConnectionError(f"attempt {seen + 1} failed")
+        return {"value": seen + 1}
+
+
+class Retries(NodeRetryHook):
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, int, str]] = []
+
+    def on_node_retry(
+        self, *, run_id: str, node_id: str, attempt: int, error: Any, wait: float
+    ) -> None:
+        self.heard.append((node_id, attempt, type(error).__name__))
+
+
+def failing_workflow(marker: Path, failures: int, retries: int) -> Workflow:
+    builder = WorkflowBuilder("flaky")
+    policy = ExecutionPolicy(retries=retries)
+    builder.add_node_instance(Flaky("flaky", str(marker), failures, policy=policy))
+    builder.add_node_instance(Cell(1, [], "ok"))
+    return builder.build()
+
+
+@pytest.mark.parametrize(("failures", "retries"), [(1, 1), (2, 1)])
+def test_failures_and_retries_are_reported_as_locally(
+    tmp_path: Path, failures: int, retries: int
+) -> None:
+    seen = []
+    for name, runtime in (("local", LocalRuntime), ("ray", RayRuntime)):
+        marker = tmp_path / name
+        hook = Retries()
+        rt = runtime(failure_policy="continue", hooks=[hook])
+        results, record = rt.execute_with_record(failing_workflow(marker, failures, retries))
+        flaky = record.nodes["flaky"]
+        seen.append(
+            (results.get("flaky"), str(flaky.status), flaky.attempts, flaky.error, hook.heard)
+        )
+    assert seen[0] == seen[1]
+
+
+def test_fail_fast_raises_the_same_error(tmp_path: Path) -> None:
+    messages = []
+    for name, runtime in (("local", LocalRuntime), ("ray", RayRuntime)):
+        with pytest.raises(NodeExecutionError) as caught:
+            runtime().execute(failing_workflow(tmp_path / name, 5, 0))
+        assert caught.value.run_id is not None
+        messages.append((caught.value.node_id, str(caught.value).splitlines()[0]))
+    assert messages[0] == messages[1]
+
+
+class Sleeper(Node):
+    output_ports = (Port("done", bool),)
+
+    def __init__(self, node_id: str, seconds: float, **options: Any) -> None:
+        self.seconds = seconds
+        super().__init__(node_id, **options)
+
+    def run(self) -> dict[str, Any]:
+        time.sleep(self.seconds)
+        return {"done": True}
+
+
+def test_a_timeout_is_reported_as_locally() -> None:
+    builder = WorkflowBuilder("slow")
+    builder.add_node_instance(Sleeper("slow", 3.0, policy=ExecutionPolicy(timeout=0.3)))
+    builder.add_node_instance(Sleeper("after", 0.0))
+    workflow = builder.build()
+    seen = []
+    for runtime in (LocalRuntime, RayRuntime):
+        record = runtime(failure_policy="continue").execute_with_record(workflow)[1]
+        slow = record.nodes["slow"]
+        seen.append(
+            (str(slow.status), slow.error, slow.attempts, str(record.nodes["after"].status))
+        )
+    assert seen[0] == seen[1]
+    assert seen[1][1] == "TimeoutError: node 'slow' attempt 1 timed out after 0.3 s"
+
+
+class Doomed(Node):
+    """Kills its own worker process on its first attempt (a file marks that it did)."""
+
+    output_ports = (Port("pid", int),)
+
+    def __init__(self, node_id: str, marker: str) -> None:
+        self.marker = marker
+        super().__init__(node_id)
+
+    def run(self) -> dict[str, Any]:
+        path = Path(self.marker)
+        if not path.exists():
+            path.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"pid": os.getpid()}
+
+
+def test_a_worker_killed_mid_task_is_retried_and_reported(tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    builder = WorkflowBuilder("doomed")
+    builder.add_node_instance(Doomed("doomed", str(marker)))
+    hook = Retries()
+    results, record = RayRuntime(hooks=[hook]).execute_with_record(builder.build())
+    killed = int(marker.read_text())
+    assert results["doomed"]["pid"] != killed  # the second attempt ran in a new worker
+    doomed = record.nodes["doomed"]
+    assert (str(doomed.status), doomed.attempts, doomed.error) == ("completed", 2, None)
+    assert hook.heard == [("doomed", 1, "WorkerCrashedError")]
+    assert record.status == "completed"
+
+
+# -- values that cannot travel ---------------------------------------------------------------------
+
+
+@kaizen.node
+def show(value: Any) -> str:
+    return repr(value)
+
+
+@kaizen.node
+def make_lock(n: int) -> Any:
+    return threading.Lock()
+
+
+def test_an_input_that_cannot_be_pickled_names_node_and_port() -> None:
+    builder = WorkflowBuilder("lock")
+    builder.add_node(show, "show")
+    with pytest.raises(NodeExecutionError) as caught:
+        RayRuntime().execute(builder.build(), {"show": {"value": threading.Lock()}})
+    error = caught.value.__cause__
+    assert isinstance(error, NotPicklableError)
+    assert (error.node_id, error.port, error.direction) == ("show", "value", "input")
+    assert "input port 'value' of node 'show'" in str(caught.value)
+
+
+def test_an_output_that_cannot_be_pickled_names_node_and_port() -> None:
+    builder = WorkflowBuilder("lock")
+    builder.add_node(make_lock, "make")
+    builder.add_node(show, "show")
+    builder.add_connection("make", "result", "show", "value")
+    _, record = RayRuntime(failure_policy="continue").execute_with_record(
+        builder.build(), {"make": {"n": 1}}
+    )
+    assert record.nodes["make"].status == "failed"
+    assert "output port 'result' of node 'make'" in (record.nodes["make"].error or "")
+    assert record.nodes["show"].status == "skipped"
+
+
+def test_importing_kaizen_or_naming_the_runtime_does_not_import_ray() -> None:
+    code = "import sys, kaizen; kaizen.RayRuntime; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
