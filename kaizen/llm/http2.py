@@ -12,6 +12,9 @@ what each https endpoint answered in ALPN) and falls back to `kaizen.llm.http1` 
 - Modes: ``"alpn"`` (https: offer ``h2`` and ``http/1.1`` and use what the server picks; when it
   picks HTTP/1.1, `NotNegotiated` tells the caller to use HTTP/1.1 and the answer is cached) and
   ``"h2"`` (http: h2c with prior knowledge; https: ALPN ``h2`` only).
+- GOAWAY: the connection takes no new streams (the next request opens another), and the
+  requests in flight on it fail as on a dropped connection, since `h2` reads no frame after a
+  GOAWAY (a graceful shutdown's last responses are lost; the retry rules resend them).
 - Flow control: request bodies are sent as the server's windows allow (waiting for its
   WINDOW_UPDATE); received data is acknowledged as it arrives.
 - `SyncPool` serves blocking callers (threads) by running the same pool on one background event
@@ -160,6 +163,12 @@ class _Connection(asyncio.Protocol):
             return
         if not self.ready.done() and len(self._first_bytes) < 64:
             self._first_bytes += data[:64]
+            first = self._first_bytes
+            # an HTTP/2 server's first frame is SETTINGS (type 4 at byte 3); an HTTP/1.1 server
+            # answers the preface with a status line, which h2 would wait on as a huge frame
+            if len(first) >= 9 and (first[3] != 4 or first.startswith(b"HTTP/")):
+                self._broken(None)
+                return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -248,24 +257,28 @@ class _Connection(asyncio.Protocol):
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
 
     def _on_goaway(self, error_code: int, last_stream_id: int | None) -> None:
-        """The server stops taking streams: those above `last_stream_id` were never processed
-        (safe to retry elsewhere); the rest may finish, unless the server reports an error."""
+        """The server stops taking streams. Those above `last_stream_id` were never processed;
+        the others might still be answered, but `h2` reads no frame after a GOAWAY, so every
+        stream in flight fails as a dropped connection would (the retry rules resend it)."""
         self.going_away = True
         self.pool._retire(self)
-        for stream_id in list(self.streams):
-            if error_code or last_stream_id is None or stream_id > last_stream_id:
-                stream = self.streams.pop(stream_id)
-                stream.fail(
-                    ServerDisconnectedError(
-                        "the server is closing the HTTP/2 connection (GOAWAY, error code "
-                        f"{error_code}) and did not process this request"
-                    )
+        for stream_id, stream in self.streams.items():
+            if last_stream_id is None or stream_id > last_stream_id:
+                why = "did not process this request"
+            else:
+                why = "may have processed this request, but no response follows a GOAWAY here"
+            stream.fail(
+                ServerDisconnectedError(
+                    f"the server is closing the HTTP/2 connection (GOAWAY, error code "
+                    f"{error_code}) and {why}"
                 )
-        if not self.streams:
-            self.close()
+            )
+        self.streams.clear()
+        self.pool._wake_waiters()
+        self.close()
 
-    def _broken(self, exc: Exception) -> None:
-        if not self.ready.done() and not self._first_bytes.startswith(b"\x00"):
+    def _broken(self, exc: Exception | None) -> None:
+        if not self.ready.done() and (exc is None or not self._first_bytes.startswith(b"\x00")):
             error = ProtocolError(
                 f"the server at {self.pool.origin.host_header} does not speak HTTP/2 "
                 f"(it sent {self._first_bytes[:24]!r}); use http_version='1.1'"

@@ -11,7 +11,9 @@ follow flow control (the server acknowledges what it reads, and waits for the cl
 WINDOW_UPDATE before sending more than the window allows); ``"drop"`` closes the connection,
 ``"goaway"`` sends GOAWAY naming the previous stream as the last one processed (so this request
 was not) and closes the connection; ``"timeout"`` stalls, then resets the stream. `goaway()`
-sends a graceful GOAWAY on every open connection (streams in flight finish).
+sends a graceful GOAWAY on every open connection (the server goes on answering the streams in
+flight). `protocols` lists what each accepted connection spoke; `peak_streams` is the most
+requests one connection carried at once.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class H2FaultServer(FaultServer):
     def __init__(self, *, max_concurrent_streams: int = 100, **options: Any) -> None:
         super().__init__(**options)
         self.max_concurrent_streams = max_concurrent_streams
+        self.protocols: list[str] = []  # what each accepted connection spoke, in order
+        self.peak_streams = 0  # the most requests one connection carried at once
         self._h2_connections: set[_H2Connection] = set()
 
     async def _serve_connection(
@@ -46,8 +50,10 @@ class H2FaultServer(FaultServer):
     ) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.selected_alpn_protocol() != "h2":
+            self.protocols.append("http/1.1")
             await super()._serve_connection(reader, writer)
             return
+        self.protocols.append("h2")
         connection = _H2Connection(self, reader, writer)
         self._h2_connections.add(connection)
         try:
@@ -82,6 +88,7 @@ class _H2Connection:
         self.requests: dict[int, tuple[dict[str, str], bytearray]] = {}
         self.windows: dict[int, asyncio.Event] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.answering = 0
         self.closed = False
 
     async def serve(self) -> None:
@@ -150,11 +157,23 @@ class _H2Connection:
             event.set()
 
     def goaway(self) -> None:
+        """A graceful GOAWAY written beside `h2` (whose state machine would refuse to answer
+        the streams in flight after its own), as a server shutting down gracefully sends it."""
+        from hyperframe.frame import GoAwayFrame
+
         if not self.closed:
-            self.h2.close_connection(last_stream_id=self.h2.highest_inbound_stream_id)
-            self.flush()
+            last = self.h2.highest_inbound_stream_id or 0
+            self.writer.write(GoAwayFrame(0, last_stream_id=last, error_code=0).serialize())
 
     async def answer(self, stream_id: int, headers: dict[str, str], raw: bytearray) -> None:
+        self.answering += 1
+        self.owner.peak_streams = max(self.owner.peak_streams, self.answering)
+        try:
+            await self._answer(stream_id, headers, raw)
+        finally:
+            self.answering -= 1
+
+    async def _answer(self, stream_id: int, headers: dict[str, str], raw: bytearray) -> None:
         owner = self.owner
         path = headers.get(":path", "")
         try:
