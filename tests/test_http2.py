@@ -221,7 +221,9 @@ def test_streams_beyond_the_servers_limit_wait_or_open_another_connection() -> N
         async def go(max_connections: int) -> list[int]:
             pool = http2.AsyncPool(origin, asyncio.get_running_loop(), "h2", max_connections)
             try:
-                responses = await asyncio.gather(*(pool.request(fields, body, 5) for _ in range(20)))
+                responses = await asyncio.gather(
+                    *(pool.request(fields, body, 5) for _ in range(20))
+                )
                 return [r.status for r in responses] + [pool.opened]
             finally:
                 pool.close()

@@ -2,10 +2,11 @@
 
 Precedence, highest first: the agent's own config > the `Kaizen` instance's config > environment
 variables (`KAIZEN_MODEL`, `KAIZEN_TEMPERATURE`, `KAIZEN_MAX_TOKENS`, `KAIZEN_TIMEOUT`,
-`KAIZEN_API_BASE`, `KAIZEN_TRANSPORT`, `KAIZEN_HTTP_VERSION`) > built-in defaults. The explicit layers are validated
-when an agent is created; the environment is read, and the model resolved, each time the agent
-runs (`resolve_settings`, cached while those variables keep their values), so creating an agent
-with nothing configured never fails and a changed `KAIZEN_MODEL` applies to the next run.
+`KAIZEN_API_BASE`, `KAIZEN_TRANSPORT`, `KAIZEN_HTTP_VERSION`) > built-in defaults. The explicit
+layers are validated when an agent is created; the environment is read, and the model resolved,
+each time the agent runs (`resolve_settings`, cached while those variables keep their values), so
+creating an agent with nothing configured never fails and a changed `KAIZEN_MODEL` applies to the
+next run.
 """
 
 from __future__ import annotations

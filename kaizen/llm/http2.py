@@ -204,7 +204,7 @@ class _Connection(asyncio.Protocol):
         elif isinstance(event, ev.ResponseReceived):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                self._on_head(stream, event.headers)
+                self._on_head(stream, event.headers or ())
         elif isinstance(event, ev.StreamEnded):
             stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
@@ -214,10 +214,9 @@ class _Connection(asyncio.Protocol):
         elif isinstance(event, ev.StreamReset):
             stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
+                code = int(event.error_code or 0)
                 stream.fail(
-                    ServerDisconnectedError(
-                        f"the server reset the HTTP/2 stream (error code {int(event.error_code)})"
-                    )
+                    ServerDisconnectedError(f"the server reset the HTTP/2 stream (code {code})")
                 )
                 self.pool._wake_waiters()
         elif isinstance(event, ev.WindowUpdated):
@@ -233,9 +232,10 @@ class _Connection(asyncio.Protocol):
                 stream.widen()
             self.pool._wake_waiters()
         elif isinstance(event, ev.ConnectionTerminated):
-            self._on_goaway(int(event.error_code), event.last_stream_id)
+            self._on_goaway(int(event.error_code or 0), event.last_stream_id)
 
-    def _on_head(self, stream: _Stream, headers: Sequence[tuple[str, str]]) -> None:
+    def _on_head(self, stream: _Stream, headers: Sequence[tuple[Any, Any]]) -> None:
+        # names and values are str: the connection decodes them (header_encoding)
         fields: dict[str, str] = {}
         status = 0
         for name, value in headers:
@@ -597,7 +597,7 @@ def _ssl_context(origin: Origin, mode: str) -> Any:
     return context
 
 
-# -- blocking callers -------------------------------------------------------------------------------
+# -- blocking callers ------------------------------------------------------------------------------
 
 
 class _Bridge:

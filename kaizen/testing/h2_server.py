@@ -65,9 +65,11 @@ class H2FaultServer(FaultServer):
         """Send a graceful GOAWAY on every open HTTP/2 connection (from any thread)."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(
-                lambda: [c.goaway() for c in list(self._h2_connections)]
-            )
+            loop.call_soon_threadsafe(self._goaway_all)
+
+    def _goaway_all(self) -> None:
+        for connection in list(self._h2_connections):
+            connection.goaway()
 
 
 class _H2Connection:
@@ -114,7 +116,8 @@ class _H2Connection:
                     break
                 for event in events:
                     if isinstance(event, ev.RequestReceived):
-                        self.requests[event.stream_id] = (dict(event.headers), bytearray())
+                        fields = {str(k): str(v) for k, v in event.headers or ()}
+                        self.requests[event.stream_id] = (fields, bytearray())
                     elif isinstance(event, ev.DataReceived):
                         entry = self.requests.get(event.stream_id)
                         if entry is not None:
@@ -151,10 +154,10 @@ class _H2Connection:
 
     def widen(self, stream_id: int) -> None:
         if stream_id == 0:
-            for event in self.windows.values():
-                event.set()
-        elif (event := self.windows.get(stream_id)) is not None:
-            event.set()
+            for waiting in self.windows.values():
+                waiting.set()
+        elif (one := self.windows.get(stream_id)) is not None:
+            one.set()
 
     def goaway(self) -> None:
         """A graceful GOAWAY written beside `h2` (whose state machine would refuse to answer
@@ -205,7 +208,9 @@ class _H2Connection:
                 self.h2.reset_stream(stream_id)
                 self.flush()
         elif kind == "malformed":
-            await self.send(stream_id, 200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mes')
+            await self.send(
+                stream_id, 200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mes'
+            )
         elif kind is not None and kind.isdigit():
             await self.send_error(stream_id, int(kind), fault.retry_after if fault else None)
         else:
@@ -252,7 +257,9 @@ class _H2Connection:
         h2conn = self.h2
         sent = 0
         while not self.closed:
-            allowed = min(h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size)
+            allowed = min(
+                h2conn.local_flow_control_window(stream_id), h2conn.max_outbound_frame_size
+            )
             if allowed <= 0 and sent < len(payload):
                 event = self.windows.setdefault(stream_id, asyncio.Event())
                 event.clear()
@@ -271,9 +278,7 @@ class _H2Connection:
         self, stream_id: int, completion: dict[str, Any], with_usage: bool
     ) -> None:
         """The completion as server-sent events, one DATA frame each."""
-        self.h2.send_headers(
-            stream_id, [(":status", "200"), ("content-type", "text/event-stream")]
-        )
+        self.h2.send_headers(stream_id, [(":status", "200"), ("content-type", "text/event-stream")])
         self.flush()
         base = {k: completion[k] for k in ("id", "created", "model")}
         base["object"] = "chat.completion.chunk"

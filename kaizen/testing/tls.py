@@ -54,7 +54,7 @@ def _make(folder: Path) -> LoopbackCertificate:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Kaizen test CA")])
@@ -110,8 +110,6 @@ def _make(folder: Path) -> LoopbackCertificate:
     ca_file.write_bytes(ca.public_bytes(pem))
     cert_file.write_bytes(cert.public_bytes(pem))
     key_file.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return LoopbackCertificate(str(ca_file), str(cert_file), str(key_file))
