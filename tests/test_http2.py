@@ -369,15 +369,20 @@ def test_any_framing_and_split_of_a_response_gives_the_same_body(
         client = http2._Connection(pool)
         wire = _Wire()
         client.connection_made(wire)  # type: ignore[arg-type]
+
+        def sent() -> bytes:  # what the client wrote (its writes go out on the loop's next turn)
+            loop.run_until_complete(asyncio.sleep(0))
+            return wire.take()
+
         server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         server.initiate_connection()
-        server.receive_data(wire.take())
+        server.receive_data(sent())
         client.data_received(server.data_to_send())
         assert client.ready.done()
         request = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x")]
         stream_id, stream = client.start([*request, (b":path", b"/")], b"")
         client.flush()
-        server.receive_data(wire.take())
+        server.receive_data(sent())
         server.send_headers(stream_id, [(":status", "200"), ("x-a", "1"), ("x-a", "2")])
         for start in range(0, len(body), frame):
             server.send_data(stream_id, body[start : start + frame])

@@ -130,7 +130,13 @@ class _Connection(asyncio.Protocol):
 
         self.pool = pool
         self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding="latin-1")
+            h2.config.H2Configuration(
+                client_side=True,
+                header_encoding="latin-1",
+                # our request headers are built lower-case and checked (openai_compat)
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
         )
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, _Stream] = {}
@@ -139,6 +145,7 @@ class _Connection(asyncio.Protocol):
         self.going_away = False  # GOAWAY received or closing: no new streams
         self.lost = False
         self._first_bytes = b""
+        self._flush_soon = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -295,6 +302,14 @@ class _Connection(asyncio.Protocol):
 
     # -- sending ---------------------------------------------------------------------------------
     def flush(self) -> None:
+        """Send what h2 has framed, once per turn of the loop: the requests many callers start
+        together leave in one write (one system call instead of one each)."""
+        if not self._flush_soon:
+            self._flush_soon = True
+            self.pool.loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_soon = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.lost:
             self.transport.write(data)
