@@ -133,13 +133,20 @@ def test_prior_knowledge_against_an_http_1_1_server_says_so() -> None:
             api_base=server.base_url,
             api_key=key,
             http_version="2",
-            retries=0,
+            backoff=0.01,
             timeout=5,
         )
     assert "does not speak HTTP/2" in str(caught.value) and "http_version='1.1'" in str(
         caught.value
     )
     assert key not in str(caught.value)
+    assert caught.value.attempts == 1  # a setting to change: not retried
+
+
+def test_alpn_without_h2_when_http_2_is_forced_says_so(trust_loopback: None) -> None:
+    with FaultServer(tls=True) as server, pytest.raises(ModelError) as caught:
+        call(server, http_version="2")
+    assert "does not offer HTTP/2" in str(caught.value) and caught.value.attempts == 1
 
 
 def test_agents_choose_the_http_version_in_config_or_environment(

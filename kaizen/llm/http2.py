@@ -24,7 +24,9 @@ Errors are `kaizen.llm.http1`'s, so the retry rules treat both versions alike: a
 is lost, a stream the server resets or a GOAWAY that leaves a request unprocessed are
 `ServerDisconnectedError` (a `ConnectionError`), bytes that break HTTP/2 a `ProtocolError`, and no
 complete response within the attempt's time a `TimeoutError` (the stream is then cancelled with
-RST_STREAM, the connection kept). No message quotes a request header, so credentials stay out.
+RST_STREAM, the connection kept). A server that does not speak HTTP/2 when told to
+(``http_version="2"``) is a `ConfigError`, not retried. No message quotes a request header, so
+credentials stay out.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from kaizen.errors import ConfigError
 from kaizen.llm.http1 import Origin, ProtocolError, Response, ServerDisconnectedError
 
 __all__ = [
@@ -285,8 +288,9 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def _broken(self, exc: Exception | None) -> None:
+        error: Exception
         if not self.ready.done() and (exc is None or not self._first_bytes.startswith(b"\x00")):
-            error = ProtocolError(
+            error = ConfigError(  # a setting to change, not a fault to retry
                 f"the server at {self.pool.origin.host_header} does not speak HTTP/2 "
                 f"(it sent {self._first_bytes[:24]!r}); use http_version='1.1'"
             )
@@ -548,7 +552,7 @@ class AsyncPool:
             connection.close()
             if self.mode == "alpn":
                 raise NotNegotiated(f"{origin.host_header} chose HTTP/1.1")
-            raise ProtocolError(
+            raise ConfigError(
                 f"the server at {origin.host_header} does not offer HTTP/2 (ALPN); "
                 "use http_version='auto' or '1.1'"
             )
