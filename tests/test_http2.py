@@ -164,7 +164,7 @@ def test_agents_choose_the_http_version_in_config_or_environment(
         kaizen.create_agent("bad", "question -> answer", {**config, "http_version": "3"})
 
 
-def test_litellm_never_sees_the_http_version(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_litellm_never_sees_the_http_version() -> None:
     with FaultServer(reply="via litellm") as server:
         reply = call(server, transport="litellm", http_version="2")
         assert reply.text == "via litellm"
