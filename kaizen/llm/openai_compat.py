@@ -3,7 +3,13 @@
 litellm spends milliseconds of CPU on every call (request preparation, the OpenAI SDK, pricing),
 all of it on the one event loop that carries a run's concurrent calls. For the requests it can
 carry, this transport sends the same JSON straight to ``{api_base}/chat/completions`` over the
-pooled connections of `kaizen.llm.http1` and reads the reply itself.
+pooled connections of `kaizen.llm.http1` (or `kaizen.llm.http2`) and reads the reply itself.
+
+HTTP version (``http_version``): ``"auto"`` (the default) offers HTTP/2 to ``https://``
+endpoints in ALPN and uses it when the server picks it (the answer is remembered per endpoint),
+HTTP/1.1 otherwise and for every ``http://`` endpoint; ``"2"`` forces HTTP/2 (h2c with prior
+knowledge for ``http://``); ``"1.1"`` never uses HTTP/2. HTTP/2 needs the `h2` package (the
+``http2`` extra); without it ``"auto"`` is HTTP/1.1.
 
 It applies (`applies`) to an ``openai/<name>`` model with an ``http(s)://`` ``api_base`` (vLLM,
 Ollama's and llama.cpp's OpenAI servers, a hosted OpenAI-compatible API, `FaultServer`) whose
@@ -36,7 +42,7 @@ from urllib.parse import urlsplit
 import kaizen.llm.litellm_adapter as adapter
 from kaizen.aio import running_loop
 from kaizen.errors import ConfigError
-from kaizen.llm import http1
+from kaizen.llm import http1, http2
 from kaizen.llm.transport import (
     FAST_TRANSPORTS,
     OnText,
@@ -86,7 +92,21 @@ PASSED_THROUGH = frozenset(
 )
 # Keys that steer the call rather than go into the body (retries are Kaizen's, never the SDK's).
 _CONTROL = frozenset(
-    {"model", "timeout", "api_base", "api_key", "num_retries", "max_retries", "extra_headers"}
+    {
+        "model",
+        "timeout",
+        "api_base",
+        "api_key",
+        "num_retries",
+        "max_retries",
+        "extra_headers",
+        "http_version",
+    }
+)
+HTTP_VERSIONS = ("auto", "1.1", "2")
+# HTTP/1.1 headers about the connection itself, which HTTP/2 forbids
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"}
 )
 _KNOWN = PASSED_THROUGH | _CONTROL
 _DEFAULT_TIMEOUT = 600.0  # the OpenAI SDK's own default, for a request that names none
@@ -142,6 +162,7 @@ class _Endpoint:
     origin: http1.Origin
     label: str  # scheme://host:port/path, for messages
     head: bytes = field(repr=False)
+    fields: tuple[tuple[bytes, bytes], ...] = field(repr=False)  # the same, for HTTP/2
 
     def request_head(self, length: int, extra_headers: Mapping[str, str] | None) -> bytes:
         if not extra_headers:
@@ -154,6 +175,18 @@ class _Endpoint:
             lines.append(text)
         extra = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         return self.head + extra + b"Content-Length: %d\r\n\r\n" % length
+
+    def request_fields(
+        self, length: int, extra_headers: Mapping[str, str] | None
+    ) -> list[tuple[bytes, bytes]]:
+        """`request_head` for HTTP/2: lower-case names, no connection-specific headers."""
+        fields = [*self.fields, (b"content-length", b"%d" % length)]
+        for name, value in (extra_headers or {}).items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ConfigError(f"extra_headers: header {name!r} holds a line break")
+            if name.lower() not in _HOP_BY_HOP:
+                fields.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        return fields
 
 
 _endpoints: dict[tuple[str, str | None], _Endpoint] = {}
@@ -204,8 +237,39 @@ def _make_endpoint(base: Any, key: str | None) -> _Endpoint:
         f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
         "Accept: application/json\r\nUser-Agent: kaizen\r\n"
     ).encode("latin-1")
+    fields = (
+        (b":method", b"POST"),
+        (b":scheme", parts.scheme.encode()),
+        (b":authority", origin.host_header.encode("latin-1")),
+        (b":path", path.encode("latin-1")),
+        (b"authorization", f"Bearer {key}".encode("latin-1")),
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json"),
+        (b"user-agent", b"kaizen"),
+    )
     label = f"{parts.scheme}://{origin.host_header}{parts.path.rstrip('/')}"
-    return _Endpoint(origin, label, head)
+    return _Endpoint(origin, label, head, fields)
+
+
+def _http2_mode(origin: http1.Origin, kwargs: Mapping[str, Any]) -> str | None:
+    """How this request uses HTTP/2 (`kaizen.llm.http2` modes), or None for HTTP/1.1."""
+    version = kwargs.get("http_version") or "auto"
+    if version not in HTTP_VERSIONS:
+        raise ConfigError(
+            f"http_version must be one of {', '.join(map(repr, HTTP_VERSIONS))}, not {version!r}"
+        )
+    if version == "1.1":
+        return None
+    if version == "2":
+        if not http2.available():
+            raise ConfigError(
+                "http_version='2' needs the h2 package: pip install 'kaizen[http2]' "
+                "(or use http_version='auto')"
+            )
+        return "h2"
+    if origin.scheme != "https" or not http2.available():
+        return None
+    return None if http2.negotiated(origin) == "http/1.1" else "alpn"
 
 
 def _timeout(kwargs: Mapping[str, Any]) -> float:
@@ -230,10 +294,31 @@ class OpenAICompatibleTransport:
         model = str(kwargs["model"])
         _check_model(model)
         endpoint = _endpoint(kwargs)
-        pool = http1.sync_pool(endpoint.origin)
         timeout = _timeout(kwargs)
         body = request_body(kwargs, stream=on_text is not None)
-        head = endpoint.request_head(len(body), kwargs.get("extra_headers"))
+        extra_headers = kwargs.get("extra_headers")
+        mode = _http2_mode(endpoint.origin, kwargs)
+        if mode is not None:
+            pool2 = http2.sync_pool(endpoint.origin, mode)
+            fields = endpoint.request_fields(len(body), extra_headers)
+            try:
+                return self._exchange(pool2, fields, body, timeout, endpoint, model, on_text)
+            except http2.NotNegotiated:
+                pass  # the server chose HTTP/1.1 (remembered for the next calls)
+        pool = http1.sync_pool(endpoint.origin)
+        head = endpoint.request_head(len(body), extra_headers)
+        return self._exchange(pool, head, body, timeout, endpoint, model, on_text)
+
+    def _exchange(
+        self,
+        pool: http1.SyncPool | http2.SyncPool,
+        head: Any,
+        body: bytes,
+        timeout: float,
+        endpoint: _Endpoint,
+        model: str,
+        on_text: OnText | None,
+    ) -> RawReply:
         if on_text is None:
             response = pool.request(head, body, timeout)
             return _reply(_checked(response, endpoint), model)
@@ -256,10 +341,31 @@ class OpenAICompatibleTransport:
         loop = running_loop()
         if loop is None:
             raise RuntimeError("asend needs a running event loop")
-        pool = http1.async_pool(endpoint.origin, loop)
         timeout = _timeout(kwargs)
         body = request_body(kwargs, stream=on_text is not None)
-        head = endpoint.request_head(len(body), kwargs.get("extra_headers"))
+        extra_headers = kwargs.get("extra_headers")
+        mode = _http2_mode(endpoint.origin, kwargs)
+        if mode is not None:
+            pool2 = http2.async_pool(endpoint.origin, loop, mode)
+            fields = endpoint.request_fields(len(body), extra_headers)
+            try:
+                return await self._aexchange(pool2, fields, body, timeout, endpoint, model, on_text)
+            except http2.NotNegotiated:
+                pass  # the server chose HTTP/1.1 (remembered for the next calls)
+        pool = http1.async_pool(endpoint.origin, loop)
+        head = endpoint.request_head(len(body), extra_headers)
+        return await self._aexchange(pool, head, body, timeout, endpoint, model, on_text)
+
+    async def _aexchange(
+        self,
+        pool: http1.AsyncPool | http2.AsyncPool,
+        head: Any,
+        body: bytes,
+        timeout: float,
+        endpoint: _Endpoint,
+        model: str,
+        on_text: OnText | None,
+    ) -> RawReply:
         if on_text is None:
             response = await pool.request(head, body, timeout)
             return _reply(_checked(response, endpoint), model)

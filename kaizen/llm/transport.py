@@ -92,6 +92,7 @@ class LitellmTransport:
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
+        kwargs = _for_litellm(kwargs)
         if on_text is None or not _streams(model):
             return _whole(from_litellm(adapter.completion(**kwargs), model), on_text)
         stream = adapter.completion(**_streaming(kwargs))
@@ -102,6 +103,7 @@ class LitellmTransport:
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
+        kwargs = _for_litellm(kwargs)
         if on_text is None or not _streams(model):
             return _whole(from_litellm(await adapter.acompletion(**kwargs), model), on_text)
         stream = await adapter.acompletion(**_streaming(kwargs))
@@ -114,6 +116,7 @@ class LitellmTransport:
 LITELLM = LitellmTransport()
 
 
+<<<<<<< HEAD
 class LocalTransport:
     """The embedded model (``local/...``), called in-process: `kaizen.llm.local.generate`, the
     function litellm's custom provider calls too. Its errors (`LocalModelError`,
@@ -157,6 +160,15 @@ def _is_local(model: str, kwargs: Mapping[str, Any]) -> bool:
 
 LOCAL = LocalTransport()
 
+=======
+def _for_litellm(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Without the fast path's own options (``http_version``), which litellm does not know."""
+    if "http_version" not in kwargs:
+        return kwargs
+    return {key: value for key, value in kwargs.items() if key != "http_version"}
+
+
+>>>>>>> h2
 #: (transport, applies(model, kwargs)) pairs, tried in order when the choice is "auto".
 FAST_TRANSPORTS: list[tuple[Transport, Callable[[str, Mapping[str, Any]], bool]]] = [
     (LOCAL, _is_local)

@@ -67,7 +67,7 @@ __all__ = [
 IGNORED_FIELDS = frozenset(
     {
         "api_key", "api_base", "base_url", "headers", "extra_headers", "timeout",
-        "num_retries", "max_retries", "stream", "stream_options", "metadata",
+        "num_retries", "max_retries", "stream", "stream_options", "metadata", "http_version",
         "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
     }
 )  # fmt: skip

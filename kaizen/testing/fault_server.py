@@ -8,6 +8,8 @@ client code a production call uses. Faults are queued and applied to the next re
 - ``"500"`` / ``"503"``: server errors;
 - ``"timeout"``: the server stalls past any sane client timeout, then closes the connection;
 - ``"drop"``: the connection is closed without a response;
+- ``"goaway"``: over HTTP/2 (`kaizen.testing.h2_server`) a GOAWAY that leaves the request
+  unprocessed, then the connection closes; over HTTP/1.1 the same as ``"drop"``;
 - ``"malformed"``: status 200 with a body that is not valid JSON;
 - ``"schema_violation"``: a well-formed reply whose content is JSON violating the requested schema;
 - ``"401"`` / ``"403"`` / ``"400"`` / ``"404"`` / ``"422"``: client errors a caller must not retry.
@@ -17,6 +19,9 @@ A reply may also be `ToolCalls`: the assistant message then asks for tool calls 
 server-sent events in chunked transfer encoding, one HTTP chunk per event, sent one by one: text
 in pieces, each tool call in fragments (id and name first, then its arguments in two halves),
 and a last usage event when ``stream_options.include_usage`` asks for it.
+
+``tls=True`` serves HTTPS with a certificate of `kaizen.testing.tls` (clients trust it with
+``SSL_CERT_FILE``); `connections` counts the connections accepted.
 
 Without a configured reply the server answers with a minimal instance of the schema the request
 asked for (``response_format`` json_schema), or a short text when there is none. Stdlib only: an
@@ -50,7 +55,7 @@ Reply = str | dict[str, Any] | list[Any] | ToolCalls
 ReplySource = Reply | Callable[[dict[str, Any]], Reply] | None
 
 FAULT_KINDS = frozenset(
-    {"429", "500", "503", "timeout", "drop", "malformed", "schema_violation"}
+    {"429", "500", "503", "timeout", "drop", "goaway", "malformed", "schema_violation"}
     | {"400", "401", "403", "404", "422"}
 )
 
@@ -109,6 +114,7 @@ class FaultServer:
         stall: float = 30.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: bool = False,
     ) -> None:
         self.latency = latency
         self.reply = reply
@@ -116,6 +122,8 @@ class FaultServer:
         self.stall = stall
         self._host = host
         self._port = port
+        self.tls = tls
+        self.connections = 0  # connections accepted so far
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._requests: list[ServedRequest] = []
@@ -140,7 +148,7 @@ class FaultServer:
             try:
                 server = loop.run_until_complete(
                     asyncio.start_server(
-                        self._serve_connection, self._host, self._port, backlog=1024
+                        self._accepted, self._host, self._port, backlog=1024, ssl=self._tls()
                     )
                 )
             except BaseException as exc:  # reported to start()'s caller
@@ -187,6 +195,21 @@ class FaultServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    #: what the server offers in ALPN over TLS (a subclass speaking HTTP/2 adds "h2")
+    alpn_protocols: tuple[str, ...] = ("http/1.1",)
+
+    def _tls(self) -> Any:
+        if not self.tls:
+            return None
+        from kaizen.testing.tls import loopback_certificate
+
+        return loopback_certificate().server_context(self.alpn_protocols)
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.connections += 1
+        await self._serve_connection(reader, writer)
+
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -201,7 +224,7 @@ class FaultServer:
     @property
     def base_url(self) -> str:
         """The `api_base` to give litellm, e.g. ``http://127.0.0.1:40123/v1``."""
-        return f"http://{self._host}:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://{self._host}:{self.port}/v1"
 
     # -- faults and log --------------------------------------------------------------------
     def inject(self, *faults: str | Fault) -> None:
@@ -225,6 +248,7 @@ class FaultServer:
         with self._lock:
             self._faults.clear()
             self._requests.clear()
+            self.connections = 0
 
     # -- used by the handler ---------------------------------------------------------------
     def _admit(self, path: str, body: dict[str, Any] | None) -> Fault | None:
@@ -347,7 +371,7 @@ class _Connection:
             self._send_error(404)
         elif body is None:
             self._send_error(400)
-        elif kind == "drop":
+        elif kind in ("drop", "goaway"):
             return False
         elif kind == "timeout":
             await asyncio.sleep(fault.stall if fault and fault.stall is not None else owner.stall)
