@@ -116,7 +116,6 @@ class LitellmTransport:
 LITELLM = LitellmTransport()
 
 
-<<<<<<< HEAD
 class LocalTransport:
     """The embedded model (``local/...``), called in-process: `kaizen.llm.local.generate`, the
     function litellm's custom provider calls too. Its errors (`LocalModelError`,
@@ -160,7 +159,7 @@ def _is_local(model: str, kwargs: Mapping[str, Any]) -> bool:
 
 LOCAL = LocalTransport()
 
-=======
+
 def _for_litellm(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     """Without the fast path's own options (``http_version``), which litellm does not know."""
     if "http_version" not in kwargs:
@@ -168,7 +167,6 @@ def _for_litellm(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     return {key: value for key, value in kwargs.items() if key != "http_version"}
 
 
->>>>>>> h2
 #: (transport, applies(model, kwargs)) pairs, tried in order when the choice is "auto".
 FAST_TRANSPORTS: list[tuple[Transport, Callable[[str, Mapping[str, Any]], bool]]] = [
     (LOCAL, _is_local)
