@@ -418,7 +418,7 @@ async def agenerate(
     total: LocalReply | None = None
     # The first call loads the model (a second or more): not on the event loop, whose other
     # nodes go on meanwhile.
-    engine = _batch_engine or await asyncio.to_thread(_engine)
+    engine = _batch_engine if _batch_engine is not None else await asyncio.to_thread(_engine)
     for number, (string_cap, array_cap) in enumerate(caps):
         request = _batch_request(plan, string_cap, array_cap)
         decoded = await asyncio.wrap_future(engine.submit(request))
