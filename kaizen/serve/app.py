@@ -200,7 +200,7 @@ def create_app(
                 "error": row.error,
                 "record": row.record,
                 **_links(row.run_id),
-            }  # fmt: skip
+            },
         )
 
     @app.get(
@@ -349,10 +349,17 @@ def _links(run_id: str) -> dict[str, str]:
 
 def _live_state(run: ServedRun, target: str) -> dict[str, Any]:
     return {
-        "run_id": run.run_id, "target": target, "status": run.status, "created": run.created,
-        "finished": run.finished, "parameters": run.parameters, "results": run.results,
-        "error": run.error, "record": run.record_dict(), **_links(run.run_id),
-    }  # fmt: skip
+        "run_id": run.run_id,
+        "target": target,
+        "status": run.status,
+        "created": run.created,
+        "finished": run.finished,
+        "parameters": run.parameters,
+        "results": run.results,
+        "error": run.error,
+        "record": run.record_dict(),
+        **_links(run.run_id),
+    }
 
 
 async def _live_frames(run: ServedRun, after: int, keepalive: float) -> AsyncIterator[bytes]:
@@ -437,7 +444,7 @@ def _components(served: ServedTarget) -> dict[str, Any]:
                         "description": "The RunRecord: per-node status, timings, usage",
                     },
                     **links,
-                },  # fmt: skip
+                },
                 "required": ["run_id", "status", "created"],
             },
             "Problem": {

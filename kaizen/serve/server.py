@@ -36,9 +36,11 @@ def serve(
     max_body: int | None = None,
     log_level: str = "info",
     proxy_headers: bool = False,
+    loaded: Any = None,
 ) -> None:
-    """Serve `target` (``module:attr``) until stopped. The store path is made absolute here so
-    every worker opens the same file."""
+    """Serve `target` (``module:attr``) until stopped. `loaded`: the object `target` names,
+    when the caller loaded it already (one worker serves it as it is; several import `target`
+    each). The store path is made absolute here so every worker opens the same file."""
     import uvicorn
 
     from kaizen.serve.app import DEFAULT_MAX_BODY, create_app
@@ -49,7 +51,7 @@ def serve(
         "server_header": False, "timeout_graceful_shutdown": 10,
     }  # fmt: skip
     if workers <= 1:
-        app = create_app(target, store=store, max_body=limit)
+        app = create_app(target if loaded is None else loaded, store=store, max_body=limit)
         uvicorn.run(app, **options)
         return
     os.environ[_TARGET] = target

@@ -187,7 +187,8 @@ def request_cancel(store: Store, run_id: str) -> bool:
     """Ask whichever process runs `run_id` to cancel it; False when it is not unfinished."""
     with store.write() as db:
         count = db.execute(
-            "UPDATE served_runs SET cancel = 1 WHERE run_id = ? AND status IN ('queued', 'running')",
+            "UPDATE served_runs SET cancel = 1"
+            " WHERE run_id = ? AND status IN ('queued', 'running')",
             (run_id,),
         ).rowcount
     return bool(count)
