@@ -155,7 +155,7 @@ class RunManager:
         assert self._log is not None, "RunManager.open() was not awaited"
         run = ServedRun(os.urandom(16).hex(), body)
         self._runs[run.run_id] = run
-        self._log.created(run.run_id, self.target.name, run.status, dumps(body))
+        self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created)
         run.task = asyncio.create_task(self._execute(run, parameters))
         return run
 
@@ -229,8 +229,9 @@ class RunManager:
                                 "results": run.results, "error": error})  # fmt: skip
         run.status = status
         self._log.finished(
-            run.run_id, status, results=results_text, error=error, record=record_text
-        )
+            run.run_id, status, results=results_text, error=error, record=record_text,
+            finished=run.finished,
+        )  # fmt: skip
         run.task = None
         self._unstored.append(run)
         run._notify()

@@ -96,15 +96,14 @@ class BackgroundServer:
         port: int = 0,
         log_level: str = "warning",
         access_log: bool = False,
-        log_config: dict[str, Any] | None = None,
     ) -> None:
+        """Uvicorn's loggers (``uvicorn.error``, ``uvicorn.access``) are left to this process's
+        logging configuration: a background server does not reconfigure its host's logging."""
         import uvicorn
 
         options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
                                    "access_log": access_log, "server_header": False,
-                                   "timeout_graceful_shutdown": 5}  # fmt: skip
-        if log_config is not None:
-            options["log_config"] = log_config
+                                   "timeout_graceful_shutdown": 5, "log_config": None}  # fmt: skip
         self.config = uvicorn.Config(app, **options)
         self.server = uvicorn.Server(self.config)
         self.host = host

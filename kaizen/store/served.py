@@ -106,8 +106,16 @@ class ServedRunLog:
             raise RuntimeError("this ServedRunLog is closed")
         writer.submit(sql, parameters, self)
 
-    def created(self, run_id: str, target: str, status: str, parameters_json: str) -> None:
-        self._submit(_INSERT_RUN, (run_id, target, status, parameters_json, time.time()))
+    def created(
+        self,
+        run_id: str,
+        target: str,
+        status: str,
+        parameters_json: str,
+        created: float | None = None,
+    ) -> None:
+        when = time.time() if created is None else created
+        self._submit(_INSERT_RUN, (run_id, target, status, parameters_json, when))
 
     def status(self, run_id: str, status: str) -> None:
         self._submit(_SET_STATUS, (status, run_id))
@@ -123,9 +131,11 @@ class ServedRunLog:
         results: str | None,
         error: str | None,
         record: str | None,
+        finished: float | None = None,
     ) -> None:
-        """The run ended: `results` and `record` as JSON text."""
-        self._submit(_FINISH, (status, time.time(), results, error, record, run_id))
+        """The run ended (at `finished`, default now): `results` and `record` as JSON text."""
+        when = time.time() if finished is None else finished
+        self._submit(_FINISH, (status, when, results, error, record, run_id))
 
     def flush(self) -> None:
         """Wait until everything written before this call is committed (or has failed)."""
