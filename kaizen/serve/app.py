@@ -110,30 +110,8 @@ def create_app(
     app.state.target = served
     app.state.store = the_store
 
-    def authorized(request: Request) -> bool:
-        if not api_keys:
-            return True
-        given = request.headers.get("x-api-key") or ""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            given = token.strip()
-        # compare with every key, in constant time, so timing tells nothing about which
-        found = False
-        for key in api_keys:
-            found |= hmac.compare_digest(given.encode(), key.encode())
-        return found
-
-    @app.middleware("http")
-    async def require_key(request: Request, call_next: Any) -> Response:
-        if request.url.path not in _PUBLIC and not authorized(request):
-            return _error(
-                401,
-                "missing or invalid API key: send `Authorization: Bearer <key>` or "
-                "`X-API-Key: <key>` with one of the server's keys (KAIZEN_SERVE_KEYS)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        response: Response = await call_next(request)
-        return response
+    if api_keys:
+        app.add_middleware(_RequireKey, keys=api_keys)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -279,6 +257,44 @@ def create_app(
 
 
 _PUBLIC = frozenset({"/openapi.json", "/health"})
+_DENIED = (
+    "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+    "with one of the server's keys (KAIZEN_SERVE_KEYS)"
+)
+
+
+class _RequireKey:
+    """ASGI middleware: 401 for a request to anything but `_PUBLIC` without a valid key.
+
+    A plain ASGI class rather than ``@app.middleware("http")``, whose per-request task group
+    costs more than the rest of a POST /runs."""
+
+    def __init__(self, app: Any, keys: tuple[str, ...]) -> None:
+        self.app = app
+        self.keys = [key.encode() for key in keys]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in _PUBLIC or self._valid(scope):
+            await self.app(scope, receive, send)
+            return
+        denied = _error(401, _DENIED, headers={"WWW-Authenticate": "Bearer"})
+        await denied(scope, receive, send)
+
+    def _valid(self, scope: Any) -> bool:
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = token.strip()
+                    break
+            elif name == b"x-api-key":
+                given = value.strip()
+        # compared with every key, in constant time: timing tells nothing about any of them
+        found = False
+        for key in self.keys:
+            found |= hmac.compare_digest(given, key)
+        return found
 
 
 def _resolve(target: Any) -> ServedTarget:

@@ -126,6 +126,11 @@ class RunManager:
         self._loop_thread = threading.get_ident()
         self._active = asyncio.Semaphore(self.max_active)
         self._log = await asyncio.to_thread(ServedRunLog, self.store)
+        if _calls_models(self.target.workflow):
+            # litellm takes seconds to import; on the first run's call it would stall the loop
+            from kaizen.llm.litellm_adapter import load_litellm
+
+            await asyncio.to_thread(load_litellm)
         self._background = [
             asyncio.create_task(self._store_finished()),
             asyncio.create_task(self._watch_cancels()),
@@ -306,6 +311,11 @@ class _Capture(RunStartHook):
 
     def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
         self.run.record = record
+
+
+def _calls_models(workflow: Workflow) -> bool:
+    """Whether a node of `workflow` is an agent (its model calls go through litellm)."""
+    return any(getattr(node, "agent", None) is not None for node in workflow.nodes.values())
 
 
 def _failure_of(record: RunRecord) -> str:
