@@ -5,8 +5,10 @@ after 200 ms, feeding a function node. The server runs in its own process (uvico
 access log off, a fresh SQLite store); this process posts N runs at once with httpx, follows
 each run's Server-Sent Events until its ``done`` event, then reads every run back with GET.
 
-Two rounds: without faults (every run must complete), then with every 10th model call failing
-(each run must end completed or failed, a failed one with the injected reason; none lost).
+Three rounds: without faults (every run must complete); with the model failing on one question
+in ten (each run must end completed or failed, a failed one with the injected reason; none
+lost); and without faults with ``stream_content=False`` (agents' replies not streamed as
+``content`` events: plain model calls, which cost litellm about a quarter of the CPU).
 
 Figures: end-to-end latency per run (POST sent -> ``done`` received) p50/p99, the POST's own
 response time p50/p99, the run's duration on the server (its RunRecord) p50/p99, and throughput
@@ -37,6 +39,11 @@ from typing import Any
 
 MODEL_LATENCY = 0.2  # seconds per scripted model reply
 ROUND_TIMEOUT = 300.0
+ROUNDS = (  # (name, every how many-th question faults (0: none), content events streamed)
+    ("no faults", 0, True),
+    ("10% model faults", 10, True),
+    ("no faults, stream_content=False", 0, False),
+)
 
 
 # -- the server side ------------------------------------------------------------------------------
@@ -70,12 +77,13 @@ def build_workflow(fault_every: int) -> Any:
     return builder.build()
 
 
-def serve(port: int, store: str, fault_every: int) -> None:
+def serve(port: int, store: str, fault_every: int, stream_content: bool = True) -> None:
     import uvicorn
 
     from kaizen.serve.app import create_app
 
-    app = create_app(build_workflow(fault_every), store=store, keys=[], max_active=2000)
+    app = create_app(build_workflow(fault_every), store=store, keys=[], max_active=2000,
+                     stream_content=stream_content)  # fmt: skip
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                 backlog=4096, timeout_keep_alive=120)  # fmt: skip
 
@@ -176,12 +184,12 @@ def summarise(name: str, runs: int, result: dict[str, Any], fault_every: int) ->
     }
 
 
-def run_round(name: str, runs: int, fault_every: int, folder: Path) -> dict[str, Any]:
+def run_round(name: str, runs: int, fault_every: int, stream: bool, folder: Path) -> dict[str, Any]:
     port = free_port()
     store = folder / f"{name}.db"
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import load_serve; "
-        f"load_serve.serve({port}, {str(store)!r}, {fault_every})"
+        f"load_serve.serve({port}, {str(store)!r}, {fault_every}, {stream})"
     )
     server = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -219,9 +227,8 @@ def main() -> None:
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for name, fault_every in (("no faults", 0), ("10% model faults", 10)):
-            rows.append(run_round(name.replace(" ", "-").replace("%", ""), runs, fault_every,
-                                  Path(folder)))  # fmt: skip
+        for number, (name, fault_every, stream) in enumerate(ROUNDS):
+            rows.append(run_round(f"round{number}", runs, fault_every, stream, Path(folder)))
             rows[-1]["round"] = name
     header = ("| round | runs | completed | failed | lost | latency p50 / p99 (s) | "
               "POST p50 / p99 (ms) | server run p50 / p99 (s) | throughput (runs/s) |")  # fmt: skip

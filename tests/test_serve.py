@@ -171,6 +171,16 @@ def test_a_posted_run_answers_with_its_results_record_and_events(tmp_path: Path)
     assert all(e["data"]["run_id"] == run_id for e in events)
 
 
+def test_without_content_streaming_the_other_events_still_come(tmp_path: Path) -> None:
+    with serving(qa_workflow(), tmp_path / "runs.db", stream_content=False) as client:
+        run_id = client.post("/runs", json={"question": "q"}).json()["run_id"]
+        assert finish(client, run_id)["results"]["shout"] == {"result": "PARIS"}
+        events, _ = read_events(client, run_id)
+    kinds = [e["event"] for e in events]
+    assert "content" not in kinds
+    assert kinds.count("node_finished") == 2 and kinds[-1] == "done"
+
+
 def test_an_agent_is_served_with_its_signature_fields(tmp_path: Path) -> None:
     with serving(qa_agent(), tmp_path / "runs.db") as client:
         run_id = client.post("/runs", json={"question": "Capital?"}).json()["run_id"]

@@ -71,6 +71,7 @@ def create_app(
     runtime: LocalRuntime | None = None,
     max_active: int = 512,
     recover: bool = True,
+    stream_content: bool = True,
 ) -> FastAPI:
     """The app serving `target`: an `Agent`, a built `Workflow`, a `WorkflowBuilder`, or a
     ``module:attr`` naming one (as `kaizen mcp serve` reads it).
@@ -81,11 +82,15 @@ def create_app(
     stream. `runtime`: the `LocalRuntime` runs execute on (default: a new one). `max_active`:
     runs executing at once (the others wait, ``queued``). `recover`: at start, mark runs a
     stopped server left unfinished as failed (turn off when several processes share the store).
+    `stream_content`: send agents' replies as ``content`` events as they arrive (streamed
+    model calls cost about 4x the CPU of plain ones; off: only the other events).
     """
     served = _resolve(target)
     the_store = Store.open(store)
     api_keys = tuple(keys) if keys is not None else keys_from_environment()
-    manager = RunManager(served, the_store, runtime=runtime, max_active=max_active)
+    manager = RunManager(
+        served, the_store, runtime=runtime, max_active=max_active, stream_content=stream_content
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
