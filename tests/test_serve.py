@@ -181,6 +181,26 @@ def test_without_content_streaming_the_other_events_still_come(tmp_path: Path) -
     assert kinds.count("node_finished") == 2 and kinds[-1] == "done"
 
 
+@pytest.mark.parametrize("stream_content", [True, False])
+def test_an_agents_tool_calls_are_events(tmp_path: Path, stream_content: bool) -> None:
+    @kaizen.tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    model = ScriptedModel([ScriptedModel.tool_call("add", {"a": 1, "b": 2}), {"answer": "3"}])
+    agent = kaizen.create_agent("calc", "question -> answer", config={"model": model}, tools=[add])
+    with serving(agent, tmp_path / "runs.db", stream_content=stream_content) as client:
+        run_id = client.post("/runs", json={"question": "1 + 2?"}).json()["run_id"]
+        assert finish(client, run_id)["results"] == {"answer": "3"}
+        events, _ = read_events(client, run_id)
+    start = next(e["data"] for e in events if e["event"] == "tool_start")
+    complete = next(e["data"] for e in events if e["event"] == "tool_complete")
+    assert start["tool"] == "add" and start["arguments"] == {"a": 1, "b": 2}
+    assert complete["output"] == "3" and complete["error"] is None
+    assert complete["call_id"] == start["call_id"] and start["node_id"] == "calc"
+
+
 def test_an_agent_is_served_with_its_signature_fields(tmp_path: Path) -> None:
     with serving(qa_agent(), tmp_path / "runs.db") as client:
         run_id = client.post("/runs", json={"question": "Capital?"}).json()["run_id"]
