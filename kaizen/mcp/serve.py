@@ -61,7 +61,7 @@ def load_target(target: str) -> Agent | Workflow:
             continue
         break
     raise CliError(
-        f"{target} is a {type(obj).__name__}; `kaizen serve` and `kaizen mcp serve` take an "
+        f"{target} is a {type(obj).__name__}; `kaizen serve` (or `kaizen mcp serve`) takes an "
         "Agent, a Workflow, a WorkflowBuilder, or a function returning one of them"
     )
 
