@@ -8,7 +8,9 @@ each run's Server-Sent Events until its ``done`` event, then reads every run bac
 Three rounds: without faults (every run must complete); with the model failing on one question
 in ten (each run must end completed or failed, a failed one with the injected reason; none
 lost); and without faults with ``stream_content=False`` (agents' replies not streamed as
-``content`` events: plain model calls, which cost litellm about a quarter of the CPU).
+``content`` events: plain model calls, which cost litellm about a quarter of the CPU); and that
+again with the model behind HTTP (the loopback FaultServer, 200 ms, in the server process)
+reached through Kaizen's pooled OpenAI-compatible fast path instead of litellm.
 
 Figures: end-to-end latency per run (POST sent -> ``done`` received) p50/p99, the POST's own
 response time p50/p99, the run's duration on the server (its RunRecord) p50/p99, and throughput
@@ -39,21 +41,25 @@ from typing import Any
 
 MODEL_LATENCY = 0.2  # seconds per scripted model reply
 ROUND_TIMEOUT = 300.0
-ROUNDS = (  # (name, every how many-th question faults (0: none), content events streamed)
-    ("no faults", 0, True),
-    ("10% model faults", 10, True),
-    ("no faults, stream_content=False", 0, False),
+ROUNDS = (  # (name, one question in how many faults (0: none), content streamed, HTTP model)
+    ("no faults", 0, True, False),
+    ("10% model faults", 10, True, False),
+    ("no faults, stream_content=False", 0, False, False),
+    ("HTTP model (fast path), stream_content=False", 0, False, True),
 )
 
 
 # -- the server side ------------------------------------------------------------------------------
 
 
-def build_workflow(fault_every: int) -> Any:
-    """The served workflow; with `fault_every` > 0, every that-many-th model call fails."""
+def build_workflow(fault_every: int, http: bool = False) -> Any:
+    """The served workflow; with `fault_every` > 0, one question in that many faults. `http`:
+    the model is the loopback FaultServer (an OpenAI-compatible HTTP server, started here),
+    reached through Kaizen's pooled fast path, instead of a ScriptedModel."""
     import kaizen
     from kaizen import WorkflowBuilder
     from kaizen.testing import ScriptedModel
+    from kaizen.testing.fault_server import FaultServer
 
     def reply(messages: list[dict[str, Any]]) -> Any:
         # the same question always faults (retries too): its run must end failed, with why
@@ -62,9 +68,15 @@ def build_workflow(fault_every: int) -> Any:
             return RuntimeError("injected model fault")
         return {"answer": "ok", "confidence": 1.0}
 
-    model = ScriptedModel(reply, latency=MODEL_LATENCY)
+    config: dict[str, Any]
+    if http:
+        server = FaultServer(latency=MODEL_LATENCY, reply={"answer": "ok", "confidence": 1.0})
+        server.start()  # lives as long as this server process
+        config = {"model": "openai/load", "api_base": server.base_url, "api_key": "load"}
+    else:
+        config = {"model": ScriptedModel(reply, latency=MODEL_LATENCY)}
     agent = kaizen.create_agent(
-        "qa", signature="question -> answer, confidence: float", config={"model": model}
+        "qa", signature="question -> answer, confidence: float", config=config
     )
 
     def shout(answer: str) -> str:
@@ -77,12 +89,15 @@ def build_workflow(fault_every: int) -> Any:
     return builder.build()
 
 
-def serve(port: int, store: str, fault_every: int, stream_content: bool = True) -> None:
+def serve(
+    port: int, store: str, fault_every: int, stream_content: bool = True, http: bool = False
+) -> None:
     import uvicorn
 
     from kaizen.serve.app import create_app
 
-    app = create_app(build_workflow(fault_every), store=store, keys=[], max_active=2000,
+    workflow = build_workflow(fault_every, http)
+    app = create_app(workflow, store=store, keys=[], max_active=2000,
                      stream_content=stream_content)  # fmt: skip
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                 backlog=4096, timeout_keep_alive=120)  # fmt: skip
@@ -184,12 +199,14 @@ def summarise(name: str, runs: int, result: dict[str, Any], fault_every: int) ->
     }
 
 
-def run_round(name: str, runs: int, fault_every: int, stream: bool, folder: Path) -> dict[str, Any]:
+def run_round(
+    name: str, runs: int, fault_every: int, stream: bool, http: bool, folder: Path
+) -> dict[str, Any]:
     port = free_port()
     store = folder / f"{name}.db"
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import load_serve; "
-        f"load_serve.serve({port}, {str(store)!r}, {fault_every}, {stream})"
+        f"load_serve.serve({port}, {str(store)!r}, {fault_every}, {stream}, {http})"
     )
     server = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -227,8 +244,9 @@ def main() -> None:
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for number, (name, fault_every, stream) in enumerate(ROUNDS):
-            rows.append(run_round(f"round{number}", runs, fault_every, stream, Path(folder)))
+        for number, (name, fault_every, stream, http) in enumerate(ROUNDS):
+            folder_path = Path(folder)
+            rows.append(run_round(f"round{number}", runs, fault_every, stream, http, folder_path))
             rows[-1]["round"] = name
     header = ("| round | runs | completed | failed | lost | latency p50 / p99 (s) | "
               "POST p50 / p99 (ms) | server run p50 / p99 (s) | throughput (runs/s) |")  # fmt: skip
