@@ -400,6 +400,14 @@ def serve_command(
             "FORWARDED_ALLOW_IPS).",
         ),
     ] = False,
+    stream_content: Annotated[
+        bool,
+        typer.Option(
+            "--stream-content/--no-stream-content",
+            help="Send agents' replies as `content` events as they arrive (streamed model "
+            "calls cost more CPU).",
+        ),
+    ] = True,
 ) -> None:
     """Serve an agent or a workflow over HTTP (needs the serve extra).
 
@@ -425,7 +433,8 @@ def serve_command(
         _fail(str(exc))
     try:
         serve(target, host=host, port=port, workers=workers, store=store, max_body=max_body,
-              proxy_headers=proxy_headers, loaded=loaded)  # fmt: skip
+              proxy_headers=proxy_headers, stream_content=stream_content,
+              loaded=loaded)  # fmt: skip
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 

@@ -24,6 +24,7 @@ __all__ = ["BackgroundServer", "app_from_environment", "serve"]
 _TARGET = "KAIZEN_SERVE_TARGET"
 _STORE = "KAIZEN_SERVE_STORE"
 _MAX_BODY = "KAIZEN_SERVE_MAX_BODY"
+_STREAM_CONTENT = "KAIZEN_SERVE_STREAM_CONTENT"
 
 
 def serve(
@@ -36,6 +37,7 @@ def serve(
     max_body: int | None = None,
     log_level: str = "info",
     proxy_headers: bool = False,
+    stream_content: bool = True,
     loaded: Any = None,
 ) -> None:
     """Serve `target` (``module:attr``) until stopped. `loaded`: the object `target` names,
@@ -51,13 +53,17 @@ def serve(
         "server_header": False, "timeout_graceful_shutdown": 10,
     }  # fmt: skip
     if workers <= 1:
-        app = create_app(target if loaded is None else loaded, store=store, max_body=limit)
+        app = create_app(
+            target if loaded is None else loaded, store=store, max_body=limit,
+            stream_content=stream_content,
+        )  # fmt: skip
         uvicorn.run(app, **options)
         return
     os.environ[_TARGET] = target
     if store is not None:
         os.environ[_STORE] = str(Path(store).expanduser().absolute())
     os.environ[_MAX_BODY] = str(limit)
+    os.environ[_STREAM_CONTENT] = "1" if stream_content else "0"
     uvicorn.run(
         "kaizen.serve.server:app_from_environment", factory=True, workers=workers, **options
     )
@@ -75,6 +81,7 @@ def app_from_environment() -> FastAPI:
         store=os.environ.get(_STORE) or None,
         max_body=int(os.environ.get(_MAX_BODY) or DEFAULT_MAX_BODY),
         recover=False,  # another worker may be running the unfinished runs
+        stream_content=os.environ.get(_STREAM_CONTENT, "1") != "0",
     )
 
 
