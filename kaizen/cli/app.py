@@ -6,6 +6,7 @@
     kaizen demo [--topic T] [--out DIR] [--model M]
     kaizen runs list | show RUN | resume RUN module:attr | replay RUN module:attr | prune
     kaizen mcp serve module:attr [--transport stdio|http --host H --port P]
+    kaizen serve module:attr [--host H --port P --workers N --store PATH]
 
 `module:attr` names a `WorkflowBuilder`, a `Workflow`, or a function returning either; the module
 is imported with the current directory on `sys.path`, or given as a file (`path/to/flow.py:attr`).
@@ -369,6 +370,71 @@ def mcp_serve(
         _fail(str(exc))
     try:
         serve(resolved, transport=transport, host=host, port=port)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command("serve")
+def serve_command(
+    target: Annotated[str, typer.Argument(help="module:attr naming an Agent or a workflow")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (they share the store).")
+    ] = 1,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="Where runs live (default: $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db).",
+        ),
+    ] = None,
+    max_body: Annotated[
+        int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")
+    ] = 1 << 20,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Trust X-Forwarded-For/-Proto from the proxy in front (see uvicorn's "
+            "FORWARDED_ALLOW_IPS).",
+        ),
+    ] = False,
+    stream_content: Annotated[
+        bool,
+        typer.Option(
+            "--stream-content/--no-stream-content",
+            help="Send agents' replies as `content` events as they arrive (streamed model "
+            "calls cost more CPU).",
+        ),
+    ] = True,
+) -> None:
+    """Serve an agent or a workflow over HTTP (needs the serve extra).
+
+    POST /runs starts a run, GET /runs/{id} reads it, GET /runs/{id}/events streams its events
+    (Server-Sent Events), POST /runs/{id}/cancel stops it; /openapi.json describes the inputs
+    and outputs. Set KAIZEN_SERVE_KEYS=key1,key2 to require an API key. See docs/serve.md.
+    """
+    from kaizen.errors import KaizenError
+
+    try:
+        import fastapi  # noqa: F401  (the serve extra: fail here, with how to install it)
+        import uvicorn  # noqa: F401
+
+        from kaizen.mcp.serve import load_target
+        from kaizen.serve.server import serve
+
+        loaded = load_target(target)  # a bad target fails here, in one line
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
+            _fail("kaizen serve needs FastAPI and uvicorn: pip install 'kaizen[serve]'")
+        raise
+    except (CliError, KaizenError) as exc:
+        _fail(str(exc))
+    try:
+        serve(target, host=host, port=port, workers=workers, store=store, max_body=max_body,
+              proxy_headers=proxy_headers, stream_content=stream_content,
+              loaded=loaded)  # fmt: skip
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 

@@ -61,8 +61,8 @@ def load_target(target: str) -> Agent | Workflow:
             continue
         break
     raise CliError(
-        f"{target} is a {type(obj).__name__}; `kaizen mcp serve` takes an Agent, a Workflow, a "
-        "WorkflowBuilder, or a function returning one of them"
+        f"{target} is a {type(obj).__name__}; `kaizen serve` (or `kaizen mcp serve`) takes an "
+        "Agent, a Workflow, a WorkflowBuilder, or a function returning one of them"
     )
 
 

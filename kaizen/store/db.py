@@ -111,6 +111,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, node_id)
     );
     """,
+    # kaizen serve (kaizen.store.served): the runs it started and every event it streamed
+    """
+    CREATE TABLE served_runs (
+        run_id      TEXT PRIMARY KEY,
+        target      TEXT NOT NULL,  -- the served agent or workflow's name
+        status      TEXT NOT NULL,  -- queued, running, completed, failed, cancelled
+        parameters  TEXT NOT NULL,  -- JSON, as posted
+        created     REAL NOT NULL,
+        finished    REAL,
+        results     TEXT,  -- JSON, when the run ended
+        error       TEXT,  -- why it failed or was cancelled
+        record      TEXT,  -- the RunRecord as JSON, when the run ended
+        cancel      INTEGER NOT NULL DEFAULT 0  -- a cancel asked for through another process
+    );
+    CREATE INDEX served_runs_created ON served_runs (created);
+    CREATE TABLE served_events (
+        run_id  TEXT NOT NULL REFERENCES served_runs (run_id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL,  -- the SSE event id, from 1 within a run
+        kind    TEXT NOT NULL,
+        data    TEXT NOT NULL,  -- JSON
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _shared: dict[str, Store] = {}

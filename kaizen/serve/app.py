@@ -1,0 +1,521 @@
+"""`create_app`: the FastAPI application of `kaizen serve` (an agent or a workflow over HTTP).
+
+    POST /runs                 the inputs as a JSON object -> 202 {"run_id", "status", ...}
+    GET  /runs/{id}            status, results, error and the RunRecord (JSON)
+    GET  /runs/{id}/events     Server-Sent Events: ids, replay after Last-Event-ID, keepalives
+    POST /runs/{id}/cancel     202 while it stops; 409 when it had finished
+    GET  /openapi.json         request and response schemas from the target's inputs, outputs
+    GET  /health               {"status": "ok"} (for load balancers)
+
+Runs are started and tracked by `kaizen.serve.runs.RunManager` and live in the store
+(`kaizen.store.served`), so a restarted server still answers for finished runs.
+
+Auth: with API keys (`keys=`, else ``KAIZEN_SERVE_KEYS``, comma-separated), every endpoint but
+``/openapi.json`` and ``/health`` asks for ``Authorization: Bearer <key>`` or ``X-API-Key:
+<key>`` and answers 401 otherwise. Keys are compared in constant time and never written anywhere.
+
+Errors are JSON: ``{"detail": "...", "fields": [{"field": ..., "message": ...}]}``: 400 (body
+not JSON), 413 (body over `max_body` bytes), 422 (unknown input, missing input, wrong type: each
+field named), 401, 404 (no such run), 409 (cancel a finished run).
+
+FastAPI is imported here, so only when a server is made (the ``serve`` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from kaizen.serve.runs import RunManager, ServedRun
+from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id
+from kaizen.serve.target import RequestProblems, ServedTarget, served_target
+from kaizen.store.db import Store, StorePath
+from kaizen.store.served import (
+    abandon_unfinished,
+    load_served_events,
+    load_served_run,
+    request_cancel,
+)
+
+if TYPE_CHECKING:
+    from kaizen.runtime.local import LocalRuntime
+
+__all__ = ["DEFAULT_KEEPALIVE", "DEFAULT_MAX_BODY", "create_app", "keys_from_environment"]
+
+DEFAULT_MAX_BODY = 1 << 20  # bytes of a POST /runs body
+DEFAULT_KEEPALIVE = 15.0  # seconds between keepalive comments on an idle event stream
+STORED_POLL_SECONDS = 0.25  # how often the events of another process's run are looked for
+KEYS_VARIABLE = "KAIZEN_SERVE_KEYS"
+
+
+def keys_from_environment() -> tuple[str, ...]:
+    """The API keys in ``KAIZEN_SERVE_KEYS`` (comma-separated; none: no auth)."""
+    return tuple(k.strip() for k in os.environ.get(KEYS_VARIABLE, "").split(",") if k.strip())
+
+
+def create_app(
+    target: Any,
+    *,
+    store: StorePath | Store | None = None,
+    keys: Iterable[str] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    keepalive: float = DEFAULT_KEEPALIVE,
+    runtime: LocalRuntime | None = None,
+    max_active: int = 512,
+    recover: bool = True,
+    stream_content: bool = True,
+) -> FastAPI:
+    """The app serving `target`: an `Agent`, a built `Workflow`, a `WorkflowBuilder`, or a
+    ``module:attr`` naming one (as `kaizen mcp serve` reads it).
+
+    `store`: where runs live (default: ``$KAIZEN_HOME/kaizen.db``, else ``.kaizen/kaizen.db``).
+    `keys`: API keys (None: ``KAIZEN_SERVE_KEYS``; empty: no auth). `max_body`: the largest
+    request body in bytes. `keepalive`: seconds between keepalive comments on an idle event
+    stream. `runtime`: the `LocalRuntime` runs execute on (default: a new one). `max_active`:
+    runs executing at once (the others wait, ``queued``). `recover`: at start, mark runs a
+    stopped server left unfinished as failed (turn off when several processes share the store).
+    `stream_content`: send agents' replies as ``content`` events as they arrive (streamed
+    model calls cost about 4x the CPU of plain ones; off: only the other events).
+    """
+    served = _resolve(target)
+    the_store = Store.open(store)
+    api_keys = tuple(keys) if keys is not None else keys_from_environment()
+    manager = RunManager(
+        served, the_store, runtime=runtime, max_active=max_active, stream_content=stream_content
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if recover:
+            reason = "the server stopped before the run finished"
+            await asyncio.to_thread(abandon_unfinished, the_store, reason)
+        await manager.open()
+        try:
+            yield
+        finally:
+            await manager.close()
+
+    app = FastAPI(
+        title=f"kaizen serve: {served.name}",
+        description=_description(served),
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    app.state.target = served
+    app.state.store = the_store
+
+    if api_keys:
+        app.add_middleware(_RequireKey, keys=api_keys)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/runs",
+        status_code=202,
+        summary=f"Start a run of {served.name}",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("RunParameters")}},
+            },
+            "responses": {
+                "202": _json_response("The run started", "RunCreated"),
+                "413": _json_response("The body is too large", "Problem"),
+                "422": _json_response("An input is unknown, missing or mistyped", "Problem"),
+            },
+        },
+    )
+    async def start_run(request: Request) -> Response:
+        body = await _read_json(request, max_body)
+        if isinstance(body, Response):
+            return body
+        try:
+            parameters = served.check(body)
+        except RequestProblems as problems:
+            return _error(422, f"the inputs do not fit {served.name!r}", problems.problems)
+        run = manager.submit(body, parameters)
+        links = _links(run.run_id)
+        return JSONResponse(
+            {"run_id": run.run_id, "status": run.status, **links},
+            status_code=202,
+            headers={"Location": links["url"]},
+        )
+
+    @app.get(
+        "/runs/{run_id}",
+        summary="A run's status, results and record",
+        openapi_extra={
+            "responses": {
+                "200": _json_response("The run", "Run"),
+                "404": _json_response("No such run", "Problem"),
+            }
+        },
+    )
+    async def get_run(run_id: str) -> Response:
+        run = manager.live(run_id)
+        if run is not None:
+            return JSONResponse(_live_state(run, served.name))
+        row = await asyncio.to_thread(load_served_run, the_store, run_id)
+        if row is None:
+            return _no_run(run_id)
+        return JSONResponse(
+            {
+                "run_id": row.run_id,
+                "target": row.target,
+                "status": row.status,
+                "created": row.created,
+                "finished": row.finished,
+                "parameters": row.parameters,
+                "results": row.results,
+                "error": row.error,
+                "record": row.record,
+                **_links(row.run_id),
+            },
+        )
+
+    @app.get(
+        "/runs/{run_id}/events",
+        summary="The run's events as Server-Sent Events (replay with Last-Event-ID)",
+        openapi_extra={
+            "responses": {
+                "200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+                "404": _json_response("No such run", "Problem"),
+            }
+        },
+    )
+    async def run_events(run_id: str, request: Request) -> Response:
+        after = parse_last_event_id(request.headers.get("last-event-id"))
+        run = manager.live(run_id)
+        if run is not None:
+            frames = _live_frames(run, after, keepalive)
+        else:
+            row = await asyncio.to_thread(load_served_run, the_store, run_id)
+            if row is None:
+                return _no_run(run_id)
+            frames = _stored_frames(the_store, run_id, after, keepalive)
+        return StreamingResponse(
+            frames,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post(
+        "/runs/{run_id}/cancel",
+        status_code=202,
+        summary="Cancel a run",
+        openapi_extra={
+            "responses": {
+                "202": _json_response("The run is being cancelled", "RunCreated"),
+                "404": _json_response("No such run", "Problem"),
+                "409": _json_response("The run had finished", "Problem"),
+            }
+        },
+    )
+    async def cancel_run(run_id: str) -> Response:
+        run = manager.live(run_id)
+        if run is not None:
+            if run.is_finished or not manager.cancel(run_id):
+                return _error(409, f"run {run_id!r} has finished ({run.status}); nothing to cancel")
+            return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
+        row = await asyncio.to_thread(load_served_run, the_store, run_id)
+        if row is None:
+            return _no_run(run_id)
+        if row.is_finished or not await asyncio.to_thread(request_cancel, the_store, run_id):
+            return _error(409, f"run {run_id!r} has finished ({row.status}); nothing to cancel")
+        return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                _components(served)
+            )
+            if api_keys:
+                schema["components"]["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
+                schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+_PUBLIC = frozenset({"/openapi.json", "/health"})
+_DENIED = (
+    "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+    "with one of the server's keys (KAIZEN_SERVE_KEYS)"
+)
+
+
+class _RequireKey:
+    """ASGI middleware: 401 for a request to anything but `_PUBLIC` without a valid key.
+
+    A plain ASGI class rather than ``@app.middleware("http")``, whose per-request task group
+    costs more than the rest of a POST /runs."""
+
+    def __init__(self, app: Any, keys: tuple[str, ...]) -> None:
+        self.app = app
+        self.keys = [key.encode() for key in keys]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in _PUBLIC or self._valid(scope):
+            await self.app(scope, receive, send)
+            return
+        denied = _error(401, _DENIED, headers={"WWW-Authenticate": "Bearer"})
+        await denied(scope, receive, send)
+
+    def _valid(self, scope: Any) -> bool:
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = token.strip()
+                    break
+            elif name == b"x-api-key":
+                given = value.strip()
+        # compared with every key, in constant time: timing tells nothing about any of them
+        found = False
+        for key in self.keys:
+            found |= hmac.compare_digest(given, key)
+        return found
+
+
+def _resolve(target: Any) -> ServedTarget:
+    from kaizen.agents.agent import Agent
+    from kaizen.mcp.serve import load_target
+    from kaizen.workflow.workflow import Workflow
+
+    if isinstance(target, ServedTarget):
+        return target
+    if isinstance(target, str):
+        target = load_target(target)
+    elif not isinstance(target, Agent | Workflow) and callable(getattr(target, "build", None)):
+        target = target.build()
+    if not isinstance(target, Agent | Workflow):
+        raise TypeError(
+            f"kaizen serve takes an Agent, a Workflow, a WorkflowBuilder or 'module:attr', "
+            f"got {type(target).__name__}"
+        )
+    return served_target(target)
+
+
+# -- requests and responses ------------------------------------------------------------------------
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    """The JSON body (an empty body is ``{}``), or the error response to send instead."""
+    too_big = f"the request body is larger than {limit} bytes (the server's limit)"
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _error(413, too_big, [("body", too_big)])
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _error(413, too_big, [("body", too_big)])
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        why = f"is not JSON ({exc})"
+        return _error(400, f"the request body {why}", [("body", why)])
+
+
+def _error(
+    status: int,
+    detail: str,
+    fields: list[tuple[str, str]] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    content: dict[str, Any] = {"detail": detail}
+    if fields:
+        content["fields"] = [{"field": f, "message": m} for f, m in fields]
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def _no_run(run_id: str) -> JSONResponse:
+    return _error(404, f"no run {run_id!r} on this server (or in its store)")
+
+
+def _links(run_id: str) -> dict[str, str]:
+    return {"url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
+
+
+def _live_state(run: ServedRun, target: str) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "target": target,
+        "status": run.status,
+        "created": run.created,
+        "finished": run.finished,
+        "parameters": run.parameters,
+        "results": run.results,
+        "error": run.error,
+        "record": run.record_dict(),
+        **_links(run.run_id),
+    }
+
+
+async def _live_frames(run: ServedRun, after: int, keepalive: float) -> AsyncIterator[bytes]:
+    sent = after
+    while True:
+        changed = run.changed()
+        for seq, kind, text in run.events[sent:]:
+            yield encode_event(seq, kind, text)
+            sent = seq
+        if run.is_finished and sent >= len(run.events):
+            return
+        try:
+            await asyncio.wait_for(changed.wait(), keepalive)
+        except TimeoutError:
+            yield KEEPALIVE
+
+
+async def _stored_frames(
+    store: Store, run_id: str, after: int, keepalive: float
+) -> AsyncIterator[bytes]:
+    """The events of a run this process does not hold: from the store, followed until the run
+    ends (another worker process may be running it)."""
+    sent = after
+    idle = 0.0
+    while True:
+        row = await asyncio.to_thread(load_served_run, store, run_id)
+        events = await asyncio.to_thread(load_served_events, store, run_id, sent)
+        for event in events:
+            yield encode_event(event.seq, event.kind, event.data)
+            sent = event.seq
+        if row is None or row.is_finished:
+            return
+        if events:
+            idle = 0.0
+        elif idle >= keepalive:
+            idle = 0.0
+            yield KEEPALIVE
+        await asyncio.sleep(STORED_POLL_SECONDS)
+        idle += STORED_POLL_SECONDS
+
+
+# -- the OpenAPI document --------------------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _components(served: ServedTarget) -> dict[str, Any]:
+    """The schemas `create_app`'s routes refer to; the target's own come from its ports."""
+    components: dict[str, Any] = {}
+    request = _lift_defs(served.request_schema, components)
+    results = _lift_defs(served.results_schema, components)
+    status = {"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]}
+    links = {"url": {"type": "string"}, "events": {"type": "string"}}
+    components.update(
+        {
+            "RunParameters": {**request, "title": "RunParameters"},
+            "RunResults": {**results, "title": "RunResults"},
+            "RunCreated": {
+                "type": "object",
+                "properties": {"run_id": {"type": "string"}, "status": status, **links},
+                "required": ["run_id", "status", "url", "events"],
+            },
+            "Run": {
+                "type": "object",
+                "properties": {
+                    "run_id": {"type": "string"},
+                    "target": {"type": "string"},
+                    "status": status,
+                    "created": {"type": "number"},
+                    "finished": {"type": ["number", "null"]},
+                    "parameters": _ref("RunParameters"),
+                    "results": {"anyOf": [_ref("RunResults"), {"type": "null"}]},
+                    "error": {"type": ["string", "null"]},
+                    "record": {
+                        "type": ["object", "null"],
+                        "description": "The RunRecord: per-node status, timings, usage",
+                    },
+                    **links,
+                },
+                "required": ["run_id", "status", "created"],
+            },
+            "Problem": {
+                "type": "object",
+                "properties": {
+                    "detail": {"type": "string"},
+                    "fields": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "field": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                "required": ["detail"],
+            },
+        }
+    )
+    return components
+
+
+def _lift_defs(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with pydantic's ``$defs`` moved into the components (refs rewritten)."""
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            lifted = {}
+            for key, value in node.items():
+                if key == "$defs" and isinstance(value, dict):
+                    for name, definition in value.items():
+                        components[name] = rewrite(definition)
+                    continue
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
+                    value = "#/components/schemas/" + value.removeprefix("#/$defs/")
+                lifted[key] = rewrite(value)
+            return lifted
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    result: dict[str, Any] = rewrite(schema)
+    return result
+
+
+def _description(served: ServedTarget) -> str:
+    inputs = ", ".join(served.inputs) or "none"
+    return (
+        f"Runs of the {served.kind} {served.name!r}. POST /runs with its inputs ({inputs}) as "
+        "a JSON object, then GET /runs/{run_id} or stream GET /runs/{run_id}/events."
+    )
