@@ -8,7 +8,7 @@ each run's Server-Sent Events until its ``done`` event, then reads every run bac
 Three rounds: without faults (every run must complete); with the model failing on one question
 in ten (each run must end completed or failed, a failed one with the injected reason; none
 lost); and without faults with ``stream_content=False`` (agents' replies not streamed as
-``content`` events: plain model calls, which cost litellm about a quarter of the CPU); and that
+``content`` events: plain model calls, which cost litellm about a quarter of the CPU); and both
 again with the model behind HTTP (the loopback FaultServer, 200 ms, in the server process)
 reached through Kaizen's pooled OpenAI-compatible fast path instead of litellm.
 
@@ -45,6 +45,7 @@ ROUNDS = (  # (name, one question in how many faults (0: none), content streamed
     ("no faults", 0, True, False),
     ("10% model faults", 10, True, False),
     ("no faults, stream_content=False", 0, False, False),
+    ("HTTP model (fast path), content streamed", 0, True, True),
     ("HTTP model (fast path), stream_content=False", 0, False, True),
 )
 
