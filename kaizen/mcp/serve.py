@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from kaizen.agents.agent import Agent
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["ServedTool", "build_server", "load_target", "serve", "served_tool"]
+__all__ = [
+    "ServedTool",
+    "build_server",
+    "load_target",
+    "port_schema",
+    "serve",
+    "served_tool",
+    "workflow_inputs",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +164,7 @@ def workflow_inputs(workflow: Workflow) -> dict[str, tuple[str, str, dict[str, A
     found = {}
     for node_id, port_name, port in open_ports:
         prop = port_name if counts[port_name] == 1 else f"{node_id}.{port_name}"
-        schema = _type_schema(port.type)
+        schema = port_schema(port.type)
         if port.description:
             schema["description"] = port.description
         if not port.required:
@@ -258,7 +266,7 @@ def _tool_name(name: str) -> str:
     return ("_" + safe if safe[0].isdigit() or safe[0] == "-" else safe)[:64]
 
 
-def _type_schema(annotation: Any) -> dict[str, Any]:
+def port_schema(annotation: Any) -> dict[str, Any]:
     """The JSON Schema of a port's type ({} for Any, or a type pydantic cannot describe)."""
     if annotation is Any:
         return {}

@@ -145,11 +145,11 @@ def served_target(target: Agent | Workflow) -> ServedTarget:
 
 def _ports_schema(workflow: Workflow, node_id: str) -> dict[str, Any]:
     """The JSON Schema of one node's outputs: an object with a property per output port."""
-    from kaizen.mcp.serve import _type_schema  # the one place port types become JSON Schema
+    from kaizen.mcp.serve import port_schema  # the one place port types become JSON Schema
 
     properties = {}
     for port_name, port in workflow.nodes[node_id].outputs.items():
-        schema = _type_schema(port.type)
+        schema = port_schema(port.type)
         if port.description:
             schema["description"] = port.description
         properties[port_name] = schema
