@@ -56,7 +56,7 @@ PARTS: dict[str, tuple[str, str]] = {
         'previous_arguments: list[str] = [] "arguments of the previous round" '
         '-> argument: str "your argument, one or two sentences", '
         'position: Literal["for", "against"] "for or against the proposition", '
-        'confidence: float "how sure you are, from 0 to 1"',
+        'confidence: float (ge=0, le=1) "how sure you are, from 0 to 1"',
     ),
     "judge": (
         "Read the debate arguments and rule on the topic: the position that was argued best.",
@@ -64,14 +64,14 @@ PARTS: dict[str, tuple[str, str]] = {
         'arguments: list[str] "the final arguments, one per debater" '
         '-> rationale: str "which arguments were best and why, one or two sentences", '
         'position: Literal["for", "against", "undecided"] "the winning position", '
-        'confidence: float "how sure you are, from 0 to 1"',
+        'confidence: float (ge=0, le=1) "how sure you are, from 0 to 1"',
     ),
     "voter": (
         "Think about the question in one sentence, then answer it briefly and say how "
         "confident you are.",
         'question: str -> rationale: str "your reasoning, one sentence", '
         'answer: {answer_type} "a short answer", '
-        'confidence: float "how sure you are, from 0 to 1"',
+        'confidence: float (ge=0, le=1) "how sure you are, from 0 to 1"',
     ),
     "worker": (
         "Do the task you are given and report the result briefly.",

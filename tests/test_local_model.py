@@ -301,3 +301,38 @@ def test_the_litellm_custom_provider_still_serves_the_embedded_model() -> None:
     with pytest.raises(ModelError, match="local/smollm2") as caught:
         complete(MESSAGES, model="local/other-model", transport="litellm")
     assert isinstance(caught.value.__cause__, LocalModelError)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "expected"),
+    [
+        ({"minimum": 0, "maximum": 1}, [i / 20 for i in range(21)]),
+        ({"minimum": 0.5, "maximum": 1}, [i / 20 for i in range(10, 21)]),
+        ({"exclusiveMinimum": 0, "maximum": 0.2}, [0.05, 0.1, 0.15, 0.2]),
+        ({"minimum": 0, "maximum": 100}, None),  # not inside [0, 1]: left as a number
+        ({"minimum": 0}, None),  # one bound only
+    ],
+)
+def test_numbers_bounded_inside_the_unit_interval_become_a_small_set(
+    bounds: dict[str, float], expected: list[float] | None
+) -> None:
+    schema = {"type": "object", "properties": {"c": {"type": "number", **bounds}}}
+    bounded = bounded_schema(schema)["properties"]["c"]
+    if expected is None:
+        assert bounded == {"type": "number", **bounds}
+    else:
+        assert bounded == {"enum": expected}
+
+
+@pytest.mark.local_model
+@needs_model
+def test_a_confidence_bounded_to_0_1_stays_inside_it() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"confidence": {"type": "number", "minimum": 0, "maximum": 1}},
+        "required": ["confidence"],
+    }
+    messages = [{"role": "user", "content": "How sure are you, in percent, that it rains today?"}]
+    for _ in range(3):
+        reply = complete(messages, model=LOCAL_MODEL, response_schema=schema, max_tokens=16)
+        assert 0 <= json.loads(reply.text)["confidence"] <= 1

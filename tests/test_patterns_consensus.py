@@ -21,7 +21,7 @@ def voters(answers: dict[str, Any]) -> ScriptedModel:
     """Role-name voters: the persona in the system message picks the reply (an int: HTTP error)."""
 
     def reply(messages: Messages) -> Any:
-        persona = str(messages[0]["content"]).split(":")[0].lower()
+        persona = str(messages[0]["content"]).rsplit("\n\n", 1)[-1].split(":")[0].lower()
         for role, answer in answers.items():
             if role in persona:
                 return answer

@@ -17,7 +17,7 @@ Messages = list[dict[str, Any]]
 
 
 def persona_of(messages: Messages) -> str:
-    system = str(messages[0]["content"]).lower()
+    system = str(messages[0]["content"]).rsplit("\n\n", 1)[-1].lower()  # the instructions
     for role in ("optimist", "pessimist", "skeptic", "pragmatist", "moderator", "judge"):
         if role in system.split(".")[0]:
             return role

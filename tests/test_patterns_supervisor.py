@@ -38,7 +38,7 @@ def team_script(
             return review or {"approved": True, "revisions": []}
         if "Combine the workers' results" in system:
             return {"answer": "final: " + " | ".join(sorted(user.splitlines()))}
-        persona = system.split(":")[0].lower()
+        persona = system.rsplit("\n\n", 1)[-1].split(":")[0].lower()
         for worker in [*WORKERS, "programmer"]:
             if worker in persona:
                 if worker in fail:

@@ -219,7 +219,7 @@ ROLES = ["economist", "engineer", "ethicist"]
 
 
 def vote_by_persona(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    persona = str(messages[0]["content"]).split(":")[0].lower()
+    persona = str(messages[0]["content"]).rsplit("\n\n", 1)[-1].split(":")[0].lower()
     answer = "No" if "ethicist" in persona else "Yes"
     return {"answer": answer, "confidence": 0.9, "rationale": f"{persona} says {answer}"}
 

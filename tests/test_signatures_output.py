@@ -28,7 +28,7 @@ def test_system_message_has_instructions_fields_types_descriptions_and_schema() 
     system, user = render_messages(QA, {"question": "Capital of France?"})
     assert system["role"] == "system" and user["role"] == "user"
     text = system["content"]
-    assert text.startswith("Answer using the context.")
+    assert text.rstrip().endswith("Answer using the context.")
     for piece in ("`question` (str): what the user asks", "`context` (list[str])"):
         assert piece in text
     assert "`answer` (str): a short answer" in text and "`confidence` (float)" in text
@@ -55,7 +55,21 @@ def test_schema_can_be_left_out_of_the_prompt() -> None:
 
 def test_default_instructions_name_the_fields() -> None:
     system, _ = render_messages(create_signature("a, b -> c"), {"a": 1, "b": {"k": [1]}})
-    assert system["content"].startswith("Given the fields `a`, `b`, produce the fields `c`.")
+    assert system["content"].rstrip().endswith("Given the fields `a`, `b`, produce the fields `c`.")
+
+
+def test_instructions_come_after_the_fields_so_role_agents_share_a_prompt_prefix() -> None:
+    """Agents of one pattern differ only in their instructions (their role): with the fields
+    first, their prompts share a prefix the embedded model decodes once for all of them."""
+    sig = create_signature("question: str -> answer: str")
+    economist, _ = render_messages(
+        sig.with_instructions("You are an economist."), {"question": "q"}
+    )
+    engineer, _ = render_messages(sig.with_instructions("You are an engineer."), {"question": "q"})
+    a, b = economist["content"], engineer["content"]
+    shared = a[: next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)]
+    assert "Your output fields are" in shared and "`answer`" in shared
+    assert economist["content"].rstrip().endswith("You are an economist.")
 
 
 def test_non_string_inputs_render_as_json() -> None:
