@@ -264,7 +264,7 @@ def test_a_budget_refuses_the_agent_it_would_refuse_locally() -> None:
     assert ends[1][1] == "skipped" and "budget exceeded" in (ends[1][2] or "")
 
 
-# -- agents on the model actors: many per process ---------------------------------------------------
+# -- agents on the model actors: many per process ----------------------------------------------
 
 
 class Arrivals:
