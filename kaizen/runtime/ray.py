@@ -549,7 +549,7 @@ class _ModelPool:
             options["runtime_env"] = runtime_env
         actor_class = ray.remote(_ModelActor).options(**options)
         self.session = ray.get_runtime_context().get_session_name()
-        self.actors = [actor_class.remote() for _ in range(size)]
+        self.actors: list[Any] = [actor_class.remote() for _ in range(size)]
         self.load = [0] * size
         self._lock = threading.Lock()
 
