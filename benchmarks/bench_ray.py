@@ -9,8 +9,10 @@ Cases (each implementation in its own fresh interpreter; medians after a warm-up
 - chain N: N trivial sync nodes `x -> x + 1` in a line (N = 1000; 200 with --quick), µs per
   node. Every node is a Ray task whose input is its upstream task's ObjectRef.
 - consensus, 100 agents: `create_consensus_workflow` of 100 agents on a `ScriptedModel` that
-  answers after 200 ms, into the aggregator. On Ray each agent is a task of 0.25 CPU (the
-  default for model-bound nodes): 8 run at once on 2 CPUs, each in its own worker process.
+  answers after 200 ms, into the aggregator. On Ray the agents are calls on the runtime's
+  async model actors (2 on 2 CPUs, 0.25 CPU each), many at once per actor process; and, for
+  comparison, as tasks of 0.25 CPU each ("kaizen-ray, agents as tasks": `model_actors=0`, 8 at
+  once on 2 CPUs, each holding a worker process).
 - "ray, bare tasks": the same shapes written directly as Ray tasks (`f.remote(ref)`), the floor
   for anything running on Ray.
 
@@ -47,6 +49,7 @@ VOTERS = 100
 LATENCY = 0.2
 RAY = "kaizen-ray"
 RAY_ONE_CPU = "kaizen-ray, 1 CPU/node"
+RAY_AGENT_TASKS = "kaizen-ray, agents as tasks"
 BARE = "ray, bare tasks"
 START, FIRST = "cluster start (ray.init, 2 CPUs)", "first run after start (workers warm up)"
 SLEEPERS_CASE = f"sleepers {SLEEPERS} x {SLEEP:g} s"
@@ -167,14 +170,26 @@ def ray_rows(quick: bool) -> list[Row]:
     started = time.perf_counter()
     runtime.execute(sleepers(0.25))
     rows.append(Row(FIRST, RAY, time.perf_counter() - started, None, 1, "the sleepers, once"))
-    rows += runtime_rows(RAY, runtime, quick, sleeper_cpus=0.25)
-    one_cpu = sleepers(None)
+    one_cpu = sleepers(None)  # before the agents: their model actors then hold 0.5 CPU
     rows.append(
         timed_row(
             SLEEPERS_CASE, RAY_ONE_CPU, lambda: runtime.execute(one_cpu), reps=3,
             note="Ray's default: 1 CPU per task, 2 at once",
         )
     )  # fmt: skip
+    rows += runtime_rows(RAY, runtime, quick, sleeper_cpus=0.25)
+    runtime.close()
+    as_tasks = RayRuntime(max_concurrency=128, model_actors=0)
+    workflow, _model = consensus()
+    rows.append(
+        timed_row(
+            CONSENSUS, RAY_AGENT_TASKS,
+            lambda: as_tasks.execute(workflow, {"question": "Ship it?"}),
+            reps=2 if quick else 3, check=lambda out: bool(out[0]["consensus"]["reached"]),
+            note="each agent a task holding a worker, 8 at once",
+        )
+    )  # fmt: skip
+    as_tasks.close()
     ray.shutdown()
     return rows
 
@@ -225,7 +240,7 @@ def build_report(quick: bool) -> Report:
     report = Report("Ray: RayRuntime beside LocalRuntime and bare Ray tasks", unit="µs/node")
     collect_workers(report, __file__, [KAIZEN, RAY, BARE], quick, cases, timeout=900)
     report.extend(floor_rows(quick))
-    sort_rows(report, cases, (KAIZEN, RAY, RAY_ONE_CPU, BARE, FLOOR))
+    sort_rows(report, cases, (KAIZEN, RAY, RAY_ONE_CPU, RAY_AGENT_TASKS, BARE, FLOOR))
     return report
 
 

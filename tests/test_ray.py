@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,13 +255,116 @@ def test_a_budget_refuses_the_agent_it_would_refuse_locally() -> None:
     ends = []
     for runtime in (LocalRuntime, RayRuntime):
         budget = Budget(max_tokens=1)  # the first call uses it up
-        rt = runtime(failure_policy="continue", budget=budget)
-        _, record = rt.execute_with_record(workflow, {"first": {"question": "q?"}})
+        with runtime(failure_policy="continue", budget=budget) as rt:  # closed: its actors end
+            _, record = rt.execute_with_record(workflow, {"first": {"question": "q?"}})
         second_run = record.nodes["second"]
         ends.append((str(record.status), str(second_run.status), second_run.skip_reason))
         assert budget.used.calls == 1
     assert ends[0] == ends[1]
     assert ends[1][1] == "skipped" and "budget exceeded" in (ends[1][2] or "")
+
+
+# -- agents on the model actors: many per process ----------------------------------------------
+
+
+class Arrivals:
+    """A scripted model's reply that notes, in a directory, when and in which process each call
+    arrived (before its scripted latency)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def __call__(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        Path(self.directory, f"{time.time():.6f}-{os.getpid()}-{uuid.uuid4().hex}").touch()
+        return {"answer": "yes", "confidence": 0.9}
+
+
+def most_at_once(arrivals: list[float], latency: float) -> int:
+    """The most calls waiting on the model at one moment (each waits `latency` from arriving).
+    Calls run one at a time per process would give at most one per process."""
+    return max(sum(a <= b < a + latency for b in arrivals) for a in arrivals)
+
+
+def test_many_agents_share_the_model_actors_and_wait_on_the_model_at_once(
+    tmp_path: Path,
+) -> None:
+    latency = 0.5
+    model = ScriptedModel(Arrivals(str(tmp_path)), latency=latency)
+    signature = "question -> answer: str, confidence: float"
+    voters = [
+        kaizen.create_agent(f"voter_{i}", signature=signature, config={"model": model})
+        for i in range(40)
+    ]
+    workflow = create_consensus_workflow(voters, decision_criteria="majority_vote").build()
+    with RayRuntime(model_actors=2) as runtime:
+        results, record = runtime.execute_with_record(workflow, {"question": "Ship it?"})
+    assert results["consensus"]["result"].reached
+    assert record.status == "completed"
+    agent_workers = {record.nodes[f"voter_{i}"].worker for i in range(40)}
+    assert None not in agent_workers and len(agent_workers) <= 2  # two actor processes
+    assert all(not w.endswith(f":{os.getpid()}") for w in agent_workers if w)
+    calls = [name.name.split("-") for name in tmp_path.iterdir()]
+    assert len(calls) == 40
+    assert {f":{pid}" for _, pid, _ in calls} == {w[w.rindex(":") :] for w in agent_workers if w}
+    assert most_at_once([float(t) for t, _, _ in calls], latency) >= 10
+
+
+class KillsOnce:
+    """A scripted model's reply that kills its process on the first call (a file marks it)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        path = Path(self.marker)
+        if not path.exists():
+            path.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"answer": "survived"}
+
+
+def test_an_actor_killed_mid_call_is_retried_and_reported(tmp_path: Path) -> None:
+    marker = tmp_path / "killed"
+    model = ScriptedModel(KillsOnce(str(marker)))
+    builder = WorkflowBuilder("doomed")
+    builder.add_agent(
+        kaizen.create_agent("doomed", "question -> answer", {"model": model}), "doomed"
+    )
+    hook = Retries()
+    with RayRuntime(model_actors=1, hooks=[hook]) as runtime:
+        results, record = runtime.execute_with_record(
+            builder.build(), {"doomed": {"question": "q?"}}
+        )
+    killed = int(marker.read_text())
+    assert results["doomed"]["answer"] == "survived"
+    doomed = record.nodes["doomed"]
+    assert (str(doomed.status), doomed.attempts, doomed.error) == ("completed", 2, None)
+    assert doomed.worker is not None and not doomed.worker.endswith(f":{killed}")  # restarted
+    assert [(node, attempt) for node, attempt, _ in hook.heard] == [("doomed", 1)]
+    assert hook.heard[0][2] in ("ActorDiedError", "ActorUnavailableError")
+    assert record.status == "completed"
+
+
+def test_a_timeout_on_a_model_actor_call_is_reported_as_locally() -> None:
+    model = ScriptedModel({"": {"answer": "late"}}, latency=3.0)
+    agent = kaizen.create_agent("slow", "question -> answer", {"model": model})
+    builder = WorkflowBuilder("slow agent")
+    builder.add_agent(agent, "slow", timeout=0.3)
+    builder.add_node_instance(Sleeper("after", 0.0))
+    workflow = builder.build()
+    seen = []
+    for runtime in (LocalRuntime(failure_policy="continue"), RayRuntime(failure_policy="continue")):
+        with runtime:
+            assert not isinstance(runtime, RayRuntime) or runtime.on_actor(
+                workflow.plan.nodes[workflow.plan.index["slow"]]
+            )
+            record = runtime.execute_with_record(workflow, {"slow": {"question": "q?"}})[1]
+        slow = record.nodes["slow"]
+        seen.append(
+            (str(slow.status), slow.error, slow.attempts, str(record.nodes["after"].status))
+        )
+    assert seen[0] == seen[1]
+    assert seen[1][:3] == ("failed", "TimeoutError: node 'slow' attempt 1 timed out after 0.3 s", 1)
 
 
 # -- failures, timeouts, dead workers --------------------------------------------------------------

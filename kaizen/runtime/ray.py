@@ -14,6 +14,12 @@ state, hooks, record, budgets and checkpoints. Only the executor differs:
   `model_num_cpus` for model-bound nodes such as agents). Its inputs that came from upstream
   nodes are passed as the upstream tasks' ObjectRefs, so Ray moves the values between workers
   and schedules by dependency; the driver never uploads them again.
+- A model-bound node whose `arun` is async (an agent) runs instead as a call on one of a small
+  pool of async Ray actors (`_ModelPool`, `model_actors` of them, each asking for
+  `model_num_cpus`): an agent spends its time waiting on its model, so one process awaits many
+  at once on its event loop, where a task would hold a whole worker for each. Upstream
+  ObjectRefs, the report, retries, timeouts and dead workers are handled as for tasks; calls go
+  to the least-loaded actor; the pool lives as long as the runtime (`close()` kills it).
 - In the worker the node runs exactly as locally (`executors.call_sync` / `call_async`), with a
   `NodeContext` whose hooks are the worker's: a `Recorder` of a one-node record, the run's
   middleware, copies of the run's budgets, and a relay that keeps the model, tool and chunk
@@ -28,8 +34,12 @@ Retries follow the node's `ExecutionPolicy` (`retries`, `retry_on`, `backoff`). 
 dies mid-task (killed, out of memory, its machine lost) is a failed attempt too, retried up to
 `worker_retries` times on top of the policy's; either way the record shows every attempt and a
 `node_retry` moment for each retry, as locally (Ray's own, silent `max_retries` is not used:
-it would hide the retries from the record). A timeout cancels the attempt's task
-(`ray.cancel(force=True)`: a running Python call cannot be interrupted otherwise).
+it would hide the retries from the record). An actor that dies takes its calls in flight with
+it: each is a failed attempt whose worker died; Ray restarts the actor (`max_restarts=-1`) and
+the retries go to the pool again. A timeout cancels the attempt's task (`ray.cancel(force=True)`:
+a running Python call cannot be interrupted otherwise) or its actor call (`ray.cancel`, which
+cancels the call's asyncio task: Ray refuses `force` for actor calls, and killing the actor
+would end every other agent on it).
 
 What differs from `LocalRuntime`, by necessity: the moments inside a node (model and tool calls,
 streamed chunks) reach the hooks when the node's attempt ends, not as they happen; a budget is
@@ -101,8 +111,11 @@ class RayRuntime(LocalRuntime):
     `env_vars`, `working_dir`, ...) applies to every task. `init_options` go to `ray.init`.
     `max_concurrency` bounds the tasks of one run in flight at once. `num_cpus` is what a node
     asks for unless its `ExecutionPolicy` says otherwise; `model_num_cpus` what a model-bound
-    node (an agent) asks for, so a few cores run many agents. `worker_retries`: how many times
-    an attempt whose worker died is run again, on top of the node's own `retries`.
+    node asks for. Model-bound nodes with an async `arun` (agents) run on `model_actors` async
+    actors of `model_num_cpus` each, many calls at once per actor (None: one per CPU of the
+    cluster, at most 8; 0: every node is a task); unless their policy asks for its own
+    `num_cpus` or `resources`, which only a task gets. `worker_retries`: how many times an
+    attempt whose worker (or actor) died is run again, on top of the node's own `retries`.
     """
 
     def __init__(
@@ -116,6 +129,7 @@ class RayRuntime(LocalRuntime):
         num_cpus: float = 1.0,
         model_num_cpus: float = 0.25,
         worker_retries: int = 3,
+        model_actors: int | None = None,
         init_options: Mapping[str, Any] | None = None,
         hooks: Iterable[object] = (),
         keep_records: int = 100,
@@ -130,22 +144,29 @@ class RayRuntime(LocalRuntime):
             raise ValueError("num_cpus and model_num_cpus must be >= 0")
         if worker_retries < 0:
             raise ValueError(f"worker_retries must be >= 0, got {worker_retries!r}")
+        if model_actors is not None and model_actors < 0:
+            raise ValueError(f"model_actors must be >= 0 or None, got {model_actors!r}")
         self.address = address
         self.runtime_env = dict(runtime_env) if runtime_env else None
         self.num_cpus = num_cpus
         self.model_num_cpus = model_num_cpus
         self.worker_retries = worker_retries
+        self.model_actors = model_actors
         self.init_options = dict(init_options or {})
         self._connect_lock = threading.Lock()
         self._env_per_task = False  # Ray was started by someone else: runtime_env per task
         self._remotes: dict[tuple[Any, ...], Any] = {}
         self._waiter: _Waiter | None = None
+        self._model_pool: _ModelPool | None = None
 
     def close(self) -> None:
-        """Stop this runtime's waiter thread (the cluster is left running: `ray.shutdown()`)."""
+        """Stop this runtime's waiter thread and kill its model actors (the cluster is left
+        running: `ray.shutdown()`)."""
         super().close()
         if self._waiter is not None:
             self._waiter.close()
+        if self._model_pool is not None:
+            self._model_pool.close()
 
     def replay(self, run_id: str, workflow: Workflow, **options: Any) -> tuple[Any, str]:
         """Not on Ray: recorded calls are served in this process only. Replay with
@@ -181,6 +202,29 @@ class RayRuntime(LocalRuntime):
             self._waiter = _Waiter()
             weakref.finalize(self, self._waiter.close)
 
+    def on_actor(self, p: NodePlan) -> bool:
+        """Whether node `p` runs as a call on the model actors rather than as a task."""
+        policy = p.node.policy
+        return (
+            p.node.model_bound
+            and p.is_async
+            and self.model_actors != 0
+            and policy.num_cpus is None
+            and not policy.resources
+        )
+
+    def model_pool(self) -> _ModelPool:
+        """The pool of model actors, made on first use (again if Ray was restarted)."""
+        with self._connect_lock:
+            pool = self._model_pool
+            if pool is None or not pool.alive():
+                pool = self._model_pool = _ModelPool(
+                    self.model_actors,
+                    self.model_num_cpus,
+                    self.runtime_env if self._env_per_task else None,
+                )
+            return pool
+
     def remote_for(self, p: NodePlan) -> Any:
         """The Ray remote function with the options node `p` asks for (made once per kind)."""
         policy = p.node.policy
@@ -212,6 +256,7 @@ class _Attempt:
     lost_workers: int  # attempts so far whose worker died
     ref: Any = None  # the task's ObjectRef
     deadline: float | None = None
+    actor: tuple[_ModelPool, int] | None = None  # the pool and actor a model call went to
 
 
 class RayExecutor:
@@ -247,6 +292,8 @@ class RayExecutor:
         import ray
 
         refs = list(self.attempts)
+        for attempt in self.attempts.values():
+            _release(attempt)
         self.attempts.clear()
         self.waiter.forget(refs)
         for ref in refs:
@@ -280,8 +327,14 @@ class RayExecutor:
         p = job.plan
         task, upstream = self._task(job, attempt.number)
         try:
-            ref = self.runtime.remote_for(p).remote(task, *upstream)
+            if self.runtime.on_actor(p):
+                pool = self.runtime.model_pool()
+                ref, slot = pool.call(task, upstream)
+                attempt.actor = (pool, slot)
+            else:
+                ref = self.runtime.remote_for(p).remote(task, *upstream)
         except Exception as exc:
+            _release(attempt)
             error = _unpicklable(p, task, exc)
             self._ended(attempt, None, error, worker_lost=False, final=True)
             self.inbox.wake()
@@ -338,6 +391,7 @@ class RayExecutor:
             attempt = self.attempts.pop(ref, None)
             if attempt is None:
                 continue  # cancelled or timed out meanwhile
+            _release(attempt)
             report: _WorkerReport | None = None
             error: BaseException | None = None
             worker_lost = False
@@ -347,7 +401,10 @@ class RayExecutor:
                 cause = exc.cause
                 error = cause if isinstance(cause, BaseException) else exc
             except ray.exceptions.RayError as exc:
-                error, worker_lost = exc, type(exc).__name__ in _WORKER_LOST
+                error = exc
+                worker_lost = type(exc).__name__ in _WORKER_LOST or isinstance(
+                    exc, ray.exceptions.RayActorError
+                )
             except Exception as exc:  # a report this process cannot unpickle
                 error = exc
             if report is not None:
@@ -363,8 +420,12 @@ class RayExecutor:
         attempt = self.attempts.pop(ref, None)
         if attempt is None:
             return
+        on_actor = attempt.actor is not None
+        _release(attempt)
         with contextlib.suppress(Exception):
-            ray.cancel(ref, force=True)  # a running Python call cannot be interrupted otherwise
+            # a task's running Python call cannot be interrupted otherwise; an actor call is
+            # an asyncio task, cancelled without force (which Ray refuses for actor calls)
+            ray.cancel(ref, force=not on_actor)
         p = attempt.job.plan
         timeout = p.node.policy.timeout
         error = TimeoutError(
@@ -453,6 +514,75 @@ class RayExecutor:
                 HookSet(starters, hooks.record),
             )
         return sets
+
+
+def _release(attempt: _Attempt) -> None:
+    """The attempt's actor call (if any) is over, for the pool's count of calls in flight."""
+    if attempt.actor is not None:
+        pool, slot = attempt.actor
+        attempt.actor = None
+        pool.done(slot)
+
+
+_ACTOR_CALLS = 1000  # calls one model actor runs at once (they are asyncio tasks, mostly waiting)
+_MAX_DEFAULT_ACTORS = 8
+
+
+class _ModelPool:
+    """A runtime's async Ray actors for model-bound nodes, made on first use: each call goes to
+    the actor with the fewest calls in flight. Ray restarts an actor that dies; `close` (or the
+    last reference to the pool going away) ends them."""
+
+    def __init__(self, size: int | None, num_cpus: float, runtime_env: Any) -> None:
+        import ray
+
+        if size is None:
+            cpus = ray.cluster_resources().get("CPU", 1.0)
+            size = max(1, min(_MAX_DEFAULT_ACTORS, int(cpus)))
+        options: dict[str, Any] = {
+            "num_cpus": num_cpus,
+            "max_concurrency": _ACTOR_CALLS,
+            "max_restarts": -1,
+            "max_task_retries": 0,  # a call lost with its actor is retried by the executor
+        }
+        if runtime_env:
+            options["runtime_env"] = runtime_env
+        actor_class = ray.remote(_ModelActor).options(**options)
+        self.session = ray.get_runtime_context().get_session_name()
+        self.actors: list[Any] = [actor_class.remote() for _ in range(size)]
+        self.load = [0] * size
+        self._lock = threading.Lock()
+
+    def alive(self) -> bool:
+        """Whether the pool belongs to the Ray session running now."""
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().get_session_name() == self.session
+
+    def call(self, task: _NodeTask, upstream: Sequence[Any]) -> tuple[Any, int]:
+        """Send one attempt to the least-loaded actor: its ObjectRef and which actor it went to."""
+        with self._lock:
+            slot = min(range(len(self.load)), key=self.load.__getitem__)
+            self.load[slot] += 1
+        try:
+            return self.actors[slot].run.remote(task, *upstream), slot
+        except BaseException:
+            self.done(slot)
+            raise
+
+    def done(self, slot: int) -> None:
+        with self._lock:
+            self.load[slot] -= 1
+
+    def close(self) -> None:
+        import ray
+
+        actors, self.actors = self.actors, []
+        if not ray.is_initialized():
+            return
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
 
 
 _BudgetCopy = tuple[int | None, float | None, Usage]  # max_tokens, max_cost, used so far
@@ -665,37 +795,62 @@ class _WorkerRun:
 
 def _run_attempt(task: _NodeTask, *upstream: bytes) -> bytes:
     """One attempt of one node, in a Ray worker: the pickled `_WorkerReport`."""
-    from ray import cloudpickle
+    attempt = _WorkerAttempt(task, upstream)
+    job = attempt.job
+    if task.plan.is_async:
+        return attempt.report(_worker_loop().run_until_complete(call_async(job)))
+    return attempt.report(call_sync(job))
 
-    p = task.plan
-    inputs = dict(task.inputs)
-    if upstream:
-        produced = [cloudpickle.loads(blob).outputs for blob in upstream]
-        for position, source_port, port in task.wiring:
-            inputs[port] = produced[position][source_port]
-    record = RunRecord(task.run_id, task.workflow_name, started=now())
-    node_run = record.nodes[p.node_id] = NodeRun(p.node_id, p.node_type)
-    relay = _ChunkRelay() if task.wants_chunks else _Relay()
-    hooks: list[object] = [Recorder(record), relay, *task.middleware]
-    if task.budgets:
-        copies = tuple(Budget(max_tokens, max_cost) for max_tokens, max_cost, _ in task.budgets)
-        for budget, (_, _, used) in zip(copies, task.budgets, strict=True):
-            budget.charge(used)
-        hooks.insert(1, BudgetGuard(lambda _node_id: copies))
-    run = _WorkerRun(task.run_id, record, HookSet(hooks, record), task.max_concurrency)
-    job = Job(p, inputs, run, task.attempt, started=now())
-    outcome = _worker_loop().run_until_complete(call_async(job)) if p.is_async else call_sync(job)
-    report = _WorkerReport(
-        outcome.outputs, outcome.error, outcome.explanation, outcome.started, outcome.finished,
-        node_run, relay.moments, record.hook_errors, f"{socket.gethostname()}:{os.getpid()}",
-    )  # fmt: skip
-    if report.error is not None and not _travels(report.error):
-        error = report.error
-        report.error = RuntimeError(f"{type(error).__name__}: {error}")
-    try:
-        return bytes(cloudpickle.dumps(report))
-    except Exception:
-        return bytes(cloudpickle.dumps(_picklable(report, p)))
+
+class _ModelActor:
+    """An async Ray actor (`_ModelPool`): runs attempts of model-bound async nodes, many at
+    once, as asyncio tasks on the actor's event loop."""
+
+    async def run(self, task: _NodeTask, *upstream: bytes) -> bytes:
+        attempt = _WorkerAttempt(task, upstream)
+        return attempt.report(await call_async(attempt.job))
+
+
+class _WorkerAttempt:
+    """One attempt in a worker: its job (inputs, a one-node record, the relay, the budget
+    copies and the run's middleware as hooks), then its pickled report."""
+
+    def __init__(self, task: _NodeTask, upstream: Sequence[bytes]) -> None:
+        from ray import cloudpickle
+
+        p = self.plan = task.plan
+        inputs = dict(task.inputs)
+        if upstream:
+            produced = [cloudpickle.loads(blob).outputs for blob in upstream]
+            for position, source_port, port in task.wiring:
+                inputs[port] = produced[position][source_port]
+        record = self.record = RunRecord(task.run_id, task.workflow_name, started=now())
+        self.node_run = record.nodes[p.node_id] = NodeRun(p.node_id, p.node_type)
+        relay = self.relay = _ChunkRelay() if task.wants_chunks else _Relay()
+        hooks: list[object] = [Recorder(record), relay, *task.middleware]
+        if task.budgets:
+            copies = tuple(Budget(max_tokens, max_cost) for max_tokens, max_cost, _ in task.budgets)
+            for budget, (_, _, used) in zip(copies, task.budgets, strict=True):
+                budget.charge(used)
+            hooks.insert(1, BudgetGuard(lambda _node_id: copies))
+        run = _WorkerRun(task.run_id, record, HookSet(hooks, record), task.max_concurrency)
+        self.job = Job(p, inputs, run, task.attempt, started=now())
+
+    def report(self, outcome: Outcome) -> bytes:
+        from ray import cloudpickle
+
+        report = _WorkerReport(
+            outcome.outputs, outcome.error, outcome.explanation, outcome.started,
+            outcome.finished, self.node_run, self.relay.moments, self.record.hook_errors,
+            f"{socket.gethostname()}:{os.getpid()}",
+        )  # fmt: skip
+        if report.error is not None and not _travels(report.error):
+            error = report.error
+            report.error = RuntimeError(f"{type(error).__name__}: {error}")
+        try:
+            return bytes(cloudpickle.dumps(report))
+        except Exception:
+            return bytes(cloudpickle.dumps(_picklable(report, self.plan)))
 
 
 def _travels(error: BaseException) -> bool:
