@@ -555,6 +555,6 @@ def test_a_last_event_id_is_a_count_or_nothing(value: str | None) -> None:
     after = parse_last_event_id(value)
     assert after >= 0
     if value is not None and re.fullmatch(r"[0-9]+", value.strip()):
-        assert after == int(value)
+        assert after == int(value.strip())
     if value is None or not value.strip():
         assert after == 0

@@ -147,6 +147,7 @@ def create_app(
         except RequestProblems as problems:
             return _error(422, f"the inputs do not fit {served.name!r}", problems.problems)
         run = manager.submit(body, parameters)
+        await manager.committed()  # from here on, every worker on the store knows the run
         links = _links(run.run_id)
         return JSONResponse(
             {"run_id": run.run_id, "status": run.status, **links},

@@ -170,6 +170,12 @@ class RunManager:
         run.task = asyncio.create_task(self._execute(run, parameters))
         return run
 
+    async def committed(self) -> None:
+        """Wait until the rows written so far (a new run's, say) are committed, so any worker
+        on the store answers for the run (group commit: concurrent requests share commits)."""
+        assert self._log is not None, "RunManager.open() was not awaited"
+        await self._log.aflush()
+
     def live(self, run_id: str) -> ServedRun | None:
         """The run if this process holds it in memory."""
         return self._runs.get(run_id)

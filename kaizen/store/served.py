@@ -137,6 +137,11 @@ class ServedRunLog:
         when = time.time() if finished is None else finished
         self._submit(_FINISH, (status, when, results, error, record, run_id))
 
+    async def aflush(self) -> None:
+        """Wait, without holding a thread, until every row written so far is committed."""
+        if self._writer is not None:
+            await self._writer.aflush()
+
     def flush(self) -> None:
         """Wait until everything written before this call is committed (or has failed)."""
         if self._writer is not None:

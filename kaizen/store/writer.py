@@ -25,6 +25,7 @@ never a part of one: each batch is one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -77,7 +78,7 @@ class BatchWriter:
         self.store = store
         self.users = 0  # guarded by _writers_lock
         self.pid = os.getpid()
-        self._queue: queue.SimpleQueue[_Write | threading.Event] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Write | threading.Event | _LoopWakeup] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._work, name=f"kaizen-store-writer {store.path}", daemon=True
         )
@@ -92,6 +93,13 @@ class BatchWriter:
         done = threading.Event()
         self._queue.put(done)
         done.wait()
+
+    async def aflush(self) -> None:
+        """`flush` for a coroutine: the event loop goes on meanwhile (no thread is held)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_LoopWakeup(loop, done))
+        await done
 
     # -- the writing thread ------------------------------------------------------------------------
 
@@ -113,7 +121,7 @@ class BatchWriter:
             if writes:
                 self._commit(writes)
             for item in batch:
-                if isinstance(item, threading.Event):
+                if isinstance(item, threading.Event | _LoopWakeup):
                     item.set()
 
     def _may_end(self) -> bool:
@@ -142,6 +150,21 @@ class BatchWriter:
                     db.execute(sql, parameters)
             except Exception as exc:
                 _tell(owner, exc)
+
+
+class _LoopWakeup:
+    """Resolves an event loop's future from the writer's thread (`BatchWriter.aflush`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop, self.future = loop, future
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
 
 
 def _tell(owner: WriteOwner, error: Exception) -> None:
