@@ -136,6 +136,24 @@ def test_a_capped_answer_never_ends_inside_a_word(words: list[str]) -> None:
         assert cut.endswith(("…", ".")) and text[len(body)] in " .,;:-"
 
 
+def test_a_string_stopped_a_few_characters_short_of_its_cap_still_ends_cleanly() -> None:
+    """The grammar admits a token only if all of it fits: a capped string may stop short."""
+    import json
+
+    from kaizen.llm.local import _normalise_json
+
+    def settled(value: str, cap: int) -> str:
+        normalised = _normalise_json(json.dumps({"a": value}), cap)
+        assert normalised is not None
+        return str(json.loads(normalised)["a"])
+
+    near_the_cap = "word " * 19 + "grow"  # 99 characters, stopped inside a word
+    assert settled(near_the_cap, 100).endswith("word…")
+    assert settled(near_the_cap[:96] + ".", 100) == near_the_cap[:96] + "."  # ends a sentence
+    assert settled("a short answer", 100) == "a short answer"  # far from the cap
+    assert settled("twenty-one characters", 25) == "twenty-one characters"  # slack: a tenth
+
+
 # -- the engine on the real model --------------------------------------------------------------
 @pytest.fixture
 def batching() -> Iterator[None]:

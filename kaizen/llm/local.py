@@ -317,6 +317,7 @@ def _normalise_json(text: str, string_cap: int = 0) -> str | None:
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_ENDS_A_SENTENCE = re.compile(r"[.!?…]['\")\]]*\s*$")
 
 
 def end_cleanly(text: str) -> str:
@@ -332,9 +333,17 @@ def end_cleanly(text: str) -> str:
     return head + "…"
 
 
+#: How close to its cap a string counts as cut off (at most a tenth of the cap): the grammar
+#: admits a token only if all its characters fit, so a string stopped by the cap can end a few
+#: characters short of it.
+CAP_SLACK = 8
+
+
 def _trim_capped(value: Any, cap: int) -> Any:
     if isinstance(value, str):
-        return end_cleanly(value) if len(value) >= cap else value
+        near = len(value) >= cap - min(CAP_SLACK, cap // 10)
+        reached = near and not _ENDS_A_SENTENCE.search(value)
+        return end_cleanly(value) if reached else value
     if isinstance(value, list):
         return [_trim_capped(item, cap) for item in value]
     if isinstance(value, dict):
