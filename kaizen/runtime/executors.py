@@ -53,6 +53,7 @@ __all__ = [
     "Executors",
     "Inbox",
     "Job",
+    "OnTheLoop",
     "Outcome",
     "Reporter",
     "Started",
@@ -374,7 +375,7 @@ class Threads:
         return future
 
 
-class _OnTheLoop:
+class OnTheLoop:
     """What executors whose nodes begin on the event loop share: a node takes a slot or is
     parked, and a parked node is started on the loop once a slot is handed to it."""
 
@@ -403,7 +404,7 @@ class _OnTheLoop:
         raise NotImplementedError
 
 
-class Tasks(_OnTheLoop):
+class Tasks(OnTheLoop):
     """Runs async nodes on the loop. The first step runs at once (as Python 3.12's eager tasks
     do): a node that finishes without suspending never becomes a task."""
 
@@ -454,7 +455,7 @@ class Tasks(_OnTheLoop):
         return tasks
 
 
-class Supervised(_OnTheLoop):
+class Supervised(OnTheLoop):
     """Runs a node under its `ExecutionPolicy`: a timeout per attempt and retries with backoff
     (tenacity), whether the node is sync or async. Holds one slot for all its attempts."""
 

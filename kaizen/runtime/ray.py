@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import NotPicklableError, VetoError
 from kaizen.runtime.budget import Budget, BudgetGuard
-from kaizen.runtime.executors import Job, Outcome, call_async, call_sync
+from kaizen.runtime.executors import Job, OnTheLoop, Outcome, call_async, call_sync
 from kaizen.runtime.hooks import (
     BreakerHook,
     ChunkHook,
@@ -259,7 +259,7 @@ class _Attempt:
     actor: tuple[_ModelPool, int] | None = None  # the pool and actor a model call went to
 
 
-class RayExecutor:
+class RayExecutor(OnTheLoop):
     """One run's executor on Ray: the driver hands it every ready node (`choose` is itself).
 
     Runs on the driver's event loop (thread) except `resume`, which may be called from any."""
@@ -275,12 +275,6 @@ class RayExecutor:
         self.produced: dict[int, Any] = {}  # node index -> the ObjectRef of its completed task
         self.attempts: dict[Any, _Attempt] = {}  # in flight, by ref
         self._replay: dict[int, tuple[HookSet, HookSet]] = {}
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        loop = self.inbox.loop
-        assert loop is not None, "the driver enters its loop before it submits to Ray"
-        return loop
 
     # -- ExecutorSet --------------------------------------------------------------------------
 
@@ -303,17 +297,7 @@ class RayExecutor:
 
     # -- submitting ---------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> None:
-        if self.slots.acquire(job, self):
-            self._start(job)
-
-    def resume(self, job: Job) -> None:
-        """A slot was handed to parked `job`: start it on the loop."""
-        self.loop.call_soon_threadsafe(self._resumed, job)
-
-    def _resumed(self, job: Job) -> None:
-        if self.slots.resume(job):
-            self._start(job)
+    # `submit` and `resume` (a slot, or parked until one is handed over) are `OnTheLoop`'s.
 
     def _start(self, job: Job) -> None:
         self.run.started(job.plan.index, job.started)  # type: ignore[arg-type]
