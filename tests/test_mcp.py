@@ -30,8 +30,9 @@ from kaizen.mcp import (
     MCPTimeoutError,
     MCPToolError,
 )
-from kaizen.mcp.client import _Redactor, _tool_name
+from kaizen.mcp.client import _tool_name
 from kaizen.mcp.results import result_text
+from kaizen.mcp.session import Redactor
 from kaizen.testing.mcp_server import demo_server
 from kaizen.tools import ToolArgumentError, collect_tools
 
@@ -198,6 +199,43 @@ def test_a_tool_error_carries_the_servers_text(memory: MCPServer) -> None:
 def test_an_unknown_tool_is_a_tool_error(memory: MCPServer) -> None:
     with pytest.raises(MCPToolError, match="Unknown tool: nope"):
         memory.call("nope")
+
+
+def git_like_server() -> object:
+    """A low-level SDK server whose own tool names carry a `git_` prefix and which answers an
+    unknown tool with a JSON-RPC error (-32602), as the TypeScript SDK's servers do."""
+    from mcp.server import Server
+    from mcp.shared.exceptions import MCPError as SDKError
+
+    names = ("git_status", "git_log")
+
+    async def list_tools(ctx: object, params: object) -> types.ListToolsResult:
+        schema = {"type": "object", "properties": {}}
+        return types.ListToolsResult(
+            tools=[types.Tool(name=n, description=n, input_schema=schema) for n in names]
+        )
+
+    async def call_tool(ctx: object, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name not in names:
+            raise SDKError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=params.name)])
+
+    return Server("git", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def test_a_servers_own_name_is_tried_before_the_prefix_is_stripped() -> None:
+    with MCPServer.in_memory(git_like_server(), prefix="git_") as server:
+        assert server.call("git_status") == "git_status"  # before the list was ever read
+        assert {tool.name for tool in server.list_tools()} == {"git_git_status", "git_git_log"}
+        assert server.call("git_log") == "git_log"
+        assert server.call("git_git_log") == "git_log"  # the name Kaizen shows works too
+
+
+def test_a_json_rpc_unknown_tool_error_is_a_tool_error() -> None:
+    with MCPServer.in_memory(git_like_server()) as server:
+        with pytest.raises(MCPToolError, match="Unknown tool: git_push") as caught:
+            server.call("git_push")
+        assert caught.value.tool == "git_push"
 
 
 def test_a_slow_tool_times_out_clearly_and_the_session_stays_usable() -> None:
@@ -373,7 +411,7 @@ def test_tool_names_are_always_acceptable_to_model_apis(name: str, prefix: str) 
 
 @given(st.lists(st.text(min_size=4, max_size=12), max_size=4), st.text(max_size=40))
 def test_redaction_leaves_no_secret_behind(secrets: list[str], text: str) -> None:
-    redact = _Redactor(secrets)
+    redact = Redactor(secrets)
     out = redact(text + "".join(secrets))
     for secret in sorted(secrets, key=len, reverse=True):
         assert secret not in out or any(secret in s and s != secret for s in secrets)
