@@ -58,6 +58,19 @@ def doubler():
     wf = WorkflowBuilder("doubler")
     wf.add_node("FunctionNode", "double", {"function": double})
     return wf
+
+
+chooser = kaizen.create_agent(
+    "pick",
+    signature="k: int (ge=1, le=5) -> choice",
+    config={"model": ScriptedModel(lambda messages: {"choice": "c"})},
+)
+
+
+def picker():
+    wf = WorkflowBuilder("picker")
+    wf.add_agent(chooser, "pick")
+    return wf
 """
 
 
@@ -448,6 +461,62 @@ def test_a_served_workflow_takes_its_open_inputs(flows: Path) -> None:
         assert json.loads(server.call("doubler", {"x": 21})) == {"double": {"result": 42}}
         with pytest.raises(MCPToolError, match=r"double\.x expects int"):
             server.call("doubler", {"x": "many"})
+
+
+def served(flows: Path, target: str) -> object:
+    sys.path.insert(0, str(flows))
+    try:
+        from kaizen.mcp.serve import build_server, load_target
+
+        return build_server(load_target(target))
+    finally:
+        sys.path.remove(str(flows))
+
+
+async def listed_tool(server: object) -> types.Tool:
+    """The one tool a served target offers, as the SDK's own client lists it."""
+    from mcp import Client
+
+    async with Client(server) as client:
+        [tool] = (await client.list_tools()).tools
+        return tool
+
+
+def test_a_served_agents_schema_refuses_extra_keys_as_the_server_does(flows: Path) -> None:
+    tool = asyncio.run(listed_tool(served(flows, "flows:qa")))
+    assert tool.input_schema["additionalProperties"] is False
+    with MCPServer.in_memory(served(flows, "flows:qa")) as server:
+        with pytest.raises(MCPToolError, match="extra"):
+            server.call("qa", {"question": "?", "extra": 1})
+
+
+def test_a_served_workflow_declares_the_range_limits_its_agents_check(flows: Path) -> None:
+    tool = asyncio.run(listed_tool(served(flows, "flows:picker")))
+    assert tool.input_schema["properties"]["k"] == {"type": "integer", "minimum": 1, "maximum": 5}
+    with MCPServer.in_memory(served(flows, "flows:picker")) as server:
+        assert json.loads(server.call("picker", {"k": 5})) == {"pick": {"choice": "c"}}
+        with pytest.raises(MCPToolError, match="k"):
+            server.call("picker", {"k": 6})
+
+
+@pytest.mark.parametrize("target", ["flows:qa", "flows:doubler", "flows:picker"])
+def test_a_served_tool_declares_the_structured_content_it_returns(flows: Path, target: str) -> None:
+    import jsonschema
+
+    tool = asyncio.run(listed_tool(served(flows, target)))
+    assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+    arguments = {"flows:qa": {"question": "?"}, "flows:doubler": {"x": 2}, "flows:picker": {"k": 1}}
+
+    async def call() -> types.CallToolResult:
+        from mcp import Client
+
+        async with Client(served(flows, target)) as client:
+            return await client.call_tool(tool.name, arguments[target])
+
+    result = asyncio.run(call())
+    assert not result.is_error and result.structured_content is not None
+    jsonschema.validate(result.structured_content, tool.output_schema)
+    assert not jsonschema.Draft202012Validator(tool.output_schema).is_valid({"nope": {}})
 
 
 def test_kaizen_mcp_serve_over_http_with_headers(flows: Path) -> None:
