@@ -215,3 +215,40 @@ def test_metrics_count_calls_tokens_errors_durations_and_breaker_state() -> None
                                "tool", "state", "le"}  # fmt: skip
     finally:
         metrics.close()
+
+
+def test_a_second_metrics_hook_on_one_registry_shares_its_collectors() -> None:
+    registry = CollectorRegistry()
+    first = kaizen.MetricsHook(registry)
+    second = kaizen.MetricsHook(registry)  # a re-run notebook cell, one hook per runtime
+    try:
+        model = ScriptedModel(lambda messages: {"answer": "a"})
+        agent = kaizen.create_agent("qa", "question -> answer", {"model": model})
+        wb = WorkflowBuilder()
+        wb.add_agent(agent, "qa")
+        LocalRuntime(hooks=[first]).execute(wb.build(), {"question": "q"})
+        LocalRuntime(hooks=[second]).execute(wb.build(), {"question": "q"})
+        assert sample(registry, "kaizen_runs_total", status="completed") == 2
+        name = model.model_name
+        assert sample(registry, "kaizen_model_calls_total", model=name, outcome="ok") == 2
+        bad = ScriptedModel(lambda messages: 500, name=f"m-{uuid.uuid4().hex[:6]}")
+        failing = kaizen.create_agent("down", "question -> answer", {
+            "model": bad, "retries": 0, "circuit_breaker": {"failure_threshold": 1},
+        })  # fmt: skip
+        with pytest.raises(ModelError):
+            failing.execute(question="q")
+        transitions = sample(registry, "kaizen_breaker_transitions_total",
+                             model=bad.model_name, state="open")  # fmt: skip
+        assert transitions == 1  # one transition, counted once for both hooks
+        other = CollectorRegistry()
+        kaizen.MetricsHook(other, namespace="app").close()  # another namespace: its own
+        assert other.get_sample_value("app_runs_total", {"status": "completed"}) is None
+        with pytest.raises(ValueError, match="kaizen_runs_total"):
+            from prometheus_client import Gauge
+
+            clash = CollectorRegistry()
+            Gauge("kaizen_runs_total", "not ours", registry=clash)
+            kaizen.MetricsHook(clash)
+    finally:
+        first.close()
+        second.close()
