@@ -485,9 +485,11 @@ async def listed_tool(server: object) -> types.Tool:
 def test_a_served_agents_schema_refuses_extra_keys_as_the_server_does(flows: Path) -> None:
     tool = asyncio.run(listed_tool(served(flows, "flows:qa")))
     assert tool.input_schema["additionalProperties"] is False
-    with MCPServer.in_memory(served(flows, "flows:qa")) as server:
-        with pytest.raises(MCPToolError, match="extra"):
-            server.call("qa", {"question": "?", "extra": 1})
+    with (
+        MCPServer.in_memory(served(flows, "flows:qa")) as server,
+        pytest.raises(MCPToolError, match="extra"),
+    ):
+        server.call("qa", {"question": "?", "extra": 1})
 
 
 def test_a_served_workflow_declares_the_range_limits_its_agents_check(flows: Path) -> None:

@@ -213,8 +213,9 @@ class TracingHook(
         name: str,
         parent: _Open | None,
         start: float,
+        attributes: Mapping[str, Any],
+        *,
         client: bool = False,
-        **attributes: Any,
     ) -> _Open:
         context = self._trace.set_span_in_context(parent.span) if parent is not None else None
         kinds = self._trace.SpanKind
@@ -253,7 +254,7 @@ class TracingHook(
                 f"invoke_workflow {workflow.name}",
                 parent,
                 time.time(),
-                **{
+                {
                     "gen_ai.operation.name": "invoke_workflow",
                     "gen_ai.workflow.name": workflow.name,
                     "kaizen.run_id": run_id,
@@ -300,12 +301,13 @@ class TracingHook(
                 name,
                 parent,
                 time,
-                **{
+                {
                     "gen_ai.operation.name": operation,
                     "kaizen.node.id": node_id,
                     "kaizen.run_id": run_id,
+                    "kaizen.node.type": node_type,
+                    **extra,
                 },
-                **{"kaizen.node.type": node_type, **extra},
             )
 
     def on_node_finish(
@@ -341,13 +343,13 @@ class TracingHook(
             f"chat {name}",
             parent,
             time.time(),
-            client=True,
-            **{
+            {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": provider,
                 "gen_ai.request.model": name,
                 **(facts.chat if facts is not None else {}),
             },
+            client=True,
         )
         if self.capture_content:
             opened.span.set_attribute("gen_ai.input.messages", _content(input_messages(messages)))
@@ -394,7 +396,7 @@ class TracingHook(
                 f"execute_tool {tool}",
                 parent,
                 time.time(),
-                **{
+                {
                     "gen_ai.operation.name": "execute_tool",
                     "gen_ai.tool.name": tool,
                     "gen_ai.tool.call.id": call_id,
