@@ -316,23 +316,31 @@ def test_spans_carry_the_attributes_the_conventions_require_and_know(
             assert facts[semconv.GEN_AI_OPERATION_NAME] in operations
 
 
+@pytest.mark.parametrize("registered", ["for the process", "on the agent"])
 def test_an_agent_run_alone_is_one_invoke_agent_span(
-    exporter: InMemorySpanExporter, provider: TracerProvider
+    exporter: InMemorySpanExporter, provider: TracerProvider, registered: str
 ) -> None:
     model = ScriptedModel(lambda messages: {"answer": "fine"})
     agent = kaizen.create_agent("qa", "question -> answer", {"model": model})
-    disable = kaizen.enable_tracing(provider)  # sees run moments too
-    try:
+    if registered == "on the agent":  # an agent's hooks see its node, not the run
+        agent.add_hook(kaizen.TracingHook(provider))
         agent.execute(question="q")
-    finally:
-        disable()
+    else:
+        disable = kaizen.enable_tracing(provider)
+        try:
+            agent.execute(question="q")
+        finally:
+            disable()
     spans = exporter.get_finished_spans()
     assert not by_name(spans, "invoke_workflow")
     [invoked] = by_name(spans, "invoke_agent ")
     [chat] = by_name(spans, "chat ")
     assert invoked.name == "invoke_agent qa" and invoked.parent is None
     assert chat.parent is not None and chat.parent.span_id == invoked.context.span_id
-    assert attributes_of(invoked)[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    facts = attributes_of(invoked)
+    assert facts[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert facts[semconv.GEN_AI_AGENT_NAME] == "qa"
+    assert facts[semconv.GEN_AI_PROVIDER_NAME] == "kaizen-scripted"
 
 
 def test_content_is_recorded_as_the_conventions_messages_tool_calls_included(

@@ -76,6 +76,9 @@ class _Open:
     output_tokens: int = 0
     calls: int = 0
     children: list[Any] = field(default_factory=list)
+    # an agent's span whose provider and model its first model call tells (the hook was on the
+    # agent, so it never saw the run's workflow)
+    awaits_model: bool = False
 
     def add_tokens(self, input_tokens: int, output_tokens: int) -> None:
         """Count one call's tokens here and in every span above, once each."""
@@ -290,14 +293,15 @@ class TracingHook(
                 "gen_ai.provider.name": facts.provider,
                 "gen_ai.request.model": facts.model,
             }
-        elif node_type == AGENT_NODE_TYPE:
-            name, operation, extra = f"invoke_agent {node_id}", "invoke_agent", {}
+        elif node_type == AGENT_NODE_TYPE:  # (an agent's node ids are its name when it runs alone)
+            name, operation = f"invoke_agent {node_id}", "invoke_agent"
+            extra = {"gen_ai.agent.name": node_id}
         else:
             name, operation, extra = f"execute_node {node_id}", None, {}
         with self._lock:
             if facts is not None:
                 self._agents[(run_id, node_id)] = facts
-            self._nodes[(run_id, node_id)] = self._start(
+            opened = self._nodes[(run_id, node_id)] = self._start(
                 name,
                 parent,
                 time,
@@ -309,6 +313,7 @@ class TracingHook(
                     **extra,
                 },
             )
+            opened.awaits_model = operation == "invoke_agent" and facts is None
 
     def on_node_finish(
         self,
@@ -339,6 +344,10 @@ class TracingHook(
         with self._lock:
             parent = self._nodes.get((run_id, node_id))
             facts = self._agents.get((run_id, node_id))
+            if parent is not None and parent.awaits_model:
+                parent.awaits_model = False
+                parent.span.set_attribute("gen_ai.provider.name", provider)
+                parent.span.set_attribute("gen_ai.request.model", name)
         opened = self._start(
             f"chat {name}",
             parent,
