@@ -107,7 +107,11 @@ class MetricsHook(
         )
         self._node_types: dict[tuple[str, str], str] = {}  # open nodes: the label at finish
         self._lock = threading.Lock()
-        watch = made(_BreakerWatch, "breaker watch", self.breaker_state, self.breaker_transitions)
+        watch = _shared(
+            registry,
+            f"{namespace} breaker watch",
+            lambda: _BreakerWatch(self.breaker_state, self.breaker_transitions),
+        )
         self._stop_watching: Callable[[], None] | None = watch.start()
 
     def close(self) -> None:
@@ -180,9 +184,7 @@ class _BreakerWatch:
     the gauges (each transition is counted once), from the first hook's start to the last
     one's stop."""
 
-    def __init__(
-        self, name: str, state: Any, transitions: Any, *, namespace: str, registry: Any
-    ) -> None:
+    def __init__(self, state: Any, transitions: Any) -> None:
         self.state = state
         self.transitions = transitions
         self.users = 0
@@ -215,20 +217,27 @@ _made: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionar
 _made_lock = threading.RLock()
 
 
+def _shared(registry: Any, key: str, make: Callable[[], Any]) -> Any:
+    """What `make()` made for `registry` under `key` before, else what it makes now."""
+    with _made_lock:
+        known = _made.setdefault(registry, {})
+        if key not in known:
+            known[key] = make()
+        return known[key]
+
+
 def _collector(registry: Any, namespace: str, kind: Any, name: str, *args: Any, **kw: Any) -> Any:
     """The collector `namespace`_`name` of `registry`: the one made before, else a new one."""
     full = f"{namespace}_{name}" if namespace else name
-    with _made_lock:
-        known = _made.setdefault(registry, {})
-        collector = known.get(full)
-        if collector is None:
-            try:
-                collector = kind(name, *args, namespace=namespace, registry=registry, **kw)
-            except ValueError as exc:  # a name some other code registered
-                raise ConfigError(
-                    f"MetricsHook: the Prometheus registry already has a metric {full!r} that "
-                    f"Kaizen did not make ({exc}); pass MetricsHook(namespace=...) to use other "
-                    "names, or another registry"
-                ) from None
-            known[full] = collector
-        return collector
+
+    def make() -> Any:
+        try:
+            return kind(name, *args, namespace=namespace, registry=registry, **kw)
+        except ValueError as exc:  # a name some other code registered
+            raise ConfigError(
+                f"MetricsHook: the Prometheus registry already has a metric {full!r} that "
+                f"Kaizen did not make ({exc}); pass MetricsHook(namespace=...) to use other "
+                "names, or another registry"
+            ) from None
+
+    return _shared(registry, full, make)
