@@ -30,8 +30,9 @@ from kaizen.mcp import (
     MCPTimeoutError,
     MCPToolError,
 )
-from kaizen.mcp.client import _Redactor, _tool_name
+from kaizen.mcp.client import _tool_name
 from kaizen.mcp.results import result_text
+from kaizen.mcp.session import Redactor
 from kaizen.testing.mcp_server import demo_server
 from kaizen.tools import ToolArgumentError, collect_tools
 
@@ -56,6 +57,19 @@ def double(x: int) -> int:
 def doubler():
     wf = WorkflowBuilder("doubler")
     wf.add_node("FunctionNode", "double", {"function": double})
+    return wf
+
+
+chooser = kaizen.create_agent(
+    "pick",
+    signature="k: int (ge=1, le=5) -> choice",
+    config={"model": ScriptedModel(lambda messages: {"choice": "c"})},
+)
+
+
+def picker():
+    wf = WorkflowBuilder("picker")
+    wf.add_agent(chooser, "pick")
     return wf
 """
 
@@ -198,6 +212,43 @@ def test_a_tool_error_carries_the_servers_text(memory: MCPServer) -> None:
 def test_an_unknown_tool_is_a_tool_error(memory: MCPServer) -> None:
     with pytest.raises(MCPToolError, match="Unknown tool: nope"):
         memory.call("nope")
+
+
+def git_like_server() -> object:
+    """A low-level SDK server whose own tool names carry a `git_` prefix and which answers an
+    unknown tool with a JSON-RPC error (-32602), as the TypeScript SDK's servers do."""
+    from mcp.server import Server
+    from mcp.shared.exceptions import MCPError as SDKError
+
+    names = ("git_status", "git_log")
+
+    async def list_tools(ctx: object, params: object) -> types.ListToolsResult:
+        schema = {"type": "object", "properties": {}}
+        return types.ListToolsResult(
+            tools=[types.Tool(name=n, description=n, input_schema=schema) for n in names]
+        )
+
+    async def call_tool(ctx: object, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if params.name not in names:
+            raise SDKError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        return types.CallToolResult(content=[types.TextContent(type="text", text=params.name)])
+
+    return Server("git", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def test_a_servers_own_name_is_tried_before_the_prefix_is_stripped() -> None:
+    with MCPServer.in_memory(git_like_server(), prefix="git_") as server:
+        assert server.call("git_status") == "git_status"  # before the list was ever read
+        assert {tool.name for tool in server.list_tools()} == {"git_git_status", "git_git_log"}
+        assert server.call("git_log") == "git_log"
+        assert server.call("git_git_log") == "git_log"  # the name Kaizen shows works too
+
+
+def test_a_json_rpc_unknown_tool_error_is_a_tool_error() -> None:
+    with MCPServer.in_memory(git_like_server()) as server:
+        with pytest.raises(MCPToolError, match="Unknown tool: git_push") as caught:
+            server.call("git_push")
+        assert caught.value.tool == "git_push"
 
 
 def test_a_slow_tool_times_out_clearly_and_the_session_stays_usable() -> None:
@@ -373,7 +424,7 @@ def test_tool_names_are_always_acceptable_to_model_apis(name: str, prefix: str) 
 
 @given(st.lists(st.text(min_size=4, max_size=12), max_size=4), st.text(max_size=40))
 def test_redaction_leaves_no_secret_behind(secrets: list[str], text: str) -> None:
-    redact = _Redactor(secrets)
+    redact = Redactor(secrets)
     out = redact(text + "".join(secrets))
     for secret in sorted(secrets, key=len, reverse=True):
         assert secret not in out or any(secret in s and s != secret for s in secrets)
@@ -410,6 +461,64 @@ def test_a_served_workflow_takes_its_open_inputs(flows: Path) -> None:
         assert json.loads(server.call("doubler", {"x": 21})) == {"double": {"result": 42}}
         with pytest.raises(MCPToolError, match=r"double\.x expects int"):
             server.call("doubler", {"x": "many"})
+
+
+def served(flows: Path, target: str) -> object:
+    sys.path.insert(0, str(flows))
+    try:
+        from kaizen.mcp.serve import build_server, load_target
+
+        return build_server(load_target(target))
+    finally:
+        sys.path.remove(str(flows))
+
+
+async def listed_tool(server: object) -> types.Tool:
+    """The one tool a served target offers, as the SDK's own client lists it."""
+    from mcp import Client
+
+    async with Client(server) as client:
+        [tool] = (await client.list_tools()).tools
+        return tool
+
+
+def test_a_served_agents_schema_refuses_extra_keys_as_the_server_does(flows: Path) -> None:
+    tool = asyncio.run(listed_tool(served(flows, "flows:qa")))
+    assert tool.input_schema["additionalProperties"] is False
+    with (
+        MCPServer.in_memory(served(flows, "flows:qa")) as server,
+        pytest.raises(MCPToolError, match="extra"),
+    ):
+        server.call("qa", {"question": "?", "extra": 1})
+
+
+def test_a_served_workflow_declares_the_range_limits_its_agents_check(flows: Path) -> None:
+    tool = asyncio.run(listed_tool(served(flows, "flows:picker")))
+    assert tool.input_schema["properties"]["k"] == {"type": "integer", "minimum": 1, "maximum": 5}
+    with MCPServer.in_memory(served(flows, "flows:picker")) as server:
+        assert json.loads(server.call("picker", {"k": 5})) == {"pick": {"choice": "c"}}
+        with pytest.raises(MCPToolError, match="k"):
+            server.call("picker", {"k": 6})
+
+
+@pytest.mark.parametrize("target", ["flows:qa", "flows:doubler", "flows:picker"])
+def test_a_served_tool_declares_the_structured_content_it_returns(flows: Path, target: str) -> None:
+    import jsonschema
+
+    tool = asyncio.run(listed_tool(served(flows, target)))
+    assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+    arguments = {"flows:qa": {"question": "?"}, "flows:doubler": {"x": 2}, "flows:picker": {"k": 1}}
+
+    async def call() -> types.CallToolResult:
+        from mcp import Client
+
+        async with Client(served(flows, target)) as client:
+            return await client.call_tool(tool.name, arguments[target])
+
+    result = asyncio.run(call())
+    assert not result.is_error and result.structured_content is not None
+    jsonschema.validate(result.structured_content, tool.output_schema)
+    assert not jsonschema.Draft202012Validator(tool.output_schema).is_valid({"nope": {}})
 
 
 def test_kaizen_mcp_serve_over_http_with_headers(flows: Path) -> None:

@@ -558,3 +558,109 @@ def test_a_last_event_id_is_a_count_or_nothing(value: str | None) -> None:
         assert after == int(value.strip())
     if value is None or not value.strip():
         assert after == 0
+
+
+# -- the OpenAPI document holds for every real response --------------------------------------------
+
+
+class Exchanges:
+    """Every request an httpx client sent and the response it got (bodies read)."""
+
+    def __init__(self) -> None:
+        self.seen: list[httpx.Response] = []
+
+    def __call__(self, response: httpx.Response) -> None:
+        response.read()  # (an event stream too: it ends with its run)
+        self.seen.append(response)
+
+    def problems(self, document: dict[str, Any]) -> list[str]:
+        """What a client generated from `document` would refuse, one line per response."""
+        from openapi_core import OpenAPI
+        from openapi_core.testing import MockRequest, MockResponse
+
+        spec = OpenAPI.from_dict(document)
+        found = []
+        for response in self.seen:
+            request = response.request
+            if request.url.path == "/openapi.json":  # the document itself
+                continue
+            kind = response.headers.get("content-type", "").split(";")[0]
+            mock_request = MockRequest(
+                "http://testserver", request.method, request.url.path,
+                headers=dict(request.headers), data=request.content,
+                content_type=request.headers.get("content-type", "application/json"),
+            )  # fmt: skip
+            mock_response = MockResponse(
+                response.content, response.status_code,
+                headers=dict(response.headers), content_type=kind,
+            )  # fmt: skip
+            try:
+                spec.validate_response(mock_request, mock_response)
+            except Exception as exc:
+                causes = [exc, *getattr(exc, "schema_errors", [])]
+                if exc.__cause__ is not None:
+                    causes += [exc.__cause__, *getattr(exc.__cause__, "schema_errors", [])]
+                why = "; ".join(f"{type(e).__name__}: {e}"[:300] for e in causes)
+                found.append(
+                    f"{request.method} {request.url.path} -> {response.status_code}: {why}"
+                )
+        return found
+
+
+def exercise(client: httpx.Client, headers: dict[str, str]) -> None:
+    """Every endpoint, answered every way it can answer."""
+    run_id = client.post("/runs", json={"seconds": 60}, headers=headers).json()["run_id"]
+    deadline = time.monotonic() + 10
+    while client.get(f"/runs/{run_id}", headers=headers).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert client.post(f"/runs/{run_id}/cancel", headers=headers).status_code == 202
+    finish(client, run_id, headers)
+    assert client.post(f"/runs/{run_id}/cancel", headers=headers).status_code == 409
+    read_events(client, run_id, headers)
+    done = client.post("/runs", json={"seconds": 0}, headers=headers).json()["run_id"]
+    finish(client, done, headers)
+    assert client.post("/runs", json={"seconds": "x"}, headers=headers).status_code == 422
+    assert client.post("/runs", content=b"{", headers=headers).status_code == 400
+    assert client.post("/runs", json={"seconds": "x" * 900}, headers=headers).status_code == 413
+    for path in ("/runs/nope", "/runs/nope/events"):
+        assert client.get(path, headers=headers).status_code == 404
+    assert client.post("/runs/nope/cancel", headers=headers).status_code == 404
+
+
+def test_every_real_response_fits_the_openapi_document(tmp_path: Path) -> None:
+    pytest.importorskip("openapi_core")
+    exchanges = Exchanges()
+    app = create_app(slow_workflow(), store=tmp_path / "runs.db", keys=[KEY], max_body=512)
+    good = {"X-API-Key": KEY}
+    with (
+        BackgroundServer(app) as server,
+        httpx.Client(base_url=server.url, event_hooks={"response": [exchanges]}) as client,
+    ):
+        exercise(client, good)
+        run_id = client.post("/runs", json={"seconds": 0}, headers=good).json()["run_id"]
+        for method, path in [("POST", "/runs"), ("GET", f"/runs/{run_id}"),
+                             ("GET", f"/runs/{run_id}/events"),
+                             ("POST", f"/runs/{run_id}/cancel")]:  # fmt: skip
+            assert client.request(method, path).status_code == 401
+        document = client.get("/openapi.json").json()
+    statuses = {(r.request.method, r.status_code) for r in exchanges.seen}
+    assert {("POST", 202), ("POST", 400), ("POST", 401), ("POST", 409), ("POST", 413)} <= statuses
+    problems = exchanges.problems(document)
+    assert not problems, "\n".join(problems)
+
+
+def test_an_agents_runs_fit_the_openapi_document(tmp_path: Path) -> None:
+    pytest.importorskip("openapi_core")
+    exchanges = Exchanges()
+    app = create_app(qa_agent(), store=tmp_path / "runs.db", keys=[])
+    with (
+        BackgroundServer(app) as server,
+        httpx.Client(base_url=server.url, event_hooks={"response": [exchanges]}) as client,
+    ):
+        run_id = client.post("/runs", json={"question": "Capital?"}).json()["run_id"]
+        finish(client, run_id)
+        assert client.post("/runs", json={"question": "q", "extra": 1}).status_code == 422
+        document = client.get("/openapi.json").json()
+    problems = exchanges.problems(document)
+    assert not problems, "\n".join(problems)

@@ -141,7 +141,8 @@ def test_a_failed_call_is_an_error_span_and_enable_tracing_covers_every_runtime(
     spans = exporter.get_finished_spans()
     [chat] = by_name(spans, "chat ")
     assert not chat.status.is_ok and dict(chat.attributes or {})["error.type"] == "ModelError"
-    assert by_name(spans, "invoke_agent down") and by_name(spans, "invoke_workflow ")
+    [invoked] = by_name(spans, "invoke_agent down")  # an agent run alone: no workflow span
+    assert not invoked.status.is_ok and not by_name(spans, "invoke_workflow ")
     count = len(exporter.get_finished_spans())
     with pytest.raises(ModelError):
         agent.execute(question="q")
@@ -215,3 +216,169 @@ def test_metrics_count_calls_tokens_errors_durations_and_breaker_state() -> None
                                "tool", "state", "le"}  # fmt: skip
     finally:
         metrics.close()
+
+
+def test_a_second_metrics_hook_on_one_registry_shares_its_collectors() -> None:
+    registry = CollectorRegistry()
+    first = kaizen.MetricsHook(registry)
+    second = kaizen.MetricsHook(registry)  # a re-run notebook cell, one hook per runtime
+    try:
+        model = ScriptedModel(lambda messages: {"answer": "a"})
+        agent = kaizen.create_agent("qa", "question -> answer", {"model": model})
+        wb = WorkflowBuilder()
+        wb.add_agent(agent, "qa")
+        LocalRuntime(hooks=[first]).execute(wb.build(), {"question": "q"})
+        LocalRuntime(hooks=[second]).execute(wb.build(), {"question": "q"})
+        assert sample(registry, "kaizen_runs_total", status="completed") == 2
+        name = model.model_name
+        assert sample(registry, "kaizen_model_calls_total", model=name, outcome="ok") == 2
+        bad = ScriptedModel(lambda messages: 500, name=f"m-{uuid.uuid4().hex[:6]}")
+        failing = kaizen.create_agent("down", "question -> answer", {
+            "model": bad, "retries": 0, "circuit_breaker": {"failure_threshold": 1},
+        })  # fmt: skip
+        with pytest.raises(ModelError):
+            failing.execute(question="q")
+        transitions = sample(registry, "kaizen_breaker_transitions_total",
+                             model=bad.model_name, state="open")  # fmt: skip
+        assert transitions == 1  # one transition, counted once for both hooks
+        other = CollectorRegistry()
+        kaizen.MetricsHook(other, namespace="app").close()  # another namespace: its own
+        assert other.get_sample_value("app_runs_total", {"status": "completed"}) is None
+        with pytest.raises(ValueError, match="kaizen_runs_total"):
+            from prometheus_client import Gauge
+
+            clash = CollectorRegistry()
+            Gauge("kaizen_runs_total", "not ours", registry=clash)
+            kaizen.MetricsHook(clash)
+    finally:
+        first.close()
+        second.close()
+
+
+# -- the GenAI semantic conventions, as the installed registry names them ------------------------
+
+semconv = pytest.importorskip("opentelemetry.semconv._incubating.attributes.gen_ai_attributes")
+from opentelemetry.semconv.attributes import error_attributes, server_attributes  # noqa: E402
+from opentelemetry.trace import SpanKind  # noqa: E402
+
+REGISTERED = {
+    value
+    for module in (semconv, server_attributes, error_attributes)
+    for name, value in vars(module).items()
+    if name.isupper() and isinstance(value, str)
+}
+
+
+def attributes_of(span: ReadableSpan) -> dict[str, object]:
+    return dict(span.attributes or {})
+
+
+def test_spans_carry_the_attributes_the_conventions_require_and_know(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    model = ScriptedModel(
+        [ScriptedModel.tool_call("add", {"a": 1, "b": 2}), {"answer": "3"}],
+    )
+    config = {"model": model, "temperature": 0.3, "max_tokens": 200,
+              "api_base": "http://models.internal:8080/v1"}  # fmt: skip
+    checker = kaizen.create_agent("checker", "question -> answer", config, tools=[add])
+    wb = WorkflowBuilder("review")
+    wb.add_agent(checker, "check_step")  # the node id is not the agent's name
+    LocalRuntime(hooks=[kaizen.TracingHook(provider)]).execute(wb.build(), {"question": "q"})
+
+    spans = exporter.get_finished_spans()
+    [workflow] = by_name(spans, "invoke_workflow ")
+    assert attributes_of(workflow)[semconv.GEN_AI_WORKFLOW_NAME] == "review"
+    [agent] = by_name(spans, "invoke_agent ")
+    assert agent.name == "invoke_agent checker"
+    facts = attributes_of(agent)
+    assert facts[semconv.GEN_AI_OPERATION_NAME] == "invoke_agent"
+    assert facts[semconv.GEN_AI_AGENT_NAME] == "checker"
+    assert facts[semconv.GEN_AI_PROVIDER_NAME] == "kaizen-scripted"
+    assert facts[semconv.GEN_AI_REQUEST_MODEL] == model.model_name.partition("/")[2]
+    chats = by_name(spans, "chat ")
+    assert len(chats) == 2
+    for chat in chats:
+        assert chat.kind == SpanKind.CLIENT  # a call to a model server
+        facts = attributes_of(chat)
+        assert facts[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.3
+        assert facts[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 200
+        assert str(facts[semconv.GEN_AI_RESPONSE_ID])
+        assert facts[server_attributes.SERVER_ADDRESS] == "models.internal"
+        assert facts[server_attributes.SERVER_PORT] == 8080
+    assert agent.kind == workflow.kind == SpanKind.INTERNAL
+    operations = {value.value for value in semconv.GenAiOperationNameValues}
+    for span in spans:
+        facts = attributes_of(span)
+        unknown = {k for k in facts if k.startswith(("gen_ai.", "server.")) and k not in REGISTERED}
+        assert not unknown, f"{span.name}: not in the conventions' registry: {unknown}"
+        if semconv.GEN_AI_OPERATION_NAME in facts:
+            assert facts[semconv.GEN_AI_OPERATION_NAME] in operations
+
+
+@pytest.mark.parametrize("registered", ["for the process", "on the agent"])
+def test_an_agent_run_alone_is_one_invoke_agent_span(
+    exporter: InMemorySpanExporter, provider: TracerProvider, registered: str
+) -> None:
+    model = ScriptedModel(lambda messages: {"answer": "fine"})
+    agent = kaizen.create_agent("qa", "question -> answer", {"model": model})
+    if registered == "on the agent":  # an agent's hooks see its node, not the run
+        agent.add_hook(kaizen.TracingHook(provider))
+        agent.execute(question="q")
+    else:
+        disable = kaizen.enable_tracing(provider)
+        try:
+            agent.execute(question="q")
+        finally:
+            disable()
+    spans = exporter.get_finished_spans()
+    assert not by_name(spans, "invoke_workflow")
+    [invoked] = by_name(spans, "invoke_agent ")
+    [chat] = by_name(spans, "chat ")
+    assert invoked.name == "invoke_agent qa" and invoked.parent is None
+    assert chat.parent is not None and chat.parent.span_id == invoked.context.span_id
+    facts = attributes_of(invoked)
+    assert facts[semconv.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert facts[semconv.GEN_AI_AGENT_NAME] == "qa"
+    assert facts[semconv.GEN_AI_PROVIDER_NAME] == "kaizen-scripted"
+
+
+def test_content_is_recorded_as_the_conventions_messages_tool_calls_included(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    import json
+
+    model = ScriptedModel([ScriptedModel.tool_call("add", {"a": 1, "b": 2}), {"answer": "3"}])
+    agent = kaizen.create_agent("adder", "question -> answer", {"model": model}, tools=[add])
+    agent.add_hook(kaizen.TracingHook(provider, capture_content=True))
+    agent.execute(question="What is 1 + 2?")
+    first, second = by_name(exporter.get_finished_spans(), "chat ")
+
+    asked = json.loads(str(attributes_of(first)[semconv.GEN_AI_INPUT_MESSAGES]))
+    assert all(set(m) == {"role", "parts"} for m in asked)
+    user = [m for m in asked if m["role"] == "user"][-1]
+    assert any("What is 1 + 2?" in p.get("content", "") for p in user["parts"])
+    [calling] = json.loads(str(attributes_of(first)[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert calling["role"] == "assistant" and calling["finish_reason"] == "tool_call"
+    [call] = [p for p in calling["parts"] if p["type"] == "tool_call"]
+    assert call["name"] == "add" and call["arguments"] == {"a": 1, "b": 2} and call["id"]
+
+    history = json.loads(str(attributes_of(second)[semconv.GEN_AI_INPUT_MESSAGES]))
+    [answered] = [m for m in history if m["role"] == "tool"]
+    [response] = answered["parts"]
+    assert response == {"type": "tool_call_response", "id": call["id"], "response": "3"}
+    [asked_again] = [m for m in history if m["role"] == "assistant"]
+    assert [p["name"] for p in asked_again["parts"] if p["type"] == "tool_call"] == ["add"]
+    [final] = json.loads(str(attributes_of(second)[semconv.GEN_AI_OUTPUT_MESSAGES]))
+    assert final["finish_reason"] in {"stop", "tool_call"} and final["parts"]
+
+
+def test_litellm_provider_prefixes_become_the_conventions_provider_names() -> None:
+    from kaizen.observe.telemetry import provider_and_model
+
+    known = {value.value for value in semconv.GenAiProviderNameValues}
+    for model, provider in [("gemini/gemini-2.0-flash", "gcp.gemini"),
+                            ("bedrock/anthropic.claude-3", "aws.bedrock"),
+                            ("openai/gpt-4o-mini", "openai"),
+                            ("mistral/mistral-large", "mistral_ai")]:  # fmt: skip
+        assert provider_and_model(model)[0] == provider and provider in known

@@ -7,18 +7,22 @@
 
 How it holds together:
 
-- One session per server, opened on first use. Its ``mcp.Client`` is entered and exited by one
-  owner task on Kaizen's background MCP loop (`kaizen.mcp.loop`); calls from any thread or event
-  loop are handed to that loop and awaited there, so nobody leaves an anyio cancel scope from
-  another task, and every wait is bounded (connect, list, call).
+- One session per server (`kaizen.mcp.session`), opened on first use. Its ``mcp.Client`` is
+  entered and exited by one owner task on Kaizen's background MCP loop (`kaizen.mcp.loop`);
+  calls from any thread or event loop are handed to that loop and awaited there, so nobody
+  leaves an anyio cancel scope from another task, and every wait is bounded (connect, list,
+  call).
 - The tool list is fetched once and cached; `refresh()` forgets it. Tool names get the optional
-  `prefix`; names a model API would refuse are made safe (``fs.read`` -> ``fs_read``).
+  `prefix`; names a model API would refuse are made safe (``fs.read`` -> ``fs_read``). `call`
+  takes the server's own name first, then the name as listed (a server may name its tools
+  ``git_*`` and be given ``prefix="git_"``).
 - A call that finds the session dropped (the server process died, the connection closed) starts
   a new session and tries once more; a second drop is an `MCPConnectionError`. (A call during
   which the server died may therefore run twice.)
 - A timeout cancels the call (the server is told) and raises `MCPTimeoutError`; the session stays
-  usable. An ``isError`` result raises `MCPToolError` with the server's text. Results become text
-  as `kaizen.mcp.results` describes.
+  usable. An ``isError`` result, or a JSON-RPC "invalid params" error (-32602: an unknown tool,
+  arguments refused), raises `MCPToolError` with the server's text. Results become text as
+  `kaizen.mcp.results` describes.
 - Values of `env` and `headers`, and a URL's credentials and query, are secrets: reprs show names
   only, and error messages have them replaced by ``***``.
 
@@ -27,35 +31,29 @@ The ``mcp`` SDK is imported only when a session opens (it costs about a second).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import tempfile
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from kaizen.errors import ConfigError
 from kaizen.mcp import loop
-from kaizen.mcp.errors import MCPConnectionError, MCPError, MCPTimeoutError, MCPToolError
+from kaizen.mcp.errors import MCPTimeoutError, MCPToolError
 from kaizen.mcp.results import error_text, result_text
+from kaizen.mcp.session import CLOSE_GRACE, ClientFactory, Redactor, Session
 from kaizen.tools.tool import Tool
 from kaizen.tools.toolset import Toolset
 
 __all__ = ["MCPServer"]
 
-_T = TypeVar("_T")
-
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_CLOSE_GRACE = 5.0  # seconds a closing session may take before its task is cancelled
-_STDERR_TAIL = 600  # characters of a stdio server's stderr quoted in a connection error
 _LIST_PAGES = 100  # a server whose tool list never ends cannot hang us
-
-# (client, errlog): a new, not yet entered mcp.Client, and the file a stdio server's stderr goes to
-_ClientFactory = Callable[[], tuple[Any, IO[str] | None]]
+_INVALID_PARAMS = -32602  # JSON-RPC: how some servers answer a call of a tool they do not have
 
 
 class MCPServer(Toolset):
@@ -66,7 +64,7 @@ class MCPServer(Toolset):
 
     def __init__(
         self,
-        factory: _ClientFactory,
+        factory: ClientFactory,
         *,
         name: str,
         described: str,
@@ -89,10 +87,10 @@ class MCPServer(Toolset):
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
         self._described = described
-        self._session = _Session(factory, name, _Redactor(secrets), self.connect_timeout)
+        self._session = Session(factory, name, Redactor(secrets), self.connect_timeout)
         self._tools: list[Tool] | None = None
         self._server_names: dict[str, str] = {}  # tool name as Kaizen shows it -> the server's
-        weakref.finalize(self, _Session.close_soon, self._session)
+        weakref.finalize(self, Session.close_soon, self._session)
 
     # -- constructors ----------------------------------------------------------------------------
 
@@ -245,21 +243,22 @@ class MCPServer(Toolset):
         self._tools = None
 
     def call(self, tool: str, arguments: Mapping[str, Any] | None = None) -> str:
-        """Call `tool` (its name as listed, with or without the prefix) and return the text a
-        model would read; `MCPToolError`, `MCPTimeoutError` or `MCPConnectionError` if not."""
-        return self._wait(self._call(self._server_name(tool), dict(arguments or {})))
+        """Call `tool` (the server's own name, or the name as listed here, with the prefix) and
+        return the text a model would read; `MCPToolError`, `MCPTimeoutError` or
+        `MCPConnectionError` if not."""
+        return self._wait(self._call_named(tool, dict(arguments or {})))
 
     async def acall(self, tool: str, arguments: Mapping[str, Any] | None = None) -> str:
         """`call` for async code (the call runs on Kaizen's MCP loop; cancelling waits no more
         and cancels the call)."""
-        return await loop.await_(self._call(self._server_name(tool), dict(arguments or {})))
+        return await loop.await_(self._call_named(tool, dict(arguments or {})))
 
     # -- lifetime --------------------------------------------------------------------------------
 
     def close(self) -> None:
         """End the session (a stdio server's process is stopped). A later call opens a new one."""
         if self._session.connection is not None:
-            self._wait(self._session.close(), backstop=2 * _CLOSE_GRACE + 5)
+            self._wait(self._session.close(), backstop=2 * CLOSE_GRACE + 5)
 
     async def aclose(self) -> None:
         """`close` for async code."""
@@ -304,10 +303,24 @@ class MCPServer(Toolset):
         description = spec.description or getattr(spec, "title", None) or ""
         return Tool(call_remote, name=local, description=description, parameters=schema)
 
+    async def _call_named(self, tool: str, arguments: dict[str, Any]) -> str:
+        if self._tools is None:  # the names are resolved against the server's list
+            await self._fetch_tools()
+        return await self._call(self._server_name(tool), arguments)
+
     async def _call(self, tool: str, arguments: dict[str, Any]) -> str:
-        result = await self._session.run(
-            f"tool {tool!r}", lambda client: client.call_tool(tool, arguments), self.timeout
-        )
+        async def call_tool(client: Any) -> Any:
+            from mcp.shared.exceptions import MCPError as SDKError
+
+            try:
+                return await client.call_tool(tool, arguments)
+            except SDKError as exc:
+                if exc.code != _INVALID_PARAMS:  # (unknown tool, or arguments it refuses)
+                    raise
+                message = self._session.redact(exc.message or "invalid tool call")
+                raise MCPToolError(message, server=self.name, tool=tool) from None
+
+        result = await self._session.run(f"tool {tool!r}", call_tool, self.timeout)
         if result.is_error:
             message = self._session.redact(error_text(result))
             raise MCPToolError(message, server=self.name, tool=tool)
@@ -316,7 +329,12 @@ class MCPServer(Toolset):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _server_name(self, tool: str) -> str:
-        known = self._server_names.get(tool)
+        """The server's name for `tool`: its own name first (a server may name its tools with
+        the very prefix given here), then the name as listed here, then `tool` unprefixed."""
+        names = self._server_names
+        if tool in names.values():
+            return tool
+        known = names.get(tool)
         if known is not None:
             return known
         if self.prefix and tool.startswith(self.prefix):
@@ -334,207 +352,6 @@ class MCPServer(Toolset):
             raise MCPTimeoutError(
                 f"MCP server {self.name!r}: no answer within {limit:.0f}s", server=self.name
             ) from None
-
-
-class _Redactor:
-    """Replaces secret values in text with ``***``."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        # longest first, so a secret containing another is replaced whole; very short values
-        # ("1", "on") are too common to be worth hiding and would garble every message
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-class _Session:
-    """One server's session state, touched only on the MCP loop: the live `_Connection`, a lock
-    so concurrent first calls open one session, and the bounded run of one operation."""
-
-    def __init__(
-        self, factory: _ClientFactory, name: str, redact: _Redactor, connect_timeout: float
-    ) -> None:
-        self.factory = factory
-        self.name = name
-        self.redact = redact
-        self.connect_timeout = connect_timeout
-        self.connection: _Connection | None = None
-        self._lock: asyncio.Lock | None = None
-
-    async def run(self, what: str, operation: Callable[[Any], Awaitable[_T]], timeout: float) -> _T:
-        """`operation(client)` within `timeout`, on a live session; a dropped session is
-        replaced once."""
-        for attempt in (1, 2):
-            connection = await self._live()
-            try:
-                async with asyncio.timeout(timeout):
-                    return await operation(connection.client)
-            except TimeoutError:
-                if connection.lost:  # the session went while we waited: treat as a drop
-                    detail = "the session closed"
-                else:
-                    raise MCPTimeoutError(
-                        f"MCP server {self.name!r}: {what} got no answer within {timeout:g}s "
-                        "(raise the server's timeout= if it needs longer)",
-                        server=self.name,
-                    ) from None
-            except Exception as exc:
-                if not _is_connection_lost(exc):
-                    raise MCPError(
-                        f"MCP server {self.name!r}: {what} failed: {self._describe(exc)}",
-                        server=self.name,
-                    ) from None
-                detail = self._describe(exc)
-            connection.lost = True
-            if connection.closed:
-                raise MCPConnectionError(
-                    f"MCP server {self.name!r}: the session was closed while {what} was running",
-                    server=self.name,
-                )
-            if attempt == 2:
-                raise MCPConnectionError(
-                    f"MCP server {self.name!r}: {what}: the session dropped, was restarted, and "
-                    f"dropped again ({detail}{connection.stderr_tail(self.redact)}); check that "
-                    "the server runs on its own",
-                    server=self.name,
-                )
-        raise AssertionError("unreachable")
-
-    async def _live(self) -> _Connection:
-        connection = self.connection
-        if connection is not None and not connection.lost:
-            return connection
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            connection = self.connection
-            if connection is not None and not connection.lost:
-                return connection
-            if connection is not None:
-                self.connection = None
-                await connection.close()
-            connection = _Connection(self.factory)
-            try:
-                await connection.open(self.connect_timeout)
-            except TimeoutError:
-                stderr = connection.stderr_tail(self.redact)
-                connection.close_errlog()
-                raise MCPTimeoutError(
-                    f"MCP server {self.name!r} did not finish connecting within "
-                    f"{self.connect_timeout:g}s{stderr} (raise connect_timeout= if it starts "
-                    "slowly)",
-                    server=self.name,
-                ) from None
-            except Exception as exc:
-                stderr = connection.stderr_tail(self.redact)
-                connection.close_errlog()
-                raise MCPConnectionError(
-                    f"MCP server {self.name!r}: cannot connect: {self._describe(exc)}{stderr}",
-                    server=self.name,
-                ) from None
-            self.connection = connection
-            return connection
-
-    async def close(self) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            connection.closed = True  # calls still running on it fail instead of reconnecting
-            await connection.close()
-
-    @staticmethod
-    def close_soon(session: _Session) -> None:
-        """Close `session` without waiting (its `MCPServer` was garbage-collected)."""
-        if session.connection is not None:
-            loop.submit_if_running(session.close())
-
-    def _describe(self, exc: BaseException) -> str:
-        return self.redact(_describe(exc))
-
-
-class _Connection:
-    """One live session: an ``mcp.Client`` entered by its own owner task, which waits until it
-    is told to close and then exits the client itself."""
-
-    def __init__(self, factory: _ClientFactory) -> None:
-        self.factory = factory
-        self.client: Any = None
-        self.lost = False
-        self.closed = False  # closed on purpose (`MCPServer.close`), not dropped
-        self.errlog: IO[str] | None = None
-        self._closing = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def open(self, timeout: float) -> None:
-        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._own(ready), name="kaizen:mcp-session")
-        _live_connections.add(self)
-        try:
-            self.client = await asyncio.wait_for(asyncio.shield(ready), timeout)
-        except BaseException:
-            await self.close(keep_errlog=True)
-            raise
-
-    async def _own(self, ready: asyncio.Future[Any]) -> None:
-        try:
-            client, self.errlog = self.factory()
-            async with client:
-                ready.set_result(client)
-                await self._closing.wait()
-        except Exception as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-        except BaseException:  # cancelled (closing did not finish in time)
-            if not ready.done():
-                ready.cancel()
-            raise
-        finally:
-            self.lost = True
-
-    async def close(self, *, keep_errlog: bool = False) -> None:
-        self.lost = True
-        self._closing.set()
-        task = self._task
-        if task is not None and not task.done():
-            done, _ = await asyncio.wait({task}, timeout=_CLOSE_GRACE)
-            if not done:
-                task.cancel()
-                await asyncio.wait({task}, timeout=_CLOSE_GRACE)
-        _live_connections.discard(self)
-        if not keep_errlog:
-            self.close_errlog()
-
-    def stderr_tail(self, redact: Callable[[str], str]) -> str:
-        """'; server stderr: ...' with the last lines a stdio server wrote, or ''."""
-        errlog = self.errlog
-        if errlog is None or errlog.closed:
-            return ""
-        try:
-            errlog.flush()
-            size = errlog.seek(0, os.SEEK_END)
-            errlog.seek(max(0, size - 4 * _STDERR_TAIL))
-            text = errlog.read()
-        except (OSError, ValueError):
-            return ""
-        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-        tail = " | ".join(lines[-6:])[-_STDERR_TAIL:]
-        return f"; server stderr: {redact(tail)}" if tail else ""
-
-    def close_errlog(self) -> None:
-        if self.errlog is not None and not self.errlog.closed:
-            self.errlog.close()
-
-
-_live_connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-
-
-async def _close_live_connections() -> None:
-    await asyncio.gather(*(c.close() for c in list(_live_connections)), return_exceptions=True)
-
-
-loop.at_exit(_close_live_connections)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -591,37 +408,6 @@ def _unique(name: str, taken: Mapping[str, str]) -> str:
         if candidate not in taken:
             return candidate
     raise ConfigError(f"too many MCP tools named like {name!r}")
-
-
-def _is_connection_lost(exc: BaseException) -> bool:
-    """True when `exc` says the session's transport is gone (not that a request failed)."""
-    import anyio
-    import httpx2
-    from mcp.shared.exceptions import MCPError as SDKError
-    from mcp_types import CONNECTION_CLOSED
-
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_is_connection_lost(e) for e in exc.exceptions)
-    if isinstance(exc, SDKError):
-        return exc.code == CONNECTION_CLOSED
-    lost = (
-        anyio.ClosedResourceError,
-        anyio.BrokenResourceError,
-        anyio.EndOfStream,
-        ConnectionError,
-        EOFError,
-        httpx2.TransportError,  # connection refused or reset
-    )
-    return isinstance(exc, lost)
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line account of `exc`, exception groups unwrapped to their leaves."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [_describe(e) for e in exc.exceptions]
-        return "; ".join(dict.fromkeys(leaves))
-    text = " ".join(str(exc).split()) or "(no message)"
-    return f"{type(exc).__name__}: {text}"
 
 
 def _safe_url(url: str) -> str:

@@ -7,8 +7,10 @@
   ``node.port`` when several nodes leave a port of that name open; a call runs the workflow on a
   `LocalRuntime` and returns ``{node_id: {port: value}}``.
 
-Outputs go back as structured content and as the same JSON in a text block. Invalid arguments, a
-failed agent or a failed run are tool errors (``isError``) whose text says what went wrong.
+The input schema refuses unknown keys and carries the limits an agent checks (``ge``, ``le``,
+...); the tool's ``outputSchema`` describes the outputs, which go back as structured content and
+as the same JSON in a text block. Invalid arguments, a failed agent or a failed run are tool
+errors (``isError``) whose text says what went wrong.
 
 `served_tool` describes the one tool, `build_server` makes the SDK server (usable in memory:
 ``MCPServer.in_memory(build_server(agent))``), `serve` runs it over stdio or Streamable HTTP.
@@ -30,7 +32,9 @@ __all__ = [
     "ServedTool",
     "build_server",
     "load_target",
+    "outputs_schema",
     "port_schema",
+    "results_schema",
     "serve",
     "served_tool",
     "workflow_inputs",
@@ -45,6 +49,7 @@ class ServedTool:
     name: str
     description: str
     input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
     run: Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -108,6 +113,7 @@ def served_tool(target: Agent | Workflow, *, name: str | None = None) -> ServedT
 def _agent_tool(agent: Agent, name: str | None) -> ServedTool:
     signature = agent.signature
     schema = _clean_schema(signature.input_model.model_json_schema(by_alias=True))
+    schema["additionalProperties"] = False  # (the agent refuses unknown inputs)
     outputs = ", ".join(signature.output_names)
     description = signature.instructions or f"Ask the agent {agent.name!r}."
     description += f" Inputs: {', '.join(signature.input_names)}. Returns JSON with: {outputs}."
@@ -119,7 +125,8 @@ def _agent_tool(agent: Agent, name: str | None) -> ServedTool:
             raise RuntimeError(f"agent {agent.name!r} failed: {error}")
         return _jsonable(result.data)
 
-    return ServedTool(_tool_name(name or agent.name), description, schema, run)
+    outputs_schema = _clean_schema(signature.output_schema)
+    return ServedTool(_tool_name(name or agent.name), description, schema, outputs_schema, run)
 
 
 def _workflow_tool(workflow: Workflow, name: str | None) -> ServedTool:
@@ -146,7 +153,9 @@ def _workflow_tool(workflow: Workflow, name: str | None) -> ServedTool:
         results, _ = await runtime.execute_async(workflow, parameters)
         return _jsonable(results)
 
-    return ServedTool(_tool_name(name or workflow.name), description, schema, run)
+    return ServedTool(
+        _tool_name(name or workflow.name), description, schema, results_schema(workflow), run
+    )
 
 
 def workflow_inputs(workflow: Workflow) -> dict[str, tuple[str, str, dict[str, Any], bool]]:
@@ -164,7 +173,8 @@ def workflow_inputs(workflow: Workflow) -> dict[str, tuple[str, str, dict[str, A
     found = {}
     for node_id, port_name, port in open_ports:
         prop = port_name if counts[port_name] == 1 else f"{node_id}.{port_name}"
-        schema = port_schema(port.type)
+        node = workflow.nodes[node_id]
+        schema = port_schema(_checked_type(node, port_name, port.type))
         if port.description:
             schema["description"] = port.description
         if not port.required:
@@ -182,7 +192,10 @@ def build_server(target: Agent | Workflow, *, name: str | None = None) -> Any:
 
     tool = served_tool(target, name=name)
     listing = types.Tool(
-        name=tool.name, description=tool.description, input_schema=tool.input_schema
+        name=tool.name,
+        description=tool.description,
+        input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
     )
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
@@ -276,6 +289,45 @@ def port_schema(annotation: Any) -> dict[str, Any]:
         return _clean_schema(pydantic.TypeAdapter(annotation).json_schema())
     except Exception:
         return {}
+
+
+def _checked_type(node: Any, port: str, annotation: Any) -> Any:
+    """The port's type with the limits the node checks its inputs against: an agent's
+    signature constraints (``ge``, ``le``, ``min_length``, ...), so a schema declares them."""
+    from kaizen.agents.agent import AgentNode
+
+    if not isinstance(node, AgentNode):
+        return annotation
+    field = next((f for f in node.agent.signature.input_fields if f.name == port), None)
+    if field is None or not field.constraints:
+        return annotation
+    from typing import Annotated
+
+    import pydantic
+
+    return Annotated[annotation, pydantic.Field(**field.constraints)]
+
+
+def results_schema(workflow: Workflow) -> dict[str, Any]:
+    """The JSON Schema of a run's results, ``{node_id: {port: value}}`` (a node that produced
+    no outputs is left out)."""
+    return {
+        "type": "object",
+        "description": "Each completed node's outputs, by node id and port.",
+        "properties": {node_id: outputs_schema(workflow, node_id) for node_id in workflow.order},
+        "additionalProperties": False,
+    }
+
+
+def outputs_schema(workflow: Workflow, node_id: str) -> dict[str, Any]:
+    """The JSON Schema of one node's outputs: an object with a property per output port."""
+    properties = {}
+    for port_name, port in workflow.nodes[node_id].outputs.items():
+        schema = port_schema(port.type)
+        if port.description:
+            schema["description"] = port.description
+        properties[port_name] = schema
+    return {"type": "object", "properties": properties}
 
 
 def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:

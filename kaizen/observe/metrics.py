@@ -15,6 +15,10 @@ Labels are kept low-cardinality on purpose: model and tool names, node *types* (
 run ids), error class names. Breaker state is process-wide, so the hook watches every breaker
 (`kaizen.watch_breakers`) from the moment it is made until `close()`.
 
+Hooks on one registry share its collectors: a second `MetricsHook` (a re-run notebook cell, one
+hook per runtime) counts into those the first registered, and one watcher per registry counts
+each breaker transition once.
+
 Register it like any hook (`LocalRuntime(hooks=[MetricsHook()])`, `kaizen.add_process_hook`,
 `agent.add_hook`); pass your own `registry` (a `prometheus_client.CollectorRegistry`) or use the
 default one and expose it as usual (`prometheus_client.start_http_server`).
@@ -23,9 +27,11 @@ default one and expose it as usual (`prometheus_client.start_http_server`).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kaizen.errors import ConfigError
 from kaizen.llm.resilience import breakers, watch_breakers
 from kaizen.runtime.hooks import (
     ModelCallFinishHook,
@@ -60,54 +66,59 @@ class MetricsHook(
             ) from exc
         registry = prom.REGISTRY if registry is None else registry
         self.registry = registry
-        common: dict[str, Any] = {"namespace": namespace, "registry": registry}
-        self.runs = prom.Counter("runs", "Runs by final status", ["status"], **common)
-        self.node_duration = prom.Histogram(
+
+        def made(kind: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            return _collector(registry, namespace, kind, name, *args, **kwargs)
+
+        self.runs = made(prom.Counter, "runs", "Runs by final status", ["status"])
+        self.node_duration = made(
+            prom.Histogram,
             "node_duration_seconds",
             "Node execution time",
             ["node_type", "status"],
             buckets=DURATION_BUCKETS,
-            **common,
         )
-        self.model_calls = prom.Counter(
-            "model_calls", "Model calls by outcome", ["model", "outcome"], **common
+        self.model_calls = made(
+            prom.Counter, "model_calls", "Model calls by outcome", ["model", "outcome"]
         )
-        self.model_duration = prom.Histogram(
+        self.model_duration = made(
+            prom.Histogram,
             "model_call_duration_seconds",
             "Model call latency, retries and waits included",
             ["model"],
             buckets=DURATION_BUCKETS,
-            **common,
         )
-        self.model_errors = prom.Counter(
-            "model_errors", "Model calls that failed, by error class", ["model", "error"], **common
+        self.model_errors = made(
+            prom.Counter,
+            "model_errors",
+            "Model calls that failed, by error class",
+            ["model", "error"],
         )
-        self.tokens = prom.Counter("tokens", "Tokens used", ["model", "kind"], **common)
-        self.cost = prom.Counter("cost_usd", "Cost of model calls in USD", ["model"], **common)
-        self.tool_calls = prom.Counter(
-            "tool_calls", "Tool calls by outcome", ["tool", "outcome"], **common
+        self.tokens = made(prom.Counter, "tokens", "Tokens used", ["model", "kind"])
+        self.cost = made(prom.Counter, "cost_usd", "Cost of model calls in USD", ["model"])
+        self.tool_calls = made(
+            prom.Counter, "tool_calls", "Tool calls by outcome", ["tool", "outcome"]
         )
-        self.breaker_state = prom.Gauge(
-            "breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["model"], **common
+        self.breaker_state = made(
+            prom.Gauge, "breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open", ["model"]
         )
-        self.breaker_transitions = prom.Counter(
-            "breaker_transitions", "Circuit breaker transitions", ["model", "state"], **common
+        self.breaker_transitions = made(
+            prom.Counter, "breaker_transitions", "Circuit breaker transitions", ["model", "state"]
         )
         self._node_types: dict[tuple[str, str], str] = {}  # open nodes: the label at finish
         self._lock = threading.Lock()
-        for state in breakers():
-            self.breaker_state.labels(state.model).set(BREAKER_STATE_VALUES[state.state])
-        self._stop_watching: Callable[[], None] | None = watch_breakers(self._breaker_changed)
+        watch = _shared(
+            registry,
+            f"{namespace} breaker watch",
+            lambda: _BreakerWatch(self.breaker_state, self.breaker_transitions),
+        )
+        self._stop_watching: Callable[[], None] | None = watch.start()
 
     def close(self) -> None:
         """Stop watching breakers (the metrics stay in the registry)."""
         if self._stop_watching is not None:
             self._stop_watching()
             self._stop_watching = None
-
-    def _breaker_changed(self, state: Any, previous: str) -> None:
-        self.breaker_state.labels(state.model).set(BREAKER_STATE_VALUES[state.state])
-        self.breaker_transitions.labels(state.model, state.state).inc()
 
     def on_node_start(
         self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
@@ -166,3 +177,67 @@ class MetricsHook(
         self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
     ) -> None:
         self.tool_calls.labels(tool, "ok" if record.error is None else "error").inc()
+
+
+class _BreakerWatch:
+    """Keeps the breaker gauges of one registry current: one watcher, however many hooks share
+    the gauges (each transition is counted once), from the first hook's start to the last
+    one's stop."""
+
+    def __init__(self, state: Any, transitions: Any) -> None:
+        self.state = state
+        self.transitions = transitions
+        self.users = 0
+        self._stop: Callable[[], None] | None = None
+
+    def start(self) -> Callable[[], None]:
+        with _made_lock:
+            self.users += 1
+            if self.users == 1:
+                for breaker in breakers():
+                    self.state.labels(breaker.model).set(BREAKER_STATE_VALUES[breaker.state])
+                self._stop = watch_breakers(self._changed)
+        return self._release
+
+    def _release(self) -> None:
+        with _made_lock:
+            self.users -= 1
+            if self.users == 0 and self._stop is not None:
+                self._stop()
+                self._stop = None
+
+    def _changed(self, state: Any, previous: str) -> None:
+        self.state.labels(state.model).set(BREAKER_STATE_VALUES[state.state])
+        self.transitions.labels(state.model, state.state).inc()
+
+
+# the collectors made per registry, by full name: a second hook on a registry (a re-run notebook
+# cell, one hook per runtime) counts into the same ones instead of registering them again
+_made: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_made_lock = threading.RLock()
+
+
+def _shared(registry: Any, key: str, make: Callable[[], Any]) -> Any:
+    """What `make()` made for `registry` under `key` before, else what it makes now."""
+    with _made_lock:
+        known = _made.setdefault(registry, {})
+        if key not in known:
+            known[key] = make()
+        return known[key]
+
+
+def _collector(registry: Any, namespace: str, kind: Any, name: str, *args: Any, **kw: Any) -> Any:
+    """The collector `namespace`_`name` of `registry`: the one made before, else a new one."""
+    full = f"{namespace}_{name}" if namespace else name
+
+    def make() -> Any:
+        try:
+            return kind(name, *args, namespace=namespace, registry=registry, **kw)
+        except ValueError as exc:  # a name some other code registered
+            raise ConfigError(
+                f"MetricsHook: the Prometheus registry already has a metric {full!r} that "
+                f"Kaizen did not make ({exc}); pass MetricsHook(namespace=...) to use other "
+                "names, or another registry"
+            ) from None
+
+    return _shared(registry, full, make)

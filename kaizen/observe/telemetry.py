@@ -3,17 +3,23 @@
 `TracingHook` turns the lifecycle moments into spans that follow the GenAI semantic
 conventions:
 
-    invoke_workflow {workflow}          one per run
-      invoke_agent {node}               an agent's node (other nodes: execute_node {node})
-        chat {model}                    each model call (fallbacks: one span per model tried)
+    invoke_workflow {workflow}          one per run (none for `agent.execute`: the agent's
+                                        own one-node run is its invoke_agent span alone)
+      invoke_agent {agent}              an agent's node (other nodes: execute_node {node})
+        chat {model}                    each model call, kind CLIENT (fallbacks: one per model)
         execute_tool {tool}             each tool call
 
-with ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
-``gen_ai.response.model``, ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens`` and
-``gen_ai.response.finish_reasons`` on chat spans. Each call's tokens are added once to every
-span above it (node, run, and the node and run a nested run was started from), so a parent's
-totals are the sum of the calls beneath it, never counted twice. Message content
-(``gen_ai.input.messages``, ``gen_ai.output.messages``, tool arguments and results) is recorded
+``gen_ai.operation.name`` on each; ``gen_ai.workflow.name`` on the run; ``gen_ai.agent.name``
+(the agent's name, not the node id), ``gen_ai.provider.name`` and ``gen_ai.request.model`` on an
+agent's span; on chat spans the provider and models, ``gen_ai.request.temperature`` and
+``gen_ai.request.max_tokens`` and ``server.address`` / ``server.port`` when the agent sets them,
+``gen_ai.response.id``, ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens`` and
+``gen_ai.response.finish_reasons``. Providers are named as the conventions name them
+(``gemini/...`` -> ``gcp.gemini``). Each call's tokens are added once to every span above it
+(node, run, and the node and run a nested run was started from), so a parent's totals are the
+sum of the calls beneath it, never counted twice. Message content (``gen_ai.input.messages``,
+``gen_ai.output.messages`` in the conventions' ``{role, parts, finish_reason}`` shape, tool
+calls included, see `kaizen.observe.genai_messages`; tool arguments and results) is recorded
 only with ``capture_content=True``, and then with key-shaped tokens redacted.
 
 `kaizen.enable_tracing(tracer_provider=None, capture_content=False)` registers one for every run
@@ -36,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kaizen.llm.retry import redact
+from kaizen.observe.genai_messages import input_messages, output_messages, response_id
 from kaizen.runtime.context import current_node_context
 from kaizen.runtime.hooks import (
     ModelCallFinishHook,
@@ -69,6 +76,9 @@ class _Open:
     output_tokens: int = 0
     calls: int = 0
     children: list[Any] = field(default_factory=list)
+    # an agent's span whose provider and model its first model call tells (the hook was on the
+    # agent, so it never saw the run's workflow)
+    awaits_model: bool = False
 
     def add_tokens(self, input_tokens: int, output_tokens: int) -> None:
         """Count one call's tokens here and in every span above, once each."""
@@ -84,10 +94,83 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+# litellm's provider prefixes whose name in the conventions differs
+_PROVIDER_NAMES = {
+    "gemini": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertex_ai_beta": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "watsonx": "ibm.watsonx.ai",
+    "xai": "x_ai",
+    "mistral": "mistral_ai",
+    "cohere_chat": "cohere",
+}
+
+
 def provider_and_model(model: str) -> tuple[str, str]:
-    """``"openai/gpt-4o-mini"`` -> ("openai", "gpt-4o-mini"); no prefix: ("unknown", model)."""
+    """``"openai/gpt-4o-mini"`` -> ("openai", "gpt-4o-mini"), the provider named as the GenAI
+    conventions name it (``gemini/...`` -> "gcp.gemini"); no prefix: ("unknown", model)."""
     provider, slash, name = model.partition("/")
-    return (provider, name) if slash and name else ("unknown", model)
+    if not (slash and name):
+        return "unknown", model
+    return _PROVIDER_NAMES.get(provider, provider), name
+
+
+@dataclass(frozen=True)
+class _AgentFacts:
+    """What the conventions ask of an agent's spans, read from its settings."""
+
+    name: str
+    provider: str
+    model: str  # without the provider prefix
+    chat: dict[str, Any]  # request attributes of its chat spans: temperature, server, ...
+
+    @classmethod
+    def of(cls, node: Any) -> _AgentFacts | None:
+        agent = getattr(node, "agent", None)
+        if agent is None:
+            return None
+        try:
+            settings = agent.settings()
+        except Exception:  # no model configured: the node fails and says so
+            return None
+        provider, model = provider_and_model(settings.model_name)
+        options = settings.call_options
+        chat = {
+            "gen_ai.request.temperature": options.get("temperature"),
+            "gen_ai.request.max_tokens": options.get("max_tokens"),
+            **_server(options.get("api_base")),
+        }
+        return cls(agent.name, provider, model, chat)
+
+
+def _server(url: Any) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of a model server's URL ({} when unknown)."""
+    if not isinstance(url, str) or not url:
+        return {}
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return {}
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return {"server.address": parts.hostname, "server.port": port}
+
+
+def _lone_agent(workflow: Workflow) -> bool:
+    """True for an agent's own one-node workflow (what `agent.execute` runs): traced as the
+    agent's invocation alone, with no workflow span around it."""
+    if len(workflow.nodes) != 1:
+        return False
+    [(node_id, node)] = workflow.nodes.items()
+    agent = getattr(node, "agent", None)
+    return (
+        node.node_type() == AGENT_NODE_TYPE
+        and agent is not None
+        and workflow.name == node_id == agent.name
+    )
 
 
 class TracingHook(
@@ -118,19 +201,31 @@ class TracingHook(
         self._status = status
         self.tracer = trace.get_tracer("kaizen", tracer_provider=tracer_provider)
         self.capture_content = capture_content
-        self._runs: dict[str, _Open] = {}
+        self._runs: dict[str, _Open | None] = {}  # a lone agent's run: its parent, or None
+        self._workflows: dict[str, Workflow] = {}
+        self._lone: set[str] = set()
         self._nodes: dict[tuple[str, str], _Open] = {}
+        self._agents: dict[tuple[str, str], _AgentFacts] = {}
         self._tools: dict[tuple[str, str], _Open] = {}
         self._lock = threading.Lock()
 
     # -- spans ----------------------------------------------------------------------------------
 
-    def _start(self, name: str, parent: _Open | None, start: float, **attributes: Any) -> _Open:
+    def _start(
+        self,
+        name: str,
+        parent: _Open | None,
+        start: float,
+        attributes: Mapping[str, Any],
+        *,
+        client: bool = False,
+    ) -> _Open:
         context = self._trace.set_span_in_context(parent.span) if parent is not None else None
+        kinds = self._trace.SpanKind
         span = self.tracer.start_span(
             name,
             context=context,
-            kind=self._trace.SpanKind.INTERNAL,
+            kind=kinds.CLIENT if client else kinds.INTERNAL,
             attributes={k: v for k, v in attributes.items() if v is not None},
             start_time=_ns(start),
         )
@@ -150,13 +245,23 @@ class TracingHook(
 
     def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
         outer = current_node_context()  # a run started inside another run's node nests there
+        lone = _lone_agent(workflow)
         with self._lock:
             parent = self._nodes.get((outer.run_id, outer.node_id)) if outer else None
+            self._workflows[run_id] = workflow
+            if lone:  # the agent's span is the run's
+                self._lone.add(run_id)
+                self._runs[run_id] = parent
+                return
             self._runs[run_id] = self._start(
                 f"invoke_workflow {workflow.name}",
                 parent,
                 time.time(),
-                **{"gen_ai.operation.name": "invoke_workflow", "kaizen.run_id": run_id},
+                {
+                    "gen_ai.operation.name": "invoke_workflow",
+                    "gen_ai.workflow.name": workflow.name,
+                    "kaizen.run_id": run_id,
+                },
             )
 
     def on_run_finish(
@@ -164,6 +269,10 @@ class TracingHook(
     ) -> None:
         with self._lock:
             opened = self._runs.pop(run_id, None)
+            self._workflows.pop(run_id, None)
+            if run_id in self._lone:
+                self._lone.discard(run_id)
+                return
         if opened is not None:
             opened.span.set_attribute("kaizen.run.status", str(status))
             self._end(opened, time.time(), error)
@@ -173,18 +282,38 @@ class TracingHook(
     ) -> None:
         with self._lock:
             parent = self._runs.get(run_id)
-            if node_type == AGENT_NODE_TYPE:
-                name, operation = f"invoke_agent {node_id}", "invoke_agent"
-                extra = {"gen_ai.agent.name": node_id}
-            else:
-                name, operation, extra = f"execute_node {node_id}", None, {}
-            self._nodes[(run_id, node_id)] = self._start(
+            workflow = self._workflows.get(run_id)
+        facts = None
+        if node_type == AGENT_NODE_TYPE and workflow is not None:
+            facts = _AgentFacts.of(workflow.nodes.get(node_id))
+        if facts is not None:
+            name, operation = f"invoke_agent {facts.name}", "invoke_agent"
+            extra = {
+                "gen_ai.agent.name": facts.name,
+                "gen_ai.provider.name": facts.provider,
+                "gen_ai.request.model": facts.model,
+            }
+        elif node_type == AGENT_NODE_TYPE:  # (an agent's node ids are its name when it runs alone)
+            name, operation = f"invoke_agent {node_id}", "invoke_agent"
+            extra = {"gen_ai.agent.name": node_id}
+        else:
+            name, operation, extra = f"execute_node {node_id}", None, {}
+        with self._lock:
+            if facts is not None:
+                self._agents[(run_id, node_id)] = facts
+            opened = self._nodes[(run_id, node_id)] = self._start(
                 name,
                 parent,
                 time,
-                **{"gen_ai.operation.name": operation, "kaizen.node.id": node_id},
-                **{"kaizen.node.type": node_type, **extra},
+                {
+                    "gen_ai.operation.name": operation,
+                    "kaizen.node.id": node_id,
+                    "kaizen.run_id": run_id,
+                    "kaizen.node.type": node_type,
+                    **extra,
+                },
             )
+            opened.awaits_model = operation == "invoke_agent" and facts is None
 
     def on_node_finish(
         self,
@@ -200,6 +329,7 @@ class TracingHook(
     ) -> None:
         with self._lock:
             opened = self._nodes.pop((run_id, node_id), None)
+            self._agents.pop((run_id, node_id), None)
         if opened is not None:
             opened.span.set_attribute("kaizen.node.status", str(status))
             opened.span.set_attribute("kaizen.node.attempts", attempts)
@@ -213,18 +343,25 @@ class TracingHook(
         provider, name = provider_and_model(model)
         with self._lock:
             parent = self._nodes.get((run_id, node_id))
+            facts = self._agents.get((run_id, node_id))
+            if parent is not None and parent.awaits_model:
+                parent.awaits_model = False
+                parent.span.set_attribute("gen_ai.provider.name", provider)
+                parent.span.set_attribute("gen_ai.request.model", name)
         opened = self._start(
             f"chat {name}",
             parent,
             time.time(),
-            **{
+            {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": provider,
                 "gen_ai.request.model": name,
+                **(facts.chat if facts is not None else {}),
             },
+            client=True,
         )
         if self.capture_content:
-            opened.span.set_attribute("gen_ai.input.messages", _content(messages))
+            opened.span.set_attribute("gen_ai.input.messages", _content(input_messages(messages)))
         _open_chat.set(opened)
 
     def on_model_call_finish(
@@ -244,6 +381,9 @@ class TracingHook(
         _open_chat.set(None)
         span = opened.span
         span.set_attribute("gen_ai.response.model", provider_and_model(model)[1])
+        provider_id = response_id(reply)
+        if provider_id is not None:
+            span.set_attribute("gen_ai.response.id", provider_id)
         if reply is not None and reply.finish_reason:
             span.set_attribute("gen_ai.response.finish_reasons", [str(reply.finish_reason)])
         if usage.cache_hits:
@@ -251,8 +391,7 @@ class TracingHook(
         if usage.cost:
             span.set_attribute("kaizen.usage.cost", float(usage.cost))
         if self.capture_content and reply is not None:
-            answer = [{"role": "assistant", "content": reply.text}]
-            span.set_attribute("gen_ai.output.messages", _content(answer))
+            span.set_attribute("gen_ai.output.messages", _content(output_messages(reply)))
         with self._lock:
             opened.add_tokens(usage.prompt_tokens, usage.completion_tokens)
         self._end(opened, time.time(), error)
@@ -266,7 +405,7 @@ class TracingHook(
                 f"execute_tool {tool}",
                 parent,
                 time.time(),
-                **{
+                {
                     "gen_ai.operation.name": "execute_tool",
                     "gen_ai.tool.name": tool,
                     "gen_ai.tool.call.id": call_id,

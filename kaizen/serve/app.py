@@ -133,6 +133,7 @@ def create_app(
             },
             "responses": {
                 "202": _json_response("The run started", "RunCreated"),
+                "400": _json_response("The body is not JSON", "Problem"),
                 "413": _json_response("The body is too large", "Problem"),
                 "422": _json_response("An input is unknown, missing or mistyped", "Problem"),
             },
@@ -219,7 +220,7 @@ def create_app(
         summary="Cancel a run",
         openapi_extra={
             "responses": {
-                "202": _json_response("The run is being cancelled", "RunCreated"),
+                "202": _json_response("The run is being cancelled", "RunCancelling"),
                 "404": _json_response("No such run", "Problem"),
                 "409": _json_response("The run had finished", "Problem"),
             }
@@ -255,6 +256,7 @@ def create_app(
                     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 }
                 schema["security"] = [{"bearer": []}, {"apiKey": []}]
+                _declare_denied(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -441,13 +443,20 @@ def _components(served: ServedTarget) -> dict[str, Any]:
     results = _lift_defs(served.results_schema, components)
     status = {"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]}
     links = {"url": {"type": "string"}, "events": {"type": "string"}}
+    created = {"run_id": {"type": "string"}, "status": status, **links}
+    cancelling = {**created, "status": {"type": "string", "enum": ["cancelling"]}}
     components.update(
         {
             "RunParameters": {**request, "title": "RunParameters"},
             "RunResults": {**results, "title": "RunResults"},
             "RunCreated": {
                 "type": "object",
-                "properties": {"run_id": {"type": "string"}, "status": status, **links},
+                "properties": created,
+                "required": ["run_id", "status", "url", "events"],
+            },
+            "RunCancelling": {
+                "type": "object",
+                "properties": cancelling,
                 "required": ["run_id", "status", "url", "events"],
             },
             "Run": {
@@ -489,6 +498,16 @@ def _components(served: ServedTarget) -> dict[str, Any]:
         }
     )
     return components
+
+
+def _declare_denied(document: dict[str, Any]) -> None:
+    """Add the 401 the key check answers to every operation it guards."""
+    denied = _json_response("No valid API key", "Problem")
+    for path, operations in document.get("paths", {}).items():
+        if path in _PUBLIC:
+            continue
+        for operation in operations.values():
+            operation.setdefault("responses", {})["401"] = denied
 
 
 def _lift_defs(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class ServedTarget:
 def served_target(target: Agent | Workflow) -> ServedTarget:
     """The `ServedTarget` of an agent or a built workflow."""
     from kaizen.agents.agent import Agent
-    from kaizen.mcp.serve import workflow_inputs
+    from kaizen.mcp.serve import outputs_schema, results_schema, workflow_inputs
 
     agent = target if isinstance(target, Agent) else None
     workflow = target.to_workflow().build() if isinstance(target, Agent) else target
@@ -120,17 +120,10 @@ def served_target(target: Agent | Workflow) -> ServedTarget:
         "additionalProperties": False,
     }
     if agent is not None:
-        outputs = _ports_schema(workflow, agent.name)
-        results_schema = outputs
+        results = outputs_schema(workflow, agent.name)
         name = agent.name
     else:
-        nodes = {node_id: _ports_schema(workflow, node_id) for node_id in workflow.order}
-        results_schema = {
-            "type": "object",
-            "description": "Each completed node's outputs, by node id and port.",
-            "properties": nodes,
-            "additionalProperties": False,
-        }
+        results = results_schema(workflow)
         name = workflow.name
     return ServedTarget(
         name=name,
@@ -139,21 +132,8 @@ def served_target(target: Agent | Workflow) -> ServedTarget:
         agent=agent,
         inputs=inputs,
         request_schema=request_schema,
-        results_schema=results_schema,
+        results_schema=results,
     )
-
-
-def _ports_schema(workflow: Workflow, node_id: str) -> dict[str, Any]:
-    """The JSON Schema of one node's outputs: an object with a property per output port."""
-    from kaizen.mcp.serve import port_schema  # the one place port types become JSON Schema
-
-    properties = {}
-    for port_name, port in workflow.nodes[node_id].outputs.items():
-        schema = port_schema(port.type)
-        if port.description:
-            schema["description"] = port.description
-        properties[port_name] = schema
-    return {"type": "object", "properties": properties}
 
 
 def _json_kind(value: Any) -> str:
