@@ -61,8 +61,9 @@ from time import time as now
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import NotPicklableError, VetoError
+from kaizen.runtime.attempt import Job, Outcome, arun_attempt, run_attempt
 from kaizen.runtime.budget import Budget, BudgetGuard
-from kaizen.runtime.executors import Job, OnTheLoop, Outcome, call_async, call_sync
+from kaizen.runtime.executors import OnTheLoop
 from kaizen.runtime.hooks import (
     BreakerHook,
     ChunkHook,
@@ -782,8 +783,8 @@ def _run_attempt(task: _NodeTask, *upstream: bytes) -> bytes:
     attempt = _WorkerAttempt(task, upstream)
     job = attempt.job
     if task.plan.is_async:
-        return attempt.report(_worker_loop().run_until_complete(call_async(job)))
-    return attempt.report(call_sync(job))
+        return attempt.report(_worker_loop().run_until_complete(arun_attempt(job)))
+    return attempt.report(run_attempt(job))
 
 
 class _ModelActor:
@@ -792,7 +793,7 @@ class _ModelActor:
 
     async def run(self, task: _NodeTask, *upstream: bytes) -> bytes:
         attempt = _WorkerAttempt(task, upstream)
-        return attempt.report(await call_async(attempt.job))
+        return attempt.report(await arun_attempt(attempt.job))
 
 
 class _WorkerAttempt:
