@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from kaizen.retrying import RetryPolicy
 from kaizen.runtime.budget import Budget
-from kaizen.runtime.local import FailurePolicy, LocalRuntime
+from kaizen.runtime.local import EventCallbackFn, FailurePolicy, LocalRuntime
 from kaizen.runtime.ray.executor import RayExecutor
 from kaizen.runtime.ray.placement import Placement
 from kaizen.runtime.ray.waiter import Waiter
 
 if TYPE_CHECKING:
-    from kaizen.runtime.driver import Run
+    from kaizen.runtime.driver import Results, Run
+    from kaizen.runtime.record import RunRecord
     from kaizen.store.db import Store, StorePath
     from kaizen.workflow.workflow import Workflow
 
@@ -91,7 +92,14 @@ class RayRuntime(LocalRuntime):
         if self._placement is not None:
             self._placement.close()
 
-    def replay(self, run_id: str, workflow: Workflow, **options: Any) -> tuple[Any, str]:
+    async def _replay(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        on_event: EventCallbackFn | None,
+        hooks: Iterable[object],
+        inline_allowed: bool,
+    ) -> tuple[Results, RunRecord]:
         """Not on Ray: recorded calls are served in this process only. Replay with
         `LocalRuntime(record=True)`'s store and `LocalRuntime.replay`."""
         raise NotImplementedError(
