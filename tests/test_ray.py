@@ -355,7 +355,7 @@ def test_a_timeout_on_a_model_actor_call_is_reported_as_locally() -> None:
     seen = []
     for runtime in (LocalRuntime(failure_policy="continue"), RayRuntime(failure_policy="continue")):
         with runtime:
-            assert not isinstance(runtime, RayRuntime) or runtime.on_actor(
+            assert not isinstance(runtime, RayRuntime) or runtime.placement.on_actor(
                 workflow.plan.nodes[workflow.plan.index["slow"]]
             )
             record = runtime.execute_with_record(workflow, {"slow": {"question": "q?"}})[1]

@@ -24,7 +24,13 @@ from kaizen.runtime.budget import BudgetGuard
 from kaizen.runtime.executors import OnTheLoop
 from kaizen.runtime.hooks import HookSet, Middleware
 from kaizen.runtime.ray.placement import ActorCall, Placement
-from kaizen.runtime.ray.worker import BudgetCopy, NodeTask, WorkerReport, pickling_error
+from kaizen.runtime.ray.worker import (
+    BudgetCopy,
+    NodeTask,
+    WorkerReport,
+    pickling_error,
+    unpicklable_port,
+)
 from kaizen.workflow.plan import NodePlan
 
 if TYPE_CHECKING:
@@ -322,13 +328,7 @@ def _unpicklable(p: NodePlan, task: NodeTask, error: BaseException) -> BaseExcep
             node_id=p.node_id, port=None, direction="node", type_name=type(p.node).__name__,
         )  # fmt: skip
     for port, value in task.inputs.items():
-        culprit = pickling_error(value)
-        if culprit is not None:
-            return NotPicklableError(
-                f"input port {port!r} of node {p.node_id!r} cannot be sent to a Ray worker: "
-                f"its {type(value).__name__} value cannot be pickled "
-                f"({type(culprit).__name__}: {culprit}); pass a picklable value",
-                node_id=p.node_id, port=port, direction="input",
-                type_name=type(value).__name__,
-            )  # fmt: skip
+        unpicklable = unpicklable_port(p, port, value, "input")
+        if unpicklable is not None:
+            return unpicklable
     return error

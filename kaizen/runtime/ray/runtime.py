@@ -81,7 +81,8 @@ class RayRuntime(LocalRuntime):
         self.init_options = dict(init_options or {})
         self._connect_lock = threading.Lock()
         self._waiter: Waiter | None = None
-        self._placement: Placement | None = None
+        # where each attempt runs (a task, or a call on a model actor)
+        self.placement = Placement(num_cpus, model_num_cpus, model_actors, runtime_env=None)
 
     def close(self) -> None:
         """Stop this runtime's waiter thread and kill its model actors (the cluster is left
@@ -89,8 +90,7 @@ class RayRuntime(LocalRuntime):
         super().close()
         if self._waiter is not None:
             self._waiter.close()
-        if self._placement is not None:
-            self._placement.close()
+        self.placement.close()
 
     async def _replay(
         self,
@@ -111,8 +111,8 @@ class RayRuntime(LocalRuntime):
 
     def _executors(self) -> Callable[[Run], RayExecutor]:
         self._connect()
-        waiter, placement = self._waiter, self._placement
-        assert waiter is not None and placement is not None
+        waiter, placement = self._waiter, self.placement
+        assert waiter is not None
         worker_retries = RetryPolicy(retries=self.worker_retries)
         return lambda run: RayExecutor(run, placement, waiter, worker_retries)
 
@@ -123,20 +123,13 @@ class RayRuntime(LocalRuntime):
                 return
             import ray
 
-            env_per_task = False  # Ray was started by someone else: runtime_env per task
             if not ray.is_initialized():
                 options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
                 options.update(self.init_options)
                 if self.runtime_env:
                     options["runtime_env"] = self.runtime_env
                 ray.init(address=self.address, **options)
-            else:
-                env_per_task = bool(self.runtime_env)
-            self._placement = Placement(
-                self.num_cpus,
-                self.model_num_cpus,
-                self.model_actors,
-                self.runtime_env if env_per_task else None,
-            )
+            elif self.runtime_env:  # Ray was started by someone else: runtime_env per task
+                self.placement.runtime_env = dict(self.runtime_env)
             self._waiter = Waiter()
             weakref.finalize(self, self._waiter.close)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import time as now
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.errors import NotPicklableError
 from kaizen.runtime.attempt import Job, Outcome, arun_attempt, run_attempt
@@ -39,7 +39,15 @@ from kaizen.workflow.plan import NodePlan
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["BudgetCopy", "ModelActor", "NodeTask", "WorkerReport", "pickling_error", "run_task"]
+__all__ = [
+    "BudgetCopy",
+    "ModelActor",
+    "NodeTask",
+    "WorkerReport",
+    "pickling_error",
+    "run_task",
+    "unpicklable_port",
+]
 
 BudgetCopy = tuple[int | None, float | None, Usage]  # max_tokens, max_cost, used so far
 
@@ -53,6 +61,23 @@ def pickling_error(value: Any) -> BaseException | None:
     except Exception as exc:
         return exc
     return None
+
+
+def unpicklable_port(
+    p: NodePlan, port: str, value: Any, direction: Literal["input", "output"]
+) -> NotPicklableError | None:
+    """The error naming input or output `port` of `p` when its `value` cannot travel, or None."""
+    culprit = pickling_error(value)
+    if culprit is None:
+        return None
+    where = "sent to a Ray worker" if direction == "input" else "sent back from its Ray worker"
+    fix = "pass" if direction == "input" else "return"
+    return NotPicklableError(
+        f"{direction} port {port!r} of node {p.node_id!r} cannot be {where}: its "
+        f"{type(value).__name__} value cannot be pickled ({type(culprit).__name__}: {culprit}); "
+        f"{fix} a picklable value",
+        node_id=p.node_id, port=port, direction=direction, type_name=type(value).__name__,
+    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -224,16 +249,9 @@ def _picklable(report: WorkerReport, p: NodePlan) -> WorkerReport:
     """`report` with what cannot be pickled replaced: an output is an error naming its port;
     an error becomes a RuntimeError with its text; moments lose their replies and messages."""
     for port, value in (report.outputs or {}).items():
-        culprit = pickling_error(value)
-        if culprit is not None:
-            report.outputs = None
-            report.error = NotPicklableError(
-                f"output port {port!r} of node {p.node_id!r} cannot be sent back from its Ray "
-                f"worker: its {type(value).__name__} value cannot be pickled "
-                f"({type(culprit).__name__}: {culprit}); return a picklable value",
-                node_id=p.node_id, port=port, direction="output",
-                type_name=type(value).__name__,
-            )  # fmt: skip
+        error = unpicklable_port(p, port, value, "output")
+        if error is not None:
+            report.outputs, report.error = None, error
             break
     if pickling_error(report.moments) is not None:
         report.moments = [
