@@ -29,7 +29,7 @@ from kaizen.errors import NotPicklableError, VetoError
 from kaizen.retrying import RetryPolicy
 from kaizen.runtime.context import NodeContext, node_context_var
 from kaizen.runtime.hooks import HookSet
-from kaizen.runtime.middleware import NodeCall, after_node, before_node
+from kaizen.runtime.middleware import Middleware, NodeCall, after_node, before_node
 from kaizen.runtime.record import RunRecord
 from kaizen.workflow.plan import NodePlan
 
@@ -47,6 +47,7 @@ __all__ = [
     "failed",
     "node_retry_policy",
     "run_attempt",
+    "succeeded",
 ]
 
 
@@ -128,14 +129,15 @@ def run_attempt(job: Job) -> Outcome:
     """One attempt of a sync node, in this thread."""
     token = node_context_var.set(job)
     try:
-        around = _around(job)
-        if around is None:
-            outputs = job.plan.node.run(**job.inputs)
-        else:
-            outputs = around.answer
-            if outputs is None:
-                outputs = job.plan.node.run(**around.call.inputs)
-        return _succeeded(job, outputs, around)
+        p = job.plan
+        middleware = job.run.hooks_for(p.index).middleware
+        if not middleware:  # the common case, kept to one call
+            return succeeded(job, p.node.run(**job.inputs))
+        around = _Around(job, middleware)
+        outputs = around.answer
+        if outputs is None:
+            outputs = p.node.run(**around.call.inputs)
+        return succeeded(job, around.after(outputs))
     except Exception as exc:
         return failed(job, exc)
     finally:
@@ -146,14 +148,15 @@ async def arun_attempt(job: Job) -> Outcome:
     """One attempt of an async node, in this task (`run_attempt`, awaiting `arun()`)."""
     token = node_context_var.set(job)
     try:
-        around = _around(job)
-        if around is None:
-            outputs = await job.plan.node.arun(**job.inputs)
-        else:
-            outputs = around.answer
-            if outputs is None:
-                outputs = await job.plan.node.arun(**around.call.inputs)
-        return _succeeded(job, outputs, around)
+        p = job.plan
+        middleware = job.run.hooks_for(p.index).middleware
+        if not middleware:
+            return succeeded(job, await p.node.arun(**job.inputs))
+        around = _Around(job, middleware)
+        outputs = around.answer
+        if outputs is None:
+            outputs = await p.node.arun(**around.call.inputs)
+        return succeeded(job, around.after(outputs))
     except Exception as exc:
         return failed(job, exc)
     finally:
@@ -163,33 +166,26 @@ async def arun_attempt(job: Job) -> Outcome:
 # -- the steps both drivers share ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _Around:
-    """The node's middleware at work: the call they see, how many of them ran their before
-    method, and the outputs one of them answered with instead of the node (or None)."""
+    """The node's middleware at work: asked before the node (`answer`: the outputs one of them
+    gave instead of the node, or None), and after it (`after`)."""
 
-    call: NodeCall
-    ran: int
-    answer: Mapping[str, Any] | None
+    __slots__ = ("answer", "call", "middleware", "ran")
+
+    def __init__(self, job: Job, middleware: tuple[Middleware, ...]) -> None:
+        p = job.plan
+        self.middleware = middleware
+        self.call = NodeCall(job.run.run_id, p.node_id, p.node_type, job.attempt, dict(job.inputs))
+        self.ran, self.answer = before_node(middleware, self.call)
+
+    def after(self, outputs: Any) -> Mapping[str, Any]:
+        return after_node(self.middleware, self.ran, self.call, outputs)
 
 
-def _around(job: Job) -> _Around | None:
-    """Ask the node's middleware before it runs (None when it has none: the common case)."""
+def succeeded(job: Job, outputs: Any) -> Outcome:
+    """The node returned `outputs`: checked against its ports, with its word on ports it left
+    out that others read."""
     p = job.plan
-    middleware = job.run.hooks_for(p.index).middleware
-    if not middleware:
-        return None
-    call = NodeCall(job.run.run_id, p.node_id, p.node_type, job.attempt, dict(job.inputs))
-    ran, answer = before_node(middleware, call)
-    return _Around(call, ran, answer)
-
-
-def _succeeded(job: Job, outputs: Any, around: _Around | None) -> Outcome:
-    """The node returned `outputs`: past the middleware's after methods, checked."""
-    p = job.plan
-    if around is not None:
-        middleware = job.run.hooks_for(p.index).middleware
-        outputs = after_node(middleware, around.ran, around.call, outputs)
     outputs = checked(p, outputs)
     explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
     started = job.started if job.started is not None else now()

@@ -34,6 +34,7 @@ import threading
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from functools import cached_property
 from time import time as now
 from typing import Any, Protocol
 
@@ -386,7 +387,8 @@ class ExecutorSet(Protocol):
 
 
 class Executors:
-    """A run's executors, and the choice of one per node."""
+    """A run's executors, and the choice of one per node. Those a run may never need (threads,
+    tasks, supervision) are made on first use: most of a short run's fixed cost otherwise."""
 
     def __init__(
         self,
@@ -399,10 +401,22 @@ class Executors:
     ) -> None:
         self.inline = Inline(report)
         self.inline_async = InlineAsync(report)
-        self.threads = Threads(pool, slots, inbox, context)
-        self.tasks = Tasks(slots, report, inbox, context)
-        self.supervised = Supervised(self.threads, self.tasks)
         self.inline_allowed = inline_allowed
+        self._parts = (pool, slots, report, inbox, context)
+
+    @cached_property
+    def threads(self) -> Threads:
+        pool, slots, _, inbox, context = self._parts
+        return Threads(pool, slots, inbox, context)
+
+    @cached_property
+    def tasks(self) -> Tasks:
+        _, slots, report, inbox, context = self._parts
+        return Tasks(slots, report, inbox, context)
+
+    @cached_property
+    def supervised(self) -> Supervised:
+        return Supervised(self.threads, self.tasks)
 
     def choose(self, p: NodePlan, alone: bool) -> Executor:
         """Supervised for a node with a policy; an async node in the driver's task when it is
@@ -418,7 +432,8 @@ class Executors:
 
     def cancel_all(self) -> list[asyncio.Task[Any]]:
         """Cancel the running async nodes (sync ones cannot be interrupted: they are abandoned)."""
-        return self.tasks.cancel_all()
+        tasks: Tasks | None = self.__dict__.get("tasks")  # made only if some node needed it
+        return tasks.cancel_all() if tasks is not None else []
 
 
 async def _finish(coro: Coroutine[Any, Any, Outcome], pending: Any) -> Outcome:
