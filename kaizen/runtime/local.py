@@ -392,7 +392,7 @@ class LocalRuntime:
 
     def _checkpointed(
         self, run_id: str, workflow: Workflow
-    ) -> tuple[dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:
+    ) -> tuple[Mapping[int, Mapping[str, Any]], Mapping[str, Any] | None]:
         """For `run(resume=True)`: the nodes run `run_id` completed (index -> outputs) and its
         parameters; raises when the store does not hold it or `workflow` is not its workflow."""
         from kaizen.store.runs import check_fingerprint, load_checkpoints, load_run
