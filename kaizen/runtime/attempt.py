@@ -11,7 +11,8 @@ async node). Both do the same, and differ only in calling `run()` or awaiting `a
 4. let the middleware see the outputs (`after_node`), check them against the declared ports;
 5. classify how it ended, as an `Outcome`: outputs (with the node's word on ports it left out),
    or the error. A node's failure never escapes an attempt: `failed` is where an error becomes
-   an outcome.
+   an outcome, whichever executor ran the node (so a new way for a node to end, a pause say,
+   is caught in this one place).
 
 Retries and timeouts are not here: they wrap attempts (`kaizen.runtime.executors.Supervised`,
 the Ray executor), deciding with `kaizen.retrying.next_attempt` under `node_retry_policy`.
