@@ -231,10 +231,11 @@ class RayExecutor(OnTheLoop):
         """An attempt ended: retry it if its policy says so, else report the node's outcome."""
         job, p = attempt.job, attempt.job.plan
         if error is not None and not final and not self.slots.closed:
-            lost = attempt.lost_workers + worker_lost
-            if worker_lost:
+            if worker_lost:  # retried under `worker_retries`, on top of the node's own
+                lost = attempt.lost_workers + 1
                 wait = next_attempt(self.worker_retries, lost, error)
             else:
+                lost = attempt.lost_workers
                 wait = next_attempt(self._retry_policy(p), attempt.number, error)
             if wait is not None:
                 again = _Attempt(job, attempt.number + 1, lost)
