@@ -194,10 +194,7 @@ class Threads:
     def _run(self, job: Job) -> None:
         inbox = self.inbox
         inbox.put_threadsafe(Started(job.plan.index, job.started))  # type: ignore[arg-type]
-        try:
-            outcome = self.context.copy().run(run_attempt, job)
-        except BaseException as exc:  # never let a worker thread die silently
-            outcome = failed(job, exc)
+        outcome = _in_thread(self.context.copy(), job)
         self.slots.release()
         inbox.put_threadsafe(outcome)
 
@@ -216,10 +213,7 @@ class Threads:
         def work() -> None:
             if self.slots.closed:
                 return
-            try:
-                outcome = context.run(run_attempt, job)
-            except BaseException as exc:
-                outcome = failed(job, exc)
+            outcome = _in_thread(context, job)
             with contextlib.suppress(RuntimeError):  # the loop is gone: attempt abandoned
                 loop.call_soon_threadsafe(resolve, outcome)
 
@@ -434,6 +428,15 @@ class Executors:
         """Cancel the running async nodes (sync ones cannot be interrupted: they are abandoned)."""
         tasks: Tasks | None = self.__dict__.get("tasks")  # made only if some node needed it
         return tasks.cancel_all() if tasks is not None else []
+
+
+def _in_thread(context: contextvars.Context, job: Job) -> Outcome:
+    """A sync node's attempt in a worker thread, in `context`: whatever escapes it (an
+    interrupt) is its outcome too, so no worker thread dies silently."""
+    try:
+        return context.run(run_attempt, job)
+    except BaseException as exc:
+        return failed(job, exc)
 
 
 async def _finish(coro: Coroutine[Any, Any, Outcome], pending: Any) -> Outcome:
