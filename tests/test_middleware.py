@@ -192,3 +192,75 @@ def test_only_middleware_is_accepted_by_add_middleware() -> None:
     agent = kaizen.create_agent("qa", "question -> answer", {"model": ScriptedModel([])})
     with pytest.raises(TypeError, match="not a middleware"):
         agent.add_middleware(lambda call: None)
+
+
+class Attempts(Middleware):
+    """Writes down every attempt it wraps, and the attempt number the node's context gives."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str, int, int | None]] = []
+
+    def before_node(self, call: NodeCall) -> Mapping[str, Any] | None:
+        context = kaizen.current_node_context()
+        self.heard.append(("before", call.node_id, call.attempt, context and context.attempt))
+        return None
+
+    def after_node(self, call: NodeCall, outputs: dict[str, Any]) -> Mapping[str, Any] | None:
+        self.heard.append(("after", call.node_id, call.attempt, None))
+        return None
+
+
+def failing_once() -> tuple[Any, Any]:
+    """A sync and an async node that fail their first attempt (one counter each)."""
+    failures: dict[str, int] = {}
+
+    def sync_node(text: str) -> str:
+        failures["sync"] = failures.get("sync", 0) + 1
+        if failures["sync"] == 1:
+            raise ConnectionError("first attempt fails")
+        return text
+
+    async def async_node(text: str) -> str:
+        await asyncio.sleep(0)
+        failures["async"] = failures.get("async", 0) + 1
+        if failures["async"] == 1:
+            raise ConnectionError("first attempt fails")
+        return text
+
+    return sync_node, async_node
+
+
+@pytest.mark.parametrize(
+    ("shape", "is_async", "width", "retries"),
+    [
+        ("inline", False, 1, 0),
+        ("threads", False, 2, 0),
+        ("inline async", True, 1, 0),
+        ("tasks", True, 2, 0),
+        ("supervised sync", False, 1, 1),
+        ("supervised async", True, 1, 1),
+    ],
+)
+def test_every_executor_wraps_each_attempt_in_the_middleware_once(
+    shape: str, is_async: bool, width: int, retries: int
+) -> None:
+    """Whichever executor runs a node, each attempt meets the middleware exactly once, with the
+    node's context set and the attempt number the context gives."""
+    sync_node, async_node = failing_once() if retries else (echo, aecho)
+    fn = async_node if is_async else sync_node
+    wb = WorkflowBuilder()
+    for index in range(width):
+        wb.add_node(fn, f"n{index}", retries=retries)
+    attempts = Attempts()
+    parameters = {f"n{index}": {"text": "hi"} for index in range(width)}
+    results, record = LocalRuntime(hooks=[attempts]).execute_with_record(wb.build(), parameters)
+    assert results == {f"n{index}": {"result": "hi"} for index in range(width)}
+    expected: list[tuple[str, str, int, int | None]] = []
+    for index in range(width):
+        node = f"n{index}"
+        if retries:  # the failed first attempt has no after: the node raised
+            expected.append(("before", node, 1, 1))
+        last = record.nodes[node].attempts
+        assert last == retries + 1
+        expected += [("before", node, last, last), ("after", node, last, None)]
+    assert sorted(attempts.heard) == sorted(expected)

@@ -338,10 +338,13 @@ def test_an_actor_killed_mid_call_is_retried_and_reported(tmp_path: Path) -> Non
     killed = int(marker.read_text())
     assert results["doomed"]["answer"] == "survived"
     doomed = record.nodes["doomed"]
-    assert (str(doomed.status), doomed.attempts, doomed.error) == ("completed", 2, None)
+    assert (str(doomed.status), doomed.error) == ("completed", None)
     assert doomed.worker is not None and not doomed.worker.endswith(f":{killed}")  # restarted
-    assert [(node, attempt) for node, attempt, _ in hook.heard] == [("doomed", 1)]
-    assert hook.heard[0][2] in ("ActorDiedError", "ActorUnavailableError")
+    # one retry for the kill; on a busy machine a retry may also reach the actor before Ray has
+    # restarted it, which is one more lost worker (up to worker_retries), each reported
+    retried = [attempt for node, attempt, _ in hook.heard if node == "doomed"]
+    assert retried == list(range(1, doomed.attempts)) and 1 <= len(retried) <= 3
+    assert {error for _, _, error in hook.heard} <= {"ActorDiedError", "ActorUnavailableError"}
     assert record.status == "completed"
 
 
@@ -355,7 +358,7 @@ def test_a_timeout_on_a_model_actor_call_is_reported_as_locally() -> None:
     seen = []
     for runtime in (LocalRuntime(failure_policy="continue"), RayRuntime(failure_policy="continue")):
         with runtime:
-            assert not isinstance(runtime, RayRuntime) or runtime.on_actor(
+            assert not isinstance(runtime, RayRuntime) or runtime.placement.on_actor(
                 workflow.plan.nodes[workflow.plan.index["slow"]]
             )
             record = runtime.execute_with_record(workflow, {"slow": {"question": "q?"}})[1]

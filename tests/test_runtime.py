@@ -772,3 +772,57 @@ def test_a_node_can_explain_why_it_produced_nothing() -> None:
     reason = record.nodes["after"].skip_reason or ""
     assert "gate.out was not produced" in reason and reason.endswith("the gate is closed")
     assert record.status is RunStatus.COMPLETED
+
+
+def test_run_is_what_every_entry_point_does() -> None:
+    """`run` is the one way a run happens: awaited, it gives what `execute_with_record` gives."""
+    runtime = LocalRuntime()
+    workflow = chain_workflow()
+    direct, record = asyncio.run(runtime.run(workflow, {"inc": {"x": 1}}, run_id="direct"))
+    results, via_execute = runtime.execute_with_record(workflow, {"inc": {"x": 1}})
+    assert direct == results == {"inc": {"result": 2}, "dbl": {"result": 4}}
+    assert record.run_id == "direct" and runtime.get_record("direct") is record
+    assert record.status is via_execute.status is RunStatus.COMPLETED
+    with pytest.raises(TypeError, match="run_id of the earlier run"):
+        asyncio.run(runtime.run(workflow, resume=True))
+    with pytest.raises(TypeError, match="no parameters"):
+        asyncio.run(runtime.run(workflow, {"inc": {"x": 1}}, run_id="direct", replay=True))
+
+
+def test_retries_wait_the_backoff_doubling_each_time() -> None:
+    from kaizen.nodes import ExecutionPolicy, FunctionNode
+
+    failures = [0]
+
+    def flaky() -> str:
+        failures[0] += 1
+        if failures[0] < 4:
+            raise ConnectionError(f"flake {failures[0]}")
+        return "ok"
+
+    events: list[RunEvent] = []
+    wb = WorkflowBuilder()
+    policy = ExecutionPolicy(retries=3, backoff=0.01)
+    wb.add_node_instance(FunctionNode("flaky", {"function": flaky}, policy=policy))
+    results, record = LocalRuntime().execute_with_record(wb.build(), on_event=events.append)
+    assert results == {"flaky": {"result": "ok"}}
+    waits = [e.data["wait"] for e in events if e.kind is EventKind.NODE_RETRYING]
+    assert waits == pytest.approx([0.01, 0.02, 0.04])
+    assert record.nodes["flaky"].attempts == 4
+
+
+def test_an_error_outside_retry_on_is_not_retried() -> None:
+    from kaizen.nodes import ExecutionPolicy, FunctionNode
+
+    calls = [0]
+
+    def picky() -> str:
+        calls[0] += 1
+        raise ValueError("not a connection problem")
+
+    wb = WorkflowBuilder()
+    policy = ExecutionPolicy(retries=3, retry_on=(ConnectionError,))
+    wb.add_node_instance(FunctionNode("picky", {"function": picky}, policy=policy))
+    with pytest.raises(NodeExecutionError, match="'picky' failed on attempt 1"):
+        LocalRuntime().execute(wb.build())
+    assert calls == [1]

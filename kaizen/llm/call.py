@@ -5,12 +5,13 @@
 (a json_schema ``response_format``) when the model supports it, and switches litellm's and the
 OpenAI SDK's own retries off. `model_call` is a flow (`kaizen.flow`): it yields the call to the
 request's transport (`kaizen.llm.transport`: litellm, or a faster path where one applies;
-streaming when given ``on_text``) and the waits between attempts, applies the retry rules of
-`kaizen.llm.retry`, and returns a `ModelReply` (text, tool calls, usage and cost, latency,
-attempts) or raises `ModelError`. Inside a running
-node it also fires the model-call moments of the lifecycle hooks, once per call: the budget
-refuses the call there, and the run record counts its usage. Anything that drives flows can run
-it: an agent's exchange yields from it, so tools and streaming later add steps to one flow.
+streaming when given ``on_text``) and the waits between attempts, applies the retry policy of
+`kaizen.llm.retry` (decided by `kaizen.retrying.next_attempt`, as every retry in Kaizen is),
+and returns a `ModelReply` (text, tool calls, usage and cost, latency, attempts) or raises
+`ModelError`. Inside a running node it also fires the model-call moments of the lifecycle
+hooks, once per call: the budget refuses the call there, and the run record counts its usage.
+Anything that drives flows can run it: an agent's exchange yields from it, so tools and
+streaming later add steps to one flow.
 
 Resilience (`kaizen.llm.resilience`) is part of the same flow: each attempt first waits its turn
 at the model's rate limiter (a `Sleep` step; a 429's Retry-After pauses every caller of that
@@ -53,8 +54,9 @@ from kaizen.llm.resilience import (
     node_announcer,
     rate_limit_settings,
 )
-from kaizen.llm.retry import model_error, retry_after, retry_wait, root_cause, status_of
+from kaizen.llm.retry import model_error, model_retry_policy, retry_after, root_cause, status_of
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
+from kaizen.retrying import next_attempt
 from kaizen.runtime.context import NodeContext, current_node_context
 from kaizen.runtime.middleware import (
     after_model_call,
@@ -149,6 +151,10 @@ def prepare(
         raise ValueError("a model call needs at least one message")
     if retries < 0:
         raise ConfigError(f"retries must be 0 or more, not {retries}")
+    if backoff < 0 or max_wait < 0:
+        raise ConfigError(
+            f"backoff and max_wait must be 0 or more seconds, not {backoff} and {max_wait}"
+        )
     resolved = resolve_model(model)
     name = model_name(resolved)
     kwargs: dict[str, Any] = {
@@ -275,6 +281,7 @@ def _one_model(
     breaker = breaker_for(request.model, request.breaker) if request.breaker else None
     limiter = limiter_for(request.model, *request.rate_limit) if any(request.rate_limit) else None
     estimate = _token_estimate(request.kwargs) if limiter is not None else 0
+    policy = model_retry_policy(request.retries, request.backoff, request.max_wait)
     attempt = 0
     while True:
         attempt += 1
@@ -302,13 +309,7 @@ def _one_model(
                     breaker.released(probe)
             if limiter is not None and status_of(exc) == 429:
                 limiter.pause(retry_after(exc) or request.backoff)
-            wait = retry_wait(
-                exc,
-                attempt,
-                retries=request.retries,
-                backoff=request.backoff,
-                max_wait=request.max_wait,
-            )
+            wait = next_attempt(policy, attempt, exc)
             if wait is None:
                 secrets = [str(request.kwargs.get("api_key") or "")]
                 error = model_error(exc, request.model, attempt, secrets)

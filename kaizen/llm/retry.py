@@ -3,27 +3,28 @@
 One retry layer only: litellm's and the OpenAI SDK's own retries are switched off, and these
 rules decide. Retried: 408/409/425/429 (honouring Retry-After), 5xx, timeouts, dropped
 connections; never authentication (401/403) or request errors (400/404/422). Waits grow
-exponentially from `backoff` with jitter, capped at `max_wait`. A call that fails for good raises
+exponentially from `backoff` with jitter, capped at `max_wait` (`model_retry_policy`, applied by
+`kaizen.retrying.next_attempt`, the one retry decision of Kaizen). A call that fails for good raises
 `ModelError(provider, status, retryable, attempts)` with the provider's own error chained and its
 message quoted, and advice on what to do. Pure functions: the call flow applies them.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from kaizen.errors import ModelError
 from kaizen.llm.litellm_adapter import is_kaizen_provider, provider_of
+from kaizen.retrying import RetryPolicy
 
 __all__ = [
     "is_retryable",
     "model_error",
+    "model_retry_policy",
     "redact",
     "retry_after",
-    "retry_wait",
     "root_cause",
     "status_of",
 ]
@@ -46,17 +47,18 @@ _ADVICE = {
 }
 
 
-def retry_wait(
-    exc: BaseException, attempt: int, *, retries: int, backoff: float, max_wait: float
-) -> float | None:
-    """Seconds to wait before attempt `attempt + 1`, or None when `exc` ends the call."""
-    if attempt > retries or not is_retryable(exc):
-        return None
-    after = retry_after(exc)
-    if after is not None:
-        return min(after, max_wait)
-    exponential = backoff * 2 ** (attempt - 1)
-    return min(exponential * random.uniform(0.5, 1.0), max_wait)  # jitter spreads herds
+def model_retry_policy(retries: int, backoff: float, max_wait: float) -> RetryPolicy:
+    """The retry policy of a model call: `retries` more attempts on the failures
+    `is_retryable` accepts, waits growing from `backoff` with jitter, or the error's
+    Retry-After, none longer than `max_wait` (`kaizen.retrying.next_attempt` applies it)."""
+    return RetryPolicy(
+        retries=retries,
+        backoff=backoff,
+        max_wait=max_wait,
+        jitter=0.5,  # spreads callers that failed together
+        retryable=is_retryable,
+        retry_after=retry_after,
+    )
 
 
 def root_cause(exc: BaseException) -> BaseException:

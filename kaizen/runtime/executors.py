@@ -8,9 +8,11 @@
 - `Tasks` awaits `arun()` on the event loop; the first step runs at once, and only a node that
   suspends becomes a task: other async nodes.
 - `Supervised` runs each attempt on a thread or the loop, under the node's timeout and retries
-  (tenacity): nodes whose `ExecutionPolicy` has a timeout or retries.
+  (`kaizen.retrying.next_attempt`): nodes whose `ExecutionPolicy` has a timeout or retries.
 
 `choose(p, alone)` picks one; the fast paths are these choices, not branches of the driver.
+Whichever runs it, a node is called by `kaizen.runtime.attempt` (`run_attempt` for a sync node,
+`arun_attempt` for an async one): context, middleware, the call and its outcome, in one place.
 
 Every executor reports to the driver (a `Reporter`): `started(index, time)` when the node really
 begins, `retrying(...)` before each retry, and last `finished(outcome)`. Executors on the
@@ -28,24 +30,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import logging
 import threading
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from functools import cached_property
 from time import time as now
 from typing import Any, Protocol
 
 from kaizen.aio import resume
-from kaizen.errors import VetoError
-from kaizen.runtime.context import NodeContext, node_context_var
-from kaizen.runtime.hooks import HookSet
-from kaizen.runtime.middleware import NodeCall, arun_node, run_node
+from kaizen.retrying import next_attempt
+from kaizen.runtime.attempt import (
+    Job,
+    Outcome,
+    arun_attempt,
+    failed,
+    node_retry_policy,
+    run_attempt,
+)
 from kaizen.runtime.pool import Slots, WorkerPool
-from kaizen.runtime.record import RunRecord
 from kaizen.workflow.plan import NodePlan
-
-_log = logging.getLogger("kaizen.runtime")
 
 __all__ = [
     "Executor",
@@ -64,76 +68,10 @@ __all__ = [
 # -- what executors handle and report ------------------------------------------------------------
 
 
-class RunView(Protocol):
-    """What a job needs to know of its run."""
-
-    run_id: str
-    record: RunRecord
-    max_concurrency: int
-
-    def hooks_for(self, index: int) -> HookSet: ...
-
-
-class Job:
-    """One attempt of one node: its plan, its inputs, its run, the attempt number, and when it
-    began (set under the slots' lock, so fail-fast knows). Its `NodeContext` is made only when
-    the node asks for it (`current_node_context()`)."""
-
-    __slots__ = ("_context", "announced", "attempt", "inputs", "plan", "run", "started")
-
-    def __init__(
-        self,
-        plan: NodePlan,
-        inputs: dict[str, Any],
-        run: RunView,
-        attempt: int = 1,
-        started: float | None = None,
-    ) -> None:
-        self.plan = plan
-        self.inputs = inputs
-        self.run = run
-        self.attempt = attempt
-        self.started = started
-        self.announced = False  # the hooks heard that it began (the driver's business)
-        self._context: NodeContext | None = None
-
-    def begin(self) -> None:
-        self.started = now()
-
-    @property
-    def context(self) -> NodeContext:
-        context = self._context
-        if context is None:
-            run, p = self.run, self.plan
-            context = self._context = NodeContext(
-                run.run_id,
-                p.node_id,
-                self.attempt,
-                run.record,
-                run.hooks_for(p.index),
-                run.max_concurrency,
-            )
-        return context
-
-
 @dataclass(slots=True)
 class Started:
     index: int
     time: float
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How a node ended: its outputs, or the error of its last attempt; and, when it left out
-    output ports others read, its own word on why (`Node.unproduced_reason`)."""
-
-    index: int
-    outputs: dict[str, Any] | None
-    error: BaseException | None
-    started: float
-    finished: float
-    attempts: int = 1
-    explanation: str | None = None
 
 
 Report = Started | Outcome
@@ -186,84 +124,6 @@ class Inbox:
             self.waiter = None
 
 
-# -- calling a node: the one sync and the one async way ------------------------------------------
-
-
-def call_sync(job: Job) -> Outcome:
-    """Call the node's `run()` with its context set: its checked outputs, or the error it
-    raised, as an `Outcome`."""
-    p = job.plan
-    started = job.started if job.started is not None else now()
-    token = node_context_var.set(job)
-    try:
-        middleware = job.run.hooks_for(p.index).middleware
-        if middleware:
-            call = NodeCall(job.run.run_id, p.node_id, p.node_type, job.attempt, dict(job.inputs))
-            outputs = checked(p, run_node(middleware, call, p.node.run))
-        else:
-            outputs = checked(p, p.node.run(**job.inputs))
-    except Exception as exc:
-        return Outcome(p.index, None, exc, started, now(), job.attempt)
-    finally:
-        node_context_var.reset(token)
-    explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
-    return Outcome(p.index, outputs, None, started, now(), job.attempt, explanation)
-
-
-async def call_async(job: Job) -> Outcome:
-    """Await the node's `arun()` with its context set: its checked outputs, or the error it
-    raised, as an `Outcome`."""
-    p = job.plan
-    started = job.started if job.started is not None else now()
-    token = node_context_var.set(job)
-    try:
-        middleware = job.run.hooks_for(p.index).middleware
-        if middleware:
-            call = NodeCall(job.run.run_id, p.node_id, p.node_type, job.attempt, dict(job.inputs))
-            outputs = checked(p, await arun_node(middleware, call, p.node.arun))
-        else:
-            outputs = checked(p, await p.node.arun(**job.inputs))
-    except Exception as exc:
-        return Outcome(p.index, None, exc, started, now(), job.attempt)
-    finally:
-        node_context_var.reset(token)
-    explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
-    return Outcome(p.index, outputs, None, started, now(), job.attempt, explanation)
-
-
-def checked(p: NodePlan, outputs: Any) -> dict[str, Any]:
-    """A node's return value, checked to be a dict of its declared output ports."""
-    if type(outputs) is not dict:
-        if not isinstance(outputs, Mapping):
-            raise TypeError(
-                f"node {p.node_id!r} ({p.node_type}) returned {type(outputs).__name__}; "
-                "run()/arun() must return a dict of output port values"
-            )
-        outputs = dict(outputs)
-    for port in outputs:
-        if port not in p.outputs:
-            declared = ", ".join(sorted(p.outputs)) or "none"
-            raise TypeError(
-                f"node {p.node_id!r} ({p.node_type}) returned unknown output port {port!r} "
-                f"(declared outputs: {declared})"
-            )
-    return outputs
-
-
-def explain(p: NodePlan, outputs: Mapping[str, Any]) -> str | None:
-    """The node's own word on why output ports others read were not produced, if it has one."""
-    try:
-        return p.node.unproduced_reason(outputs)
-    except Exception:  # an explanation must never break the run
-        _log.exception("%r.unproduced_reason() failed", p.node)
-        return None
-
-
-def _outcome_of_crash(job: Job, exc: BaseException) -> Outcome:
-    started = job.started if job.started is not None else now()
-    return Outcome(job.plan.index, None, exc, started, now(), job.attempt)
-
-
 # -- the executors -------------------------------------------------------------------------------
 
 
@@ -280,7 +140,7 @@ class Inline:
     def submit(self, job: Job) -> None:
         started = job.started = now()
         self.report.started(job.plan.index, started)
-        self.report.finished(call_sync(job))
+        self.report.finished(run_attempt(job))
 
 
 class InlineAsync:
@@ -294,7 +154,7 @@ class InlineAsync:
     def submit(self, job: Job) -> Coroutine[Any, Any, None] | None:
         started = job.started = now()
         self.report.started(job.plan.index, started)
-        coro = call_async(job)
+        coro = arun_attempt(job)
         try:
             pending = coro.send(None)
         except StopIteration as done:
@@ -334,36 +194,26 @@ class Threads:
     def _run(self, job: Job) -> None:
         inbox = self.inbox
         inbox.put_threadsafe(Started(job.plan.index, job.started))  # type: ignore[arg-type]
-        try:
-            outcome = self.context.copy().run(call_sync, job)
-        except BaseException as exc:  # never let a worker thread die silently
-            outcome = _outcome_of_crash(job, exc)
+        outcome = _in_thread(self.context.copy(), job)
         self.slots.release()
         inbox.put_threadsafe(outcome)
 
-    def attempt(self, job: Job, *, dedicated: bool) -> asyncio.Future[dict[str, Any]]:
-        """One supervised attempt (its slot is the supervisor's): a loop future of the outputs.
+    def attempt(self, job: Job, *, dedicated: bool) -> asyncio.Future[Outcome]:
+        """One supervised attempt (its slot is the supervisor's): a loop future of its outcome.
         `dedicated`: a thread of its own, so that a timed-out attempt can be abandoned."""
         loop = self.inbox.loop
         assert loop is not None
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future: asyncio.Future[Outcome] = loop.create_future()
         context = self.context.copy()
 
         def resolve(outcome: Outcome) -> None:
-            if future.done():
-                return  # timed out or cancelled: the result is discarded
-            if outcome.error is not None:
-                future.set_exception(outcome.error)
-            else:
-                future.set_result(outcome.outputs)  # type: ignore[arg-type]
+            if not future.done():  # else timed out or cancelled: the outcome is discarded
+                future.set_result(outcome)
 
         def work() -> None:
             if self.slots.closed:
                 return
-            try:
-                outcome = context.run(call_sync, job)
-            except BaseException as exc:
-                outcome = _outcome_of_crash(job, exc)
+            outcome = _in_thread(context, job)
             with contextlib.suppress(RuntimeError):  # the loop is gone: attempt abandoned
                 loop.call_soon_threadsafe(resolve, outcome)
 
@@ -418,7 +268,7 @@ class Tasks(OnTheLoop):
     def _start(self, job: Job) -> None:
         self.report.started(job.plan.index, job.started)  # type: ignore[arg-type]
         context = self.context.copy()
-        coro = call_async(job)
+        coro = arun_attempt(job)
         try:
             pending = context.run(coro.send, None)
         except StopIteration as done:
@@ -457,7 +307,8 @@ class Tasks(OnTheLoop):
 
 class Supervised(OnTheLoop):
     """Runs a node under its `ExecutionPolicy`: a timeout per attempt and retries with backoff
-    (tenacity), whether the node is sync or async. Holds one slot for all its attempts."""
+    (`kaizen.retrying.next_attempt`), whether the node is sync or async. Holds one slot for all
+    its attempts."""
 
     def __init__(self, threads: Threads, tasks: Tasks) -> None:
         self.threads = threads
@@ -470,61 +321,40 @@ class Supervised(OnTheLoop):
         self.tasks.track(job.plan, self._supervise(job), self.tasks.context.copy())
 
     async def _supervise(self, job: Job) -> Outcome:
-        from tenacity import (
-            AsyncRetrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_exponential,
-            wait_none,
-        )
+        """Attempts until one succeeds or the policy says stop: the last one's outcome."""
+        p = job.plan
+        policy = node_retry_policy(p.node.policy)
+        number = 1
+        while True:
+            outcome = await self._attempt(job.again(number))
+            if outcome.error is None:
+                return outcome
+            wait = next_attempt(policy, number, outcome.error)
+            if wait is None:
+                return outcome
+            self.tasks.report.retrying(p.index, number, outcome.error, wait)
+            if wait:
+                await asyncio.sleep(wait)
+            number += 1
 
-        p, policy = job.plan, job.plan.node.policy
-        report = self.tasks.report
-
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, policy.retry_on) and not isinstance(exc, VetoError)
-
-        def before_sleep(state: Any) -> None:
-            error = state.outcome.exception()  # tenacity sleeps only after a failed attempt
-            wait = state.next_action.sleep if state.next_action else 0.0
-            report.retrying(p.index, state.attempt_number, error, wait)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.retries + 1),
-            wait=wait_exponential(multiplier=policy.backoff) if policy.backoff else wait_none(),
-            retry=retry_if_exception(retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        started = job.started if job.started is not None else now()
-        attempt = 0
-        try:
-            async for try_ in retrying:
-                with try_:
-                    attempt = try_.retry_state.attempt_number
-                    outputs = await self._attempt(job, attempt)
-        except Exception as exc:
-            return Outcome(p.index, None, exc, started, now(), attempt)
-        explanation = None if p.fed_ports.issubset(outputs) else explain(p, outputs)
-        return Outcome(p.index, outputs, None, started, now(), attempt, explanation)
-
-    async def _attempt(self, job: Job, attempt: int) -> dict[str, Any]:
-        """One attempt, under the timeout; raises what the node raised, or TimeoutError."""
+    async def _attempt(self, job: Job) -> Outcome:
+        """One attempt, under the timeout (a `TimeoutError` outcome when it runs past it)."""
         p = job.plan
         timeout = p.node.policy.timeout
-        this = Job(p, job.inputs, job.run, attempt, job.started)
         if p.is_async:
-            call: Any = _raising(call_async(this))
+            attempt: Any = arun_attempt(job)
         else:
-            call = self.threads.attempt(this, dedicated=timeout is not None)
+            attempt = self.threads.attempt(job, dedicated=timeout is not None)
         if timeout is None:
-            return await call
+            outcome: Outcome = await attempt
+            return outcome
         try:
-            return await asyncio.wait_for(call, timeout)
+            return await asyncio.wait_for(attempt, timeout)
         except TimeoutError:
-            raise TimeoutError(
-                f"node {p.node_id!r} attempt {attempt} timed out after {timeout:g} s"
-            ) from None
+            error = TimeoutError(
+                f"node {p.node_id!r} attempt {job.attempt} timed out after {timeout:g} s"
+            )
+            return failed(job, error)
 
 
 Executor = Inline | InlineAsync | Threads | Tasks | Supervised
@@ -551,7 +381,8 @@ class ExecutorSet(Protocol):
 
 
 class Executors:
-    """A run's executors, and the choice of one per node."""
+    """A run's executors, and the choice of one per node. Those a run may never need (threads,
+    tasks, supervision) are made on first use: most of a short run's fixed cost otherwise."""
 
     def __init__(
         self,
@@ -564,10 +395,22 @@ class Executors:
     ) -> None:
         self.inline = Inline(report)
         self.inline_async = InlineAsync(report)
-        self.threads = Threads(pool, slots, inbox, context)
-        self.tasks = Tasks(slots, report, inbox, context)
-        self.supervised = Supervised(self.threads, self.tasks)
         self.inline_allowed = inline_allowed
+        self._parts = (pool, slots, report, inbox, context)
+
+    @cached_property
+    def threads(self) -> Threads:
+        pool, slots, _, inbox, context = self._parts
+        return Threads(pool, slots, inbox, context)
+
+    @cached_property
+    def tasks(self) -> Tasks:
+        _, slots, report, inbox, context = self._parts
+        return Tasks(slots, report, inbox, context)
+
+    @cached_property
+    def supervised(self) -> Supervised:
+        return Supervised(self.threads, self.tasks)
 
     def choose(self, p: NodePlan, alone: bool) -> Executor:
         """Supervised for a node with a policy; an async node in the driver's task when it is
@@ -583,16 +426,17 @@ class Executors:
 
     def cancel_all(self) -> list[asyncio.Task[Any]]:
         """Cancel the running async nodes (sync ones cannot be interrupted: they are abandoned)."""
-        return self.tasks.cancel_all()
+        tasks: Tasks | None = self.__dict__.get("tasks")  # made only if some node needed it
+        return tasks.cancel_all() if tasks is not None else []
 
 
-async def _raising(call: Coroutine[Any, Any, Outcome]) -> dict[str, Any]:
-    """The outputs of an async node's attempt, or the error it raised (for the supervisor)."""
-    outcome = await call
-    if outcome.error is not None:
-        raise outcome.error
-    assert outcome.outputs is not None
-    return outcome.outputs
+def _in_thread(context: contextvars.Context, job: Job) -> Outcome:
+    """A sync node's attempt in a worker thread, in `context`: whatever escapes it (an
+    interrupt) is its outcome too, so no worker thread dies silently."""
+    try:
+        return context.run(run_attempt, job)
+    except BaseException as exc:
+        return failed(job, exc)
 
 
 async def _finish(coro: Coroutine[Any, Any, Outcome], pending: Any) -> Outcome:

@@ -183,7 +183,47 @@ class LocalRuntime:
             raise KeyError(f"no run {run_id!r} in this runtime")
         return dict(entry[1])
 
-    # -- running ----------------------------------------------------------------------------------
+    # -- running: one `run`, and the entry points over it ----------------------------------------
+
+    async def run(
+        self,
+        workflow: Workflow,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        on_event: EventCallbackFn | None = None,
+        hooks: Iterable[object] = (),
+        resume: bool = False,
+        replay: bool = False,
+        inline_allowed: bool = False,
+    ) -> tuple[Results, RunRecord]:
+        """Run `workflow` to the end: `(results, record)`. Every entry point (`execute`,
+        `execute_async`, `resume`, `replay`, `stream`, ... and their `_with_record` forms) is
+        this, driven from sync code (`kaizen.aio.run_blocking`) or awaited.
+
+        `resume=True`: finish checkpointed run `run_id` with its own parameters (see `resume`).
+        `replay=True`: run again with recorded run `run_id`'s parameters, every model and tool
+        call served from its recording (see `replay`); the record has the replay's own id.
+        `inline_allowed`: a sync node alone may run in the calling thread (the caller drives
+        the run with `run_blocking`, so the loop is the run's own)."""
+        if resume or replay:
+            if run_id is None or parameters is not None:
+                raise TypeError(
+                    "run(resume=True) and run(replay=True) take the run_id of the earlier run, "
+                    "and no parameters (that run's own are used)"
+                )
+            if replay:
+                return await self._replay(run_id, workflow, on_event, hooks, inline_allowed)
+            finished, parameters = self._checkpointed(run_id, workflow)
+        else:
+            finished = None
+        run, durable = self._new_run(
+            workflow, parameters, run_id, on_event, hooks, inline_allowed=inline_allowed,
+            finished=finished,
+        )  # fmt: skip
+        with durable:
+            results = await run.drive()
+        return results, run.record
 
     def execute(
         self,
@@ -217,12 +257,12 @@ class LocalRuntime:
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
         """Like `execute`, returning the `RunRecord` itself instead of the run id."""
-        run, durable = self._new_run(
-            workflow, parameters, run_id, on_event, hooks, inline_allowed=True
-        )
-        with durable:
-            results = run_blocking(run.drive())
-        return results, run.record
+        return run_blocking(
+            self.run(
+                workflow, parameters, run_id=run_id, on_event=on_event, hooks=hooks,
+                inline_allowed=True,
+            )
+        )  # fmt: skip
 
     async def execute_async(
         self,
@@ -234,7 +274,7 @@ class LocalRuntime:
         hooks: Iterable[object] = (),
     ) -> tuple[Results, str]:
         """`execute` for callers already in an event loop; sync nodes always run in threads."""
-        results, record = await self.execute_async_with_record(
+        results, record = await self.run(
             workflow, parameters, run_id=run_id, on_event=on_event, hooks=hooks
         )
         return results, record.run_id
@@ -248,12 +288,8 @@ class LocalRuntime:
         on_event: EventCallbackFn | None = None,
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
-        run, durable = self._new_run(
-            workflow, parameters, run_id, on_event, hooks, inline_allowed=False
-        )
-        with durable:
-            results = await run.drive()
-        return results, run.record
+        """Like `execute_async`, returning the `RunRecord` itself instead of the run id."""
+        return await self.run(workflow, parameters, run_id=run_id, on_event=on_event, hooks=hooks)
 
     # -- durable runs ------------------------------------------------------------------------------
 
@@ -283,19 +319,12 @@ class LocalRuntime:
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
         """Like `resume`, returning the `RunRecord` itself instead of the run id."""
-        from kaizen.store.runs import check_fingerprint, load_checkpoints, load_run
-
-        info = load_run(self.store, run_id)
-        check_fingerprint(info, workflow)
-        done = load_checkpoints(self.store, run_id)
-        finished = {workflow.plan.index[node]: outputs for node, outputs in done.items()}
-        run, durable = self._new_run(
-            workflow, info.parameters, run_id, on_event, hooks, inline_allowed=True,
-            finished=finished,
+        return run_blocking(
+            self.run(
+                workflow, run_id=run_id, on_event=on_event, hooks=hooks, resume=True,
+                inline_allowed=True,
+            )
         )  # fmt: skip
-        with durable:
-            results = run_blocking(run.drive())
-        return results, run.record
 
     def replay(
         self,
@@ -309,29 +338,13 @@ class LocalRuntime:
         tool call served from its recording: nothing reaches a model or a tool. Returns
         `(results, replay_run_id)`. A call the recording does not hold raises
         `ReplayMismatchError` (the node, and how the request differs)."""
-        from kaizen.store.runs import check_fingerprint, load_run
-
-        info = load_run(self.store, run_id)
-        if not info.recorded:
-            raise RunNotFoundError(
-                f"run {run_id!r} was not recorded (run it with LocalRuntime(record=True) to "
-                "replay it)",
-                path=self.store.path,
+        results, record = run_blocking(
+            self.run(
+                workflow, run_id=run_id, on_event=on_event, hooks=hooks, replay=True,
+                inline_allowed=True,
             )
-        check_fingerprint(info, workflow)
-        replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
-        calls = RunCalls(self.store, replay_id, replay_of=run_id)
-        token = active_calls.set(calls)
-        try:
-            run = self._make_run(workflow, info.parameters, replay_id, on_event, hooks, True)
-            results = run_blocking(run.drive())
-        except NodeExecutionError as exc:
-            if isinstance(exc.__cause__, ReplayMismatchError):
-                raise exc.__cause__ from exc
-            raise
-        finally:
-            active_calls.reset(token)
-        return results, replay_id
+        )  # fmt: skip
+        return results, record.run_id
 
     def stream(
         self,
@@ -348,7 +361,7 @@ class LocalRuntime:
         _check_parameters(workflow, parameters)
 
         async def start(hook: StreamHook) -> StreamEvent:
-            results, record = await self.execute_async_with_record(
+            results, record = await self.run(
                 workflow, parameters, run_id=run_id, hooks=[*hooks, hook]
             )
             return Done(results, None, record.run_id)
@@ -367,12 +380,64 @@ class LocalRuntime:
         _check_parameters(workflow, parameters)
 
         def start(hook: StreamHook) -> StreamEvent:
-            results, record = self.execute_with_record(
-                workflow, parameters, run_id=run_id, hooks=[*hooks, hook]
-            )
+            results, record = run_blocking(
+                self.run(
+                    workflow, parameters, run_id=run_id, hooks=[*hooks, hook],
+                    inline_allowed=True,
+                )
+            )  # fmt: skip
             return Done(results, None, record.run_id)
 
         return stream_sync(start)
+
+    def _checkpointed(
+        self, run_id: str, workflow: Workflow
+    ) -> tuple[Mapping[int, Mapping[str, Any]], Mapping[str, Any] | None]:
+        """For `run(resume=True)`: the nodes run `run_id` completed (index -> outputs) and its
+        parameters; raises when the store does not hold it or `workflow` is not its workflow."""
+        from kaizen.store.runs import check_fingerprint, load_checkpoints, load_run
+
+        info = load_run(self.store, run_id)
+        check_fingerprint(info, workflow)
+        done = load_checkpoints(self.store, run_id)
+        finished = {workflow.plan.index[node]: outputs for node, outputs in done.items()}
+        return finished, info.parameters
+
+    async def _replay(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        on_event: EventCallbackFn | None,
+        hooks: Iterable[object],
+        inline_allowed: bool,
+    ) -> tuple[Results, RunRecord]:
+        """`run(replay=True)`: a run of its own, its model and tool calls served from the
+        recording of `run_id` (neither checkpointed nor recorded again)."""
+        from kaizen.store.runs import check_fingerprint, load_run
+
+        info = load_run(self.store, run_id)
+        if not info.recorded:
+            raise RunNotFoundError(
+                f"run {run_id!r} was not recorded (run it with LocalRuntime(record=True) to "
+                "replay it)",
+                path=self.store.path,
+            )
+        check_fingerprint(info, workflow)
+        replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
+        calls = RunCalls(self.store, replay_id, replay_of=run_id)
+        token = active_calls.set(calls)
+        try:
+            run = self._make_run(
+                workflow, info.parameters, replay_id, on_event, hooks, inline_allowed
+            )
+            results = await run.drive()
+        except NodeExecutionError as exc:
+            if isinstance(exc.__cause__, ReplayMismatchError):
+                raise exc.__cause__ from exc
+            raise
+        finally:
+            active_calls.reset(token)
+        return results, run.record
 
     def _new_run(
         self,

@@ -6,7 +6,8 @@ A middleware is a `kaizen.Middleware` (defined with the other hook classes in
 it sees that agent's node and its model calls only) or for one run (`execute(..., hooks=[m])`).
 The run's `HookSet` keeps them sorted by `priority` (lower first).
 
-Around a node (the executors call `run_node` / `arun_node` when the node's hooks hold any):
+Around a node (`kaizen.runtime.attempt`, the one place a node is called, asks them when the
+node's hooks hold any):
 `before_node(call)` in priority order may change `call.inputs` or return outputs (the node is
 not run, and the middlewares after it are not asked); then the node runs; then `after_node` in
 reverse order, each may replace the outputs. Around a model call (`kaizen.llm.call.model_call`
@@ -19,7 +20,7 @@ raise `VetoError(reason)`: the node fails with it, naming the node.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,10 @@ __all__ = [
     "ModelCallRequest",
     "NodeCall",
     "after_model_call",
-    "arun_node",
+    "after_node",
     "before_model_call",
+    "before_node",
     "model_call_request",
-    "run_node",
     "updated_kwargs",
 ]
 
@@ -64,10 +65,11 @@ class ModelCallRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _before_node(
+def before_node(
     middleware: tuple[Middleware, ...], call: NodeCall
 ) -> tuple[int, Mapping[str, Any] | None]:
-    """Run the before methods; (how many ran, outputs of the one that answered or None)."""
+    """Run the before methods in priority order; (how many ran, the outputs of the one that
+    answered instead of the node, or None)."""
     for index, one in enumerate(middleware):
         answer = one.before_node(call)
         if answer is not None:
@@ -75,35 +77,16 @@ def _before_node(
     return len(middleware), None
 
 
-def _after_node(
+def after_node(
     middleware: tuple[Middleware, ...], ran: int, call: NodeCall, outputs: Mapping[str, Any]
 ) -> Mapping[str, Any]:
+    """Run the after methods of the middlewares that ran, innermost first; the outputs."""
     result = dict(outputs)
     for one in reversed(middleware[:ran]):
         replaced = one.after_node(call, result)
         if replaced is not None:
             result = dict(replaced)
     return result
-
-
-def run_node(
-    middleware: tuple[Middleware, ...], call: NodeCall, run: Callable[..., Any]
-) -> Mapping[str, Any]:
-    """Run a sync node (`run(**inputs)`) inside `middleware`."""
-    ran, answer = _before_node(middleware, call)
-    outputs = answer if answer is not None else run(**call.inputs)
-    return _after_node(middleware, ran, call, outputs)
-
-
-async def arun_node(
-    middleware: tuple[Middleware, ...],
-    call: NodeCall,
-    arun: Callable[..., Awaitable[Any]],
-) -> Mapping[str, Any]:
-    """Await an async node (`arun(**inputs)`) inside `middleware`."""
-    ran, answer = _before_node(middleware, call)
-    outputs = answer if answer is not None else await arun(**call.inputs)
-    return _after_node(middleware, ran, call, outputs)
 
 
 def model_call_request(run_id: str, node_id: str, kwargs: Mapping[str, Any]) -> ModelCallRequest:
