@@ -58,9 +58,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("kaizen.plans", "kaizen.patterns"),
     ("kaizen.mcp",),
     ("kaizen.serve",),
-    ("kaizen.cli", "kaizen.testing", "kaizen.__main__"),
-    # the package root: every public name (loaded on first use) and the seams' providers
-    ("kaizen",),
+    ("kaizen.cli", "kaizen.testing"),
+    # the package root (every public name, loaded on first use; the seams' providers) and
+    # `python -m kaizen`
+    ("kaizen", "kaizen.__main__"),
 )
 
 
@@ -109,7 +110,7 @@ def located_imports(path: Path, module: str, known: set[str]) -> Iterator[tuple[
             submodules = [f"{base}.{alias.name}" for alias in node.names]
             names = [m for m in submodules if m in known] or [base]
         elif by_name and isinstance(node, ast.Constant) and isinstance(node.value, str):
-            names = [node.value.partition(":")[0]]
+            names = [node.value.partition(":")[0]] if node.value.startswith("kaizen.") else []
         else:
             continue
         for name in names:

@@ -111,7 +111,7 @@ def replay_command(
 ) -> None:
     """Run a recorded run again, every model and tool call served from its recording."""
     from kaizen.errors import KaizenError
-    from kaizen.store.replay import replay
+    from kaizen.durable import replay
 
     try:
         workflow = load_workflow(target)
