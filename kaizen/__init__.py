@@ -310,11 +310,25 @@ def _execution_monitor() -> Callable[[], ExecutionMonitor]:
     return ExecutionMonitor
 
 
+def _memories() -> seams.Memories:
+    import kaizen.store.memory
+
+    return kaizen.store.memory
+
+
+def _patterns() -> seams.Patterns:
+    import kaizen.patterns
+
+    return kaizen.patterns
+
+
 seams.drawing.provide_lazily(_drawing)
 seams.model_call_steps.provide_lazily(_model_call_steps)
 seams.durability.provide_lazily(_durability)
 seams.node_types.provide_lazily(_node_types)
 seams.execution_monitor.provide_lazily(_execution_monitor)
+seams.memories.provide_lazily(_memories)
+seams.patterns.provide_lazily(_patterns)
 
 
 def __getattr__(name: str) -> Any:

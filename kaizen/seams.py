@@ -12,7 +12,9 @@ declared here, and the higher layer provides the implementation:
   its `resume` and `replay` (`kaizen.durable.Durability`);
 - `node_types`: the node types defined above the node layer (`AgentNode`, `LLMAgentNode`),
   registered by `kaizen.nodes.registry` when a lookup misses;
-- `execution_monitor`: `LocalRuntime.get_execution_monitor()`'s `ExecutionMonitor`.
+- `execution_monitor`: `LocalRuntime.get_execution_monitor()`'s `ExecutionMonitor`;
+- `memories`: agent memory (`kaizen.store.memory`), for the `MemoryRead` and `MemoryWrite` nodes;
+- `patterns`: the pattern builders (`kaizen.patterns`), for the `Kaizen` facade's methods.
 
 The package root (`kaizen/__init__.py`, the top layer) provides each seam's default, lazily:
 nothing above is imported until the seam is first used, so `workflow.render(...)` works before
@@ -22,7 +24,7 @@ anyone imported `kaizen.render`. A test or an application may `provide` another 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -35,18 +37,24 @@ if TYPE_CHECKING:
     from kaizen.runtime.record import RunRecord
     from kaizen.store.calls import CachePolicy
     from kaizen.store.db import Store
+    from kaizen.store.memory import Memory, MemoryItem
+    from kaizen.workflow.builder import WorkflowBuilder
     from kaizen.workflow.workflow import Workflow
 
 __all__ = [
     "Drawing",
     "Durability",
+    "Memories",
     "ModelCallSteps",
+    "Patterns",
     "Seam",
     "drawing",
     "durability",
     "execution_monitor",
+    "memories",
     "model_call_steps",
     "node_types",
+    "patterns",
 ]
 
 T = TypeVar("T")
@@ -130,6 +138,28 @@ class Durability(Protocol):
     ) -> tuple[str, dict[str, Any], AbstractContextManager[None]]: ...
 
 
+class Memories(Protocol):
+    """What the memory nodes use of agent memory (`kaizen.store.memory`)."""
+
+    @property
+    def Memory(self) -> type[Memory]: ...
+    @property
+    def memory_block(self) -> Callable[[Sequence[MemoryItem]], str | None]: ...
+
+
+class Patterns(Protocol):
+    """The pattern builders the `Kaizen` facade offers as methods (`kaizen.patterns`)."""
+
+    @property
+    def create_pipeline(self) -> Callable[..., WorkflowBuilder]: ...
+    @property
+    def create_debate_workflow(self) -> Callable[..., WorkflowBuilder]: ...
+    @property
+    def create_consensus_workflow(self) -> Callable[..., WorkflowBuilder]: ...
+    @property
+    def create_supervisor_agent(self) -> Callable[..., WorkflowBuilder]: ...
+
+
 # (the request's litellm arguments, the agent's cache option, the node id) -> the step, or None
 ModelCallSteps = Callable[[Mapping[str, Any], Any, "str | None"], "ModelCallStep | None"]
 
@@ -140,3 +170,5 @@ durability: Seam[Callable[..., Durability]] = Seam("durability")
 # imports the node types defined above the node layer (they register themselves)
 node_types: Seam[Callable[[], None]] = Seam("node_types")
 execution_monitor: Seam[Callable[[], ExecutionMonitor]] = Seam("execution_monitor")
+memories: Seam[Memories] = Seam("memories")
+patterns: Seam[Patterns] = Seam("patterns")

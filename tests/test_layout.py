@@ -44,8 +44,16 @@ def modules() -> dict[str, Path]:
 LAYERS: tuple[tuple[str, ...], ...] = (
     # text, errors and the types every layer shares
     (
-        "kaizen.text", "kaizen.errors", "kaizen.missing", "kaizen.aio", "kaizen.flow",
-        "kaizen.usage", "kaizen.status", "kaizen.call_context", "kaizen.seams", "kaizen.process",
+        "kaizen.text",
+        "kaizen.errors",
+        "kaizen.missing",
+        "kaizen.aio",
+        "kaizen.flow",
+        "kaizen.usage",
+        "kaizen.status",
+        "kaizen.call_context",
+        "kaizen.seams",
+        "kaizen.process",
     ),  # fmt: skip
     ("kaizen.signatures",),
     ("kaizen.nodes",),
@@ -54,8 +62,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("kaizen.store",),
     ("kaizen.runtime",),
     ("kaizen.durable", "kaizen.render", "kaizen.observe", "kaizen.tools"),
+    ("kaizen.plans",),
     ("kaizen.agents",),
-    ("kaizen.plans", "kaizen.patterns"),
+    ("kaizen.patterns",),
+    ("kaizen.targets",),
     ("kaizen.mcp",),
     ("kaizen.serve",),
     ("kaizen.cli", "kaizen.testing"),
@@ -139,8 +149,7 @@ def test_the_layer_table_is_the_one_in_the_docs() -> None:
     section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     documented = [
-        tuple(sorted(part.strip(" `") for part in row.split("|")[2].split(",")))
-        for row in rows[1:]
+        tuple(sorted(part.strip(" `") for part in row.split("|")[2].split(","))) for row in rows[1:]
     ]
     assert documented == [tuple(sorted(rooms)) for rooms in LAYERS]
 

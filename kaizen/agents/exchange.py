@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kaizen.agents.answer import answer
+from kaizen.llm.answer import answer
 from kaizen.agents.loop import act
 from kaizen.flow import Flow
 from kaizen.runtime.context import current_node_context

@@ -45,6 +45,7 @@ __all__ = [
     "updated_kwargs",
 ]
 
+
 @dataclass(slots=True)
 class NodeCall:
     """One execution of a node, as middleware sees it: change `inputs` in place."""
