@@ -299,7 +299,7 @@ def _durability() -> Callable[..., seams.Durability]:
 
 def _node_types() -> Callable[[], None]:
     def load() -> None:
-        import kaizen.agents.agent  # registers AgentNode and LLMAgentNode
+        import kaizen.agents.agent  # noqa: F401  (it registers AgentNode and LLMAgentNode)
 
     return load
 
@@ -359,6 +359,7 @@ if TYPE_CHECKING:
         create_agent,
         get_agent,
     )
+    from kaizen.durable import replay
     from kaizen.errors import (
         AccessDeniedError,
         AgentLimitError,
@@ -472,7 +473,6 @@ if TYPE_CHECKING:
     )
     from kaizen.store import Store
     from kaizen.store.memory import Memory
-    from kaizen.durable import replay
     from kaizen.tools import (
         Tool,
         ToolArgumentError,

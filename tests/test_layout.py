@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "kaizen.call_context",
         "kaizen.seams",
         "kaizen.process",
-    ),  # fmt: skip
+    ),
     ("kaizen.signatures",),
     ("kaizen.nodes",),
     ("kaizen.workflow",),

@@ -1,9 +1,9 @@
 """What a run did: `RunRecord` (per-node status, timings, attempts, usage, errors, hook failures).
 
 The `Recorder` hook (`kaizen.runtime.recorder`) fills a record in as the run goes; renderers draw
-it (`record.render("run.svg")`, through `kaizen.seams.drawing`). Times are `time.time()` seconds (wall clock), so records from
-different processes line up. A record holds no secrets: errors are `"Type: message"` strings,
-and model usage is counts and cost.
+it (`record.render("run.svg")`, through `kaizen.seams.drawing`). Times are `time.time()` seconds
+(wall clock), so records from different processes line up. A record holds no secrets: errors
+are `"Type: message"` strings, and model usage is counts and cost.
 """
 
 from __future__ import annotations
