@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kaizen import seams
+from kaizen import process, seams
 from kaizen.agents.agent import Agent
 from kaizen.agents.config import AgentConfig
 from kaizen.errors import ConfigError
@@ -149,5 +149,12 @@ def _signature_and_config(signature: Any, config: Any) -> tuple[Any, Any]:
         return None, signature
     return signature, config
 
+
+def _forget_default() -> None:
+    global _default
+    _default = None
+
+
+process.register("agents.facade", _forget_default)
 
 __all__ = ["Kaizen", "create_agent", "default_kaizen", "get_agent"]

@@ -37,6 +37,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
+from kaizen import process
 from kaizen.errors import ConfigError
 from kaizen.mcp import loop
 from kaizen.mcp.errors import MCPConnectionError, MCPError, MCPTimeoutError, MCPToolError
@@ -637,3 +638,6 @@ def _query_pairs(query: str) -> list[tuple[str, str]]:
     from urllib.parse import parse_qsl
 
     return parse_qsl(query, keep_blank_values=False)
+
+
+process.register("mcp.client", _live_connections.clear, fork_only=True)

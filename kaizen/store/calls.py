@@ -44,6 +44,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaizen import process
 from kaizen.call_context import current_call_context
 from kaizen.errors import ConfigError, EncodeError, ReplayMismatchError
 from kaizen.store.db import Store, StorePath
@@ -460,3 +461,6 @@ def remember(tool: str, arguments: Mapping[str, Any], result: Any) -> None:
     step = tool_call_step(tool, arguments, deterministic=True)
     assert step is not None
     step.keep(result)
+
+
+process.register("store.calls", _lrus.clear)  # the cache's in-memory level; the store keeps it
