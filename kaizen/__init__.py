@@ -291,7 +291,7 @@ def _model_call_steps() -> seams.ModelCallSteps:
     return model_call_step
 
 
-def _durability() -> Callable[..., seams.Durability]:
+def _durability() -> type[Durability]:
     from kaizen.durable import Durability
 
     return Durability
@@ -345,6 +345,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from kaizen.durable import Durability
     from kaizen.observe.monitor import ExecutionMonitor
 
 if TYPE_CHECKING:

@@ -29,21 +29,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
     from kaizen.call_context import ModelCallStep
+    from kaizen.durable import Durability
     from kaizen.observe.monitor import ExecutionMonitor
-    from kaizen.runtime.driver import Run
     from kaizen.runtime.record import RunRecord
-    from kaizen.store.calls import CachePolicy
-    from kaizen.store.db import Store
     from kaizen.store.memory import Memory, MemoryItem
     from kaizen.workflow.builder import WorkflowBuilder
     from kaizen.workflow.workflow import Workflow
 
 __all__ = [
     "Drawing",
-    "Durability",
     "Memories",
     "ModelCallSteps",
     "Patterns",
@@ -110,34 +105,6 @@ class Drawing(Protocol):
     def timeline_svg(self, record: RunRecord) -> str: ...
 
 
-class Durability(Protocol):
-    """What makes a runtime's runs durable (`kaizen.durable.Durability`)."""
-
-    checkpointing: bool
-    recording: bool
-    cache: CachePolicy | None
-
-    @property
-    def store(self) -> Store: ...
-
-    def begin(
-        self,
-        workflow: Workflow,
-        parameters: Mapping[str, Any] | None,
-        run_id: str,
-        finished: Mapping[int, Mapping[str, Any]] | None,
-        make_run: Callable[[list[object]], Run],
-    ) -> tuple[Run, AbstractContextManager[None]]: ...
-
-    def resumed(
-        self, run_id: str, workflow: Workflow
-    ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]: ...
-
-    def replaying(
-        self, run_id: str, workflow: Workflow
-    ) -> tuple[str, dict[str, Any], AbstractContextManager[None]]: ...
-
-
 class Memories(Protocol):
     """What the memory nodes use of agent memory (`kaizen.store.memory`)."""
 
@@ -165,8 +132,8 @@ ModelCallSteps = Callable[[Mapping[str, Any], Any, "str | None"], "ModelCallStep
 
 drawing: Seam[Drawing] = Seam("drawing")
 model_call_steps: Seam[ModelCallSteps] = Seam("model_call_steps")
-# Durability(checkpoint=..., record=..., cache=..., allow_pickle=...)
-durability: Seam[Callable[..., Durability]] = Seam("durability")
+# kaizen.durable.Durability, made with (checkpoint=..., record=..., cache=..., allow_pickle=...)
+durability: Seam[type[Durability]] = Seam("durability")
 # imports the node types defined above the node layer (they register themselves)
 node_types: Seam[Callable[[], None]] = Seam("node_types")
 execution_monitor: Seam[Callable[[], ExecutionMonitor]] = Seam("execution_monitor")

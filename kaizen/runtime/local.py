@@ -31,8 +31,8 @@ from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
 
 if TYPE_CHECKING:
+    from kaizen.durable import Durability
     from kaizen.observe.monitor import ExecutionMonitor
-    from kaizen.seams import Durability
     from kaizen.store.calls import CachePolicy
     from kaizen.store.db import Store, StorePath
 
