@@ -154,6 +154,27 @@ def test_the_layer_table_is_the_one_in_the_docs() -> None:
     assert documented == [tuple(sorted(rooms)) for rooms in LAYERS]
 
 
+def test_lower_layers_reach_higher_ones_through_the_seams_before_anyone_imported_them() -> None:
+    """`workflow.to_mermaid()`, `add_node("AgentNode", ...)`, a model call's cache step and
+    `LocalRuntime(checkpoint=...)` work in a fresh process that imported only the layer below."""
+    code = """
+import sys, tempfile
+from kaizen.nodes import get_node_type
+from kaizen.workflow import WorkflowBuilder
+assert get_node_type("AgentNode").__name__ == "AgentNode"
+builder = WorkflowBuilder("w")
+builder.add_node("ConstantNode", "c", {"value": 1})
+assert "flowchart" in builder.build().to_mermaid()
+from kaizen.runtime import LocalRuntime
+runtime = LocalRuntime(checkpoint=tempfile.mkdtemp() + "/k.db")
+results, run_id = runtime.execute(builder.build())
+assert results["c"]["value"] == 1 and type(runtime.store).__module__ == "kaizen.store.db"
+print(sorted(m for m in ("kaizen.render", "kaizen.agents", "kaizen.durable") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['kaizen.agents', 'kaizen.durable', 'kaizen.render']"
+
+
 def test_there_are_no_import_circles() -> None:
     found = modules()
     known = set(found)

@@ -3,6 +3,8 @@ child starts without its parent's, and two runtimes share nothing by accident.""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import warnings
@@ -19,23 +21,78 @@ from kaizen.runtime.hooks import RunStartHook, add_process_hook, process_hooks
 from kaizen.store.db import Store
 from kaizen.store.runs import load_run
 from kaizen.testing import ScriptedModel
+from tests.test_layout import modules
 
-# every module that keeps process-wide state, and the name it registers (kaizen.process)
-REGISTRIES = {
-    "kaizen.llm.resilience": "llm.resilience",
-    "kaizen.llm.http1": "llm.http1",
-    "kaizen.llm.http2": "llm.http2",
-    "kaizen.llm.openai_compat": "llm.openai_compat",
-    "kaizen.llm.local": "llm.local",
-    "kaizen.store.db": "store.db",
-    "kaizen.store.writer": "store.writer",
-    "kaizen.store.calls": "store.calls",
-    "kaizen.runtime.hooks": "runtime.hooks",
-    "kaizen.tools.runner": "tools.runner",
-    "kaizen.mcp.loop": "mcp.loop",
-    "kaizen.mcp.client": "mcp.client",
-    "kaizen.agents.facade": "agents.facade",
+# every module that keeps process-wide state: the name it registers with kaizen.process, and
+# the module-level names that hold the state
+STATE = {
+    "kaizen.agents.facade": ("agents.facade", {"_default"}),
+    "kaizen.llm.http1": ("llm.http1", {"_sync_pools", "_async_pools"}),
+    "kaizen.llm.http2": ("llm.http2", {"_negotiated", "_async_pools", "_bridge"}),
+    "kaizen.llm.local": ("llm.local", {"_llama", "_batch_engine"}),
+    "kaizen.llm.openai_compat": ("llm.openai_compat", {"_endpoints"}),
+    "kaizen.llm.resilience": ("llm.resilience", {"_breakers", "_limiters", "_watchers"}),
+    "kaizen.mcp.client": ("mcp.client", {"_live_connections"}),
+    "kaizen.mcp.loop": ("mcp.loop", {"_loop", "_thread", "_closers"}),
+    "kaizen.runtime.hooks": ("runtime.hooks", {"_process_hooks"}),
+    "kaizen.store.calls": ("store.calls", {"_lrus"}),
+    "kaizen.store.db": ("store.db", {"_shared"}),
+    "kaizen.store.writer": ("store.writer", {"_writers"}),
+    "kaizen.tools.runner": ("tools.runner", {"_pool"}),
 }
+# module-level names that are not state to forget: definitions, wiring and pure caches, kept for
+# the process's life (kaizen/process.py says why)
+KEPT = {
+    "kaizen.llm.http2": {"_available"},
+    "kaizen.llm.litellm_adapter": {"_loaded", "_internal_call", "_providers", "_token_prices"},
+    "kaizen.llm.resilience": {"node_announcer"},
+    "kaizen.nodes.registry": {"_higher_types_loaded"},
+    "kaizen.process": {"generation"},
+    "kaizen.signatures.fieldtypes": {"_registry", "_registry_version"},
+    "kaizen.store.runs": {"_fingerprints", "_adapter"},
+    "kaizen.testing.scripted": {"_instances"},
+    "kaizen.testing.tls": {"_made"},
+}
+_CONTAINERS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "WeakSet"}
+_CONTAINERS |= {"WeakValueDictionary", "WeakKeyDictionary"}
+
+
+def module_state(path: Path) -> set[str]:
+    """The lower-case module-level names of `path` bound to a mutable container or rebound
+    with `global` (upper-case names are constants)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    rebound = {n for node in ast.walk(tree) if isinstance(node, ast.Global) for n in node.names}
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            value: ast.expr | None = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names, value = [node.target.id], node.value
+        else:
+            continue
+        call = value.func if isinstance(value, ast.Call) else None
+        called = getattr(call, "id", None) or getattr(call, "attr", None)
+        mutable = isinstance(value, ast.Dict | ast.List | ast.Set) or called in _CONTAINERS
+        found |= {
+            n for n in names if n.lower() == n and n != "__all__" and (mutable or n in rebound)
+        }
+    return found
+
+
+def test_all_process_wide_state_is_registered_or_known_to_be_kept() -> None:
+    """A new module-level registry must be forgotten by kaizen.process (or listed in KEPT)."""
+    unknown = []
+    for name, path in sorted(modules().items()):
+        known = STATE.get(name, ("", set()))[1] | KEPT.get(name, set())
+        unknown += [f"{name}.{state}" for state in sorted(module_state(path) - known)]
+    assert not unknown, "process-wide state kaizen.process does not know: " + ", ".join(unknown)
+
+
+def test_every_module_with_process_wide_state_registers_it() -> None:
+    for module in STATE:
+        importlib.import_module(module)
+    assert {name for name, _ in STATE.values()} | {"llm.http2.bridge"} <= set(process.names())
 
 
 class Counter(RunStartHook):
@@ -44,14 +101,6 @@ class Counter(RunStartHook):
 
     def on_run_start(self, **_: Any) -> None:
         self.runs += 1
-
-
-def test_every_module_with_process_wide_state_registers_it() -> None:
-    import importlib
-
-    for module in REGISTRIES:
-        importlib.import_module(module)
-    assert set(REGISTRIES.values()) | {"llm.http2.bridge"} <= set(process.names())
 
 
 def test_one_call_forgets_breakers_limiters_process_hooks_and_the_default_agents() -> None:
