@@ -96,7 +96,7 @@ class LocalRuntime:
         # the store is a layer below the runtime's callers and above the runtime: what makes
         # runs durable is made above (kaizen.durable, through kaizen.seams.durability)
         self._durability: Durability | None = None
-        if self.checkpointing or self.recording or cache not in (False, None):
+        if self.checkpointing or self.recording or (cache is not False and cache is not None):
             self._durability = seams.durability.get()(
                 checkpoint=checkpoint, record=record, cache=cache, allow_pickle=allow_pickle
             )
