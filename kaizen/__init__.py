@@ -7,7 +7,10 @@ cheap (pydantic, networkx and litellm load only when something needs them).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from kaizen import seams
 
 __version__ = "0.1.0"
 
@@ -79,7 +82,7 @@ _EXPORTS: dict[str, str] = {
     "WorkflowChangedError": "kaizen.errors",
     "Memory": "kaizen.store.memory",
     "Store": "kaizen.store",
-    "replay": "kaizen.store.replay",
+    "replay": "kaizen.durable",
     "WorkflowValidationError": "kaizen.errors",
     "ConstantNode": "kaizen.nodes",
     "ExecutionPolicy": "kaizen.nodes",
@@ -271,6 +274,63 @@ __all__ = [
 ]
 
 
+# -- the seams' providers ---------------------------------------------------------------------
+# A lower layer that needs something from a higher one calls a seam of `kaizen.seams`; the
+# package root, the top layer, provides each one lazily: nothing is imported until first use.
+
+
+def _drawing() -> seams.Drawing:
+    import kaizen.render
+
+    return kaizen.render
+
+
+def _model_call_steps() -> seams.ModelCallSteps:
+    from kaizen.store.calls import model_call_step
+
+    return model_call_step
+
+
+def _durability() -> type[Durability]:
+    from kaizen.durable import Durability
+
+    return Durability
+
+
+def _node_types() -> Callable[[], None]:
+    def load() -> None:
+        import kaizen.agents.agent  # noqa: F401  (it registers AgentNode and LLMAgentNode)
+
+    return load
+
+
+def _execution_monitor() -> Callable[[], ExecutionMonitor]:
+    from kaizen.observe.monitor import ExecutionMonitor
+
+    return ExecutionMonitor
+
+
+def _memories() -> seams.Memories:
+    import kaizen.store.memory
+
+    return kaizen.store.memory
+
+
+def _patterns() -> seams.Patterns:
+    import kaizen.patterns
+
+    return kaizen.patterns
+
+
+seams.drawing.provide_lazily(_drawing)
+seams.model_call_steps.provide_lazily(_model_call_steps)
+seams.durability.provide_lazily(_durability)
+seams.node_types.provide_lazily(_node_types)
+seams.execution_monitor.provide_lazily(_execution_monitor)
+seams.memories.provide_lazily(_memories)
+seams.patterns.provide_lazily(_patterns)
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
@@ -285,6 +345,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from kaizen.durable import Durability
+    from kaizen.observe.monitor import ExecutionMonitor
+
+if TYPE_CHECKING:
     from kaizen.agents import (
         Agent,
         AgentConfig,
@@ -296,6 +360,7 @@ if TYPE_CHECKING:
         create_agent,
         get_agent,
     )
+    from kaizen.durable import replay
     from kaizen.errors import (
         AccessDeniedError,
         AgentLimitError,
@@ -409,7 +474,6 @@ if TYPE_CHECKING:
     )
     from kaizen.store import Store
     from kaizen.store.memory import Memory
-    from kaizen.store.replay import replay
     from kaizen.tools import (
         Tool,
         ToolArgumentError,

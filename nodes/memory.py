@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kaizen import seams
 from kaizen.nodes.base import Node, Port
 from kaizen.nodes.registry import register_node_type
 
@@ -24,8 +25,7 @@ _KEYS = frozenset({"memory", "namespace", "provider", "path", "session"})
 
 
 def _memory_of(node_id: str, config: Mapping[str, Any]) -> Memory:
-    from kaizen.store.memory import Memory
-
+    Memory = seams.memories.get().Memory  # the store is a layer above: through kaizen.seams
     given = config.get("memory")
     if given is not None:
         memory = getattr(given, "memory", given)  # an Agent carries its Memory
@@ -50,10 +50,9 @@ class MemoryRead(Node):
     output_ports = (Port("memories", list[str]), Port("context", str))
 
     def run(self, **inputs: Any) -> dict[str, Any]:
-        from kaizen.store.memory import memory_block
-
         items = _memory_of(self.id, self.config).search(inputs["query"], inputs.get("k", 5))
-        return {"memories": [i.text for i in items], "context": memory_block(items) or ""}
+        block = seams.memories.get().memory_block(items)
+        return {"memories": [i.text for i in items], "context": block or ""}
 
 
 @register_node_type

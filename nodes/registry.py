@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Callable
 from typing import TypeVar, overload
 
+from kaizen import seams
 from kaizen.errors import UnknownNodeTypeError
 from kaizen.nodes.base import Node
 
@@ -26,20 +27,20 @@ N = TypeVar("N", bound=type[Node])
 
 _REGISTRY: dict[str, type[Node]] = {}
 
-# Node types defined by higher layers, imported (by name) the first time a lookup misses or the
-# full list is asked for: `add_node("AgentNode", ...)` works without importing the agent layer
-# first, and `import kaizen.nodes` stays free of it.
-_LAZY_MODULES = ["kaizen.agents.agent"]
+# Node types defined by higher layers (`AgentNode`, `LLMAgentNode`) are loaded through the seam
+# `kaizen.seams.node_types` the first time a lookup misses or the full list is asked for:
+# `add_node("AgentNode", ...)` works without importing the agent layer first, and
+# `kaizen.nodes` never names it.
+_higher_types_loaded = False
 
 
 def _load_lazy_modules() -> bool:
-    """Import the pending lazy modules; True when any was imported."""
-    if not _LAZY_MODULES:
+    """Load the node types of the higher layers, once; True the first time."""
+    global _higher_types_loaded
+    if _higher_types_loaded:
         return False
-    import importlib
-
-    while _LAZY_MODULES:
-        importlib.import_module(_LAZY_MODULES.pop(0))
+    _higher_types_loaded = True
+    seams.node_types.get()()
     return True
 
 

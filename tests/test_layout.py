@@ -37,15 +37,75 @@ def modules() -> dict[str, Path]:
     return found
 
 
+# The layers, bottom to top (docs/architecture.md, "Layers"). A module may import its own room
+# (sub-package or top-level module) and any room of a lower layer, never a room of its own layer
+# or above. A lower layer that needs something a higher one has receives it: a hook, a factory,
+# a protocol, or a seam of `kaizen.seams` that the package root provides.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # text, errors and the types every layer shares
+    (
+        "kaizen.text",
+        "kaizen.errors",
+        "kaizen.missing",
+        "kaizen.aio",
+        "kaizen.flow",
+        "kaizen.retrying",
+        "kaizen.usage",
+        "kaizen.status",
+        "kaizen.call_context",
+        "kaizen.seams",
+        "kaizen.process",
+    ),
+    ("kaizen.signatures",),
+    ("kaizen.nodes",),
+    ("kaizen.workflow",),
+    ("kaizen.llm",),
+    ("kaizen.store",),
+    ("kaizen.runtime",),
+    ("kaizen.durable", "kaizen.render", "kaizen.observe", "kaizen.tools"),
+    ("kaizen.plans",),
+    ("kaizen.agents",),
+    ("kaizen.patterns",),
+    ("kaizen.targets",),
+    ("kaizen.mcp",),
+    ("kaizen.serve",),
+    ("kaizen.cli", "kaizen.testing"),
+    # the package root (every public name, loaded on first use; the seams' providers) and
+    # `python -m kaizen`
+    ("kaizen", "kaizen.__main__"),
+)
+
+
+def room(module: str) -> str:
+    """The room of a module: its sub-package or top-level module (``kaizen.llm.call`` ->
+    ``kaizen.llm``), or ``kaizen`` for the package root."""
+    return ".".join(module.split(".")[:2])
+
+
+def layer(module: str) -> int:
+    for number, rooms in enumerate(LAYERS):
+        if room(module) in rooms:
+            return number
+    raise AssertionError(f"{room(module)} has no layer: add it to LAYERS (and the docs' table)")
+
+
 def imports(path: Path, module: str, known: set[str]) -> Iterator[str]:
-    """Every Kaizen module `path` imports, at module level or inside functions, except under
-    `if TYPE_CHECKING:` (those never run)."""
+    """Every Kaizen module `path` imports, with the line (see `located_imports`)."""
+    for name, _ in located_imports(path, module, known):
+        yield name
+
+
+def located_imports(path: Path, module: str, known: set[str]) -> Iterator[tuple[str, int]]:
+    """Every Kaizen module `path` imports and the line, at module level or inside functions,
+    except under `if TYPE_CHECKING:` (those never run). In a module that uses importlib, a
+    string naming a Kaizen module counts as an import of it (an import by name is an import)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip.update(id(child) for child in ast.walk(node))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    by_name = "importlib" in path.read_text(encoding="utf-8")
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
@@ -60,11 +120,60 @@ def imports(path: Path, module: str, known: set[str]) -> Iterator[str]:
             # own parent, already loading); `from module import name` imports the module
             submodules = [f"{base}.{alias.name}" for alias in node.names]
             names = [m for m in submodules if m in known] or [base]
+        elif by_name and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value.partition(":")[0]] if node.value.startswith("kaizen.") else []
         else:
             continue
         for name in names:
             if name in known:
-                yield name
+                yield name, node.lineno
+
+
+def test_every_import_points_to_a_lower_layer() -> None:
+    """Lazy imports and imports by name included; only `if TYPE_CHECKING:` ones are left out."""
+    found = modules()
+    known = set(found)
+    upward: list[str] = []
+    for name, path in sorted(found.items()):
+        for target, line in located_imports(path, name, known):
+            if room(target) == room(name) or layer(target) < layer(name):
+                continue
+            upward.append(
+                f"{path.relative_to(ROOT)}:{line}: {name} (layer {layer(name)}, {room(name)}) "
+                f"imports {target} (layer {layer(target)}, {room(target)})"
+            )
+    assert not upward, "imports that do not point down:\n" + "\n".join(upward)
+
+
+def test_the_layer_table_is_the_one_in_the_docs() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    documented = [
+        tuple(sorted(part.strip(" `") for part in row.split("|")[2].split(","))) for row in rows[1:]
+    ]
+    assert documented == [tuple(sorted(rooms)) for rooms in LAYERS]
+
+
+def test_lower_layers_reach_higher_ones_through_the_seams_before_anyone_imported_them() -> None:
+    """`workflow.to_mermaid()`, `add_node("AgentNode", ...)`, a model call's cache step and
+    `LocalRuntime(checkpoint=...)` work in a fresh process that imported only the layer below."""
+    code = """
+import sys, tempfile
+from kaizen.nodes import get_node_type
+from kaizen.workflow import WorkflowBuilder
+assert get_node_type("AgentNode").__name__ == "AgentNode"
+builder = WorkflowBuilder("w")
+builder.add_node("ConstantNode", "c", {"value": 1})
+assert "flowchart" in builder.build().to_mermaid()
+from kaizen.runtime import LocalRuntime
+runtime = LocalRuntime(checkpoint=tempfile.mkdtemp() + "/k.db")
+results, run_id = runtime.execute(builder.build())
+assert results["c"]["value"] == 1 and type(runtime.store).__module__ == "kaizen.store.db"
+print(sorted(m for m in ("kaizen.render", "kaizen.agents", "kaizen.durable") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['kaizen.agents', 'kaizen.durable', 'kaizen.render']"
 
 
 def test_there_are_no_import_circles() -> None:

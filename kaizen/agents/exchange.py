@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kaizen.agents.answer import answer
 from kaizen.agents.loop import act
 from kaizen.flow import Flow
+from kaizen.llm.answer import answer
 from kaizen.runtime.context import current_node_context
 from kaizen.signatures import render_messages
 from kaizen.store.memory import with_memory_block

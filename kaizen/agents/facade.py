@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kaizen import process, seams
 from kaizen.agents.agent import Agent
 from kaizen.agents.config import AgentConfig
 from kaizen.errors import ConfigError
@@ -72,21 +73,19 @@ class Kaizen:
         """Live agents by name."""
         return dict(self._agents)
 
-    # -- patterns -----------------------------------------------------------------------------
+    # -- patterns (kaizen.patterns is a layer above: reached through kaizen.seams) ----------------
 
     def create_pipeline(self, steps: Sequence[Any], **options: Any) -> WorkflowBuilder:
         """`kaizen.patterns.create_pipeline`; role-name steps inherit this instance's config."""
-        from kaizen.patterns import create_pipeline
-
-        return create_pipeline(steps, framework=self, **options)
+        return seams.patterns.get().create_pipeline(steps, framework=self, **options)
 
     def create_debate_workflow(
         self, agents: Sequence[Any], topic: str | None = None, rounds: int = 3, **options: Any
     ) -> WorkflowBuilder:
         """`kaizen.patterns.create_debate_workflow`; role-name agents inherit this config."""
-        from kaizen.patterns import create_debate_workflow
-
-        return create_debate_workflow(agents, topic, rounds, framework=self, **options)
+        return seams.patterns.get().create_debate_workflow(
+            agents, topic, rounds, framework=self, **options
+        )
 
     def create_consensus_workflow(
         self,
@@ -96,17 +95,13 @@ class Kaizen:
         **options: Any,
     ) -> WorkflowBuilder:
         """`kaizen.patterns.create_consensus_workflow`; role-name agents inherit this config."""
-        from kaizen.patterns import create_consensus_workflow
-
-        return create_consensus_workflow(
+        return seams.patterns.get().create_consensus_workflow(
             agents, decision_criteria, confidence_threshold, framework=self, **options
         )
 
     def create_supervisor_agent(self, name: str, config: Mapping[str, Any]) -> WorkflowBuilder:
         """`kaizen.patterns.create_supervisor_agent`; role-name agents inherit this config."""
-        from kaizen.patterns import create_supervisor_agent
-
-        return create_supervisor_agent(name, config, framework=self)
+        return seams.patterns.get().create_supervisor_agent(name, config, framework=self)
 
 
 _default: Kaizen | None = None
@@ -154,5 +149,12 @@ def _signature_and_config(signature: Any, config: Any) -> tuple[Any, Any]:
         return None, signature
     return signature, config
 
+
+def _forget_default() -> None:
+    global _default
+    _default = None
+
+
+process.register("agents.facade", _forget_default)
 
 __all__ = ["Kaizen", "create_agent", "default_kaizen", "get_agent"]

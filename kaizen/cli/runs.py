@@ -110,8 +110,8 @@ def replay_command(
     store: StoreOption = None,
 ) -> None:
     """Run a recorded run again, every model and tool call served from its recording."""
+    from kaizen.durable import replay
     from kaizen.errors import KaizenError
-    from kaizen.store.replay import replay
 
     try:
         workflow = load_workflow(target)

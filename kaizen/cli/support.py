@@ -1,5 +1,6 @@
-"""What the `kaizen` commands share: finding a workflow from `module:attr`, reading `--param` and
-`--<field>` options, JSON output of arbitrary results, and writing a run's files.
+"""What the `kaizen` commands share: finding a workflow from `module:attr` (loading targets and
+JSON output are `kaizen.targets`, re-exported here), reading `--param` and `--<field>` options,
+and writing a run's files.
 
 Kept apart from `kaizen.cli` so the command definitions stay short and these pieces are testable
 on their own. Imports only the standard library at module level.
@@ -7,91 +8,33 @@ on their own. Imports only the standard library at module level.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import importlib
-import importlib.util
 import json
-import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from kaizen.targets import CliError, load_object, to_json
 
 if TYPE_CHECKING:
     from kaizen.runtime.record import RunRecord
     from kaizen.workflow.workflow import Workflow
 
-
-class CliError(Exception):
-    """A command-line request that cannot be carried out; the message says what to change."""
+__all__ = [
+    "CliError",
+    "load_object",
+    "load_workflow",
+    "parse_field_options",
+    "parse_params",
+    "parse_value",
+    "safe_filename",
+    "to_json",
+    "write_run_files",
+]
 
 
 # --------------------------------------------------------------------------- targets
-
-
-def load_object(target: str) -> Any:
-    """Import `module:attr` or `path/to/file.py:attr` (attr may be dotted) and return the object."""
-    module_part, sep, attr = target.rpartition(":")
-    if not sep or not module_part or not attr:
-        raise CliError(
-            f"{target!r} is not a target; write module:attr (e.g. flows:pipeline) "
-            "or path/to/file.py:attr"
-        )
-    module = _import_module(module_part)
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            names = sorted(n for n in vars(module) if not n.startswith("_"))
-            shown = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
-            raise CliError(
-                f"{module_part!r} has no attribute {attr!r} (it defines: {shown or 'nothing'})"
-            ) from None
-    return obj
-
-
-def _import_module(name: str) -> ModuleType:
-    looks_like_file = name.endswith(".py") or os.sep in name or "/" in name
-    if looks_like_file:
-        path = Path(name).expanduser().resolve()
-        if not path.is_file():
-            raise CliError(f"no such file: {name}")
-        folder = str(path.parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)  # so the file can import its neighbours
-        module_name = "_kaizen_target_" + re.sub(r"\W", "_", path.stem)
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise CliError(f"cannot load {name} as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        loader = spec.loader
-        _run_import(lambda: loader.exec_module(module), name)
-        return module
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    result: list[ModuleType] = []
-    _run_import(lambda: result.append(importlib.import_module(name)), name)
-    return result[0]
-
-
-def _run_import(load: Any, name: str) -> None:
-    try:
-        load()
-    except ModuleNotFoundError as exc:
-        if exc.name and name.split(".")[0] == exc.name.split(".")[0]:
-            raise CliError(
-                f"cannot import {name!r}: no such module in {os.getcwd()} or on sys.path "
-                "(run from the folder that holds it, or pass path/to/file.py:attr)"
-            ) from exc
-        raise CliError(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    except Exception as exc:
-        raise CliError(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from exc
+# (loading a target is kaizen.targets: `kaizen serve` and `kaizen mcp serve` share it)
 
 
 def load_workflow(target: str) -> Workflow:
@@ -201,31 +144,6 @@ def safe_filename(name: str) -> str:
     """A workflow name made safe as a file name stem."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
     return stem or "workflow"
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def _json_default(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):  # pydantic models
-        return dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
-
-
-def to_json(value: Any) -> str:
-    """Indented JSON of any result; what JSON cannot hold is shown as its repr."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=_json_default)
 
 
 # --------------------------------------------------------------------------- run files

@@ -8,10 +8,11 @@ request's transport (`kaizen.llm.transport`: litellm, or a faster path where one
 streaming when given ``on_text``) and the waits between attempts, applies the retry policy of
 `kaizen.llm.retry` (decided by `kaizen.retrying.next_attempt`, as every retry in Kaizen is),
 and returns a `ModelReply` (text, tool calls, usage and cost, latency, attempts) or raises
-`ModelError`. Inside a running node it also fires the model-call moments of the lifecycle
-hooks, once per call: the budget refuses the call there, and the run record counts its usage.
-Anything that drives flows can run it: an agent's exchange yields from it, so tools and
-streaming later add steps to one flow.
+`ModelError`. Inside a running node (`kaizen.call_context`: the node context protocol, so this
+layer does not import the runtime) it also fires the model-call moments of the lifecycle hooks,
+once per call: the budget refuses the call there, and the run record counts its usage. Anything
+that drives flows can run it: an agent's exchange yields from it, so tools and streaming later
+add steps to one flow.
 
 Resilience (`kaizen.llm.resilience`) is part of the same flow: each attempt first waits its turn
 at the model's rate limiter (a `Sleep` step; a 429's Retry-After pauses every caller of that
@@ -32,6 +33,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kaizen.llm.litellm_adapter as adapter
+from kaizen import seams
+from kaizen.call_context import (
+    CallContext,
+    after_model_call,
+    before_model_call,
+    current_call_context,
+    model_call_request,
+    updated_kwargs,
+)
 from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
 from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
@@ -57,15 +67,7 @@ from kaizen.llm.resilience import (
 from kaizen.llm.retry import model_error, model_retry_policy, retry_after, root_cause, status_of
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
 from kaizen.retrying import next_attempt
-from kaizen.runtime.context import NodeContext, current_node_context
-from kaizen.runtime.middleware import (
-    after_model_call,
-    before_model_call,
-    model_call_request,
-    updated_kwargs,
-)
-from kaizen.runtime.record import Usage
-from kaizen.store.calls import model_call_step
+from kaizen.usage import Usage
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -210,7 +212,7 @@ def model_call(request: ModelRequest, on_text: OnText | None = None) -> Flow[Mod
     `on_text`, the reply streams: each piece of text goes to `on_text` as it arrives. Inside a
     node whose hooks hold middleware (`kaizen.runtime.middleware`), the call is made inside it:
     a middleware may change the request, answer instead of the model, or refuse."""
-    context = current_node_context()
+    context = current_call_context()
     middleware = context.hooks.middleware if context is not None else ()
     if context is None or not middleware:
         return (yield from _models(request, on_text))
@@ -266,12 +268,13 @@ def _one_model(
 ) -> Flow[ModelReply]:
     """One model's part of the call: its attempts, with its breaker and rate limiter
     (`passed_over`: the models tried before it, for the reply)."""
-    context = current_node_context()
+    context = current_call_context()
     if context is not None:  # a hook may refuse the call here (the budget)
         context.model_call_started(model=request.model, messages=request.kwargs["messages"])
-    # the store's step: a replayed or cached reply, else None (kaizen.store.calls)
+    # the store's step: a replayed or cached reply, else None (kaizen.store.calls, provided
+    # through kaizen.seams: the store is a layer above)
     node_id = context.node_id if context is not None else None
-    step = model_call_step(request.kwargs, request.cache, node_id)
+    step = seams.model_call_steps.get()(request.kwargs, request.cache, node_id)
     served = step.lookup() if step is not None else None
     if served is not None:
         return _served(served, request.model, step.cache_hit, context)  # type: ignore[union-attr]
@@ -349,7 +352,7 @@ def _token_estimate(kwargs: Mapping[str, Any]) -> int:
 
 def _breaker_changed(state: BreakerState, previous: str) -> None:
     """A breaker moved during a call: tell the hooks of the node that made it, if any."""
-    context = current_node_context()
+    context = current_call_context()
     if context is not None:
         context.hooks.fire(
             "breaker_change",
@@ -375,7 +378,7 @@ async def acomplete(messages: list[dict[str, Any]], **options: Any) -> ModelRepl
 
 
 def _served(
-    served: Mapping[str, Any], model: str, cache_hit: bool, context: NodeContext | None
+    served: Mapping[str, Any], model: str, cache_hit: bool, context: CallContext | None
 ) -> ModelReply:
     """A reply the store served (replayed or cached): it costs nothing."""
     calls = tuple(ToolCallRequest(*call) for call in served["tool_calls"])

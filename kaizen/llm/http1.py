@@ -37,6 +37,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kaizen import process
+
 __all__ = [
     "MAX_CONNECTIONS",
     "AsyncPool",
@@ -733,3 +735,13 @@ def close_all() -> None:
             apool.close_sockets()
         else:
             apool.loop.call_soon_threadsafe(apool.close)
+
+
+def _forget_pools() -> None:
+    """Drop the process's pools (`kaizen.process`): a forked child must not share its parent's
+    sockets. Connections close when their pool is collected."""
+    _sync_pools.clear()
+    _async_pools.clear()
+
+
+process.register("llm.http1", _forget_pools)

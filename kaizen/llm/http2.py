@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from kaizen import process
 from kaizen.errors import ConfigError
 from kaizen.llm.http1 import Origin, ProtocolError, Response, ServerDisconnectedError
 
@@ -735,3 +736,18 @@ def close_all() -> None:
         else:
             with contextlib.suppress(RuntimeError):
                 pool.loop.call_soon_threadsafe(pool.close)
+
+
+def _forget_pools() -> None:
+    """Drop the process's pools and what origins negotiated (`kaizen.process`)."""
+    _negotiated.clear()
+    _async_pools.clear()
+
+
+def _forget_bridge() -> None:
+    global _bridge
+    _bridge = None  # its thread is not in a forked child
+
+
+process.register("llm.http2", _forget_pools)
+process.register("llm.http2.bridge", _forget_bridge, fork_only=True)

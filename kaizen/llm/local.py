@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kaizen import process
 from kaizen.llm.litellm_adapter import set_queue_time, set_response_cost
 
 if TYPE_CHECKING:
@@ -604,3 +605,13 @@ __all__ = [
     "make_local_handler",
     "requested_schema",
 ]
+
+
+def _forget_model() -> None:
+    """After a fork: the child loads its own model (the batch engine's thread is not there)."""
+    global _llama, _batch_engine
+    _llama = None
+    _batch_engine = None
+
+
+process.register("llm.local", _forget_model, fork_only=True)

@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kaizen.llm.litellm_adapter as adapter
+from kaizen import process
 from kaizen.aio import running_loop
 from kaizen.errors import ConfigError
 from kaizen.llm import http1, http2
@@ -513,3 +514,6 @@ class _EventReader:
         assembler = self.assembler
         cost = adapter.token_cost(model, assembler.prompt_tokens, assembler.completion_tokens)
         return assembler.reply(model, cost=cost)
+
+
+process.register("llm.openai_compat", _endpoints.clear)  # endpoints hold their pools

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kaizen import process
 from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.llm.litellm_adapter import provider_of
 from kaizen.llm.retry import is_retryable, status_of
@@ -332,3 +333,13 @@ def falls_back(error: BaseException) -> bool:
     if isinstance(error, CircuitOpenError):
         return True
     return isinstance(error, ModelError) and error.retryable
+
+
+def _forget() -> None:
+    """Forget breakers, limiters and watchers (`kaizen.process.reset`, and after a fork)."""
+    _breakers.clear()
+    _limiters.clear()
+    _watchers.clear()
+
+
+process.register("llm.resilience", _forget)

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from kaizen import process
+
 __all__ = ["at_exit", "await_", "in_loop_thread", "submit", "submit_if_running", "wait"]
 
 _T = TypeVar("_T")
@@ -129,3 +131,14 @@ def _shutdown() -> None:
     loop.call_soon_threadsafe(loop.stop)
     if _thread is not None:
         _thread.join(2.0)
+
+
+def _forget_loop() -> None:
+    """After a fork: the loop's thread and sessions are the parent's; the child starts its own."""
+    global _loop, _thread
+    _loop = None
+    _thread = None
+    _closers.clear()
+
+
+process.register("mcp.loop", _forget_loop, fork_only=True)

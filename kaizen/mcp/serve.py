@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kaizen.targets import load_target, to_json
+
 if TYPE_CHECKING:
     from kaizen.agents.agent import Agent
     from kaizen.workflow.workflow import Workflow
@@ -51,54 +53,6 @@ class ServedTool:
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     run: Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-def load_target(target: str) -> Agent | Workflow:
-    """The agent or workflow `module:attr` names (a builder is built, a function called with
-    no arguments). Raises `CliError` saying what was found instead."""
-    from kaizen.agents.agent import Agent
-    from kaizen.cli.support import CliError, load_object
-    from kaizen.workflow.workflow import Workflow
-
-    obj = load_object(target)
-    for attempt in range(2):
-        if isinstance(obj, Agent | Workflow):
-            return obj
-        if not isinstance(obj, type) and callable(getattr(obj, "build", None)):
-            return _built(obj, target)
-        if attempt == 0 and callable(obj) and not isinstance(obj, type) and _takes_nothing(obj):
-            try:
-                obj = obj()
-            except Exception as exc:
-                raise CliError(f"calling {target}() failed: {type(exc).__name__}: {exc}") from exc
-            continue
-        break
-    raise CliError(
-        f"{target} is a {type(obj).__name__}; `kaizen serve` (or `kaizen mcp serve`) takes an "
-        "Agent, a Workflow, a WorkflowBuilder, or a function returning one of them"
-    )
-
-
-def _takes_nothing(func: Any) -> bool:
-    import inspect
-
-    try:
-        parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return all(
-        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters
-    )
-
-
-def _built(builder: Any, target: str) -> Workflow:
-    from kaizen.cli.support import CliError
-    from kaizen.workflow.workflow import Workflow
-
-    built = builder.build()
-    if not isinstance(built, Workflow):
-        raise CliError(f"{target}.build() returned {type(built).__name__}, not a Workflow")
-    return built
 
 
 def served_tool(target: Agent | Workflow, *, name: str | None = None) -> ServedTool:
@@ -350,8 +304,6 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _jsonable(value: Any) -> Any:
     """`value` as plain JSON values (pydantic models, dataclasses, sets, ... converted)."""
-    from kaizen.cli.support import to_json
-
     return json.loads(to_json(value))
 
 

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any, TypeVar
 
+from kaizen import process
 from kaizen.mcp import loop
 from kaizen.mcp.errors import MCPConnectionError, MCPError, MCPTimeoutError
 
@@ -260,3 +261,6 @@ def _describe(exc: BaseException) -> str:
         return "; ".join(dict.fromkeys(leaves))
     text = " ".join(str(exc).split()) or "(no message)"
     return f"{type(exc).__name__}: {text}"
+
+
+process.register("mcp.session", _live_connections.clear, fork_only=True)

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kaizen.agents.answer import answer
 from kaizen.errors import PlanStepError
 from kaizen.flow import Call, Flow, run_async, run_sync
+from kaizen.llm.answer import answer
 from kaizen.llm.call import model_call, prepare
 from kaizen.llm.transport import ToolCallRequest
 from kaizen.missing import MISSING

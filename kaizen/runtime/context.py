@@ -9,32 +9,21 @@ lifecycle hooks without being handed anything.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from kaizen.call_context import HasCallContext as HasNodeContext
+from kaizen.call_context import node_context_var
 from kaizen.runtime.hooks import HookSet
 from kaizen.runtime.record import RunRecord, ToolCallRecord, Usage
 
 __all__ = ["HasNodeContext", "NodeContext", "current_node_context", "node_context_var"]
 
 
-class HasNodeContext(Protocol):
-    """What the runtime puts in `node_context_var`: something that makes the node's context
-    when it is first asked for (most nodes never ask, and then nothing is made)."""
-
-    @property
-    def context(self) -> NodeContext: ...
-
-
-node_context_var: ContextVar[HasNodeContext | None] = ContextVar(
-    "kaizen_node_context", default=None
-)
-
-
 @dataclass(slots=True)
 class NodeContext:
-    """One attempt of one node in one run."""
+    """One attempt of one node in one run (what a model call sees of it is
+    `kaizen.call_context.CallContext`; the context variable lives there too)."""
 
     run_id: str
     node_id: str
@@ -140,4 +129,7 @@ class NodeContext:
 def current_node_context() -> NodeContext | None:
     """The context of the node running in this thread or task, or None outside any node."""
     holder = node_context_var.get()
-    return None if holder is None else holder.context
+    if holder is None:
+        return None
+    context: NodeContext = holder.context
+    return context

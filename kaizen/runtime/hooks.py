@@ -58,6 +58,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kaizen import process
 from kaizen.errors import VetoError
 from kaizen.runtime.record import HookError
 
@@ -400,3 +401,11 @@ def _moments_of(cls: type) -> tuple[tuple[str, str], ...]:
             (moment, method) for moment, (base, method) in _MOMENTS.items() if issubclass(cls, base)
         )
     return moments
+
+
+def _forget_process_hooks() -> None:
+    global _process_hooks
+    _process_hooks = ()
+
+
+process.register("runtime.hooks", _forget_process_hooks)

@@ -13,11 +13,12 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextvars import Token
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
 
+from kaizen import seams
 from kaizen.aio import run_blocking
-from kaizen.errors import NodeExecutionError, ReplayMismatchError, RunNotFoundError
+from kaizen.errors import NodeExecutionError, ReplayMismatchError
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.driver import Results, Run
 from kaizen.runtime.events import EventCallback, RunEvent
@@ -26,14 +27,14 @@ from kaizen.runtime.hooks import Middleware, check_hooks, process_hooks
 from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
-from kaizen.store.calls import RunCalls, active_calls, cache_policy
-from kaizen.store.db import Store, StorePath
 from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
 
 if TYPE_CHECKING:
+    from kaizen.durable import Durability
     from kaizen.observe.monitor import ExecutionMonitor
-    from kaizen.store.runs import Checkpointer
+    from kaizen.store.calls import CachePolicy
+    from kaizen.store.db import Store, StorePath
 
 __all__ = ["EventCallbackFn", "FailurePolicy", "LocalRuntime"]
 
@@ -91,21 +92,32 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self.checkpointing = checkpoint is not False
         self.recording = record is not False
-        self.cache = cache_policy(cache)
         self.allow_pickle = allow_pickle
-        self._store: Store | None = None
-        paths = [p for p in (checkpoint, record) if p is not False and p is not True]
-        if len({str(p.path if isinstance(p, Store) else p) for p in paths}) > 1:
-            raise ValueError("checkpoint and record must use the same store (give one path)")
-        if self.checkpointing or self.recording:
-            self._store = Store.open(paths[0] if paths else None)
+        # the store is a layer below the runtime's callers and above the runtime: what makes
+        # runs durable is made above (kaizen.durable, through kaizen.seams.durability)
+        self._durability: Durability | None = None
+        if self.checkpointing or self.recording or (cache is not False and cache is not None):
+            self._durability = seams.durability.get()(
+                checkpoint=checkpoint, record=record, cache=cache, allow_pickle=allow_pickle
+            )
+
+    @property
+    def cache(self) -> CachePolicy | None:
+        """How this runtime's runs cache model calls (None: they do not)."""
+        return self._durability.cache if self._durability is not None else None
 
     @property
     def store(self) -> Store:
         """The store this runtime checkpoints and records into (opened on first use)."""
-        if self._store is None:
-            self._store = Store.open()
-        return self._store
+        return self._durable().store
+
+    def _durable(self) -> Durability:
+        """This runtime's durability, made on first use (by `resume` or `replay` of a runtime
+        given no checkpoint, record or cache option: the default store)."""
+        with self._lock:
+            if self._durability is None:
+                self._durability = seams.durability.get()(allow_pickle=self.allow_pickle)
+            return self._durability
 
     def close(self) -> None:
         """Let the worker threads exit (they also do when the runtime is garbage-collected)."""
@@ -135,9 +147,8 @@ class LocalRuntime:
         """The monitor of every run of this runtime, all nodes together (made and registered
         on first call): summary, alerts (docs/production.md)."""
         if self._monitor is None:
-            from kaizen.observe.monitor import ExecutionMonitor
-
-            self._monitor = ExecutionMonitor()
+            # kaizen.observe is a layer above: its monitor comes through kaizen.seams
+            self._monitor = seams.execution_monitor.get()()
             self.add_hook(self._monitor)
         return self._monitor
 
@@ -214,7 +225,7 @@ class LocalRuntime:
                 )
             if replay:
                 return await self._replay(run_id, workflow, on_event, hooks, inline_allowed)
-            finished, parameters = self._checkpointed(run_id, workflow)
+            parameters, finished = self._durable().resumed(run_id, workflow)
         else:
             finished = None
         run, durable = self._new_run(
@@ -390,19 +401,6 @@ class LocalRuntime:
 
         return stream_sync(start)
 
-    def _checkpointed(
-        self, run_id: str, workflow: Workflow
-    ) -> tuple[Mapping[int, Mapping[str, Any]], Mapping[str, Any] | None]:
-        """For `run(resume=True)`: the nodes run `run_id` completed (index -> outputs) and its
-        parameters; raises when the store does not hold it or `workflow` is not its workflow."""
-        from kaizen.store.runs import check_fingerprint, load_checkpoints, load_run
-
-        info = load_run(self.store, run_id)
-        check_fingerprint(info, workflow)
-        done = load_checkpoints(self.store, run_id)
-        finished = {workflow.plan.index[node]: outputs for node, outputs in done.items()}
-        return finished, info.parameters
-
     async def _replay(
         self,
         run_id: str,
@@ -413,30 +411,17 @@ class LocalRuntime:
     ) -> tuple[Results, RunRecord]:
         """`run(replay=True)`: a run of its own, its model and tool calls served from the
         recording of `run_id` (neither checkpointed nor recorded again)."""
-        from kaizen.store.runs import check_fingerprint, load_run
-
-        info = load_run(self.store, run_id)
-        if not info.recorded:
-            raise RunNotFoundError(
-                f"run {run_id!r} was not recorded (run it with LocalRuntime(record=True) to "
-                "replay it)",
-                path=self.store.path,
-            )
-        check_fingerprint(info, workflow)
-        replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
-        calls = RunCalls(self.store, replay_id, replay_of=run_id)
-        token = active_calls.set(calls)
+        replay_id, parameters, replaying = self._durable().replaying(run_id, workflow)
         try:
-            run = self._make_run(
-                workflow, info.parameters, replay_id, on_event, hooks, inline_allowed
-            )
-            results = await run.drive()
+            with replaying:
+                run = self._make_run(
+                    workflow, parameters, replay_id, on_event, hooks, inline_allowed
+                )
+                results = await run.drive()
         except NodeExecutionError as exc:
             if isinstance(exc.__cause__, ReplayMismatchError):
                 raise exc.__cause__ from exc
             raise
-        finally:
-            active_calls.reset(token)
         return results, run.record
 
     def _new_run(
@@ -449,40 +434,20 @@ class LocalRuntime:
         *,
         inline_allowed: bool,
         finished: Mapping[int, Mapping[str, Any]] | None = None,
-    ) -> tuple[Run, _Durable]:
+    ) -> tuple[Run, AbstractContextManager[None]]:
         """The run, and what makes it durable (checkpoints, recordings, cache) around it."""
         run_id = run_id or os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
-        checkpointer: Checkpointer | None = None
-        calls: RunCalls | None = None
-        extra: list[object] = []
-        if self.checkpointing or self.recording or finished is not None:
-            from kaizen.store.runs import Checkpointer, begin_run
 
-            # the run's row first: parameters that cannot be stored fail before anything runs
-            begin_run(
-                self.store, run_id, workflow, parameters,
-                checkpoint=self.checkpointing or finished is not None, recorded=self.recording,
-            )  # fmt: skip
-            restored = [workflow.plan.nodes[i].node_id for i in finished or ()]
-            checkpointer = Checkpointer(
-                self.store, allow_pickle=self.allow_pickle, restored=restored,
-                write_outputs=self.checkpointing or finished is not None,
-            )  # fmt: skip
-            extra.append(checkpointer)
-        if self.recording or self.cache is not None:
-            store = self._store if self.recording else None
-            calls = RunCalls(store or Store.open(self.cache.path if self.cache else None),
-                             run_id, record=self.recording, cache=self.cache)  # fmt: skip
-        token = active_calls.set(calls) if calls is not None else None
-        try:
-            run = self._make_run(
+        def make_run(extra: list[object]) -> Run:
+            return self._make_run(
                 workflow, parameters, run_id, on_event, [*extra, *hooks], inline_allowed,
                 finished,
             )  # fmt: skip
-        finally:
-            if token is not None:
-                active_calls.reset(token)
-        return run, _Durable(checkpointer, run, calls)
+
+        durability = self._durability if finished is None else self._durable()
+        if durability is None:
+            return make_run([]), nullcontext()
+        return durability.begin(workflow, parameters, run_id, finished, make_run)
 
     def _make_run(
         self,
@@ -544,34 +509,3 @@ def _check_parameters(workflow: Workflow, parameters: Mapping[str, Any] | None) 
             + (" (call .build() on the builder first)" if hasattr(workflow, "build") else "")
         )
     return bind_parameters(workflow.plan, parameters)
-
-
-class _Durable:
-    """Around a run's drive: a checkpoint write that failed is raised when the run ends (hooks
-    never stop a run), with the run id and results, so what completed is not lost."""
-
-    def __init__(self, checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None):
-        self.checkpointer = checkpointer
-        self.run = run
-        self.calls = calls
-        self._token: Token[RunCalls | None] | None = None
-
-    def __enter__(self) -> None:
-        # nodes run inline in the caller's context see the run's calls too (the others got
-        # them with the context the run copied when it was made)
-        if self.calls is not None:
-            self._token = active_calls.set(self.calls)
-
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        if self._token is not None:
-            active_calls.reset(self._token)
-        failure = self.checkpointer.failure if self.checkpointer is not None else None
-        if failure is None or error is not None:
-            return
-        failure.add_note(
-            f"run {self.run.run_id!r} finished ({self.run.record.summary()}); its results are "
-            "in runtime.get_record / the error's `results`, but the store missed some of them"
-        )
-        failure.run_id = self.run.run_id  # type: ignore[attr-defined]
-        failure.results = self.run.results  # type: ignore[attr-defined]
-        raise failure

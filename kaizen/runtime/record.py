@@ -1,16 +1,19 @@
 """What a run did: `RunRecord` (per-node status, timings, attempts, usage, errors, hook failures).
 
 The `Recorder` hook (`kaizen.runtime.recorder`) fills a record in as the run goes; renderers draw
-it (`record.render("run.svg")`). Times are `time.time()` seconds (wall clock), so records from
-different processes line up. A record holds no secrets: errors are `"Type: message"` strings,
-and model usage is counts and cost.
+it (`record.render("run.svg")`, through `kaizen.seams.drawing`). Times are `time.time()` seconds
+(wall clock), so records from different processes line up. A record holds no secrets: errors
+are `"Type: message"` strings, and model usage is counts and cost.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from kaizen import seams
+from kaizen.status import NodeStatus, RunStatus
+from kaizen.usage import Usage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,55 +30,6 @@ __all__ = [
     "ToolCallRecord",
     "Usage",
 ]
-
-
-class NodeStatus(enum.StrEnum):
-    PENDING = "pending"  # never started
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # routing, a failed or skipped upstream, or the budget
-    CANCELLED = "cancelled"  # stopped while running (fail-fast, Ctrl-C, a cancelled task)
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"  # every node completed or was skipped by routing
-    FAILED = "failed"  # a node failed, or part of the run was refused by its budget
-    CANCELLED = "cancelled"
-
-
-@dataclass(slots=True)
-class Usage:
-    """Model usage: tokens and cost in USD, summed over calls. `cache_hits` counts the calls
-    the model-call cache answered (they cost nothing)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    calls: int = 0
-    cache_hits: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def since(self, before: Usage) -> Usage:
-        """What was added to this usage after the snapshot `before` was taken."""
-        return Usage(
-            self.prompt_tokens - before.prompt_tokens,
-            self.completion_tokens - before.completion_tokens,
-            self.cost - before.cost,
-            self.calls - before.calls,
-            self.cache_hits - before.cache_hits,
-        )
-
-    def add(self, other: Usage) -> None:
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cost += other.cost
-        self.calls += other.calls
-        self.cache_hits += other.cache_hits
 
 
 @dataclass(slots=True)
@@ -189,12 +143,9 @@ class RunRecord:
         return asdict(self)
 
     def render(self, path: str | Path, workflow: Workflow | None = None) -> Path:
-        """Draw the run as SVG: the status-coloured graph (given `workflow`) above the timeline."""
-        from kaizen.render.run import render_run
-
-        return render_run(self, path, workflow)
+        """Draw the run as SVG: the status-coloured graph (given `workflow`) above the timeline.
+        The drawing is `kaizen.render`'s, a layer above, reached through `kaizen.seams`."""
+        return seams.drawing.get().render_run(self, path, workflow)
 
     def _repr_svg_(self) -> str:
-        from kaizen.render.timeline import timeline_svg
-
-        return timeline_svg(self)
+        return seams.drawing.get().timeline_svg(self)

@@ -44,6 +44,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaizen import process
+from kaizen.call_context import current_call_context
 from kaizen.errors import ConfigError, EncodeError, ReplayMismatchError
 from kaizen.store.db import Store, StorePath
 from kaizen.store.encode import canonical_json, decode, encode
@@ -441,9 +443,7 @@ def tool_call_step(
     if run is None and policy is None:
         return None
     if node_id is None:
-        from kaizen.runtime.context import current_node_context
-
-        context = current_node_context()
+        context = current_call_context()
         node_id = context.node_id if context is not None else None
     fields = {"tool": tool, "arguments": json.loads(json.dumps(dict(arguments), default=_opaque))}
     return ToolCallStep(fields, node_id, run, policy)
@@ -461,3 +461,6 @@ def remember(tool: str, arguments: Mapping[str, Any], result: Any) -> None:
     step = tool_call_step(tool, arguments, deterministic=True)
     assert step is not None
     step.keep(result)
+
+
+process.register("store.calls", _lrus.clear)  # the cache's in-memory level; the store keeps it

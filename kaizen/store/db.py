@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kaizen import process
 from kaizen.errors import StoreCorruptedError, StoreError, StoreFullError, StoreLockedError
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "MIGRATIONS", "Store", "StorePath", "default_store_path"]
@@ -172,6 +173,7 @@ class Store:
         self.busy_timeout = busy_timeout
         self.max_size = max_size
         self._local = threading.local()
+        self._generation = process.generation  # the fork its connections belong to
         self._keepalive: sqlite3.Connection | None = None
         if not self.in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +205,10 @@ class Store:
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (opened, configured and migrated on first use)."""
+        if self._generation != process.generation:
+            # a forked child: the parent's connections are not this process's to use
+            self._local = threading.local()
+            self._generation = process.generation
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = self._local.connection = self._connect()
@@ -345,3 +351,6 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
     if buffer.strip():
         yield buffer.strip()
+
+
+process.register("store.db", _shared.clear)

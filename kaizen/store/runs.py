@@ -1,8 +1,9 @@
-"""Runs and node checkpoints in the store: the workflow fingerprint, the `Checkpointer` hook,
-and what `resume`, `replay` and `kaizen runs` read (`RunInfo`, `load_run`, `list_runs`, `prune`).
+"""Runs and node checkpoints in the store: the workflow fingerprint, the rows a run writes, and
+what `resume`, `replay` and `kaizen runs` read (`RunInfo`, `load_run`, `list_runs`, `prune`).
 
 A run is written when it begins (its workflow fingerprint and parameters), each node's outputs
-when the node completes, and its record when it ends. The `Checkpointer` (a lifecycle hook)
+when the node completes, and its record when it ends. The `Checkpointer` (a lifecycle hook, in
+`kaizen.durable`: hooks are the runtime's, a layer above the store)
 encodes a node's outputs on the driver thread, the moment the node completes (so later changes
 to those objects cannot leak in), and hands the row to the store's `BatchWriter`
 (`kaizen.store.writer`), which commits rows in batches on its own thread; the run's end waits
@@ -26,23 +27,22 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import EncodeError, RunNotFoundError, WorkflowChangedError
-from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
-from kaizen.runtime.record import NodeStatus
 from kaizen.store.db import Store
-from kaizen.store.encode import canonical_json, decode, decode_outputs, encode, encode_outputs
-from kaizen.store.writer import BatchWriter, attach, detach
+from kaizen.store.encode import canonical_json, decode, decode_outputs, encode
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import RunRecord, RunStatus
+    from kaizen.runtime.record import RunRecord
+    from kaizen.status import RunStatus
     from kaizen.workflow.workflow import Workflow
 
 __all__ = [
-    "Checkpointer",
+    "FINISH_RUN",
+    "INSERT_CHECKPOINT",
     "RunInfo",
     "begin_run",
     "check_fingerprint",
@@ -52,6 +52,8 @@ __all__ = [
     "load_run",
     "parse_age",
     "prune",
+    "record_json",
+    "stored_status",
 ]
 
 _SECRET_KEYS = frozenset({"api_key", "headers", "extra_headers", "aws_secret_access_key"})
@@ -201,12 +203,12 @@ def begin_run(
         )  # fmt: skip
 
 
-_FINISH_RUN = "UPDATE runs SET status = ?, finished = ?, record = ? WHERE run_id = ?"
+FINISH_RUN = "UPDATE runs SET status = ?, finished = ?, record = ? WHERE run_id = ?"
 
 
 def finish_run(store: Store, run_id: str, status: str, record: RunRecord) -> None:
     with store.write() as db:
-        db.execute(_FINISH_RUN, (status, time.time(), record_json(record), run_id))
+        db.execute(FINISH_RUN, (status, time.time(), record_json(record), run_id))
 
 
 def record_json(record: RunRecord) -> str:
@@ -215,7 +217,7 @@ def record_json(record: RunRecord) -> str:
     `dataclasses.asdict` but costing some 50 ms to build once per process."""
     if len(record.nodes) < _BIG_RECORD:
         return json.dumps(record.to_dict(), default=str)
-    return _record_adapter().dump_json(record, fallback=str).decode()
+    return _record_adapter(record).dump_json(record, fallback=str).decode()
 
 
 _BIG_RECORD = 200  # nodes
@@ -223,15 +225,13 @@ _adapter_lock = threading.Lock()
 _adapter: Any = None
 
 
-def _record_adapter() -> Any:
+def _record_adapter(record: RunRecord) -> Any:
     global _adapter
     with _adapter_lock:
         if _adapter is None:
             from pydantic import TypeAdapter
 
-            from kaizen.runtime.record import RunRecord
-
-            _adapter = TypeAdapter(RunRecord)
+            _adapter = TypeAdapter(type(record))
         return _adapter
 
 
@@ -316,103 +316,10 @@ def load_checkpoints(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     return {node_id: decode_outputs(encoding, bytes(data)) for node_id, encoding, data in rows}
 
 
-_INSERT_CHECKPOINT = "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_CHECKPOINT = "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)"
 
 
-class Checkpointer(NodeFinishHook, RunFinishHook):
-    """The hook that persists each completed node's outputs (see the module docstring).
-
-    Outputs are encoded here, on the driver thread; the row goes to the store's `BatchWriter`.
-    At the run's end the run's row is finished and every row of the run waited for. A write
-    that fails (disk full, a value that cannot be encoded) is kept in `failure` and the runtime
-    raises it when the run ends, since hooks never stop a run; what was written before stays.
-    `restored` names nodes whose outputs came from the store (a resumed run): they are not
-    written again.
-    """
-
-    name = "kaizen.checkpoint"
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        allow_pickle: bool = False,
-        restored: Iterable[str] = (),
-        write_outputs: bool = True,
-    ) -> None:
-        self.store = store
-        self.write_outputs = write_outputs
-        self.allow_pickle = allow_pickle
-        self.restored = frozenset(restored)
-        self.failure: Exception | None = None
-        self._told = False  # whether `failure` was raised to the hooks' record already
-        self._writer: BatchWriter | None = None  # attached at the first row
-
-    def write_failed(self, error: Exception) -> None:
-        """The writer could not store one of this run's rows (called on its thread)."""
-        if self.failure is None:
-            self.failure = error
-
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
-        if not self.write_outputs or status is not NodeStatus.COMPLETED or outputs is None:
-            return
-        if node_id in self.restored:
-            return
-        try:
-            encoding, data = encode_outputs(
-                outputs, node_id=node_id, allow_pickle=self.allow_pickle
-            )
-        except Exception as exc:
-            self.write_failed(exc)
-            self._told = True
-            raise
-        writer = self._writer
-        if writer is None:
-            writer = self._writer = attach(self.store)
-        writer.submit(
-            _INSERT_CHECKPOINT, (run_id, node_id, encoding, data, finished, attempts), self
-        )
-
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
-        writer, self._writer = self._writer, None
-        try:
-            finished = (_stored_status(status, record), time.time(), record_json(record), run_id)
-        except Exception as exc:
-            self.write_failed(exc)
-            finished = None
-        if writer is None:
-            if finished is not None:
-                try:
-                    with self.store.write() as db:
-                        db.execute(_FINISH_RUN, finished)
-                except Exception as exc:
-                    self.write_failed(exc)
-        else:
-            try:
-                if finished is not None:
-                    writer.submit(_FINISH_RUN, finished, self)
-                writer.flush()
-            finally:
-                detach(writer)
-        if self.failure is not None and not self._told:
-            self._told = True
-            raise self.failure  # into the run's hook_errors; the runtime raises it at the end
-
-
-def _stored_status(status: RunStatus, record: RunRecord) -> str:
+def stored_status(status: RunStatus, record: RunRecord) -> str:
     """The run's status, or ``waiting_approval`` when a node stopped for an access policy's
     approval (kaizen.observe.policy): `resume` finishes it once approved."""
     if any((node.error or "").startswith("ApprovalRequired") for node in record.nodes.values()):

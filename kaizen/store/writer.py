@@ -33,6 +33,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kaizen import process
 from kaizen.errors import StoreLockedError
 
 if TYPE_CHECKING:
@@ -170,3 +171,6 @@ class _LoopWakeup:
 def _tell(owner: WriteOwner, error: Exception) -> None:
     with contextlib.suppress(Exception):  # an owner's bug must not stop the store's writer
         owner.write_failed(error)
+
+
+process.register("store.writer", _writers.clear, fork_only=True)  # idle writers end anyway

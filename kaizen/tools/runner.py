@@ -32,6 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kaizen import process
 from kaizen.errors import BudgetExceededError, VetoError
 from kaizen.runtime.record import ToolCallRecord
 from kaizen.store.calls import ToolCallStep, tool_call_step
@@ -309,3 +310,11 @@ async def arun_calls(
     else:
         await asyncio.gather(*(one(p) for p in pendings))
     return [p.record for p in pendings]
+
+
+def _forget_threads() -> None:
+    global _pool
+    _pool = None  # after a fork: its threads are not in the child
+
+
+process.register("tools.runner", _forget_threads, fork_only=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from kaizen import seams
 from kaizen.nodes.base import Node
 from kaizen.workflow.plan import Plan, make_plan
 
@@ -153,27 +154,20 @@ class Workflow:
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, {len(self.nodes)} nodes, {len(self.connections)} edges)"
 
-    # Drawing lives in kaizen.render; these are the convenient entry points.
+    # Drawing lives in kaizen.render, a layer above: these convenient entry points reach it
+    # through kaizen.seams.drawing.
     def to_mermaid(self) -> str:
-        from kaizen.render.graph import workflow_to_mermaid
-
-        return workflow_to_mermaid(self)
+        return seams.drawing.get().workflow_to_mermaid(self)
 
     def to_dot(self) -> str:
-        from kaizen.render.graph import workflow_to_dot
-
-        return workflow_to_dot(self)
+        return seams.drawing.get().workflow_to_dot(self)
 
     def render(self, path: str | Path) -> Path:
         """Draw the graph to `path`; the suffix picks the format (`.svg`, `.png`, `.pdf`)."""
-        from kaizen.render.graph import render_workflow
-
-        return render_workflow(self, path)
+        return seams.drawing.get().render_workflow(self, path)
 
     def _repr_svg_(self) -> str:
-        from kaizen.render.graph import workflow_svg
-
-        return workflow_svg(self)
+        return seams.drawing.get().workflow_svg(self)
 
 
 def _rebuild(

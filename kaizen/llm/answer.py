@@ -1,8 +1,9 @@
 """`answer`: one structured model call that fills a signature's outputs, re-asked while the
 reply does not fit (at most `max_parse_attempts` calls). A flow (`kaizen.flow`).
 
-The exchange of an agent without tools is this call on the rendered prompt; a plan's synthesis
-step (`kaizen.plans`) is this call on the step results.
+The exchange of an agent without tools (`kaizen.agents.exchange`) is this call on the rendered
+prompt; a plan's synthesis step (`kaizen.plans`) is this call on the step results. It lives in
+the model layer, below both.
 """
 
 from __future__ import annotations

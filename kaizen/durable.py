@@ -1,0 +1,278 @@
+"""What makes a `LocalRuntime` durable: checkpoints, recordings, the model-call cache, `resume`
+and `replay` (`kaizen.replay`).
+
+The runtime does not import the store (layers point down: docs/architecture.md). This module
+sits above both: `LocalRuntime(checkpoint=..., record=..., cache=...)` asks the seam
+`kaizen.seams.durability` for a `Durability` made from those options, and calls it when a run
+begins (`begin`: the run's row, the `Checkpointer` hook, the run's calls in
+`kaizen.store.calls.active_calls`), when a run is resumed (`resumed`) and when one is replayed
+(`replaying`). What is stored and how is `kaizen.store` (`runs.py`, `calls.py`; docs/state.md).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+from kaizen.errors import RunNotFoundError
+from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
+from kaizen.status import NodeStatus, RunStatus
+from kaizen.store.calls import CachePolicy, RunCalls, active_calls, cache_policy
+from kaizen.store.db import Store, StorePath
+from kaizen.store.encode import encode_outputs
+from kaizen.store.runs import (
+    FINISH_RUN,
+    INSERT_CHECKPOINT,
+    begin_run,
+    check_fingerprint,
+    load_checkpoints,
+    load_run,
+    record_json,
+    stored_status,
+)
+from kaizen.store.writer import BatchWriter, attach, detach
+
+if TYPE_CHECKING:
+    from kaizen.runtime.driver import Run
+    from kaizen.runtime.record import RunRecord
+    from kaizen.workflow.workflow import Workflow
+
+__all__ = ["Checkpointer", "Durability", "replay"]
+
+DurableOption = bool | StorePath | Store
+
+
+class Durability:
+    """A runtime's checkpoints, recordings and cache (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: DurableOption = False,
+        record: DurableOption = False,
+        cache: Any = False,
+        allow_pickle: bool = False,
+    ) -> None:
+        self.checkpointing = checkpoint is not False
+        self.recording = record is not False
+        self.cache: CachePolicy | None = cache_policy(cache)
+        self.allow_pickle = allow_pickle
+        self._store: Store | None = None
+        paths = [p for p in (checkpoint, record) if p is not False and p is not True]
+        if len({str(p.path if isinstance(p, Store) else p) for p in paths}) > 1:
+            raise ValueError("checkpoint and record must use the same store (give one path)")
+        if self.checkpointing or self.recording:
+            self._store = Store.open(paths[0] if paths else None)
+
+    @property
+    def store(self) -> Store:
+        """The store runs are checkpointed and recorded into (opened on first use)."""
+        if self._store is None:
+            self._store = Store.open()
+        return self._store
+
+    def begin(
+        self,
+        workflow: Workflow,
+        parameters: Mapping[str, Any] | None,
+        run_id: str,
+        finished: Mapping[int, Mapping[str, Any]] | None,
+        make_run: Callable[[list[object]], Run],
+    ) -> tuple[Run, AbstractContextManager[None]]:
+        """The run, made by `make_run(extra_hooks)` while the run's calls are active (the run
+        copies the context its nodes see), and what to hold around its drive."""
+        checkpointer: Checkpointer | None = None
+        calls: RunCalls | None = None
+        extra: list[object] = []
+        if self.checkpointing or self.recording or finished is not None:
+            # the run's row first: parameters that cannot be stored fail before anything runs
+            begin_run(
+                self.store, run_id, workflow, parameters,
+                checkpoint=self.checkpointing or finished is not None, recorded=self.recording,
+            )  # fmt: skip
+            restored = [workflow.plan.nodes[i].node_id for i in finished or ()]
+            checkpointer = Checkpointer(
+                self.store, allow_pickle=self.allow_pickle, restored=restored,
+                write_outputs=self.checkpointing or finished is not None,
+            )  # fmt: skip
+            extra.append(checkpointer)
+        if self.recording or self.cache is not None:
+            store = self._store if self.recording else None
+            calls = RunCalls(store or Store.open(self.cache.path if self.cache else None),
+                             run_id, record=self.recording, cache=self.cache)  # fmt: skip
+        with _active(calls):
+            run = make_run(extra)
+        if checkpointer is None and calls is None:
+            return run, nullcontext()
+        return run, _around_drive(checkpointer, run, calls)
+
+    def resumed(
+        self, run_id: str, workflow: Workflow
+    ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        """`(parameters, {node index: outputs})` of checkpointed run `run_id` of `workflow`:
+        `RunNotFoundError`, `WorkflowChangedError` (nothing runs then)."""
+        info = load_run(self.store, run_id)
+        check_fingerprint(info, workflow)
+        done = load_checkpoints(self.store, run_id)
+        finished = {workflow.plan.index[node]: outputs for node, outputs in done.items()}
+        return info.parameters, finished
+
+    def replaying(
+        self, run_id: str, workflow: Workflow
+    ) -> tuple[str, dict[str, Any], AbstractContextManager[None]]:
+        """`(replay run id, parameters, what to hold while the replay is made and driven)`
+        for recorded run `run_id` of `workflow`."""
+        info = load_run(self.store, run_id)
+        if not info.recorded:
+            raise RunNotFoundError(
+                f"run {run_id!r} was not recorded (run it with LocalRuntime(record=True) to "
+                "replay it)",
+                path=self.store.path,
+            )
+        check_fingerprint(info, workflow)
+        replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
+        calls = RunCalls(self.store, replay_id, replay_of=run_id)
+        return replay_id, info.parameters, _active(calls)
+
+
+@contextmanager
+def _active(calls: RunCalls | None) -> Iterator[None]:
+    token = active_calls.set(calls) if calls is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            active_calls.reset(token)
+
+
+@contextmanager
+def _around_drive(
+    checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None
+) -> Iterator[None]:
+    """Around a run's drive: the run's calls are active (nodes run inline in the caller's
+    context see them too; the others got them with the context the run copied when it was
+    made), and a checkpoint write that failed is raised when the run ends (hooks never stop a
+    run), with the run id and results, so what completed is not lost."""
+    with _active(calls):
+        yield
+    failure = checkpointer.failure if checkpointer is not None else None
+    if failure is None:
+        return
+    failure.add_note(
+        f"run {run.run_id!r} finished ({run.record.summary()}); its results are "
+        "in runtime.get_record / the error's `results`, but the store missed some of them"
+    )
+    failure.run_id = run.run_id  # type: ignore[attr-defined]
+    failure.results = run.results  # type: ignore[attr-defined]
+    raise failure
+
+
+class Checkpointer(NodeFinishHook, RunFinishHook):
+    """The hook that persists each completed node's outputs (see `kaizen.store.runs`).
+
+    Outputs are encoded here, on the driver thread; the row goes to the store's `BatchWriter`.
+    At the run's end the run's row is finished and every row of the run waited for. A write
+    that fails (disk full, a value that cannot be encoded) is kept in `failure` and the runtime
+    raises it when the run ends, since hooks never stop a run; what was written before stays.
+    `restored` names nodes whose outputs came from the store (a resumed run): they are not
+    written again.
+    """
+
+    name = "kaizen.checkpoint"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        allow_pickle: bool = False,
+        restored: Iterable[str] = (),
+        write_outputs: bool = True,
+    ) -> None:
+        self.store = store
+        self.write_outputs = write_outputs
+        self.allow_pickle = allow_pickle
+        self.restored = frozenset(restored)
+        self.failure: Exception | None = None
+        self._told = False  # whether `failure` was raised to the hooks' record already
+        self._writer: BatchWriter | None = None  # attached at the first row
+
+    def write_failed(self, error: Exception) -> None:
+        """The writer could not store one of this run's rows (called on its thread)."""
+        if self.failure is None:
+            self.failure = error
+
+    def on_node_finish(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        status: NodeStatus,
+        outputs: Mapping[str, Any] | None,
+        error: BaseException | None,
+        started: float | None,
+        finished: float,
+        attempts: int,
+    ) -> None:
+        if not self.write_outputs or status is not NodeStatus.COMPLETED or outputs is None:
+            return
+        if node_id in self.restored:
+            return
+        try:
+            encoding, data = encode_outputs(
+                outputs, node_id=node_id, allow_pickle=self.allow_pickle
+            )
+        except Exception as exc:
+            self.write_failed(exc)
+            self._told = True
+            raise
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = attach(self.store)
+        writer.submit(
+            INSERT_CHECKPOINT, (run_id, node_id, encoding, data, finished, attempts), self
+        )
+
+    def on_run_finish(
+        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
+    ) -> None:
+        writer, self._writer = self._writer, None
+        try:
+            finished = (stored_status(status, record), time.time(), record_json(record), run_id)
+        except Exception as exc:
+            self.write_failed(exc)
+            finished = None
+        if writer is None:
+            if finished is not None:
+                try:
+                    with self.store.write() as db:
+                        db.execute(FINISH_RUN, finished)
+                except Exception as exc:
+                    self.write_failed(exc)
+        else:
+            try:
+                if finished is not None:
+                    writer.submit(FINISH_RUN, finished, self)
+                writer.flush()
+            finally:
+                detach(writer)
+        if self.failure is not None and not self._told:
+            self._told = True
+            raise self.failure  # into the run's hook_errors; the runtime raises it at the end
+
+
+def replay(
+    run_id: str, workflow: Workflow, *, path: StorePath | Store | None = None
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Re-execute recorded run `run_id` of `workflow` (from the store at `path`, else the
+    default store) with every model and tool call served from its recording: no model and no
+    tool is reached, and the results are the recorded run's. Returns `(results, replay_run_id)`.
+
+    Raises `RunNotFoundError` (no such recorded run), `WorkflowChangedError` (another workflow),
+    `ReplayMismatchError` (a call the recording does not hold: the node and what differs)."""
+    from kaizen.runtime.local import LocalRuntime
+
+    with LocalRuntime(record=Store.open(path)) as runtime:
+        return runtime.replay(run_id, workflow)
