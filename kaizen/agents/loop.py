@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import AgentLimitError, BudgetExceededError, ModelError, OutputParseError
-from kaizen.flow import Call, Flow
+from kaizen.flow import Flow
 from kaizen.llm.call import ModelReply, ModelRequest, model_call, prepare
 from kaizen.llm.models import response_format_for
 from kaizen.llm.transport import ToolCallRequest
@@ -43,7 +43,7 @@ from kaizen.runtime.context import current_node_context
 from kaizen.runtime.record import ToolCallRecord
 from kaizen.signatures import extract_object, parse_output, render_messages
 from kaizen.store.memory import with_memory_block
-from kaizen.tools.runner import ToolBudget, arun_calls, run_calls
+from kaizen.tools.runner import ToolBudget, tool_calls
 from kaizen.tools.toolset import COMPLETE
 
 if TYPE_CHECKING:
@@ -338,15 +338,8 @@ def act(
                     )
             records: list[ToolCallRecord] = []
             if others:
-                records = yield Call(
-                    run_calls,
-                    arun_calls,
-                    {
-                        "requests": others,
-                        "tools": by_name,
-                        "context": context,
-                        "max_concurrency": concurrency,
-                    },
+                records = yield from tool_calls(
+                    others, by_name, context=context, max_concurrency=concurrency
                 )
                 trajectory.records.extend(records)
             trajectory.messages.extend(protocol.results([*records, *complete_errors]))
