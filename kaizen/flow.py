@@ -101,7 +101,7 @@ def run_sync(flow: Flow[_T]) -> _T:
     while True:
         effect, result = _step(flow, value, error)
         if effect is None:
-            return result  # type: ignore[no-any-return]
+            return result
         value = error = None
         try:
             value = _perform_sync(effect)
@@ -128,8 +128,8 @@ def _perform_sync(effect: Effect) -> Any:
 
 
 def _submit(effect: Call) -> Future[Any]:
-    run = contextvars.copy_context().run
-    return _threads().submit(run, effect.sync, **effect.kwargs)
+    context = contextvars.copy_context()
+    return _threads().submit(lambda: context.run(effect.sync, **effect.kwargs))
 
 
 def _each_sync(each: Each) -> list[Any]:
@@ -192,7 +192,7 @@ async def _run_async(flow: Flow[_T], gate: asyncio.Semaphore | None) -> _T:
     while True:
         effect, result = _step(flow, value, error)
         if effect is None:
-            return result  # type: ignore[no-any-return]
+            return result
         value = error = None
         try:
             if gate is None or type(effect) is Each:
