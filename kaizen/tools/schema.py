@@ -217,3 +217,28 @@ def _drop_titles(node: Any) -> None:
     elif isinstance(node, list):
         for item in node:
             _drop_titles(item)
+
+
+def lift_defs(schema: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`schema` without its definitions (``$defs`` or ``definitions``), and those definitions
+    renamed ``{prefix}.{name}`` with every local ``$ref`` to them rewritten: so a schema can be
+    embedded inside another (the JSON tool protocol's union of calls), its definitions moved to
+    the root beside other schemas' without a clash."""
+    body = {key: value for key, value in schema.items() if key not in ("$defs", "definitions")}
+    found = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    renamed = {f"{prefix}.{name}": value for name, value in found.items()}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: rewrite(value) for key, value in node.items()}
+        ref = out.get("$ref")
+        if isinstance(ref, str):
+            for root in ("#/$defs/", "#/definitions/"):
+                if ref.startswith(root) and ref[len(root) :].split("/")[0] in found:
+                    out["$ref"] = f"#/$defs/{prefix}.{ref[len(root) :]}"
+        return out
+
+    return rewrite(body), rewrite(renamed)
