@@ -69,10 +69,10 @@ def _target(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _doc(func: Callable[..., Any]) -> str:
     target = _target(func)
-    doc = inspect.getdoc(target)
-    if not doc and target is not func and not isinstance(func, functools.partial):
-        doc = inspect.getdoc(type(func))  # a callable object described by its class
-    return doc or ""
+    if target is func or isinstance(func, functools.partial):
+        return inspect.getdoc(target) or ""
+    own = target.__doc__ or type(func).__doc__  # a callable object: its __call__'s, or its class's
+    return inspect.cleandoc(own) if own else ""
 
 
 class ToolArgumentError(KaizenError):
