@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
@@ -36,12 +37,22 @@ from kaizen.errors import ConfigError, KaizenError
 __all__ = ["Parameters", "ToolArgumentError", "parse_docstring", "readable_name"]
 
 
+_SECTION_FIRST = re.compile(  # ":param", a Google "Args:" heading, or a NumPy underlined one
+    r"^\s*(?::\w|(?:Args|Arguments|Parameters|Keyword Args|Returns?|Raises|Yields|Examples?|"
+    r"Notes?|Attributes):\s*(?:\n|$)|\w[\w ]*\n\s*-{3,}\s*(?:\n|$))"
+)
+
+
 def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     """The description (the text before the first section) and each parameter's description,
     from a Google, NumPy or Sphinx style docstring (the style is recognised)."""
     import docstring_parser
 
-    parsed = docstring_parser.parse(doc)
+    if _SECTION_FIRST.match(doc):  # no text before the sections: the parser needs a line
+        parsed = docstring_parser.parse(f"-\n\n{doc}")
+        parsed.short_description = None
+    else:
+        parsed = docstring_parser.parse(doc)
     parts = [part for part in (parsed.short_description, parsed.long_description) if part]
     gap = "\n\n" if parsed.blank_after_short_description else "\n"
     arguments = {
