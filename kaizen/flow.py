@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
+import functools
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -72,17 +72,11 @@ class EffectTimeout(Exception):
 Effect = Call | Sleep | Each
 Flow = Generator[Effect, Any, _T]
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
 
-
+@functools.cache
 def _threads() -> ThreadPoolExecutor:
     """The worker threads of the sync driver (shared; made on first use)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="kaizen-flow")
-        return _pool
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="kaizen-flow")
 
 
 def _step(flow: Flow[Any], value: Any, error: BaseException | None) -> tuple[Effect | None, Any]:

@@ -229,38 +229,40 @@ async def _fast() -> str:
     return "fast"
 
 
+class Gauge:
+    """How many calls run at once, and the most seen."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def __exit__(self, *_: object) -> None:
+        with self.lock:
+            self.now -= 1
+
+
 @pytest.mark.parametrize("drive", ["sync", "async"])
 def test_each_keeps_to_its_limit(drive: str) -> None:
-    lock = threading.Lock()
-    running = [0]
-    most = [0]
-
-    def enter() -> None:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-
-    def leave() -> None:
-        with lock:
-            running[0] -= 1
+    gauge = Gauge()
+    both = threading.Event()  # set when two calls run at once: the first waits for it
 
     def work_sync() -> int:
-        enter()
-        try:
-            for _ in range(2000):  # long enough to overlap the others if allowed to
-                pass
+        with gauge:
+            if gauge.now == 2:
+                both.set()
+            both.wait(10)
             return 1
-        finally:
-            leave()
 
     async def work_async() -> int:
-        enter()
-        try:
+        with gauge:
             for _ in range(5):
                 await asyncio.sleep(0)
             return 1
-        finally:
-            leave()
 
     def one() -> Flow[int]:
         return (yield Call(work_sync, work_async, {}))
@@ -270,4 +272,4 @@ def test_each_keeps_to_its_limit(drive: str) -> None:
 
     results = run_sync(all_of()) if drive == "sync" else asyncio.run(run_async(all_of()))
     assert results == [1] * 8
-    assert 1 <= most[0] <= 2
+    assert gauge.most == 2

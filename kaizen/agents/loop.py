@@ -168,7 +168,7 @@ class JsonProtocol:
             definitions.update(defs)  # at the root, where every `$ref` points
             choices.append(_call_schema(name, arguments))
         finish = choices[-1]
-        self.schema = {"anyOf": choices} if len(choices) > 1 else dict(finish)
+        self.schema: dict[str, Any] = {"anyOf": choices} if len(choices) > 1 else dict(finish)
         self.finish_schema = dict(finish)
         if definitions:
             self.schema["$defs"] = definitions
