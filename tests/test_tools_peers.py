@@ -8,6 +8,7 @@ Sources: openai-agents-python ``tests/test_function_schema.py`` (OA-schema) and
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Mapping
 from enum import Enum
@@ -629,3 +630,106 @@ def test_sync_function_does_not_block_event_loop() -> None:  # OA-tool, same nam
         return await task
 
     assert asyncio.run(main()) == "ok"
+
+
+# -- LC-tools: LangChain core tests/unit_tests/test_tools.py -----------------------------------
+
+
+class SomeEnum(Enum):
+    A = "a"
+    B = "b"
+
+
+class SomeBaseModel(BaseModel):
+    foo: str
+
+
+def test_structured_tool_types_parsed() -> None:  # LC-tools test_structured_tool_types_parsed
+    def structured_tool(some_enum: SomeEnum, some_base_model: SomeBaseModel) -> dict[str, Any]:
+        """Return the arguments directly."""
+        return {"some_enum": some_enum, "some_base_model": some_base_model}
+
+    result = call(Tool(structured_tool), {"some_enum": "a", "some_base_model": {"foo": "bar"}})
+    assert result == {"some_enum": SomeEnum.A, "some_base_model": SomeBaseModel(foo="bar")}
+
+
+def test_structured_tool_from_function_docstring() -> None:
+    # LC-tools test_structured_tool_from_function_docstring and ..._complex_args: DIFFERENCE:
+    # LangChain's description is the whole docstring; Kaizen's is the text before the sections,
+    # each parameter described from `Args:`
+    def foo(bar: int, baz: list[str]) -> str:
+        """Docstring.
+
+        Args:
+            bar: the bar value
+            baz: the baz value
+        """
+        return f"{bar} {baz}"
+
+    made = Tool(foo)
+    assert (made.name, made.description) == ("foo", "Docstring.")
+    assert made.parameters == {
+        "type": "object",
+        "properties": {
+            "bar": {"type": "integer", "description": "the bar value"},
+            "baz": {"type": "array", "items": {"type": "string"}, "description": "the baz value"},
+        },
+        "required": ["bar", "baz"],
+        "additionalProperties": False,
+    }
+
+
+def test_tool_partial_function_args_schema() -> None:  # LC-tools, same name
+    def func(tool_input: str, other_arg: str) -> str:
+        return tool_input + other_arg
+
+    made = Tool(functools.partial(func, other_arg="foo"), name="tool", description="A tool")
+    assert made.parameters["required"] == ["tool_input"]
+    assert call(made, {"tool_input": "bar"}) == "barfoo"
+
+
+def test_empty_args_and_parameterless_function() -> None:
+    # LC-tools test_empty_args_decorator, test_structured_tool_from_parameterless_function
+    @kaizen.tool
+    def empty_tool_input() -> str:
+        """Return a constant."""
+        return "the empty result"
+
+    assert empty_tool_input.name == "empty_tool_input"
+    assert empty_tool_input.parameters["properties"] == {}
+    assert call(empty_tool_input, {}) == "the empty result"
+    assert call(empty_tool_input, parse_arguments("")) == "the empty result"
+
+
+def test_named_tool_decorator() -> None:
+    # LC-tools test_named_tool_decorator: DIFFERENCE: the name is a keyword (`name=`), so a
+    # string where a function goes is a clear error
+    @kaizen.tool(name="search")
+    def search_api(query: str) -> str:
+        """Search the API for the query."""
+        return f"API result - {query}"
+
+    assert search_api.name == "search"
+    assert call(search_api, {"query": "foo"}) == "API result - foo"
+    with pytest.raises(TypeError, match="a tool wraps a function, not str"):
+        kaizen.tool("search")  # type: ignore[call-overload]
+
+
+def test_tool_with_kwargs_defaults() -> None:  # LC-tools test_tool_with_kwargs
+    @kaizen.tool
+    def search_api(arg_0: str, arg_1: float = 4.3, ping: str = "hi") -> str:
+        """Search the API for the query."""
+        return f"arg_0={arg_0}, arg_1={arg_1}, ping={ping}"
+
+    told = call(search_api, {"arg_0": "foo", "arg_1": 3.2, "ping": "pong"})
+    assert told == "arg_0=foo, arg_1=3.2, ping=pong"
+    assert call(search_api, {"arg_0": "foo"}) == "arg_0=foo, arg_1=4.3, ping=hi"
+
+
+def test_missing_docstring_is_allowed() -> None:
+    # LC-tools test_missing_docstring: DIFFERENCE: a tool without a docstring has an empty
+    # description (the name and the schema still tell the model what it does)
+    def search_api(query: str) -> str:
+        return "API result"
+
+    assert Tool(search_api).description == ""
