@@ -733,3 +733,189 @@ def test_missing_docstring_is_allowed() -> None:
         return "API result"
 
     assert Tool(search_api).description == ""
+
+
+# -- OA-decorator: openai-agents tests/test_function_tool_decorator.py --------------------------
+
+
+def test_sync_and_async_invocations() -> None:
+    # OA-decorator test_sync_no_context_no_args_invocation, test_sync_no_context_with_args_...,
+    # test_async_no_context_invocation
+    @kaizen.tool
+    def sync_no_args() -> str:
+        return "test_1"
+
+    @kaizen.tool
+    def sync_with_args(a: int, b: int) -> int:
+        return a + b
+
+    @kaizen.tool
+    async def async_with_args(a: int, b: int) -> int:
+        await asyncio.sleep(0)
+        return a * b
+
+    assert call(sync_no_args, parse_arguments("")) == "test_1"
+    assert call(sync_with_args, {"a": 5, "b": 7}) == 12
+    assert call(async_with_args, {"a": 3, "b": 4}) == 12
+    assert asyncio.run(async_with_args.ainvoke({"a": 3, "b": 4})) == 12
+
+
+def test_sync_no_context_override_invocation() -> None:  # OA-decorator, same name
+    @kaizen.tool(name="my_custom_tool", description="custom desc")
+    def sync_no_context_override() -> str:
+        return "override_result"
+
+    made = sync_no_context_override
+    assert (made.name, made.description) == ("my_custom_tool", "custom desc")
+    assert call(made, {}) == "override_result"
+
+
+def test_error_on_invalid_json() -> None:
+    # OA-decorator test_error_on_invalid_json and test_no_error_on_invalid_json: bad JSON is a
+    # tool error the model reads, never a crash
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse_arguments("{not valid json}")
+    model = ScriptedModel([ScriptedModel.tool_call("double", "{not valid json}"), {"answer": "x"}])
+
+    def double(x: int) -> int:
+        return x * 2
+
+    agent = kaizen.Agent("a", "question -> answer", {"model": model}, tools=[double])
+    [record] = agent.execute(question="?").tool_calls
+    assert "the arguments are not valid JSON" in (record.error or "")
+
+
+def test_optional_parameters() -> None:
+    # OA-decorator test_non_strict_mode_function and test_all_optional_params_function
+    def optional_param_function(a: int, b: int | None = None) -> str:
+        return f"{a}_no_b" if b is None else f"{a}_{b}"
+
+    def all_optional(x: int = 42, y: str = "hello", z: int | None = None) -> str:
+        return f"{x}_{y}_no_z" if z is None else f"{x}_{y}_{z}"
+
+    made = Tool(optional_param_function)
+    assert made.parameters["required"] == ["a"]
+    assert call(made, {"a": 5}) == "5_no_b"
+    assert call(made, {"a": 5, "b": 10}) == "5_10"
+    every = Tool(all_optional)
+    assert "required" not in every.parameters
+    assert call(every, {}) == "42_hello_no_z"
+    assert call(every, {"x": 10, "y": "world"}) == "10_world_no_z"
+    assert call(every, {"x": 10, "y": "world", "z": 99}) == "10_world_99"
+
+
+def test_extract_descriptions_from_docstring() -> None:  # OA-decorator, same name
+    def get_weather(city: str) -> str:
+        """Get the weather for a given city.
+
+        Args:
+            city: The city to get the weather for.
+        """
+        return f"The weather in {city} is sunny."
+
+    made = Tool(get_weather)
+    assert made.description == "Get the weather for a given city."
+    assert made.parameters == {
+        "type": "object",
+        "properties": {
+            "city": {"description": "The city to get the weather for.", "type": "string"}
+        },
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+
+
+def test_async_callable_object_works_as_bare_function_tool() -> None:  # OA-decorator
+    class AsyncCallable:
+        """Double a value.
+
+        Args:
+            value: The value to double.
+        """
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self, value: int) -> int:
+            self.calls += 1
+            await asyncio.sleep(0)
+            return value * 2
+
+    handler = AsyncCallable()
+    made = Tool(handler)
+    assert (made.name, made.description) == ("AsyncCallable", "Double a value.")
+    assert props(made)["value"] == {"description": "The value to double.", "type": "integer"}
+    assert call(made, {"value": 4}) == 8 and handler.calls == 1
+
+
+def test_slotted_async_callable_object_works_as_function_tool() -> None:  # OA-decorator
+    class AsyncCallable:
+        __slots__ = ()
+
+        async def __call__(self, value: int) -> int:
+            return value * 2
+
+    made = Tool(AsyncCallable())
+    assert props(made)["value"]["type"] == "integer"
+    assert call(made, {"value": 4}) == 8
+
+
+def test_callable_object_uses_call_docstring_when_class_docstring_missing() -> None:
+    # OA-decorator, same name
+    class AsyncCallable:
+        async def __call__(self, value: int) -> int:
+            """Double a value.
+
+            Args:
+                value: The value to double.
+            """
+            return value * 2
+
+    made = Tool(AsyncCallable())
+    assert made.description == "Double a value."
+    assert props(made)["value"] == {"description": "The value to double.", "type": "integer"}
+
+
+def test_callable_object_combines_class_summary_with_call_parameter_docs() -> None:
+    # OA-decorator, same name: DIFFERENCE on the parameter: an `Annotated` string wins over the
+    # docstring in Kaizen (the description nearest the parameter)
+    class AsyncCallable:
+        """Configure a reusable multiplier."""
+
+        async def __call__(self, value: Annotated[int, "Annotated fallback."], n: int = 2) -> int:
+            """Multiply a value.
+
+            Args:
+                value: The value supplied to this invocation.
+                n: The factor.
+            """
+            return value * n
+
+    made = Tool(AsyncCallable())
+    assert made.description == "Configure a reusable multiplier."
+    assert props(made)["value"]["description"] == "Annotated fallback."
+    assert props(made)["n"]["description"] == "The factor."
+
+
+@pytest.mark.parametrize("class_name", ["Café", "A" * 65])
+def test_callable_object_requires_a_name_for_an_invalid_class_name(class_name: str) -> None:
+    # OA-decorator test_callable_object_requires_override_for_invalid_fallback_name
+    async def __call__(self: Any, value: int) -> int:
+        return value
+
+    handler = type(class_name, (), {"__call__": __call__})()
+    with pytest.raises(ConfigError, match=r"is not valid.*pass name="):
+        Tool(handler)
+    assert Tool(handler, name="safe_name").name == "safe_name"
+
+
+def test_async_callable_object_works_with_configured_function_tool() -> None:  # OA-decorator
+    class AsyncCallable:
+        async def __call__(self, value: int) -> int:
+            return value + 1
+
+    made = kaizen.tool(name="increment", description="Increment a value.", timeout=1)(
+        AsyncCallable()
+    )
+    assert (made.name, made.description, made.timeout) == ("increment", "Increment a value.", 1)
+    assert call(made, {"value": 4}) == 5

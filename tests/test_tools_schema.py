@@ -220,7 +220,7 @@ def test_a_partial_is_a_tool_without_the_arguments_it_fixes() -> None:
 
 
 def test_a_partial_without_a_name_is_refused_asking_for_one() -> None:
-    with pytest.raises(ConfigError, match=r"functools\.partial or a callable object\); pass name="):
+    with pytest.raises(ConfigError, match=r"\(a functools\.partial\); pass name="):
         Tool(functools.partial(convert, rate=2.0))
 
 
@@ -255,9 +255,10 @@ class AsyncConverter:
         return amount * 3
 
 
-def test_a_callable_object_is_a_tool_described_by_its_call() -> None:
+def test_a_callable_object_is_a_tool_named_and_described_by_its_class() -> None:
+    assert Tool(Converter(2.0)).name == "Converter"
     made = Tool(Converter(2.0), name="convert")
-    assert made.description == "Convert an amount."
+    assert made.description == "Converts amounts at a fixed rate."  # its class's docstring
     assert made.parameters["properties"] == {
         "amount": {"type": "number", "description": "The amount."}
     }

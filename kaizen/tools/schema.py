@@ -2,7 +2,8 @@
 
 `Parameters.of(func, name)` reads any callable a user may hand over as a tool: a function, an
 async function, a bound method, a `functools.partial` (the arguments it fixes are not
-parameters), or an object with ``__call__`` / ``async def __call__``. From it come:
+parameters), or an object with ``__call__`` / ``async def __call__`` (named and described by its
+class, its parameters by ``__call__``'s docstring too). From it come:
 
 - the description: the docstring's text before its sections, and each parameter's description
   from its Google (``Args:``), NumPy (``Parameters`` / ``----------``) or Sphinx (``:param x:``)
@@ -63,10 +64,14 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 def readable_name(func: Callable[..., Any]) -> str | None:
-    """The name a callable gives itself (None for a `functools.partial` or a callable object:
-    those need ``name=``)."""
+    """The name a callable gives itself: a function's or method's, a callable object's class
+    name; None for a `functools.partial` (it needs ``name=``)."""
     name = getattr(func, "__name__", None)
-    return name if isinstance(name, str) else None
+    if isinstance(name, str):
+        return name
+    if isinstance(func, functools.partial) or inspect.isroutine(func):
+        return None
+    return type(func).__name__
 
 
 def _target(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,12 +83,17 @@ def _target(func: Callable[..., Any]) -> Callable[..., Any]:
     return type(func).__call__  # a callable object
 
 
-def _doc(func: Callable[..., Any]) -> str:
+def _docs(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The description and the parameters' descriptions of `func`. A callable object is
+    described by its class's docstring, else its ``__call__``'s; its parameters by both (the
+    ``__call__``'s first)."""
     target = _target(func)
     if target is func or isinstance(func, functools.partial):
-        return inspect.getdoc(target) or ""
-    own = target.__doc__ or type(func).__doc__  # a callable object: its __call__'s, or its class's
-    return inspect.cleandoc(own) if own else ""
+        return parse_docstring(inspect.getdoc(target) or "")
+    call_summary, call_args = parse_docstring(inspect.cleandoc(target.__doc__ or ""))
+    own = type(func).__doc__
+    class_summary, class_args = parse_docstring(inspect.cleandoc(own)) if own else ("", {})
+    return class_summary or call_summary, {**class_args, **call_args}
 
 
 class ToolArgumentError(KaizenError):
@@ -107,7 +117,7 @@ class Parameters:
 
     @classmethod
     def of(cls, func: Callable[..., Any], name: str) -> Parameters:
-        summary, docs = parse_docstring(_doc(func))
+        summary, docs = _docs(func)
         try:
             hints = get_type_hints(_target(func), include_extras=True)
             signature = inspect.signature(func)

@@ -88,8 +88,7 @@ class Tool:
         name = name or readable_name(func)
         if not name:
             raise ConfigError(
-                f"{func!r} has no name a tool can take (a functools.partial or a callable "
-                "object); pass name=..."
+                f"{func!r} has no name a tool can take (a functools.partial); pass name=..."
             )
         if not _NAME.fullmatch(name):
             raise ConfigError(
