@@ -197,9 +197,12 @@ def fragment(index: int, name: str | None, arguments: str, with_id: bool) -> dic
 def test_streamed_tool_names_assemble_once_repeated_or_in_pieces(
     wanted: list[tuple[str, dict[str, Any]]], naming: str, data: st.DataObject
 ) -> None:
-    chunks = []
+    # parallel calls' fragments interleave (as litellm's chunk builder and openai-python's
+    # stream state meet them), each call's in its own order
+    streams: list[list[dict[str, Any]]] = []
     for index, (name, arguments) in enumerate(wanted):
         pieces = cut(json.dumps(arguments), data)
+        own: list[dict[str, Any]] = []
         if naming == "pieces":  # the name cut in pieces, one per fragment, before the arguments
             names = [n for n in cut(name, data) if n]
             so_far = ""
@@ -207,12 +210,17 @@ def test_streamed_tool_names_assemble_once_repeated_or_in_pieces(
                 assume(not (so_far and piece.startswith(so_far)))
                 so_far += piece
             for number, piece in enumerate(names):
-                chunks.append(fragment(index, piece, "", number == 0))
-            chunks += [fragment(index, None, piece, False) for piece in pieces]
+                own.append(fragment(index, piece, "", number == 0))
+            own += [fragment(index, None, piece, False) for piece in pieces]
         else:
             for number, piece in enumerate(pieces):
                 repeated = naming == "every" or number == 0
-                chunks.append(fragment(index, name if repeated else None, piece, number == 0))
+                own.append(fragment(index, name if repeated else None, piece, number == 0))
+        streams.append(own)
+    chunks = []
+    while any(streams):
+        which = data.draw(st.sampled_from([i for i, own in enumerate(streams) if own]))
+        chunks.append(streams[which].pop(0))
     assert assemble(chunks) == [(f"id{i}", n, a) for i, (n, a) in enumerate(wanted)]
 
 
