@@ -919,3 +919,74 @@ def test_async_callable_object_works_with_configured_function_tool() -> None:  #
     )
     assert (made.name, made.description, made.timeout) == ("increment", "Increment a value.", 1)
     assert call(made, {"value": 4}) == 5
+
+
+# -- PA-schema: pydantic-ai tests/test_function_schema.py ---------------------------------------
+# Its cases ask whether a callable takes a `RunContext` first; Kaizen tools take no context
+# argument, so the "with ctx" cases have no counterpart. The "without ctx" ones become: every
+# callable shape gives the parameters it is called with.
+
+
+class CallableWithoutCtx:
+    def __call__(self, x: int, y: str) -> str:
+        return f"{x}{y}"
+
+
+class Shapes:
+    def method_without_ctx(self, x: int, y: str) -> str:
+        return f"{x}{y}"
+
+    @staticmethod
+    def static_method_without_ctx(x: int, y: str) -> str:
+        return f"{x}{y}"
+
+    @classmethod
+    def class_method_without_ctx(cls, x: int, y: str) -> str:
+        return f"{x}{y}"
+
+
+def func_without_ctx(x: int, y: str) -> str:
+    return f"{x}{y}"
+
+
+def partial_original(x: int, y: str, z: float) -> str:
+    return f"{x}{y}"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        func_without_ctx,  # test_regular_function_without_ctx
+        functools.partial(partial_original, z=3.14),  # test_partial_function_without_ctx
+        CallableWithoutCtx(),  # test_callable_class_without_ctx
+        Shapes().method_without_ctx,  # test_method_without_ctx
+        Shapes.static_method_without_ctx,  # test_static_method_without_ctx
+        Shapes.class_method_without_ctx,  # test_class_method_without_ctx
+    ],
+    ids=["function", "partial", "callable", "method", "static", "classmethod"],
+)
+def test_every_callable_shape_without_ctx(shape: Any) -> None:
+    made = Tool(shape, name="shape")
+    assert made.parameters["required"] == ["x", "y"]
+    assert call(made, {"x": 1, "y": "a"}) == "1a"
+
+
+def test_function_no_annotations_and_lambda() -> None:
+    # PA-schema test_function_no_annotations and test_lambda_with_ctx: unannotated parameters
+    # take any JSON value; a lambda has no valid name, so it needs name=
+    def func_no_annotations(ctx, x):  # type: ignore[no-untyped-def]
+        return [ctx, x]
+
+    made = Tool(func_no_annotations)
+    assert made.parameters["properties"] == {"ctx": {}, "x": {}}
+    assert call(made, {"ctx": {"a": 1}, "x": [2]}) == [{"a": 1}, [2]]
+    with pytest.raises(ConfigError, match=r"'<lambda>' is not valid.*pass name="):
+        Tool(lambda ctx, x: x)
+    assert call(Tool(lambda ctx, x: x, name="pick"), {"ctx": 1, "x": 2}) == 2
+
+
+def test_builtin_function() -> None:
+    # PA-schema test_builtin_function and PA-tools test_builtin_tool_registration: a builtin is
+    # refused, as in pydantic-ai (Kaizen's reason: `len(obj, /)` is positional-only)
+    with pytest.raises(ConfigError, match="'obj' is positional-only"):
+        Tool(len)
