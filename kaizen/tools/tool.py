@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from kaizen.aio import NEED_LOOP, run_blocking, running_loop
 from kaizen.errors import ConfigError, KaizenError
-from kaizen.tools.schema import Parameters, ToolArgumentError, readable_name
+from kaizen.tools.schema import Parameters, ToolArgumentError, parse_docstring, readable_name
 
 __all__ = [
     "Tool",
@@ -108,7 +108,7 @@ class Tool:
         if parameters is not None:  # a schema from elsewhere (MCP): validated as JSON Schema
             self._parameters: Parameters | None = None
             self.parameters = dict(parameters)
-            summary = ""
+            summary = parse_docstring(inspect.getdoc(func) or "")[0]
         else:
             self._parameters = Parameters.of(func, name)
             self.parameters = self._parameters.schema
