@@ -57,7 +57,9 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     parts = [part for part in (parsed.short_description, parsed.long_description) if part]
     gap = "\n\n" if parsed.blank_after_short_description else "\n"
     arguments = {
-        param.arg_name.lstrip("*"): " ".join((param.description or "").split())
+        param.arg_name.lstrip("*"): " ".join(
+            line.strip() for line in (param.description or "").splitlines() if line.strip()
+        )
         for param in parsed.params
     }
     return gap.join(parts).strip(), arguments
