@@ -230,3 +230,23 @@ def test_a_provider_repeating_the_name_in_every_fragment_gets_it_once() -> None:
         fragment(0, "get_weather", ' "Oslo"}', False),
     ]
     assert assemble(chunks) == [("id0", "get_weather", {"city": "Oslo"})]  # not get_weatherget_...
+
+
+def test_the_embedded_model_runs_a_tool_whose_parameters_hold_definitions() -> None:
+    """Structure, not facts: with a model, an Enum, a TypedDict and a dataclass in the tool's
+    parameters, every reply is a call the grammar allowed; the loop ends with typed outputs
+    (before: the grammar could not be made, and the run failed)."""
+    from kaizen.llm import LOCAL_MODEL, local_model_installed
+
+    if not local_model_installed():
+        pytest.skip("embedded model not installed (run `make setup`)")
+    agent = kaizen.create_agent(
+        "painter",
+        "task -> answer: str",
+        {"model": LOCAL_MODEL, "max_tokens": 128, "max_iterations": 3},
+        tools=[paint],
+    )
+    result = agent.execute(task="Paint a red dot at 1,2 with a width 3 brush on canvas c.")
+    assert result.success and isinstance(result.answer, str)
+    for record in result.tool_calls:  # a call the grammar allowed fits the parameters
+        assert record.name == "paint" and record.output is not None, record.error
