@@ -42,6 +42,8 @@ def modules() -> dict[str, Path]:
 # or above. A lower layer that needs something a higher one has receives it: a hook, a factory,
 # a protocol, or a seam of `kaizen.seams` that the package root provides.
 LAYERS: tuple[tuple[str, ...], ...] = (
+    # the owner of process-wide state: every layer registers with it
+    ("kaizen.process",),
     # text, errors and the types every layer shares
     (
         "kaizen.text",
@@ -54,7 +56,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "kaizen.status",
         "kaizen.call_context",
         "kaizen.seams",
-        "kaizen.process",
     ),
     ("kaizen.signatures",),
     ("kaizen.nodes",),

@@ -38,7 +38,6 @@ STATE = {
     "kaizen.store.calls": ("store.calls", {"_lrus"}),
     "kaizen.store.db": ("store.db", {"_shared"}),
     "kaizen.store.writer": ("store.writer", {"_writers"}),
-    "kaizen.tools.runner": ("tools.runner", {"_pool"}),
 }
 # module-level names that are not state to forget: definitions, wiring and pure caches, kept for
 # the process's life (kaizen/process.py says why)

@@ -17,7 +17,8 @@ import kaizen
 from kaizen.errors import ConfigError
 from kaizen.llm.transport import StreamAssembler
 from kaizen.tools import Tool, ToolArgumentError, Toolset, collect_tools, serialize_result
-from kaizen.tools.tool import ToolResultError, parse_docstring
+from kaizen.tools.schema import parse_docstring
+from kaizen.tools.tool import ToolResultError
 
 
 @kaizen.tool

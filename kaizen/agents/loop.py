@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import AgentLimitError, BudgetExceededError, ModelError, OutputParseError
-from kaizen.flow import Call, Flow
+from kaizen.flow import Flow
 from kaizen.llm.call import ModelReply, ModelRequest, model_call, prepare
 from kaizen.llm.models import response_format_for
 from kaizen.llm.transport import ToolCallRequest
@@ -43,7 +43,8 @@ from kaizen.runtime.context import current_node_context
 from kaizen.runtime.record import ToolCallRecord
 from kaizen.signatures import extract_object, parse_output, render_messages
 from kaizen.store.memory import with_memory_block
-from kaizen.tools.runner import ToolBudget, arun_calls, run_calls
+from kaizen.tools.runner import ToolBudget, tool_calls
+from kaizen.tools.schema import lift_defs
 from kaizen.tools.toolset import COMPLETE
 
 if TYPE_CHECKING:
@@ -157,10 +158,23 @@ class JsonProtocol:
     def __init__(self, tools: Sequence[Tool], output_schema: Mapping[str, Any]) -> None:
         self.tools = list(tools)
         self.turn = 0  # numbers the calls: call_1, call_2, ...
-        choices = [_call_schema(t.name, t.parameters) for t in tools]
-        finish = _call_schema(COMPLETE, output_schema)
-        self.schema = {"anyOf": [*choices, finish]} if choices else finish
-        self.finish_schema = finish
+        definitions: dict[str, Any] = {}
+        choices = []
+        for found in [*tools, None]:  # None: `complete`, last
+            name, parameters = (
+                (COMPLETE, output_schema) if found is None else (found.name, found.parameters)
+            )
+            arguments, defs = lift_defs(parameters, name)
+            definitions.update(defs)  # at the root, where every `$ref` points
+            choices.append(_call_schema(name, arguments))
+        finish = choices[-1]
+        self.schema: dict[str, Any] = {"anyOf": choices} if len(choices) > 1 else dict(finish)
+        self.finish_schema = dict(finish)
+        if definitions:
+            self.schema["$defs"] = definitions
+            _, finish_defs = lift_defs(output_schema, COMPLETE)
+            if finish_defs:
+                self.finish_schema["$defs"] = finish_defs
 
     def system_note(self) -> str:
         lines = [
@@ -338,15 +352,8 @@ def act(
                     )
             records: list[ToolCallRecord] = []
             if others:
-                records = yield Call(
-                    run_calls,
-                    arun_calls,
-                    {
-                        "requests": others,
-                        "tools": by_name,
-                        "context": context,
-                        "max_concurrency": concurrency,
-                    },
+                records = yield from tool_calls(
+                    others, by_name, context=context, max_concurrency=concurrency
                 )
                 trajectory.records.extend(records)
             trajectory.messages.extend(protocol.results([*records, *complete_errors]))

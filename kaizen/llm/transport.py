@@ -267,8 +267,13 @@ class StreamAssembler:
         if fragment.get("id"):
             call["id"] = fragment["id"]
         function = fragment.get("function") or {}
-        if function.get("name"):
-            call["name"] += function["name"]
+        name = function.get("name")
+        if name:
+            # Most providers send the name once, some in pieces, and some repeat it whole in
+            # every fragment: a fragment that repeats the name so far replaces it (as litellm's
+            # chunk builder assigns it), so `get_weather` never becomes `get_weatherget_weather`.
+            known = call["name"]
+            call["name"] = name if known and name.startswith(known) else known + name
         if function.get("arguments"):
             call["arguments"].append(function["arguments"])
 

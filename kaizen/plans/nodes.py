@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kaizen.errors import PlanStepError
-from kaizen.flow import Call, Flow, run_async, run_sync
+from kaizen.flow import Flow, run_async, run_sync
 from kaizen.llm.answer import answer
 from kaizen.llm.call import model_call, prepare
 from kaizen.llm.transport import ToolCallRequest
@@ -36,7 +36,7 @@ from kaizen.nodes.base import Node, Port
 from kaizen.plans.plan import PlanStep, resolve, step_dependencies
 from kaizen.runtime.context import NodeContext, current_node_context
 from kaizen.signatures import extract_object, render_messages
-from kaizen.tools.runner import arun_calls, run_calls
+from kaizen.tools.runner import tool_calls
 
 if TYPE_CHECKING:
     from kaizen.agents.config import ModelSettings
@@ -169,11 +169,7 @@ class StepNode(_Driven):
             call = ToolCallRequest(
                 f"{step.id}-{recoveries + 1}", tool, json.dumps(arguments, default=str)
             )
-            records = yield Call(
-                run_calls,
-                arun_calls,
-                {"requests": [call], "tools": self.tools, "context": context, "max_concurrency": 1},
-            )
+            records = yield from tool_calls([call], self.tools, context=context, max_concurrency=1)
             record = records[0]
             if record.error is None:
                 value = step_value(record.output)

@@ -1,11 +1,13 @@
 """Running the tool calls of one turn: concurrently, bounded, and never crashing the run.
 
-`run_calls` (threads) and `arun_calls` (asyncio tasks) take the calls a model asked for and
-return one `ToolCallRecord` per call, in the order asked, each holding either the output the
-model reads or the tool error it reads instead:
+`tool_calls` is the flow of one turn's calls, written once (`kaizen.flow`); `run_calls` drives
+it sync (worker threads), `arun_calls` async (tasks), and an agent's loop yields from it. It
+takes the calls a model asked for and returns one `ToolCallRecord` per call, in the order asked,
+each holding either the output the model reads or the tool error it reads instead:
 
 - arguments that are not JSON, an unknown tool name, arguments that do not fit the tool's
-  parameters (each field named), a tool that raises, one that runs past its `timeout`, and a
+  parameters (each field named), a tool that raises (its own `TimeoutError` included: that is
+  not the tool's `timeout`), one that runs past its `timeout`, and a
   return value that cannot be serialised: each is a tool error, worded for the model to act on;
 - a lifecycle hook may refuse a call (`VetoError` from `on_tool_call_start`): a tool error too,
   except a `BudgetExceededError`, which propagates (the run's budget stops the agent);
@@ -22,18 +24,14 @@ resets them). The loop asks it after each turn whether a budget is used up.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kaizen import process
 from kaizen.errors import BudgetExceededError, VetoError
+from kaizen.flow import Call, Each, EffectTimeout, Flow, run_async, run_sync
 from kaizen.runtime.record import ToolCallRecord
 from kaizen.store.calls import ToolCallStep, tool_call_step
 from kaizen.tools.tool import Tool, ToolArgumentError, ToolResultError, serialize_result
@@ -42,19 +40,7 @@ if TYPE_CHECKING:
     from kaizen.llm.transport import ToolCallRequest
     from kaizen.runtime.context import NodeContext
 
-__all__ = ["ToolBudget", "arun_calls", "parse_arguments", "run_calls"]
-
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-
-
-def _threads() -> ThreadPoolExecutor:
-    """The worker threads sync tool calls run in (shared; made on first use)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="kaizen-tool")
-        return _pool
+__all__ = ["ToolBudget", "arun_calls", "parse_arguments", "run_calls", "tool_calls"]
 
 
 @dataclass
@@ -93,10 +79,6 @@ def _last_error(records: Sequence[ToolCallRecord], name: str) -> str:
         if record.name == name and record.error:
             return record.error
     return "(earlier turn)"
-
-
-class _ToolTimeout(Exception):
-    """A tool call ran past its tool's timeout."""
 
 
 def parse_arguments(text: str) -> Any:
@@ -212,11 +194,41 @@ def _error_text(name: str, error: BaseException) -> str:
         return f"{error}. Call {name!r} again with arguments that fit its parameters."
     if isinstance(error, ValueError) and not isinstance(error, ToolResultError):
         return f"tool {name!r}: {error}"
-    if isinstance(error, _ToolTimeout):
+    if isinstance(error, EffectTimeout):
         return (
             f"tool {name!r} did not finish in time ({error}); try other arguments or another tool"
         )
     return f"tool {name!r} raised {type(error).__name__}: {error}"
+
+
+def tool_calls(
+    requests: Sequence[ToolCallRequest],
+    tools: Mapping[str, Tool],
+    *,
+    context: NodeContext | None,
+    max_concurrency: int,
+) -> Flow[list[ToolCallRecord]]:
+    """The flow of one turn's tool calls: every call checked, then the runnable ones run
+    concurrently (`Each`), at most `max_concurrency` at once; the records in the order asked."""
+    pendings = [_begin(request, tools, context) for request in requests]
+    return (yield Each([_one_call(pending, context) for pending in pendings], max_concurrency))
+
+
+def _one_call(pending: _Pending, context: NodeContext | None) -> Flow[ToolCallRecord]:
+    """One call: answered from the recording or memo, or run within its tool's timeout; every
+    way it can fail (its own `TimeoutError` too) becomes the record's error."""
+    tool = pending.tool
+    if tool is None or not pending.runnable:
+        return _finish(pending, None, None, context)
+    if _served(pending, context):
+        return pending.record
+    try:
+        value = yield Call(
+            tool.invoke, tool.ainvoke, {"arguments": pending.arguments}, timeout=tool.timeout
+        )
+    except Exception as exc:
+        return _finish(pending, None, exc, context)
+    return _finish(pending, value, None, context)
 
 
 def run_calls(
@@ -226,49 +238,9 @@ def run_calls(
     context: NodeContext | None,
     max_concurrency: int,
 ) -> list[ToolCallRecord]:
-    """Run `requests` in worker threads, at most `max_concurrency` at once, honouring each
-    tool's timeout; the records in the order asked."""
-    pendings = [_begin(request, tools, context) for request in requests]
-    runnable = [p for p in pendings if p.runnable and not _served(p, context)]
-    for pending in pendings:
-        if not pending.runnable:
-            _finish(pending, None, None, context)
-    if len(runnable) == 1 and runnable[0].tool is not None and runnable[0].tool.timeout is None:
-        only = runnable[0]  # one call, no deadline: run it right here
-        try:
-            value = only.tool.invoke(only.arguments)  # type: ignore[union-attr]
-        except Exception as exc:
-            _finish(only, None, exc, context)
-        else:
-            _finish(only, value, None, context)
-        return [p.record for p in pendings]
-    queue = list(reversed(runnable))
-    running: dict[Future[Any], tuple[_Pending, float | None]] = {}
-    threads = _threads()
-    while queue or running:
-        while queue and len(running) < max_concurrency:
-            pending = queue.pop()
-            tool = pending.tool
-            assert tool is not None
-            run = contextvars.copy_context().run
-            future = threads.submit(run, tool.invoke, pending.arguments)
-            deadline = None if tool.timeout is None else time.perf_counter() + tool.timeout
-            running[future] = (pending, deadline)
-        deadlines = [d for _, d in running.values() if d is not None]
-        timeout = max(0.0, min(deadlines) - time.perf_counter()) if deadlines else None
-        done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in done:
-            pending, _ = running.pop(future)
-            error = future.exception()
-            _finish(pending, None if error else future.result(), error, context)
-        now = time.perf_counter()
-        for future, (pending, deadline) in list(running.items()):
-            if deadline is not None and now >= deadline:
-                del running[future]  # the thread runs on; its result is dropped
-                future.cancel()
-                limit = pending.tool.timeout if pending.tool else 0.0
-                _finish(pending, None, _ToolTimeout(f"over its {limit:g} s timeout"), context)
-    return [p.record for p in pendings]
+    """`tool_calls` in this thread: sync tools run in worker threads (one call with no timeout
+    runs right here)."""
+    return run_sync(tool_calls(requests, tools, context=context, max_concurrency=max_concurrency))
 
 
 async def arun_calls(
@@ -278,43 +250,7 @@ async def arun_calls(
     context: NodeContext | None,
     max_concurrency: int,
 ) -> list[ToolCallRecord]:
-    """`run_calls` on the running event loop (sync tools run in worker threads)."""
-    pendings = [_begin(request, tools, context) for request in requests]
-    gate = asyncio.Semaphore(max_concurrency)
-
-    async def one(pending: _Pending) -> None:
-        tool = pending.tool
-        if not pending.runnable or tool is None:
-            _finish(pending, None, None, context)
-            return
-        if _served(pending, context):
-            return
-        async with gate:
-            try:
-                if tool.timeout is None:
-                    value = await tool.ainvoke(pending.arguments)
-                else:
-                    async with asyncio.timeout(tool.timeout) as scope:
-                        value = await tool.ainvoke(pending.arguments)
-            except TimeoutError:
-                if tool.timeout is not None and scope.expired():
-                    exc = _ToolTimeout(f"over its {tool.timeout:g} s timeout")
-                _finish(pending, None, exc, context)
-            except Exception as exc:
-                _finish(pending, None, exc, context)
-            else:
-                _finish(pending, value, None, context)
-
-    if len(pendings) == 1:
-        await one(pendings[0])
-    else:
-        await asyncio.gather(*(one(p) for p in pendings))
-    return [p.record for p in pendings]
-
-
-def _forget_threads() -> None:
-    global _pool
-    _pool = None  # after a fork: its threads are not in the child
-
-
-process.register("tools.runner", _forget_threads, fork_only=True)
+    """`tool_calls` on the running event loop (sync tools run in worker threads)."""
+    return await run_async(
+        tool_calls(requests, tools, context=context, max_concurrency=max_concurrency)
+    )

@@ -1,10 +1,11 @@
 """`Tool`: a typed Python function a model may call, and the `@tool` decorator that makes one.
 
-A tool knows its name, its description (the docstring's text before its sections) and the JSON
-Schema of its parameters (from the type hints, through pydantic; each parameter's description from
-the docstring's ``Args:`` section). `Tool.validate` checks a model's arguments before the call and
+A tool wraps any callable (a function, a bound method, a `functools.partial`, an object with
+``__call__``) and knows its name, its description and the JSON Schema of its parameters (both
+read by `kaizen.tools.schema`). `Tool.validate` checks a model's arguments before the call and
 returns them converted to the annotated types; `Tool.invoke` / `Tool.ainvoke` call the function
-(a sync function called from async code runs in a worker thread). `serialize_result` turns a
+(a sync function called from async code runs in a worker thread; an async one called from sync
+code runs on an event loop of its own). `serialize_result` turns a
 return value into the text the model reads: strings as they are; pydantic models, dataclasses,
 lists, dicts and other JSON-able values as JSON.
 
@@ -22,13 +23,14 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, get_type_hints, overload
+from typing import Any, TypeVar, overload
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel
 
 from kaizen.aio import NEED_LOOP, run_blocking, running_loop
 from kaizen.errors import ConfigError, KaizenError
+from kaizen.tools.schema import Parameters, ToolArgumentError, parse_docstring, readable_name
 
 __all__ = [
     "Tool",
@@ -40,15 +42,6 @@ __all__ = [
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-class ToolArgumentError(KaizenError):
-    """A model's arguments do not fit a tool's parameters (`problems`: one line per field)."""
-
-    def __init__(self, tool: str, problems: list[str]) -> None:
-        self.tool = tool
-        self.problems = problems
-        super().__init__(f"tool {tool!r}: invalid arguments: " + "; ".join(problems))
 
 
 class ToolResultError(KaizenError):
@@ -68,7 +61,7 @@ class Tool:
     """
 
     __slots__ = (
-        "_arguments_model",
+        "_parameters",
         "description",
         "deterministic",
         "func",
@@ -92,8 +85,12 @@ class Tool:
     ) -> None:
         if not callable(func):
             raise TypeError(f"a tool wraps a function, not {type(func).__name__}")
-        name = name or getattr(func, "__name__", None)
-        if not name or not _NAME.fullmatch(name):
+        name = name or readable_name(func)
+        if not name:
+            raise ConfigError(
+                f"{func!r} has no name a tool can take (a functools.partial); pass name=..."
+            )
+        if not _NAME.fullmatch(name):
             raise ConfigError(
                 f"tool name {name!r} is not valid: use letters, digits, '_' or '-' (at most 64, "
                 "not starting with a digit); pass name=..."
@@ -102,20 +99,21 @@ class Tool:
             raise ConfigError(f"tool {name!r}: timeout must be positive seconds, not {timeout}")
         if retries < 0:
             raise ConfigError(f"tool {name!r}: retries must be 0 or more, not {retries}")
-        summary, arg_docs = parse_docstring(inspect.getdoc(func) or "")
         self.func = func
         self.name = name
-        self.description = description if description is not None else summary
         self.timeout = timeout
         self.retries = retries
         self.deterministic = deterministic
         self.is_async = _is_async(func)
         if parameters is not None:  # a schema from elsewhere (MCP): validated as JSON Schema
-            self._arguments_model: type[BaseModel] | None = None
+            self._parameters: Parameters | None = None
             self.parameters = dict(parameters)
+            summary = parse_docstring(inspect.getdoc(func) or "")[0]
         else:
-            self._arguments_model = arguments_model(func, name, arg_docs)
-            self.parameters = parameters_schema(self._arguments_model)
+            self._parameters = Parameters.of(func, name)
+            self.parameters = self._parameters.schema
+            summary = self._parameters.summary
+        self.description = description if description is not None else summary
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
@@ -138,13 +136,9 @@ class Tool:
             raise ToolArgumentError(
                 self.name, [f"arguments must be a JSON object, got {type(arguments).__name__}"]
             )
-        if self._arguments_model is None:
+        if self._parameters is None:
             return _validate_json_schema(self.name, self.parameters, arguments)
-        try:
-            model = self._arguments_model.model_validate(dict(arguments))
-        except ValidationError as exc:
-            raise ToolArgumentError(self.name, _problems(exc)) from None
-        return {key: getattr(model, key) for key in type(model).model_fields}
+        return self._parameters.validate(self.name, arguments)
 
     def invoke(self, arguments: Mapping[str, Any]) -> Any:
         """Call the tool with validated `arguments` in this thread (an async tool runs on an
@@ -212,112 +206,7 @@ def tool(
     return make if func is None else make(func)
 
 
-# -- the parameters' schema ----------------------------------------------------------------------
-
-_SECTION = re.compile(
-    r"^(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?)\s*:\s*$"
-)
-_ARG_LINE = re.compile(r"^(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
-
-
-def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """The description (text before the first section) and each parameter's description from a
-    Google-style ``Args:`` section (``name: text`` or ``name (type): text``, continuation lines
-    indented further)."""
-    lines = doc.splitlines()
-    summary: list[str] = []
-    args: dict[str, str] = {}
-    section: str | None = None
-    current: str | None = None
-    indent: int | None = None
-    for line in lines:
-        stripped = line.strip()
-        heading = _SECTION.match(stripped)
-        if heading and (len(line) - len(line.lstrip())) == 0:
-            section, current, indent = heading.group(1), None, None
-            continue
-        if section is None:
-            summary.append(line)
-            continue
-        if section not in ("Args", "Arguments", "Parameters") or not stripped:
-            continue
-        depth = len(line) - len(line.lstrip())
-        if indent is None:
-            indent = depth
-        match = _ARG_LINE.match(stripped)
-        if depth <= indent and match:
-            current = match.group(1).lstrip("*")
-            args[current] = match.group(3).strip()
-        elif current is not None:
-            args[current] = f"{args[current]} {stripped}".strip()
-    return "\n".join(summary).strip(), args
-
-
-def arguments_model(
-    func: Callable[..., Any], name: str, descriptions: Mapping[str, str]
-) -> type[BaseModel]:
-    """A pydantic model of `func`'s parameters (unannotated ones take any JSON value)."""
-    try:
-        hints = get_type_hints(func, include_extras=True)
-    except Exception as exc:  # a forward reference that does not resolve
-        raise ConfigError(f"tool {name!r}: cannot read its type hints: {exc}") from exc
-    fields: dict[str, Any] = {}
-    for parameter in inspect.signature(func).parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        if parameter.kind is parameter.POSITIONAL_ONLY:
-            raise ConfigError(
-                f"tool {name!r}: parameter {parameter.name!r} is positional-only; models pass "
-                "arguments by name"
-            )
-        annotation = hints.get(parameter.name, Any)
-        default = ... if parameter.default is parameter.empty else parameter.default
-        info = pydantic.Field(default, description=descriptions.get(parameter.name))
-        fields[parameter.name] = (annotation, info)
-    try:
-        return create_model(
-            f"{name}_arguments",
-            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
-            **fields,
-        )
-    except Exception as exc:  # a type pydantic cannot describe
-        raise ConfigError(f"tool {name!r}: its parameters cannot be described: {exc}") from exc
-
-
-def parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema of a tool's arguments, without pydantic's titles (noise for a model)."""
-    schema = model.model_json_schema()
-    _drop_titles(schema)
-    schema.setdefault("properties", {})
-    schema["additionalProperties"] = False
-    return schema
-
-
-def _drop_titles(node: Any) -> None:
-    if isinstance(node, dict):
-        node.pop("title", None)
-        for key, value in node.items():
-            if key == "properties" and isinstance(value, dict):
-                for item in value.values():
-                    _drop_titles(item)
-            else:
-                _drop_titles(value)
-    elif isinstance(node, list):
-        for item in node:
-            _drop_titles(item)
-
-
-def _problems(exc: ValidationError) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(arguments)"
-        if error["type"] == "extra_forbidden":
-            problems.append(f"{where}: not a parameter of this tool")
-        elif error["type"] == "missing":
-            problems.append(f"{where}: missing (required)")
-        else:
-            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
-    return problems
+# -- arguments ---------------------------------------------------------------------------------
 
 
 def _validate_json_schema(
@@ -336,11 +225,13 @@ def _validate_json_schema(
 
 
 def _is_async(func: Callable[..., Any]) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
     if inspect.iscoroutinefunction(func):
         return True
-    # a callable object whose __call__ is async, or a functools.partial of an async function
-    inner = getattr(func, "func", None) or type(func).__call__
-    return inspect.iscoroutinefunction(inner)
+    if isinstance(func, type) or inspect.isroutine(func):
+        return False
+    return inspect.iscoroutinefunction(type(func).__call__)  # an object with async __call__
 
 
 # -- results -------------------------------------------------------------------------------------
