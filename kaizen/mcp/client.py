@@ -38,6 +38,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 from kaizen.errors import ConfigError
+from kaizen.logs import host_logging_kept
 from kaizen.mcp import loop
 from kaizen.mcp.errors import MCPConnectionError, MCPError, MCPTimeoutError, MCPToolError
 from kaizen.mcp.results import error_text, result_text
@@ -122,8 +123,9 @@ class MCPServer(Toolset):
         folder = os.fspath(cwd) if cwd is not None else None
 
         def factory() -> tuple[Any, IO[str] | None]:
-            from mcp import Client, StdioServerParameters
-            from mcp.client.stdio import stdio_client
+            with host_logging_kept():
+                from mcp import Client, StdioServerParameters
+                from mcp.client.stdio import stdio_client
 
             params = StdioServerParameters(
                 command=command, args=arguments, env=environment or None, cwd=folder
@@ -168,7 +170,8 @@ class MCPServer(Toolset):
         secrets += [value for _, value in _query_pairs(parts.query)]
 
         def factory() -> tuple[Any, IO[str] | None]:
-            from mcp import Client
+            with host_logging_kept():
+                from mcp import Client
 
             return Client(_http_transport(url, sent_headers), cache=None), None
 
@@ -207,7 +210,8 @@ class MCPServer(Toolset):
             )
 
         def factory() -> tuple[Any, IO[str] | None]:
-            from mcp import Client
+            with host_logging_kept():
+                from mcp import Client
 
             return Client(server, cache=None), None
 

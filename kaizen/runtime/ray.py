@@ -61,6 +61,7 @@ from time import time as now
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import NotPicklableError, VetoError
+from kaizen.logs import host_logging_kept
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.executors import Job, OnTheLoop, Outcome, call_async, call_sync
 from kaizen.runtime.hooks import (
@@ -189,7 +190,8 @@ class RayRuntime(LocalRuntime):
         with self._connect_lock:
             if self._waiter is not None:
                 return
-            import ray
+            with host_logging_kept():
+                import ray
 
             if not ray.is_initialized():
                 options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}

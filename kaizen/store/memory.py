@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.errors import ConfigError
 from kaizen.flow import Call, Flow
+from kaizen.logs import host_logging_kept
 from kaizen.store.db import Store, StorePath
 
 if TYPE_CHECKING:
@@ -387,27 +388,30 @@ class WordLlamaEmbedder(Embedder):
     def __init__(self) -> None:
         with self._lock:
             if WordLlamaEmbedder._shared is None:
-                try:
-                    import wordllama
-                except ImportError:
-                    raise ConfigError(
-                        "memory provider 'vector_db' embeds offline with wordllama: install the "
-                        "extra (pip install 'kaizen[vector]'), or give embedding_model= a litellm "
-                        "embedding model"
-                    ) from None
-                from pathlib import Path
-
-                # the weights and tokenizer ship inside the package: point its cache there
-                package = Path(wordllama.__file__).parent
-                WordLlamaEmbedder._shared = wordllama.WordLlama.load(
-                    cache_dir=package, disable_download=True
-                )
+                # wordllama calls logging.basicConfig(level=INFO) when imported
+                with host_logging_kept():
+                    WordLlamaEmbedder._shared = _load_wordllama()
         self.model = WordLlamaEmbedder._shared
 
     def embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
         return np.asarray(self.model.embed(texts), dtype="float32")
+
+
+def _load_wordllama() -> Any:
+    try:
+        import wordllama
+    except ImportError:
+        raise ConfigError(
+            "memory provider 'vector_db' embeds offline with wordllama: install the extra "
+            "(pip install 'kaizen[vector]'), or give embedding_model= a litellm embedding model"
+        ) from None
+    from pathlib import Path
+
+    # the weights and tokenizer ship inside the package: point its cache there
+    package = Path(wordllama.__file__).parent
+    return wordllama.WordLlama.load(cache_dir=package, disable_download=True)
 
 
 class LitellmEmbedder(Embedder):
