@@ -134,6 +134,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
     """,
+    # memory search stems words ("summaries" meets "summary"): the index is rebuilt with the
+    # porter tokenizer from the memories table (idempotent, like every statement here)
+    """
+    DROP TABLE IF EXISTS memories_fts;
+    CREATE VIRTUAL TABLE memories_fts USING fts5 (
+        text, content='memories', content_rowid='id', tokenize='porter unicode61'
+    );
+    INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+    """,
 )
 
 _shared: dict[str, Store] = {}
@@ -231,6 +240,15 @@ class Store:
             connection.execute(
                 "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_vocab"
                 " USING fts5vocab(main, memories_fts, 'row')"
+            )
+            # ... and the words of a query as that index spells them (its tokenizer's stems)
+            connection.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_query"
+                " USING fts5(text, tokenize='porter unicode61')"
+            )
+            connection.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_query_terms"
+                " USING fts5vocab(temp, memory_query, 'instance')"
             )
             if self.max_size is not None:
                 page_size = connection.execute("PRAGMA page_size").fetchone()[0]
