@@ -298,7 +298,8 @@ class Agent:
     def set_access_policy(self, policy: Any, *, store: Any = None) -> None:
         """Check `policy` (a name such as ``"team_lead_approval_required"``, or a callable
         ``(request) -> allow() | deny(reason) | require_approval(who)``) before each execution;
-        approvals live in `store` (default: the default store). See kaizen.observe.policy."""
+        approvals live in `store` (default: the store of the run, the one its runtime
+        checkpoints into, else the default store). See kaizen.observe.policy."""
         from kaizen.observe.policy import policy_from
 
         self._policy = (policy_from(policy), store)

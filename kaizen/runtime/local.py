@@ -8,12 +8,12 @@ public face: entry points, hooks and subscribers, and the records of recent runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextvars import Token
 from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.aio import run_blocking
@@ -27,7 +27,7 @@ from kaizen.runtime.pool import WorkerPool
 from kaizen.runtime.record import RunRecord
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
 from kaizen.store.calls import RunCalls, active_calls, cache_policy
-from kaizen.store.db import Store, StorePath
+from kaizen.store.db import Store, StorePath, run_store
 from kaizen.workflow.parameters import bind_parameters
 from kaizen.workflow.workflow import Workflow
 
@@ -321,16 +321,14 @@ class LocalRuntime:
         check_fingerprint(info, workflow)
         replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
         calls = RunCalls(self.store, replay_id, replay_of=run_id)
-        token = active_calls.set(calls)
         try:
-            run = self._make_run(workflow, info.parameters, replay_id, on_event, hooks, True)
-            results = run_blocking(run.drive())
+            with _in_run(calls, self.store):
+                run = self._make_run(workflow, info.parameters, replay_id, on_event, hooks, True)
+                results = run_blocking(run.drive())
         except NodeExecutionError as exc:
             if isinstance(exc.__cause__, ReplayMismatchError):
                 raise exc.__cause__ from exc
             raise
-        finally:
-            active_calls.reset(token)
         return results, replay_id
 
     def stream(
@@ -405,19 +403,15 @@ class LocalRuntime:
             )  # fmt: skip
             extra.append(checkpointer)
         if self.recording or self.cache is not None:
-            store = self._store if self.recording else None
-            calls = RunCalls(store or Store.open(self.cache.path if self.cache else None),
-                             run_id, record=self.recording, cache=self.cache)  # fmt: skip
-        token = active_calls.set(calls) if calls is not None else None
-        try:
+            where = self.cache.path if self.cache is not None else None
+            store = self._store if self.recording else Store.open(where or self._store)
+            calls = RunCalls(store, run_id, record=self.recording, cache=self.cache)
+        with _in_run(calls, self._store):  # the run copies this context for its nodes
             run = self._make_run(
                 workflow, parameters, run_id, on_event, [*extra, *hooks], inline_allowed,
                 finished,
             )  # fmt: skip
-        finally:
-            if token is not None:
-                active_calls.reset(token)
-        return run, _Durable(checkpointer, run, calls)
+        return run, _Durable(checkpointer, run, calls, self._store)
 
     def _make_run(
         self,
@@ -485,21 +479,23 @@ class _Durable:
     """Around a run's drive: a checkpoint write that failed is raised when the run ends (hooks
     never stop a run), with the run id and results, so what completed is not lost."""
 
-    def __init__(self, checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None):
+    def __init__(
+        self, checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None,
+        store: Store | None,
+    ) -> None:  # fmt: skip
         self.checkpointer = checkpointer
         self.run = run
         self.calls = calls
-        self._token: Token[RunCalls | None] | None = None
+        self.store = store
+        self._scope = contextlib.ExitStack()
 
     def __enter__(self) -> None:
-        # nodes run inline in the caller's context see the run's calls too (the others got
-        # them with the context the run copied when it was made)
-        if self.calls is not None:
-            self._token = active_calls.set(self.calls)
+        # nodes run inline in the caller's context see the run's calls and store too (the
+        # others got them with the context the run copied when it was made)
+        self._scope.enter_context(_in_run(self.calls, self.store))
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        if self._token is not None:
-            active_calls.reset(self._token)
+        self._scope.close()
         failure = self.checkpointer.failure if self.checkpointer is not None else None
         if failure is None or error is not None:
             return
@@ -510,3 +506,17 @@ class _Durable:
         failure.run_id = self.run.run_id  # type: ignore[attr-defined]
         failure.results = self.run.results  # type: ignore[attr-defined]
         raise failure
+
+
+@contextlib.contextmanager
+def _in_run(calls: RunCalls | None, store: Store | None) -> Iterator[None]:
+    """Code in this block (a run's nodes) sees the run's calls (record, replay, cache) and its
+    store (`kaizen.store.db.run_store`: every row of the run goes there, approvals too)."""
+    calls_token = active_calls.set(calls) if calls is not None else None
+    store_token = run_store.set(store)
+    try:
+        yield
+    finally:
+        run_store.reset(store_token)
+        if calls_token is not None:
+            active_calls.reset(calls_token)

@@ -27,12 +27,21 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from kaizen.errors import StoreCorruptedError, StoreError, StoreFullError, StoreLockedError
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "MIGRATIONS", "Store", "StorePath", "default_store_path"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "MIGRATIONS",
+    "Store",
+    "StorePath",
+    "default_store_path",
+    "run_store",
+    "store_of_run",
+]
 
 StorePath = str | os.PathLike[str]
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one before StoreLockedError
@@ -148,6 +157,18 @@ MIGRATIONS: tuple[str, ...] = (
 _shared: dict[str, Store] = {}
 _shared_lock = threading.Lock()
 _memory_ids = iter(range(1, 1 << 62))
+
+
+# The store of the run whose node is running: one run, one store, for every row of it
+# (checkpoints, recordings, approvals, cached calls). The runtime sets it for a run that has a
+# store of its own (`LocalRuntime(checkpoint=...)` or `record=...`); its nodes see it.
+run_store: ContextVar[Store | None] = ContextVar("kaizen_run_store", default=None)
+
+
+def store_of_run(path: StorePath | Store | None = None) -> Store:
+    """The store for a row of the running run: `path` when given, else the run's own store,
+    else the default store (outside a run, or for a run without a store)."""
+    return Store.open(path if path is not None else run_store.get())
 
 
 def default_store_path() -> Path:
