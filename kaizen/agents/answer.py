@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kaizen.agents.freeform import is_open, parse_open_output
 from kaizen.errors import OutputParseError
 from kaizen.flow import Flow
 from kaizen.llm.call import model_call, prepare
@@ -36,10 +37,12 @@ def answer(
     not fit. `name` names the agent in the error."""
     request = prepare(messages, response_schema=output_schema, **settings.call_options)
     attempts = settings.max_parse_attempts
+    # a schema open to more fields (an agent without a signature) keeps every field given
+    parse = parse_open_output if is_open(output_schema) else parse_output
     for attempt in range(1, attempts + 1):
         reply = yield from model_call(request, on_text)
         try:
-            return parse_output(signature, reply.text)
+            return parse(signature, reply.text)
         except OutputParseError as exc:
             if attempt == attempts:
                 raise OutputParseError(
