@@ -187,7 +187,7 @@ def _fallback(primary: ModelRequest, option: ModelSpec | Mapping[str, Any]) -> M
     given as a model (a name or a handle such as a ScriptedModel) reaches its provider on its
     own terms (the primary's api_base and api_key stay behind); a dict may give its own
     (``{"model": ..., "api_base": ..., "api_key": ...}``)."""
-    given = dict(option) if isinstance(option, Mapping) else {"model": option}
+    given: dict[str, Any] = dict(option) if isinstance(option, Mapping) else {"model": option}
     model = given.get("model")
     if not (isinstance(model, str) and model.strip()) and not isinstance(model, ModelHandle):
         raise ConfigError(f"fallbacks: each entry needs a model name or handle, got {option!r}")

@@ -404,7 +404,7 @@ class LocalRuntime:
             extra.append(checkpointer)
         if self.recording or self.cache is not None:
             where = self.cache.path if self.cache is not None else None
-            store = self._store if self.recording else Store.open(where or self._store)
+            store = self.store if self.recording else Store.open(where or self._store)
             calls = RunCalls(store, run_id, record=self.recording, cache=self.cache)
         with _in_run(calls, self._store):  # the run copies this context for its nodes
             run = self._make_run(
