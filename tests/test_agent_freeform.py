@@ -117,3 +117,19 @@ def test_in_a_workflow_the_agent_keeps_its_ports() -> None:
     builder.add_node_instance(node)
     results, _ = kaizen.LocalRuntime().execute(builder.build(), {"step": {"task": "t"}})
     assert results["step"]["result"] == "from the graph"
+
+
+def test_an_agent_with_tools_takes_any_inputs_and_answers_in_its_ports() -> None:
+    from kaizen.agents.freeform import FREE_FORM_REPLY
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    model = ScriptedModel([ScriptedModel.tool_call("add", {"a": 1, "b": 2}), {"result": "3"}])
+    agent = kaizen.create_agent("calc", {"model": model}, tools=[add])
+    result = agent.execute(task="Add the numbers", numbers="1 and 2")
+    assert result.result == "3" and [call.name for call in result.tool_calls] == ["add"]
+    first = model.calls[0].messages
+    assert any("numbers:\n1 and 2" in str(m.get("content")) for m in first)
+    assert all(FREE_FORM_REPLY not in str(m.get("content")) for m in first)  # the loop's rules

@@ -432,7 +432,8 @@ class Agent:
             return self.signature
         from kaizen.agents.freeform import call_signature
 
-        return call_signature(self.signature, inputs)
+        acts = bool(self._tool_sources) or self.config.strategy == "plan"
+        return call_signature(self.signature, inputs, open_outputs=not acts)
 
     def _prepare(
         self, inputs: Mapping[str, Any], *, sync: bool

@@ -55,22 +55,26 @@ FREE_FORM_REPLY = (
 )
 
 
-def call_signature(signature: Signature, names: Iterable[str] = ()) -> Signature:
+def call_signature(
+    signature: Signature, names: Iterable[str] = (), *, open_outputs: bool = True
+) -> Signature:
     """The signature of one execution of an agent without a signature, given the names of its
     inputs: the default fields given (all of them when no other input is), one `Any` field per
-    other name, and instructions asking for any fields (`FREE_FORM_REPLY`). Raises
+    other name, and, with `open_outputs` (an agent answering in one call, not acting with tools
+    or plans), instructions asking for any fields (`FREE_FORM_REPLY`). Raises
     `InputValidationError` for a name no field may have (one of the outputs, a keyword)."""
     extra = tuple(name for name in names if name not in signature.input_names)
     given = frozenset(names)
-    return _call_signature(signature, extra, given if extra else frozenset())
+    return _call_signature(signature, extra, given if extra else frozenset(), open_outputs)
 
 
 @functools.lru_cache(maxsize=256)
 def _call_signature(
-    signature: Signature, extra: tuple[str, ...], given: frozenset[str]
+    signature: Signature, extra: tuple[str, ...], given: frozenset[str], open_outputs: bool
 ) -> Signature:
     kept = [f for f in signature.input_fields if not extra or f.name in given]
-    instructions = "\n\n".join(filter(None, (signature.instructions, FREE_FORM_REPLY)))
+    reply = FREE_FORM_REPLY if open_outputs else ""
+    instructions = "\n\n".join(filter(None, (signature.instructions, reply)))
     try:
         return Signature(
             [*kept, *(SignatureField(name, Any) for name in extra)],
