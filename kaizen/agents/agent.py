@@ -78,6 +78,10 @@ __all__ = [
 # An agent created without a signature: a task, optional context, a free-text result.
 DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 
+# one-node workflows an agent keeps for execute(): one per sync/async and signature (an agent
+# without a signature has one per set of input names it was called with)
+_MAX_ENGINES = 64
+
 #: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
 AGENT_CONFIG_KEYS = frozenset(valid_keys())
 
@@ -459,6 +463,8 @@ class Agent:
                                      signature=signature)  # fmt: skip
                     builder = WorkflowBuilder(self.name)
                     builder.add_node_instance(node)
+                    if len(self._engines) >= _MAX_ENGINES:  # a free-form agent's input sets
+                        self._engines.clear()
                     workflow = self._engines[key] = builder.build()
         return workflow
 
