@@ -18,13 +18,15 @@ compare the two paths within one run, and run it more than once.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+from common import common_parser, parse_args
 
 SCHEMA = {
     "type": "object",
@@ -116,31 +118,54 @@ def per_token(grammar: bool, max_tokens: int, batched: bool) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one repetition")
+    description = (__doc__ or "").split("\n")[0]
+    parser = common_parser(description)
+    parser.add_argument("--reps", type=int, default=3, help="runs per figure (--quick: one)")
     parser.add_argument("--grammar", action="store_true", help="only the grammar-cost table")
-    args = parser.parse_args()
+    args = parse_args(description, parser)
     reps = 1 if args.quick else args.reps
 
     from kaizen.llm import local, local_model_installed
 
     if not local_model_installed():
-        print("the embedded model is not installed (make setup)")
-        return 1
-    print(f"embedded model {local.LOCAL_MODEL}: medians of {reps} run(s); load: {_load()}")
+        # not a failure: `make bench` goes on to the next benchmark
+        say("the embedded model is not installed (make setup): nothing measured")
+        write_outputs(args.markdown, args.json)
+        return 0
+    say(f"embedded model {local.LOCAL_MODEL}: medians of {reps} run(s); load: {_load()}")
     for batched in (False, True):  # warm both paths: load weights, first-call costs
         local.BATCHING = batched
         asyncio.run(concurrent_calls(1))
     if not args.grammar:
         concurrency_table(local, reps)
     grammar_table(reps)
-    print(f"\nload afterwards: {_load()}")
+    say(f"\nload afterwards: {_load()}")
+    write_outputs(args.markdown, args.json)
     return 0
 
 
+# what this bench printed, and its figures by name: --markdown and --json write them
+_LINES: list[str] = []
+_FIGURES: dict[str, float] = {}
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+    _LINES.append(line)
+
+
+def write_outputs(markdown_path: str | None, json_path: str | None) -> None:
+    if markdown_path:
+        text = "\n".join(_LINES).strip("\n")
+        Path(markdown_path).write_text(
+            f"**{(__doc__ or '').splitlines()[0]}**\n\n```\n{text}\n```\n"
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps(_FIGURES, indent=1))
+
+
 def concurrency_table(local: Any, reps: int) -> None:
-    print(f"\n{'calls':>5} {'path':<10} {'wall s':>8} {'tok/s':>8}")
+    say(f"\n{'calls':>5} {'path':<10} {'wall s':>8} {'tok/s':>8}")
     rates: dict[tuple[str, int], float] = {}
     for n in (1, 2, 4, 5, 8):
         for batched in (False, True):
@@ -148,28 +173,28 @@ def concurrency_table(local: Any, reps: int) -> None:
             path = "batched" if batched else "serialised"
             wall, rate = median_run(lambda n=n: concurrent_calls(n), reps)
             rates[(path, n)] = rate
-            print(f"{n:>5} {path:<10} {wall:>8.2f} {rate:>8.1f}")
+            _FIGURES[f"{n} concurrent, {path}: tokens/s"] = rate
+            say(f"{n:>5} {path:<10} {wall:>8.2f} {rate:>8.1f}")
     local.BATCHING = True
     wall, one_by_one = median_run(lambda: sequential_calls(5), reps)
     ratio = rates[("batched", 5)] / one_by_one
-    print(f"\n5 calls one after another (batched path): {wall:.2f} s, {one_by_one:.1f} tok/s")
-    print(f"5 concurrent batched / 5 one after another: {ratio:.2f}x  (target >= 3x)")
+    _FIGURES["5 concurrent batched / 5 one after another"] = ratio
+    say(f"\n5 calls one after another (batched path): {wall:.2f} s, {one_by_one:.1f} tok/s")
+    say(f"5 concurrent batched / 5 one after another: {ratio:.2f}x  (target >= 3x)")
     local.BATCHING = False
     wall, serial_one_by_one = median_run(lambda: sequential_calls(5), reps)
-    print(
-        f"5 calls one after another (serialised path): {wall:.2f} s, {serial_one_by_one:.1f} tok/s"
-    )
+    say(f"5 calls one after another (serialised path): {wall:.2f} s, {serial_one_by_one:.1f} tok/s")
 
 
 def grammar_table(reps: int) -> None:
-
-    print(f"\n{'path':<10} {'length':>6} {'plain ms/tok':>12} {'grammar ms/tok':>14} {'ratio':>6}")
+    say(f"\n{'path':<10} {'length':>6} {'plain ms/tok':>12} {'grammar ms/tok':>14} {'ratio':>6}")
     for batched in (False, True):
         path = "batched" if batched else "serialised"
         for length in (24, 128):
             plain = statistics.median(per_token(False, length, batched) for _ in range(reps))
             constrained = statistics.median(per_token(True, length, batched) for _ in range(reps))
-            print(
+            _FIGURES[f"{path}, {length} tokens: grammar / plain ms per token"] = constrained / plain
+            say(
                 f"{path:<10} {length:>6} {plain:>12.1f} {constrained:>14.1f} "
                 f"{constrained / plain:>6.2f}"
             )

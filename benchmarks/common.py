@@ -82,14 +82,35 @@ class Report:
         self.rows.extend(rows)
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """The options every bench takes: `--quick`, and `--worker NAME` (internal: peer subprocess)."""
+def common_parser(description: str) -> argparse.ArgumentParser:
+    """The options every bench takes (`make bench` passes them to each): `--quick`, `--json`,
+    `--markdown`, `--parse-only`, and `--worker NAME` (internal: peer subprocess). A bench with
+    options of its own adds them to this parser."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="few repetitions, small sizes")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this path")
     parser.add_argument("--markdown", default=None, help="also write the table as Markdown here")
-    return parser.parse_args()
+    parser.add_argument(
+        "--parse-only",
+        action="store_true",
+        help="print the options as JSON and exit, measuring nothing (tests/test_benchmarks.py)",
+    )
+    return parser
+
+
+def parse_args(
+    description: str,
+    parser: argparse.ArgumentParser | None = None,
+    argv: Sequence[str] | None = None,
+) -> argparse.Namespace:
+    """Parse the command line with `parser` (default: `common_parser(description)`); with
+    `--parse-only`, print what was parsed as one JSON line and exit."""
+    args = (parser or common_parser(description)).parse_args(argv)
+    if args.parse_only:
+        print(json.dumps(vars(args)), flush=True)
+        raise SystemExit(0)
+    return args
 
 
 def quiet_peers() -> None:

@@ -21,7 +21,7 @@ from kaizen.errors import RunNotFoundError
 from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
 from kaizen.status import NodeStatus, RunStatus
 from kaizen.store.calls import CachePolicy, RunCalls, active_calls, cache_policy
-from kaizen.store.db import Store, StorePath
+from kaizen.store.db import Store, StorePath, run_store
 from kaizen.store.encode import encode_outputs
 from kaizen.store.runs import (
     FINISH_RUN,
@@ -100,14 +100,15 @@ class Durability:
             )  # fmt: skip
             extra.append(checkpointer)
         if self.recording or self.cache is not None:
-            store = self._store if self.recording else None
-            calls = RunCalls(store or Store.open(self.cache.path if self.cache else None),
-                             run_id, record=self.recording, cache=self.cache)  # fmt: skip
-        with _active(calls):
+            # a cache that names no store caches into the run's own (one run, one store)
+            where = self.cache.path if self.cache is not None else None
+            store = self.store if self.recording else Store.open(where or self._store)
+            calls = RunCalls(store, run_id, record=self.recording, cache=self.cache)
+        with _active(calls, self._store):  # the run copies this context for its nodes
             run = make_run(extra)
         if checkpointer is None and calls is None:
             return run, nullcontext()
-        return run, _around_drive(checkpointer, run, calls)
+        return run, _around_drive(checkpointer, run, calls, self._store)
 
     def resumed(
         self, run_id: str, workflow: Workflow
@@ -135,28 +136,32 @@ class Durability:
         check_fingerprint(info, workflow)
         replay_id = f"{run_id}-replay-{os.urandom(4).hex()}"
         calls = RunCalls(self.store, replay_id, replay_of=run_id)
-        return replay_id, info.parameters, _active(calls)
+        return replay_id, info.parameters, _active(calls, self.store)
 
 
 @contextmanager
-def _active(calls: RunCalls | None) -> Iterator[None]:
-    token = active_calls.set(calls) if calls is not None else None
+def _active(calls: RunCalls | None, store: Store | None) -> Iterator[None]:
+    """Code in this block (a run's nodes) sees the run's calls (record, replay, cache) and its
+    store (`kaizen.store.db.run_store`: every row of the run goes there, approvals too)."""
+    calls_token = active_calls.set(calls) if calls is not None else None
+    store_token = run_store.set(store)
     try:
         yield
     finally:
-        if token is not None:
-            active_calls.reset(token)
+        run_store.reset(store_token)
+        if calls_token is not None:
+            active_calls.reset(calls_token)
 
 
 @contextmanager
 def _around_drive(
-    checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None
+    checkpointer: Checkpointer | None, run: Run, calls: RunCalls | None, store: Store | None
 ) -> Iterator[None]:
     """Around a run's drive: the run's calls are active (nodes run inline in the caller's
     context see them too; the others got them with the context the run copied when it was
     made), and a checkpoint write that failed is raised when the run ends (hooks never stop a
     run), with the run id and results, so what completed is not lost."""
-    with _active(calls):
+    with _active(calls, store):
         yield
     failure = checkpointer.failure if checkpointer is not None else None
     if failure is None:

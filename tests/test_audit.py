@@ -120,3 +120,34 @@ def test_approval_pauses_a_workflow_and_approve_resumes_it(home: Path) -> None:
     results, _ = runtime.resume(run_id, workflow)
     assert results["gate"]["answer"] == "approved answer"
     assert load_run(runtime.store, run_id).status == "completed"
+
+
+# -- issue 21 item 8: one run, one store, for every row that belongs to it ----------------------
+
+
+def gated_workflow(agent: kaizen.Agent) -> kaizen.Workflow:
+    builder = WorkflowBuilder("gated")
+    builder.add_node("ConstantNode", "ask", {"value": "q"})
+    builder.add_agent(agent, "gate")
+    builder.add_connection("ask", "value", "gate", "question")
+    return builder.build()
+
+
+def test_a_pending_approval_lives_in_the_store_of_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAIZEN_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default store would be ./.kaizen/kaizen.db
+    path = tmp_path / "runs.db"
+    model = ScriptedModel(lambda messages: {"answer": "approved answer"})
+    agent = kaizen.create_agent("sensitive", "question -> answer", {"model": model})
+    agent.set_access_policy("team_lead_approval_required")
+    workflow = gated_workflow(agent)
+    runtime = LocalRuntime(checkpoint=path, failure_policy="continue")
+    _, run_id = runtime.execute(workflow)
+    assert load_run(runtime.store, run_id).status == "waiting_approval"
+    cli = CliRunner().invoke(app, ["approve", run_id, "gate", "--by", "dana", "--store", str(path)])
+    assert cli.exit_code == 0, cli.output
+    results, _ = runtime.resume(run_id, workflow)
+    assert results["gate"]["answer"] == "approved answer"
+    assert not (tmp_path / ".kaizen").exists()  # nothing of this run went anywhere else

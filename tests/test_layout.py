@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "kaizen.status",
         "kaizen.call_context",
         "kaizen.seams",
+        "kaizen.logs",
     ),
     ("kaizen.signatures",),
     ("kaizen.nodes",),

@@ -263,3 +263,25 @@ def test_a_thousand_concurrent_calls_with_ten_percent_faults_all_end(
     summary = monitor.summary()
     assert summary["calls"] == 1000 and summary["errors"] == len(failed)
     print(f"\n1000 calls, 100 faults: {len(failed)} typed errors, wall {wall:.2f}s; {summary}")
+
+
+def test_a_model_object_is_a_fallback_as_it_is_a_model() -> None:
+    """Issue 21 item 6: whatever `model` accepts, `fallbacks` accepts (a ScriptedModel here)."""
+    from kaizen.testing import ScriptedModel
+
+    primary = ScriptedModel([ScriptedModel.status(503)], name="down")
+    backup = ScriptedModel([{"answer": "from the backup"}, "backup text"], name="backup")
+    config = {"model": primary, "retries": 0,
+              "fallbacks": [backup, {"model": backup}, "openai/unused"]}  # fmt: skip
+    agent = kaizen.create_agent("objects", "question -> answer", config)
+    result = agent.execute(question="q")
+    assert result.answer == "from the backup"
+    assert result.metadata["model"] == backup.model_name
+    assert result.metadata["fallbacks"] == [{"model": primary.model_name, "reason": "HTTP 503"}]
+    reply = complete(MESSAGES, model=ScriptedModel([500]), retries=0, fallbacks=[backup])
+    assert reply.model == backup.model_name
+
+
+def test_a_fallback_that_is_no_model_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"fallbacks\.0.*model name.*int"):
+        kaizen.create_agent("bad", config={"fallbacks": [42]})

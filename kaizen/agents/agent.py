@@ -78,6 +78,10 @@ __all__ = [
 # An agent created without a signature: a task, optional context, a free-text result.
 DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 
+# one-node workflows an agent keeps for execute(): one per sync/async and signature (an agent
+# without a signature has one per set of input names it was called with)
+_MAX_ENGINES = 64
+
 #: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
 AGENT_CONFIG_KEYS = frozenset(valid_keys())
 
@@ -126,6 +130,8 @@ class Agent:
         self.name = name
         own = AgentConfig.coerce(config, where=f"agent {name!r}")
         self.config: AgentConfig = own.merged_over(defaults) if defaults is not None else own
+        # created without a signature: any keyword inputs, any output fields (agents.freeform)
+        self.free_form = signature is None
         sig = coerce_signature(signature)
         instructions = self.config.effective_instructions
         if instructions is not None:
@@ -147,7 +153,7 @@ class Agent:
         self._settings: tuple[tuple[str | None, ...], ModelSettings] | None = None
         # execute() and execute_async() each get a cached one-node workflow (keyed by "sync"):
         # the sync one runs AgentNode.run inline, so a sync caller never crosses into a loop
-        self._engines: dict[bool, Workflow] = {}
+        self._engines: dict[tuple[bool, Signature], Workflow] = {}
         self._runtime: LocalRuntime | None = None
         self._fixed_tools: list[Tool] | None = None
         self._memory: Memory | None = None  # made from _memory_options on first use
@@ -159,6 +165,7 @@ class Agent:
             "name": self.name,
             "config": self.config,
             "signature": self.signature,
+            "free_form": self.free_form,
             "hooks": self._hooks,
             "tools": self._tool_sources,
             "memory": self._memory_options,
@@ -169,6 +176,7 @@ class Agent:
         self.name = state["name"]
         self.config = state["config"]
         self.signature = state["signature"]
+        self.free_form = state.get("free_form", False)
         self._hooks = state["hooks"]
         self._tool_sources = state.get("tools", ())
         self._memory_options = state.get("memory")
@@ -298,7 +306,8 @@ class Agent:
     def set_access_policy(self, policy: Any, *, store: Any = None) -> None:
         """Check `policy` (a name such as ``"team_lead_approval_required"``, or a callable
         ``(request) -> allow() | deny(reason) | require_approval(who)``) before each execution;
-        approvals live in `store` (default: the default store). See kaizen.observe.policy."""
+        approvals live in `store` (default: the store of the run, the one its runtime
+        checkpoints into, else the default store). See kaizen.observe.policy."""
         from kaizen.observe.policy import policy_from
 
         self._policy = (policy_from(policy), store)
@@ -362,7 +371,7 @@ class Agent:
         """`async for event in agent.stream(**inputs)`: the run's events as they happen
         (`ContentDelta`, `ToolStart`, `ToolComplete`), then `Done(result)` or `Error(error)`
         (see `kaizen.runtime.stream`). Inputs are validated before the first event."""
-        self.signature.validate_inputs(inputs)
+        self.call_signature(inputs).validate_inputs(inputs)
 
         async def start(hook: StreamHook) -> StreamEvent:
             result = await self._execute_async(inputs, (hook,))
@@ -372,7 +381,7 @@ class Agent:
 
     def stream_sync(self, **inputs: Any) -> Iterator[StreamEvent]:
         """`stream` for sync code: `for event in agent.stream_sync(**inputs)`."""
-        self.signature.validate_inputs(inputs)
+        self.call_signature(inputs).validate_inputs(inputs)
 
         def start(hook: StreamHook) -> StreamEvent:
             result = self._execute(inputs, (hook,))
@@ -419,27 +428,44 @@ class Agent:
                     self._runtime = LocalRuntime()
         return self._runtime
 
+    def call_signature(self, inputs: Iterable[str] = ()) -> Signature:
+        """The signature an execution with these input names runs with: the agent's own, or,
+        for an agent created without one, that signature widened to take them
+        (`kaizen.agents.freeform`)."""
+        if not self.free_form:
+            return self.signature
+        from kaizen.agents.freeform import call_signature
+
+        acts = bool(self._tool_sources) or self.config.strategy == "plan"
+        return call_signature(self.signature, inputs, open_outputs=not acts)
+
     def _prepare(
         self, inputs: Mapping[str, Any], *, sync: bool
     ) -> tuple[dict[str, Any], Workflow, ExecutionReport, str, ModelSettings]:
-        values = self.signature.validate_inputs(inputs)  # before anything runs
+        signature = self.call_signature(inputs)
+        values = signature.validate_inputs(inputs)  # before anything runs
         self._check_guards(values)
         settings = self.settings()  # a ConfigError before anything runs, too
-        return values, self._engine(sync), ExecutionReport(self.name), uuid.uuid4().hex, settings
+        workflow = self._engine(sync, signature)
+        return values, workflow, ExecutionReport(self.name), uuid.uuid4().hex, settings
 
-    def _engine(self, sync: bool) -> Workflow:
+    def _engine(self, sync: bool, signature: Signature) -> Workflow:
         """The cached one-node workflow `execute` (sync) or `execute_async` runs."""
-        workflow = self._engines.get(sync)
+        key = (sync, signature)
+        workflow = self._engines.get(key)
         if workflow is None:
             with self._lock:
-                workflow = self._engines.get(sync)
+                workflow = self._engines.get(key)
                 if workflow is None:
                     from kaizen.workflow.builder import WorkflowBuilder
 
-                    node = AgentNode(self.name, agent=self, sync=sync, inputs_validated=True)
+                    node = AgentNode(self.name, agent=self, sync=sync, inputs_validated=True,
+                                     signature=signature)  # fmt: skip
                     builder = WorkflowBuilder(self.name)
                     builder.add_node_instance(node)
-                    workflow = self._engines[sync] = builder.build()
+                    if len(self._engines) >= _MAX_ENGINES:  # a free-form agent's input sets
+                        self._engines.clear()
+                    workflow = self._engines[key] = builder.build()
         return workflow
 
     def _result(
@@ -460,8 +486,13 @@ class Agent:
         metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
         node_run = self._node_run(run_id)
         plan, plan_run = self._plan_parts(node_run, values)
+        data = dict(outputs)
+        if self.free_form:
+            from kaizen.agents.freeform import noted_fields
+
+            data.update(noted_fields(node_run))
         return ExecutionResult(
-            dict(outputs),
+            data,
             raw=report.raw,
             metadata=metadata,
             tool_calls=node_run.tool_calls if node_run is not None else (),
@@ -573,6 +604,7 @@ class AgentNode(Node):
         agent: Agent | None = None,
         sync: bool = False,
         inputs_validated: bool = False,
+        signature: Signature | None = None,
     ) -> None:
         config = dict(config or {})
         if agent is None:
@@ -583,13 +615,15 @@ class AgentNode(Node):
                 "(configure the agent instead)"
             )
         self.agent = agent
+        # the fields of this node's ports and of its exchange (Agent.call_signature)
+        self.signature = signature if signature is not None else agent.call_signature()
         # sync=True: the runtime calls run() (litellm's sync API) instead of arun() on its loop
         self._sync = sync
         # Agent.execute validated the inputs already; in a graph they are validated here
         self._inputs_validated = inputs_validated
         # The node's config keeps only input values (bound by the builder): what configures the
         # agent stays with the agent, and its API key never sits in a node's config.
-        inputs = set(agent.signature.input_names)
+        inputs = set(self.signature.input_names)
         super().__init__(node_id, {k: v for k, v in config.items() if k in inputs}, policy=policy)
 
     @property
@@ -601,15 +635,15 @@ class AgentNode(Node):
         return not self._sync
 
     def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
-        signature = self.agent.signature
+        signature = self.signature
         inputs = [Port(f.name, f.type, f.default, f.description) for f in signature.input_fields]
         outputs = [Port(f.name, f.type, MISSING, f.description) for f in signature.output_fields]
         return inputs, outputs
 
     def _flow(self, inputs: dict[str, Any]) -> Flow[dict[str, Any]]:
-        agent = self.agent
+        agent, signature = self.agent, self.signature
         if not self._inputs_validated:  # (execute() validated and guarded them already)
-            inputs = agent.signature.validate_inputs(inputs)
+            inputs = signature.validate_inputs(inputs)
             agent._check_guards(inputs)
         budget = None
         if agent._policy is not None or agent._audit is not None:
@@ -621,17 +655,30 @@ class AgentNode(Node):
         runtime = agent.runtime if settings.strategy == "plan" else None
 
         def execution(block: str | None) -> Flow[dict[str, Any]]:
-            schema = agent.output_schema
-            return exchange(
-                agent.name, agent.signature, settings, inputs, schema, tools, block, runtime
-            )
+            schema = self._output_schema(settings.strategy == "plan" or bool(tools))
+            return exchange(agent.name, signature, settings, inputs, schema, tools, block, runtime)
 
         flow = execution(None) if memory is None else remembering(memory, inputs, execution)
+        if agent.free_form:  # any fields may come back: the ports get theirs, the record the rest
+            from kaizen.agents.freeform import ports_only
+
+            flow = ports_only(flow, signature.output_names)
         if budget is None:
             return flow
         from kaizen.observe.policy import charging
 
         return charging(flow, budget)
+
+    def _output_schema(self, acts: bool) -> dict[str, Any]:
+        """The JSON Schema the model's reply must fit: open to any fields for an agent without
+        a signature answering in one call (not when it acts with tools or plans)."""
+        if self.signature is self.agent.signature:
+            return self.agent.output_schema
+        if self.agent.free_form and not acts:
+            from kaizen.agents.freeform import open_schema
+
+            return open_schema(self.signature)
+        return self.signature.output_schema
 
     def run(self, **inputs: Any) -> dict[str, Any]:
         return run_sync(self._flow(inputs))

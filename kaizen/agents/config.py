@@ -131,10 +131,11 @@ class AgentConfig(BaseModel):
         description="a circuit breaker for this model, shared in the process: True, or "
         "{'failure_threshold': 5, 'window': 60, 'reset_timeout': 30} (docs/production.md)",
     )
-    fallbacks: list[str | dict[str, Any]] = Field(
+    fallbacks: list[Any] = Field(
         default_factory=list,
         description="models tried in order when the model fails for good (server errors, "
-        "timeouts, an open circuit; never request errors): names or {'model', 'api_base', ...}",
+        "timeouts, an open circuit; never request errors): anything `model` accepts (a name, a "
+        "model handle such as a ScriptedModel), or {'model', 'api_base', ...}",
     )
     rate_limit: dict[str, Any] | None = Field(
         default=None,
@@ -154,17 +155,19 @@ class AgentConfig(BaseModel):
 
     @field_validator("model")
     @classmethod
-    def _model_is_name_or_scripted(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            if isinstance(value, str) and not value.strip():
-                raise ValueError("the model name is empty")
-            return value
-        if isinstance(value, ModelHandle) and isinstance(value.model_name, str):
-            return value
-        raise ValueError(
-            "expected a litellm model name (str) or a model handle with a `model_name` (such as "
-            f"kaizen.testing.ScriptedModel), got {type(value).__name__}"
-        )
+    def _model_is_name_or_handle(cls, value: Any) -> Any:
+        return value if value is None else checked_model(value)
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks_are_models(cls, value: list[Any]) -> list[Any]:
+        for number, option in enumerate(value):
+            model = option.get("model") if isinstance(option, Mapping) else option
+            try:
+                checked_model(model)
+            except ValueError as exc:
+                raise ValueError(f"fallbacks.{number}: {exc}") from None
+        return value
 
     @field_validator("cache")
     @classmethod
@@ -257,6 +260,21 @@ class AgentConfig(BaseModel):
                 if key not in self.model_fields_set:
                     values.pop(key, None)
         return AgentConfig.model_construct(_fields_set=set(values), **values)
+
+
+def checked_model(value: Any) -> ModelSpec:
+    """`value` if it names a model (a litellm name or a model handle), else a `ValueError`
+    saying what a model may be; `model` and each of `fallbacks` are checked with it."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("the model name is empty")
+        return value
+    if isinstance(value, ModelHandle) and isinstance(value.model_name, str):
+        return value
+    raise ValueError(
+        "expected a litellm model name (str) or a model handle with a `model_name` (such as "
+        f"kaizen.testing.ScriptedModel), got {type(value).__name__}"
+    )
 
 
 def valid_keys() -> list[str]:

@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kaizen.agents.freeform import is_open, parse_open_output
 from kaizen.agents.loop import act
 from kaizen.flow import Flow
 from kaizen.llm.answer import answer
 from kaizen.runtime.context import current_node_context
-from kaizen.signatures import render_messages
+from kaizen.signatures import parse_output, render_messages
 from kaizen.store.memory import with_memory_block
 
 if TYPE_CHECKING:
@@ -73,4 +74,6 @@ def exchange(
         schema_in_prompt=settings.schema_in_prompt,
     )
     messages = with_memory_block(messages, memory_block)  # remembered context (docs/state.md)
-    return (yield from answer(name, signature, settings, messages, output_schema, on_text))
+    # a schema open to more fields (an agent without a signature) keeps every field given
+    parse = parse_open_output if is_open(output_schema) else parse_output
+    return (yield from answer(name, signature, settings, messages, output_schema, on_text, parse))

@@ -31,16 +31,18 @@ def answer(
     messages: list[dict[str, Any]],
     output_schema: Mapping[str, Any],
     on_text: Callable[[str], None] | None = None,
+    parse: Callable[[Signature, str], dict[str, Any]] = parse_output,
 ) -> Flow[dict[str, Any]]:
     """The typed outputs of `signature` from the model's reply to `messages`, or
     `OutputParseError` (carrying the last raw reply) after `max_parse_attempts` replies that do
-    not fit. `name` names the agent in the error."""
+    not fit. `name` names the agent in the error. `parse` reads a reply (an agent without a
+    signature reads every field given: `kaizen.agents.freeform.parse_open_output`)."""
     request = prepare(messages, response_schema=output_schema, **settings.call_options)
     attempts = settings.max_parse_attempts
     for attempt in range(1, attempts + 1):
         reply = yield from model_call(request, on_text)
         try:
-            return parse_output(signature, reply.text)
+            return parse(signature, reply.text)
         except OutputParseError as exc:
             if attempt == attempts:
                 raise OutputParseError(

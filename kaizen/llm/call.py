@@ -46,6 +46,7 @@ from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
 from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
 from kaizen.llm.models import (
+    ModelHandle,
     ModelSpec,
     StructuredOutputMode,
     model_name,
@@ -140,14 +141,14 @@ def prepare(
     cache: Any = None,
     circuit_breaker: bool | Mapping[str, Any] | None = None,
     rate_limit: Mapping[str, Any] | None = None,
-    fallbacks: Sequence[str | Mapping[str, Any]] = (),
+    fallbacks: Sequence[ModelSpec | Mapping[str, Any]] = (),
     **extra: Any,
 ) -> ModelRequest:
     """The request for one call: `timeout` is per attempt (default 60 s); `retries` more
     attempts on retryable failures, the first after about `backoff` seconds, no wait longer than
     `max_wait` (Retry-After included). `circuit_breaker` (True or {failure_threshold, window,
     reset_timeout}), `rate_limit` ({requests_per_minute, tokens_per_minute}) and `fallbacks`
-    (model names, or dicts with ``model`` and e.g. ``api_base``/``api_key``) are described in
+    (models, or dicts with ``model`` and e.g. ``api_base``/``api_key``) are described in
     `kaizen.llm.resilience`. Other keyword arguments go to litellm as they are."""
     if not messages:
         raise ValueError("a model call needs at least one message")
@@ -189,13 +190,15 @@ def prepare(
     )
 
 
-def _fallback(primary: ModelRequest, option: str | Mapping[str, Any]) -> ModelRequest:
+def _fallback(primary: ModelRequest, option: ModelSpec | Mapping[str, Any]) -> ModelRequest:
     """The request for a fallback model: the primary's, sent to another model. A fallback
-    named by string reaches its provider on its own terms (the primary's api_base and api_key
-    stay behind); a dict may give its own (``{"model": ..., "api_base": ..., "api_key": ...}``)."""
-    given = {"model": option} if isinstance(option, str) else dict(option)
-    if not isinstance(given.get("model"), str) or not given["model"].strip():
-        raise ConfigError(f"fallbacks: each entry needs a model name, got {option!r}")
+    given as a model (a name or a handle such as a ScriptedModel) reaches its provider on its
+    own terms (the primary's api_base and api_key stay behind); a dict may give its own
+    (``{"model": ..., "api_base": ..., "api_key": ...}``)."""
+    given: dict[str, Any] = dict(option) if isinstance(option, Mapping) else {"model": option}
+    model = given.get("model")
+    if not (isinstance(model, str) and model.strip()) and not isinstance(model, ModelHandle):
+        raise ConfigError(f"fallbacks: each entry needs a model name or handle, got {option!r}")
     unknown = set(given) - {"model", "api_base", "api_key", "transport"}
     if unknown:
         raise ConfigError(f"fallbacks: unknown key(s) {sorted(unknown)} in {option!r}")

@@ -35,6 +35,8 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
 
+from kaizen.logs import host_logging_kept
+
 __all__ = [
     "PRIVATE_NAMES",
     "acompletion",
@@ -88,7 +90,8 @@ def load_litellm() -> ModuleType:
             # Without this litellm fetches its price list from GitHub on import, retrying for
             # seconds when offline; the copy bundled with the installed version is enough.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            import litellm
+            with host_logging_kept():
+                import litellm
 
             litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout
             _register(litellm, dict(_providers))

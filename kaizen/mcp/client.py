@@ -41,6 +41,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from kaizen.errors import ConfigError
+from kaizen.logs import host_logging_kept
 from kaizen.mcp import loop
 from kaizen.mcp.errors import MCPTimeoutError, MCPToolError
 from kaizen.mcp.results import error_text, result_text
@@ -120,8 +121,9 @@ class MCPServer(Toolset):
         folder = os.fspath(cwd) if cwd is not None else None
 
         def factory() -> tuple[Any, IO[str] | None]:
-            from mcp import Client, StdioServerParameters
-            from mcp.client.stdio import stdio_client
+            with host_logging_kept():
+                from mcp import Client, StdioServerParameters
+                from mcp.client.stdio import stdio_client
 
             params = StdioServerParameters(
                 command=command, args=arguments, env=environment or None, cwd=folder
@@ -166,7 +168,8 @@ class MCPServer(Toolset):
         secrets += [value for _, value in _query_pairs(parts.query)]
 
         def factory() -> tuple[Any, IO[str] | None]:
-            from mcp import Client
+            with host_logging_kept():
+                from mcp import Client
 
             return Client(_http_transport(url, sent_headers), cache=None), None
 
@@ -205,7 +208,8 @@ class MCPServer(Toolset):
             )
 
         def factory() -> tuple[Any, IO[str] | None]:
-            from mcp import Client
+            with host_logging_kept():
+                from mcp import Client
 
             return Client(server, cache=None), None
 

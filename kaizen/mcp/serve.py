@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kaizen.logs import host_logging_kept
 from kaizen.targets import load_target, to_json
 
 if TYPE_CHECKING:
@@ -141,8 +142,9 @@ def workflow_inputs(workflow: Workflow) -> dict[str, tuple[str, str, dict[str, A
 
 def build_server(target: Agent | Workflow, *, name: str | None = None) -> Any:
     """An SDK low-level server (``mcp.server.Server``) offering `target` as one tool."""
-    import mcp_types as types
-    from mcp.server import Server
+    with host_logging_kept():
+        import mcp_types as types
+        from mcp.server import Server
 
     tool = served_tool(target, name=name)
     listing = types.Tool(

@@ -9,10 +9,12 @@ each time the agent's node starts, before any model call:
 
 - deny: the node fails with `AccessDeniedError` naming the reason;
 - require approval: unless the run's node was approved, the node fails with `ApprovalRequired`
-  and the approval is recorded as pending in the store (``approvals``). A workflow run on a
-  checkpointing runtime then ends with status ``waiting_approval``, its finished nodes
-  checkpointed; `approve(run_id, node_id, by=...)` (or ``kaizen approve RUN NODE --by NAME``)
-  approves it and `runtime.resume(run_id, workflow)` finishes the run. A direct
+  and the approval is recorded as pending in the run's store (``approvals``: the store given to
+  `set_access_policy`, else the store the runtime checkpoints into, else the default store). A
+  workflow run on a checkpointing runtime then ends with status ``waiting_approval``, its
+  finished nodes checkpointed; `approve(run_id, node_id, by=..., store=...)` (or ``kaizen
+  approve RUN NODE --by NAME --store PATH``) approves it and `runtime.resume(run_id, workflow)`
+  finishes the run. A direct
   `agent.execute()` raises `ApprovalRequired` (its `run_id` and `node_id` say what to approve).
 
 Every decision is written to the agent's audit log when it has one.
@@ -30,7 +32,7 @@ from kaizen.errors import AccessDeniedError, ApprovalRequired, ConfigError, Kaiz
 from kaizen.flow import Flow
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.context import current_node_context
-from kaizen.store.db import Store, StorePath
+from kaizen.store.db import Store, StorePath, store_of_run
 
 if TYPE_CHECKING:
     from kaizen.observe.audit import AuditLog
@@ -205,7 +207,7 @@ def check_access(
             f"access policy returned {decision!r}; return allow(), deny(reason) or "
             "require_approval(who)"
         )
-    opened = Store.open(store)
+    opened = store_of_run(store)  # the run's store, unless the policy was given one
     status = approval_status(opened, request.run_id, request.node_id)
     if status is not None and status[0] == "approved":
         return "approved", f"approved by {status[1]}", None

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kaizen.llm.retry import redact
+from kaizen.logs import host_logging_kept
 from kaizen.observe.genai_messages import input_messages, output_messages, response_id
 from kaizen.runtime.context import current_node_context
 from kaizen.runtime.hooks import (
@@ -193,8 +194,9 @@ class TracingHook(
 
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool = False) -> None:
         try:
-            from opentelemetry import trace
-            from opentelemetry.trace import status
+            with host_logging_kept():
+                from opentelemetry import trace
+                from opentelemetry.trace import status
         except ImportError as exc:
             raise ImportError("tracing needs OpenTelemetry: pip install 'kaizen[otel]'") from exc
         self._trace = trace

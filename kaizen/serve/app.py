@@ -76,7 +76,8 @@ def create_app(
     """The app serving `target`: an `Agent`, a built `Workflow`, a `WorkflowBuilder`, or a
     ``module:attr`` naming one (as `kaizen mcp serve` reads it).
 
-    `store`: where runs live (default: ``$KAIZEN_HOME/kaizen.db``, else ``.kaizen/kaizen.db``).
+    `store`: where runs live (default: the store of `runtime`, where it checkpoints; without
+    one ``$KAIZEN_HOME/kaizen.db``, else ``.kaizen/kaizen.db``).
     `keys`: API keys (None: ``KAIZEN_SERVE_KEYS``; empty: no auth). `max_body`: the largest
     request body in bytes. `keepalive`: seconds between keepalive comments on an idle event
     stream. `runtime`: the `LocalRuntime` runs execute on (default: a new one). `max_active`:
@@ -86,7 +87,8 @@ def create_app(
     model calls cost about 4x the CPU of plain ones; off: only the other events).
     """
     served = _resolve(target)
-    the_store = Store.open(store)
+    # the runtime's own store (its checkpoints) holds its served runs too, unless told otherwise
+    the_store = Store.open(store if store is not None or runtime is None else runtime.store)
     api_keys = tuple(keys) if keys is not None else keys_from_environment()
     manager = RunManager(
         served, the_store, runtime=runtime, max_active=max_active, stream_content=stream_content

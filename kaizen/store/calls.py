@@ -47,7 +47,7 @@ from typing import Any
 from kaizen import process
 from kaizen.call_context import current_call_context
 from kaizen.errors import ConfigError, EncodeError, ReplayMismatchError
-from kaizen.store.db import Store, StorePath
+from kaizen.store.db import Store, StorePath, store_of_run
 from kaizen.store.encode import canonical_json, decode, encode
 
 __all__ = [
@@ -100,7 +100,8 @@ def _opaque(value: Any) -> str:
 @dataclass(frozen=True)
 class CachePolicy:
     """How calls are cached: `ttl` seconds (None: no expiry); `sampled`: cache calls with
-    temperature > 0 too; `store`: where (None: the default store)."""
+    temperature > 0 too; `path`: where (None: the store of the running run, else the default
+    store)."""
 
     ttl: float | None = None
     sampled: bool = False
@@ -111,7 +112,8 @@ class CachePolicy:
         return self.sampled or not temperature
 
     def store(self) -> Store:
-        return Store.open(self.path)
+        """`path`'s store, else the running run's store, else the default one."""
+        return store_of_run(self.path)
 
 
 def cache_policy(option: Any) -> CachePolicy | None:
@@ -335,6 +337,7 @@ class _Step:
             found = _cache_get(self.cache, self.key)
             if found is not None:
                 self.cache_hit = True
+                self._keep(found)  # a recorded run holds its cached calls too, for replay
                 return Memo(True, found)
         return Memo(False)
 

@@ -27,13 +27,22 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from kaizen import process
 from kaizen.errors import StoreCorruptedError, StoreError, StoreFullError, StoreLockedError
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "MIGRATIONS", "Store", "StorePath", "default_store_path"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "MIGRATIONS",
+    "Store",
+    "StorePath",
+    "default_store_path",
+    "run_store",
+    "store_of_run",
+]
 
 StorePath = str | os.PathLike[str]
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one before StoreLockedError
@@ -135,11 +144,32 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
     """,
+    # memory search stems words ("summaries" meets "summary"): the index is rebuilt with the
+    # porter tokenizer from the memories table (idempotent, like every statement here)
+    """
+    DROP TABLE IF EXISTS memories_fts;
+    CREATE VIRTUAL TABLE memories_fts USING fts5 (
+        text, content='memories', content_rowid='id', tokenize='porter unicode61'
+    );
+    INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+    """,
 )
 
 _shared: dict[str, Store] = {}
 _shared_lock = threading.Lock()
 _memory_ids = iter(range(1, 1 << 62))
+
+
+# The store of the run whose node is running: one run, one store, for every row of it
+# (checkpoints, recordings, approvals, cached calls). The runtime sets it for a run that has a
+# store of its own (`LocalRuntime(checkpoint=...)` or `record=...`); its nodes see it.
+run_store: ContextVar[Store | None] = ContextVar("kaizen_run_store", default=None)
+
+
+def store_of_run(path: StorePath | Store | None = None) -> Store:
+    """The store for a row of the running run: `path` when given, else the run's own store,
+    else the default store (outside a run, or for a run without a store)."""
+    return Store.open(path if path is not None else run_store.get())
 
 
 def default_store_path() -> Path:
@@ -237,6 +267,15 @@ class Store:
             connection.execute(
                 "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_vocab"
                 " USING fts5vocab(main, memories_fts, 'row')"
+            )
+            # ... and the words of a query as that index spells them (its tokenizer's stems)
+            connection.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_query"
+                " USING fts5(text, tokenize='porter unicode61')"
+            )
+            connection.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_query_terms"
+                " USING fts5vocab(temp, memory_query, 'instance')"
             )
             if self.max_size is not None:
                 page_size = connection.execute("PRAGMA page_size").fetchone()[0]

@@ -8,14 +8,18 @@ appended to the system message (`memory_block`):
 
     Relevant earlier interactions (from memory, most relevant first):
     - task: Remember: User prefers technical details | result: Noted.
+    Other recent interactions (from memory, newest first; none matched this request):
+    - task: What is the capital of France? | result: Paris.
 
-Relevance (`Memory.search`) fuses rankings with reciprocal rank fusion (each list adds
-1 / (60 + rank)): SQLite FTS5 BM25 on the words of the query, recency (weighted half, so a
-matching memory beats a merely recent one, and the latest interactions still come along when no
-word matches), and for ``"vector_db"`` the cosine similarity of embeddings, scored in numpy
-(this platform's sqlite3 cannot load vector extensions). Embeddings come from wordllama (extra
-``vector``; its weights ship in the wheel, loaded offline) or any litellm embedding model
-(`embedding_model="openai/text-embedding-3-small"`).
+Relevance (`Memory.search`): only memories sharing an informative word with the query count
+(words are stemmed: the FTS5 index uses the porter tokenizer, and the query's words are looked
+up as that index spells them), and for ``"vector_db"`` those whose embeddings are near it. Their
+rankings fuse by reciprocal rank fusion (each list adds 1 / (60 + rank)): SQLite FTS5 BM25 and
+the cosine similarity of embeddings, scored in numpy (this platform's sqlite3 cannot load vector
+extensions); recency orders memories of equal relevance and never makes one relevant. When fewer
+than `k` are relevant, the block adds the newest others under their own heading. Embeddings
+come from wordllama (extra ``vector``; its weights ship in the wheel, loaded offline) or any
+litellm embedding model (`embedding_model="openai/text-embedding-3-small"`).
 
 Providers: ``"sqlite"`` and ``"vector_db"`` persist in the store (`path`, else the default
 store); ``"memory"`` lives in this process only. Junk is kept out: failed executions are not
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.errors import ConfigError
 from kaizen.flow import Call, Flow
+from kaizen.logs import host_logging_kept
 from kaizen.store.db import Store, StorePath
 
 if TYPE_CHECKING:
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_HEADER",
+    "RECENT_HEADER",
     "Memory",
     "MemoryItem",
     "MemoryProvider",
@@ -53,6 +60,7 @@ __all__ = [
 
 MemoryProvider = Literal["sqlite", "memory", "vector_db"]
 MEMORY_HEADER = "Relevant earlier interactions (from memory, most relevant first):"
+RECENT_HEADER = "Other recent interactions (from memory, newest first; none matched this request):"
 _RRF = 60  # reciprocal rank fusion constant
 _CANDIDATES = 50  # per ranking
 _POOL = 4 * _CANDIDATES  # best FTS matches ranked per try, before keeping this scope's
@@ -62,9 +70,8 @@ _STOPWORDS = frozenset(
      "has", "have", "how", "i", "in", "is", "it", "its", "me", "my", "no", "not", "of", "on",
      "or", "our", "so", "than", "that", "the", "their", "then", "there", "these", "they", "this",
      "to", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will",
-     "with", "you", "your"]
+     "with", "you", "your", "should", "would", "could", "does", "did", "been", "had", "if"]
 )  # fmt: skip
-_RECENCY_WEIGHT = 0.5
 _WORD = re.compile(r"\w+")
 
 
@@ -195,75 +202,112 @@ class Memory:
         return int(rows[0][0])
 
     def search(self, query: str, k: int = 5) -> list[MemoryItem]:
-        """The `k` memories most relevant to `query`, best first (see the module docstring)."""
+        """The `k` memories most relevant to `query`, best first: only memories that share an
+        informative word with it (in any form: words are stemmed), or, for ``"vector_db"``,
+        whose embeddings are near; none when nothing matches (see the module docstring)."""
         scope = (self.namespace, self.session, *self._fresh_args())
         fresh = self._fresh_clause()
         scores: dict[int, float] = {}
         terms = self._informative(_WORD.findall(query.lower()))
         if terms:
-            _fuse(scores, self._matching(terms, scope, fresh), 1.0)
-        recent = self.store.read(
-            "SELECT id FROM memories WHERE namespace = ? AND session = ?"
-            + fresh
-            + " ORDER BY created DESC, id DESC LIMIT ?",
-            (*scope, _CANDIDATES),
-        )
-        _fuse(scores, [r[0] for r in recent], _RECENCY_WEIGHT)
+            _fuse(scores, self._matching(terms, scope, fresh))
         if self._embedder is not None and query.strip():
-            _fuse(scores, self._nearest(query, _CANDIDATES), 1.0)
-        best = sorted(scores.items(), key=lambda item: -item[1])[:k]
-        if not best:
+            _fuse(scores, [(i, float(n)) for n, i in enumerate(self._nearest(query, _CANDIDATES))])
+        if not scores:
             return []
-        marks = ",".join("?" * len(best))
-        rows = {
-            r[0]: r
-            for r in self.store.read(
-                f"SELECT id, text, created FROM memories WHERE id IN ({marks})",
-                tuple(i for i, _ in best),
-            )
-        }
-        return [
-            MemoryItem(i, rows[i][1], rows[i][2], round(score, 6)) for i, score in best if i in rows
-        ]
+        marks = ",".join("?" * len(scores))
+        rows = self.store.read(
+            f"SELECT id, text, created FROM memories WHERE id IN ({marks})", tuple(scores)
+        )
+        # relevance first; between equally relevant memories, the newest first
+        rows.sort(key=lambda row: (-scores[row[0]], -row[2], -row[0]))
+        return [MemoryItem(i, text, created, round(scores[i], 6)) for i, text, created in rows[:k]]
+
+    def recent(self, k: int = 5) -> list[MemoryItem]:
+        """The `k` newest memories, newest first, whatever they say."""
+        rows = self.store.read(
+            "SELECT id, text, created FROM memories WHERE namespace = ? AND session = ?"
+            + self._fresh_clause()
+            + " ORDER BY created DESC, id DESC LIMIT ?",
+            (self.namespace, self.session, *self._fresh_args(), k),
+        )
+        return [MemoryItem(i, text, created) for i, text, created in rows]
 
     def _informative(self, words: list[str]) -> list[str]:
-        """The words of a query worth searching for: not stopwords, and not in more than half
-        of all memories (BM25 gives such a word no weight, yet matching it means ranking
-        nearly every memory). When no word is left, the rarest one."""
-        words = list(dict.fromkeys(words))
-        candidates = [w for w in words if w not in _STOPWORDS] or words
+        """The words of a query worth searching for: not stopwords, found in some memory (in
+        any form: compared by the index's stems), and not in more than half of all memories
+        (BM25 gives such a word no weight, yet matching it means ranking nearly every memory;
+        when every word found is that common, the rarest one stays)."""
+        candidates = [w for w in dict.fromkeys(words) if w not in _STOPWORDS]
         if not candidates:
             return []
-        marks = ",".join("?" * len(candidates))
+        stems = self._stems(candidates)
+        every = sorted({stem for word in candidates for stem in stems.get(word, ())})
+        if not every:
+            return []
+        marks = ",".join("?" * len(every))
         frequency = dict(
             self.store.read(
-                f"SELECT term, doc FROM temp.memories_vocab WHERE term IN ({marks})",
-                tuple(candidates),
+                f"SELECT term, doc FROM temp.memories_vocab WHERE term IN ({marks})", tuple(every)
             )
         )
-        if not frequency:
+        # how many memories hold a word: those holding its rarest stem, at most
+        held = {
+            word: min(frequency.get(stem, 0) for stem in stems[word])
+            for word in candidates
+            if stems.get(word)
+        }
+        found = [word for word, count in held.items() if count]
+        if not found:
             return []  # no memory holds any of them
         total = self.store.read("SELECT count(*) FROM memories")[0][0]
-        # a word the index spells differently (accents, underscores) is not found: kept
-        informative = [w for w in candidates if frequency.get(w, 0) * 2 <= total]
-        return informative or [min(candidates, key=lambda w: frequency.get(w, 0))]
+        informative = [word for word in found if held[word] * 2 <= total]
+        return informative or [min(found, key=lambda word: held[word])]
 
-    def _matching(self, terms: list[str], scope: tuple[Any, ...], fresh: str) -> list[int]:
-        """This scope's best BM25 matches for any of `terms`, best first. FTS5 ranks its best
-        `pool` matches across every scope (ORDER BY rank LIMIT is its fast path); when other
-        scopes crowd this one's out of them, the pool grows until it holds enough or all."""
+    def _stems(self, words: list[str]) -> dict[str, tuple[str, ...]]:
+        """Each word as the memory index spells it: its tokenizer's tokens (porter stems)."""
+        connection = self.store.connection()
+        try:
+            # the words go into a per-connection table only for as long as this transaction,
+            # which touches no shared table and is rolled back
+            connection.execute("BEGIN")
+            try:
+                connection.executemany(
+                    "INSERT INTO temp.memory_query (rowid, text) VALUES (?, ?)",
+                    list(enumerate(words, 1)),
+                )
+                rows = connection.execute(
+                    "SELECT doc, term FROM temp.memory_query_terms ORDER BY doc, offset"
+                ).fetchall()
+            finally:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self.store.translate(exc, "read") from exc
+        stems: dict[str, tuple[str, ...]] = {}
+        for doc, term in rows:
+            word = words[doc - 1]
+            stems[word] = (*stems.get(word, ()), term)
+        return stems
+
+    def _matching(
+        self, terms: list[str], scope: tuple[Any, ...], fresh: str
+    ) -> list[tuple[int, float]]:
+        """This scope's best BM25 matches for any of `terms` with their BM25 rank (lower is
+        better), best first. FTS5 ranks its best `pool` matches across every scope (ORDER BY
+        rank LIMIT is its fast path); when other scopes crowd this one's out of them, the pool
+        grows until it holds enough or all."""
         match = " OR ".join(f'"{w}"' for w in terms)
         pool = _POOL
         while True:
             rows = self.store.read(
-                "SELECT f.rowid, m.id IS NOT NULL FROM (SELECT rowid, rank FROM memories_fts"
-                " WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f"
+                "SELECT f.rowid, f.rank, m.id IS NOT NULL FROM (SELECT rowid, rank"
+                " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f"
                 " LEFT JOIN memories m ON m.id = f.rowid AND m.namespace = ? AND m.session = ?"
                 + fresh.replace("created", "m.created")
                 + " ORDER BY f.rank",
                 (match, pool, *scope),
             )
-            ranked = [memory_id for memory_id, in_scope in rows if in_scope][:_CANDIDATES]
+            ranked = [(i, rank) for i, rank, in_scope in rows if in_scope][:_CANDIDATES]
             if len(ranked) == _CANDIDATES or len(rows) < pool:
                 return ranked
             pool *= 8
@@ -316,9 +360,14 @@ class Memory:
     # -- the prompt block ------------------------------------------------------------------------
 
     def block_for(self, inputs: Mapping[str, Any]) -> str | None:
-        """The prompt block for an execution with `inputs` (None when nothing is remembered)."""
+        """The prompt block for an execution with `inputs` (None when nothing is remembered):
+        the memories relevant to them, then, up to `k` in all, the newest others, each under
+        its own heading."""
         query = " ".join(str(v) for v in inputs.values() if v not in (None, "", {}, []))
-        return memory_block(self.search(query, self.k))
+        relevant = self.search(query, self.k)
+        shown = {item.id for item in relevant}
+        recent = [item for item in self.recent(self.k) if item.id not in shown]
+        return memory_block(relevant, recent[: self.k - len(relevant)])
 
     async def ablock_for(self, inputs: Mapping[str, Any]) -> str | None:
         return await asyncio.to_thread(self.block_for, inputs)
@@ -327,13 +376,15 @@ class Memory:
         return await asyncio.to_thread(self.record, inputs, outputs)
 
 
-def memory_block(items: Sequence[MemoryItem]) -> str | None:
-    """The documented block (see the module docstring), or None for no memories."""
-    if not items:
-        return None
-    lines = [MEMORY_HEADER]
-    lines += ["- " + " | ".join(item.text.splitlines()) for item in items]
-    return "\n".join(lines)
+def memory_block(items: Sequence[MemoryItem], recent: Sequence[MemoryItem] = ()) -> str | None:
+    """The documented block (see the module docstring), or None for no memories: `items`
+    (relevant) under `MEMORY_HEADER`, `recent` (matched no word) under `RECENT_HEADER`."""
+    lines: list[str] = []
+    for header, group in ((MEMORY_HEADER, items), (RECENT_HEADER, recent)):
+        if group:
+            lines.append(header)
+            lines += ["- " + " | ".join(item.text.splitlines()) for item in group]
+    return "\n".join(lines) or None
 
 
 def with_memory_block(messages: list[dict[str, Any]], block: str | None) -> list[dict[str, Any]]:
@@ -363,9 +414,14 @@ def _lines(values: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {v}" for k, v in values.items() if v not in (None, "", {}, [])]
 
 
-def _fuse(scores: dict[int, float], ranked: Sequence[int], weight: float) -> None:
-    for rank, memory_id in enumerate(ranked):
-        scores[memory_id] = scores.get(memory_id, 0.0) + weight / (_RRF + rank)
+def _fuse(scores: dict[int, float], ranked: Sequence[tuple[int, float]]) -> None:
+    """Add one ranking (memory ids with their score, best first) by reciprocal rank fusion;
+    memories with equal scores share a place, so recency can order them."""
+    place, previous = -1, None
+    for number, (memory_id, score) in enumerate(ranked):
+        if score != previous:
+            place, previous = number, score
+        scores[memory_id] = scores.get(memory_id, 0.0) + 1.0 / (_RRF + place)
 
 
 # -- embeddings ----------------------------------------------------------------------------------
@@ -387,27 +443,30 @@ class WordLlamaEmbedder(Embedder):
     def __init__(self) -> None:
         with self._lock:
             if WordLlamaEmbedder._shared is None:
-                try:
-                    import wordllama
-                except ImportError:
-                    raise ConfigError(
-                        "memory provider 'vector_db' embeds offline with wordllama: install the "
-                        "extra (pip install 'kaizen[vector]'), or give embedding_model= a litellm "
-                        "embedding model"
-                    ) from None
-                from pathlib import Path
-
-                # the weights and tokenizer ship inside the package: point its cache there
-                package = Path(wordllama.__file__).parent
-                WordLlamaEmbedder._shared = wordllama.WordLlama.load(
-                    cache_dir=package, disable_download=True
-                )
+                # wordllama calls logging.basicConfig(level=INFO) when imported
+                with host_logging_kept():
+                    WordLlamaEmbedder._shared = _load_wordllama()
         self.model = WordLlamaEmbedder._shared
 
     def embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
         return np.asarray(self.model.embed(texts), dtype="float32")
+
+
+def _load_wordllama() -> Any:
+    try:
+        import wordllama
+    except ImportError:
+        raise ConfigError(
+            "memory provider 'vector_db' embeds offline with wordllama: install the extra "
+            "(pip install 'kaizen[vector]'), or give embedding_model= a litellm embedding model"
+        ) from None
+    from pathlib import Path
+
+    # the weights and tokenizer ship inside the package: point its cache there
+    package = Path(wordllama.__file__).parent
+    return wordllama.WordLlama.load(cache_dir=package, disable_download=True)
 
 
 class LitellmEmbedder(Embedder):

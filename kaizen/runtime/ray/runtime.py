@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kaizen.logs import host_logging_kept
 from kaizen.retrying import RetryPolicy
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.local import EventCallbackFn, FailurePolicy, LocalRuntime
@@ -121,7 +122,8 @@ class RayRuntime(LocalRuntime):
         with self._connect_lock:
             if self._waiter is not None:
                 return
-            import ray
+            with host_logging_kept():
+                import ray
 
             if not ray.is_initialized():
                 options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
