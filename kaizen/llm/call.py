@@ -55,6 +55,7 @@ from kaizen.llm.resilience import (
 )
 from kaizen.llm.retry import model_error, retry_after, retry_wait, root_cause, status_of
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
+from kaizen.moments import BreakerChanged
 from kaizen.runtime.context import NodeContext, current_node_context
 from kaizen.runtime.middleware import (
     after_model_call,
@@ -350,14 +351,7 @@ def _breaker_changed(state: BreakerState, previous: str) -> None:
     """A breaker moved during a call: tell the hooks of the node that made it, if any."""
     context = current_node_context()
     if context is not None:
-        context.hooks.fire(
-            "breaker_change",
-            run_id=context.run_id,
-            node_id=context.node_id,
-            model=state.model,
-            state=state,
-            previous=previous,
-        )
+        context.fire(BreakerChanged(context.run_id, context.node_id, state.model, state, previous))
 
 
 node_announcer.append(_breaker_changed)

@@ -3,14 +3,16 @@
 The `Recorder` hook (`kaizen.runtime.recorder`) fills a record in as the run goes; renderers draw
 it (`record.render("run.svg")`). Times are `time.time()` seconds (wall clock), so records from
 different processes line up. A record holds no secrets: errors are `"Type: message"` strings,
-and model usage is counts and cost.
+and model usage is counts and cost. `NodeStatus`, `RunStatus`, `Usage` and `ToolCallRecord`
+live in `kaizen.moments` (the events carry them) and are importable from here too.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from kaizen.moments import NodeStatus, RunStatus, ToolCallRecord, Usage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,72 +29,6 @@ __all__ = [
     "ToolCallRecord",
     "Usage",
 ]
-
-
-class NodeStatus(enum.StrEnum):
-    PENDING = "pending"  # never started
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # routing, a failed or skipped upstream, or the budget
-    CANCELLED = "cancelled"  # stopped while running (fail-fast, Ctrl-C, a cancelled task)
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"  # every node completed or was skipped by routing
-    FAILED = "failed"  # a node failed, or part of the run was refused by its budget
-    CANCELLED = "cancelled"
-
-
-@dataclass(slots=True)
-class Usage:
-    """Model usage: tokens and cost in USD, summed over calls. `cache_hits` counts the calls
-    the model-call cache answered (they cost nothing)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    calls: int = 0
-    cache_hits: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def since(self, before: Usage) -> Usage:
-        """What was added to this usage after the snapshot `before` was taken."""
-        return Usage(
-            self.prompt_tokens - before.prompt_tokens,
-            self.completion_tokens - before.completion_tokens,
-            self.cost - before.cost,
-            self.calls - before.calls,
-            self.cache_hits - before.cache_hits,
-        )
-
-    def add(self, other: Usage) -> None:
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cost += other.cost
-        self.calls += other.calls
-        self.cache_hits += other.cache_hits
-
-
-@dataclass(slots=True)
-class ToolCallRecord:
-    """One tool call an agent's model asked for, and what came of it."""
-
-    call_id: str
-    name: str
-    arguments: Any  # the parsed arguments, or the text the model sent when it was not JSON
-    output: str | None = None  # what the model was shown (None when the call failed)
-    error: str | None = None  # the tool error the model was shown instead
-    started: float = 0.0  # time.time()
-    duration: float = 0.0  # seconds
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass(slots=True)
