@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,8 +50,16 @@ from kaizen.runtime.hooks import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
-    from kaizen.workflow.workflow import Workflow
+    from kaizen.moments import (
+        ModelCallFinished,
+        ModelCallStarted,
+        NodeFinished,
+        NodeStarted,
+        RunFinished,
+        RunStarted,
+        ToolCallFinished,
+        ToolCallStarted,
+    )
 
 __all__ = ["CorrelationFilter", "TracingHook", "enable_tracing"]
 
@@ -148,7 +156,8 @@ class TracingHook(
 
     # -- runs and nodes (driver thread) ---------------------------------------------------------
 
-    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
+    def on_run_start(self, event: RunStarted) -> None:
+        run_id, workflow = event.run_id, event.workflow
         outer = current_node_context()  # a run started inside another run's node nests there
         with self._lock:
             parent = self._nodes.get((outer.run_id, outer.node_id)) if outer else None
@@ -159,18 +168,15 @@ class TracingHook(
                 **{"gen_ai.operation.name": "invoke_workflow", "kaizen.run_id": run_id},
             )
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
         with self._lock:
-            opened = self._runs.pop(run_id, None)
+            opened = self._runs.pop(event.run_id, None)
         if opened is not None:
-            opened.span.set_attribute("kaizen.run.status", str(status))
-            self._end(opened, time.time(), error)
+            opened.span.set_attribute("kaizen.run.status", str(event.status))
+            self._end(opened, time.time(), event.error)
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
+    def on_node_start(self, event: NodeStarted) -> None:
+        run_id, node_id, node_type = event.run_id, event.node_id, event.node_type
         with self._lock:
             parent = self._runs.get(run_id)
             if node_type == AGENT_NODE_TYPE:
@@ -181,38 +187,25 @@ class TracingHook(
             self._nodes[(run_id, node_id)] = self._start(
                 name,
                 parent,
-                time,
+                event.time,
                 **{"gen_ai.operation.name": operation, "kaizen.node.id": node_id},
                 **{"kaizen.node.type": node_type, **extra},
             )
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
+    def on_node_finish(self, event: NodeFinished) -> None:
         with self._lock:
-            opened = self._nodes.pop((run_id, node_id), None)
+            opened = self._nodes.pop((event.run_id, event.node_id), None)
         if opened is not None:
-            opened.span.set_attribute("kaizen.node.status", str(status))
-            opened.span.set_attribute("kaizen.node.attempts", attempts)
-            self._end(opened, finished, error)
+            opened.span.set_attribute("kaizen.node.status", str(event.status))
+            opened.span.set_attribute("kaizen.node.attempts", event.attempts)
+            self._end(opened, event.finished, event.error)
 
     # -- model and tool calls (the node's thread) -----------------------------------------------
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        provider, name = provider_and_model(model)
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        provider, name = provider_and_model(event.model)
         with self._lock:
-            parent = self._nodes.get((run_id, node_id))
+            parent = self._nodes.get((event.run_id, event.node_id))
         opened = self._start(
             f"chat {name}",
             parent,
@@ -224,26 +217,17 @@ class TracingHook(
             },
         )
         if self.capture_content:
-            opened.span.set_attribute("gen_ai.input.messages", _content(messages))
+            opened.span.set_attribute("gen_ai.input.messages", _content(event.messages))
         _open_chat.set(opened)
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        reply, usage = event.reply, event.usage
         opened = _open_chat.get()
         if opened is None:  # a call whose start this hook did not see (a served reply)
             return
         _open_chat.set(None)
         span = opened.span
-        span.set_attribute("gen_ai.response.model", provider_and_model(model)[1])
+        span.set_attribute("gen_ai.response.model", provider_and_model(event.model)[1])
         if reply is not None and reply.finish_reason:
             span.set_attribute("gen_ai.response.finish_reasons", [str(reply.finish_reason)])
         if usage.cache_hits:
@@ -255,14 +239,13 @@ class TracingHook(
             span.set_attribute("gen_ai.output.messages", _content(answer))
         with self._lock:
             opened.add_tokens(usage.prompt_tokens, usage.completion_tokens)
-        self._end(opened, time.time(), error)
+        self._end(opened, time.time(), event.error)
 
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
+    def on_tool_call_start(self, event: ToolCallStarted) -> None:
+        tool, call_id = event.tool, event.call_id
         with self._lock:
-            parent = self._nodes.get((run_id, node_id))
-            opened = self._tools[(run_id, call_id)] = self._start(
+            parent = self._nodes.get((event.run_id, event.node_id))
+            opened = self._tools[(event.run_id, call_id)] = self._start(
                 f"execute_tool {tool}",
                 parent,
                 time.time(),
@@ -273,13 +256,12 @@ class TracingHook(
                 },
             )
         if self.capture_content:
-            opened.span.set_attribute("gen_ai.tool.call.arguments", _content(arguments))
+            opened.span.set_attribute("gen_ai.tool.call.arguments", _content(event.arguments))
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+        record = event.record
         with self._lock:
-            opened = self._tools.pop((run_id, call_id), None)
+            opened = self._tools.pop((event.run_id, event.call_id), None)
         if opened is None:
             return
         if self.capture_content and record.error is None:

@@ -51,6 +51,7 @@ copy: script agents with dicts or callables, or one reply list per agent).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -61,18 +62,10 @@ from time import time as now
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import NotPicklableError, VetoError
+from kaizen.moments import ChunkReceived, Moment
 from kaizen.runtime.budget import Budget, BudgetGuard
 from kaizen.runtime.executors import Job, OnTheLoop, Outcome, call_async, call_sync
-from kaizen.runtime.hooks import (
-    BreakerHook,
-    ChunkHook,
-    HookSet,
-    Middleware,
-    ModelCallFinishHook,
-    ModelCallStartHook,
-    ToolCallFinishHook,
-    ToolCallStartHook,
-)
+from kaizen.runtime.hooks import HookSet, Middleware, MomentHook
 from kaizen.runtime.local import FailurePolicy, LocalRuntime
 from kaizen.runtime.record import HookError, NodeRun, RunRecord, Usage
 from kaizen.runtime.recorder import Recorder
@@ -360,7 +353,7 @@ class RayExecutor(OnTheLoop):
             wiring=tuple(wiring),
             middleware=hooks.middleware,
             budgets=budgets,
-            wants_chunks=hooks.observes("chunk"),
+            wants_chunks=hooks.observes(ChunkReceived),
         )
         return task, upstream
 
@@ -478,10 +471,10 @@ class RayExecutor(OnTheLoop):
         if not report.moments:
             return
         observers, starters = self._replaying(p.index)
-        for moment, arguments in report.moments:
-            hooks = starters if moment in ("model_call_start", "tool_call_start") else observers
+        for event in report.moments:
+            hooks = starters if event.vetoable else observers
             with contextlib.suppress(VetoError):  # the call happened: nothing to refuse now
-                hooks.fire(moment, **arguments)
+                hooks.fire(event)
 
     def _replaying(self, index: int) -> tuple[HookSet, HookSet]:
         """The hooks a node's moments are replayed to: the run's and the node's own, except
@@ -725,43 +718,27 @@ class _WorkerReport:
     started: float
     finished: float
     node_run: NodeRun
-    moments: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    moments: list[Moment] = field(default_factory=list)
     hook_errors: list[HookError] = field(default_factory=list)
     worker: str = ""
 
 
-class _Relay(
-    ModelCallStartHook, ModelCallFinishHook, ToolCallStartHook, ToolCallFinishHook, BreakerHook
-):
-    """Keeps the moments a node fires in the worker, for the driver to replay."""
+class _Relay(MomentHook):
+    """Keeps the moments a node fires in the worker, for the driver to replay: every moment
+    inside a node; chunks only when the driver's hooks listen to them (otherwise model calls
+    need not stream)."""
 
     name = "kaizen.ray-relay"
 
-    def __init__(self) -> None:
-        self.moments: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, chunks: bool) -> None:
+        self.chunks = chunks
+        self.moments: list[Moment] = []
 
-    def on_model_call_start(self, **arguments: Any) -> None:
-        self.moments.append(("model_call_start", arguments))
+    def hears(self, moment: type[Moment]) -> bool:
+        return not moment.on_driver and (self.chunks or moment is not ChunkReceived)
 
-    def on_model_call_finish(self, **arguments: Any) -> None:
-        self.moments.append(("model_call_finish", arguments))
-
-    def on_tool_call_start(self, **arguments: Any) -> None:
-        self.moments.append(("tool_call_start", arguments))
-
-    def on_tool_call_finish(self, **arguments: Any) -> None:
-        self.moments.append(("tool_call_finish", arguments))
-
-    def on_breaker_change(self, **arguments: Any) -> None:
-        self.moments.append(("breaker_change", arguments))
-
-
-class _ChunkRelay(_Relay, ChunkHook):
-    """A relay that keeps streamed chunks too (only when the driver's hooks listen to them:
-    otherwise model calls need not stream)."""
-
-    def on_chunk(self, **arguments: Any) -> None:
-        self.moments.append(("chunk", arguments))
+    def on_moment(self, event: Moment) -> None:
+        self.moments.append(event)
 
 
 class _WorkerRun:
@@ -810,7 +787,7 @@ class _WorkerAttempt:
                 inputs[port] = produced[position][source_port]
         record = self.record = RunRecord(task.run_id, task.workflow_name, started=now())
         self.node_run = record.nodes[p.node_id] = NodeRun(p.node_id, p.node_type)
-        relay = self.relay = _ChunkRelay() if task.wants_chunks else _Relay()
+        relay = self.relay = _Relay(task.wants_chunks)
         hooks: list[object] = [Recorder(record), relay, *task.middleware]
         if task.budgets:
             copies = tuple(Budget(max_tokens, max_cost) for max_tokens, max_cost, _ in task.budgets)
@@ -888,11 +865,15 @@ def _picklable(report: _WorkerReport, p: NodePlan) -> _WorkerReport:
             )  # fmt: skip
             break
     if fails(report.moments) is not None:
-        report.moments = [
-            (moment, {k: v for k, v in arguments.items() if fails(v) is None})
-            for moment, arguments in report.moments
-        ]
-        report.moments = [  # a moment missing an argument cannot be replayed: drop it
-            m for m in report.moments if "run_id" in m[1] and "node_id" in m[1]
-        ]
+        report.moments = [_without_unpicklable(event, fails) for event in report.moments]
     return report
+
+
+def _without_unpicklable(event: Moment, fails: Callable[[Any], BaseException | None]) -> Moment:
+    """`event` with the fields that cannot be pickled (a reply, messages) set to None."""
+    lost = {
+        f.name: None
+        for f in dataclasses.fields(event)
+        if f.name not in ("run_id", "node_id") and fails(getattr(event, f.name)) is not None
+    }
+    return dataclasses.replace(event, **lost) if lost else event

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import EncodeError, RunNotFoundError, WorkflowChangedError
+from kaizen.moments import NodeFinished, NodeStatus, RunFinished
 from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
-from kaizen.runtime.record import NodeStatus
 from kaizen.store.db import Store
 from kaizen.store.encode import canonical_json, decode, decode_outputs, encode, encode_outputs
 from kaizen.store.writer import BatchWriter, attach, detach
@@ -353,19 +353,9 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         if self.failure is None:
             self.failure = error
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
-        if not self.write_outputs or status is not NodeStatus.COMPLETED or outputs is None:
+    def on_node_finish(self, event: NodeFinished) -> None:
+        run_id, node_id, outputs = event.run_id, event.node_id, event.outputs
+        if not self.write_outputs or event.status is not NodeStatus.COMPLETED or outputs is None:
             return
         if node_id in self.restored:
             return
@@ -380,13 +370,11 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         writer = self._writer
         if writer is None:
             writer = self._writer = attach(self.store)
-        writer.submit(
-            _INSERT_CHECKPOINT, (run_id, node_id, encoding, data, finished, attempts), self
-        )
+        row = (run_id, node_id, encoding, data, event.finished, event.attempts)
+        writer.submit(_INSERT_CHECKPOINT, row, self)
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
+        run_id, status, record = event.run_id, event.status, event.record
         writer, self._writer = self._writer, None
         try:
             finished = (_stored_status(status, record), time.time(), record_json(record), run_id)
