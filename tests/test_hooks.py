@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +23,17 @@ from kaizen import (
     WorkflowBuilder,
 )
 from kaizen.errors import VetoError
-from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunRecord, RunStatus, Usage
+from kaizen.moments import (
+    ModelCallFinished,
+    ModelCallStarted,
+    NodeFinished,
+    NodeRetrying,
+    NodeSkipped,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunStatus
 from kaizen.testing import ScriptedModel
 from kaizen.workflow import Workflow
 
@@ -45,58 +54,31 @@ class Log(
         self.name = name
         self.seen: list[tuple[Any, ...]] = []
 
-    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
-        self.seen.append(("run_start", workflow.name))
+    def on_run_start(self, event: RunStarted) -> None:
+        self.seen.append(("run_start", event.workflow.name))
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
-        self.seen.append(("run_finish", str(status)))
+    def on_run_finish(self, event: RunFinished) -> None:
+        self.seen.append(("run_finish", str(event.status)))
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
-        self.seen.append(("node_start", node_id))
+    def on_node_start(self, event: NodeStarted) -> None:
+        self.seen.append(("node_start", event.node_id))
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
-        self.seen.append(("node_finish", node_id, str(status), dict(outputs or {})))
+    def on_node_finish(self, event: NodeFinished) -> None:
+        outputs = dict(event.outputs or {})
+        self.seen.append(("node_finish", event.node_id, str(event.status), outputs))
 
-    def on_node_skip(self, *, run_id: str, node_id: str, reason: str, time: float) -> None:
-        self.seen.append(("node_skip", node_id))
+    def on_node_skip(self, event: NodeSkipped) -> None:
+        self.seen.append(("node_skip", event.node_id))
 
-    def on_node_retry(
-        self, *, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
-    ) -> None:
-        self.seen.append(("node_retry", node_id, attempt))
+    def on_node_retry(self, event: NodeRetrying) -> None:
+        self.seen.append(("node_retry", event.node_id, event.attempt))
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        self.seen.append(("model_call_start", node_id))
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        self.seen.append(("model_call_start", event.node_id))
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
-        self.seen.append(("model_call_finish", node_id, usage.calls, reply is not None))
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        reply = event.reply is not None
+        self.seen.append(("model_call_finish", event.node_id, event.usage.calls, reply))
 
     def moments(self, kind: str) -> list[tuple[Any, ...]]:
         return [s for s in self.seen if s[0] == kind]
@@ -169,10 +151,10 @@ def test_retries_skips_and_failures_are_moments_too() -> None:
 class Broken(NodeFinishHook, RunFinishHook):
     name = "broken-hook"
 
-    def on_node_finish(self, **moment: Any) -> None:
+    def on_node_finish(self, event: NodeFinished) -> None:
         raise RuntimeError("hook bug")
 
-    def on_run_finish(self, **moment: Any) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
         raise KeyError("also broken")
 
 
@@ -227,7 +209,7 @@ class Refuse(ModelCallStartHook):
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def on_model_call_start(self, **moment: Any) -> None:
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
         raise self.error
 
 

@@ -26,7 +26,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -313,8 +313,8 @@ class _Relay(MomentHook):
         return moment in _RELAYED
 
     def on_moment(self, event: Moment) -> None:
-        outer = self.outer
-        outer.fire(dataclasses.replace(event, run_id=outer.run_id, node_id=outer.node_id))
+        outer, node_event = self.outer, cast(Any, event)  # every relayed moment is a node's
+        outer.fire(dataclasses.replace(node_event, run_id=outer.run_id, node_id=outer.node_id))
 
 
 _RELAYED = (ModelCallStarted, ModelCallFinished, ToolCallStarted, ToolCallFinished)

@@ -59,7 +59,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import time as now
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kaizen.errors import NotPicklableError, VetoError
 from kaizen.moments import ChunkReceived, Moment
@@ -876,4 +876,4 @@ def _without_unpicklable(event: Moment, fails: Callable[[Any], BaseException | N
         for f in dataclasses.fields(event)
         if f.name not in ("run_id", "node_id") and fails(getattr(event, f.name)) is not None
     }
-    return dataclasses.replace(event, **lost) if lost else event
+    return dataclasses.replace(cast(Any, event), **lost) if lost else event
