@@ -44,6 +44,7 @@ __all__ = [
     "MOMENTS",
     "BreakerChanged",
     "ChunkReceived",
+    "InNode",
     "ModelCallFinished",
     "ModelCallStarted",
     "Moment",
@@ -147,7 +148,7 @@ class Moment:
     """Something that happened during run `run_id`; the base of every event."""
 
     moment: ClassVar[str] = ""  # hooks hear it in their `on_<moment>` method
-    on_driver: ClassVar[bool] = False  # arrives on the driver thread, in order
+    on_driver: ClassVar[bool] = True  # arrives on the driver thread, in order (else `InNode`)
     vetoable: ClassVar[bool] = False  # a hook raising `VetoError` refuses what it announces
 
     run_id: str
@@ -165,9 +166,18 @@ class NodeMoment(Moment):
 
 
 @dataclass(frozen=True, slots=True)
+class InNode(NodeMoment):
+    """A moment inside a running node: it arrives from the thread that runs the node,
+    possibly from several nodes at once."""
+
+    on_driver: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
 class RunStarted(Moment):
+    """A run begins, before any node: its `workflow` and the `record` it fills in."""
+
     moment: ClassVar[str] = "run_start"
-    on_driver: ClassVar[bool] = True
 
     workflow: Workflow
     record: RunRecord  # filled in as the run goes
@@ -179,8 +189,9 @@ class RunStarted(Moment):
 
 @dataclass(frozen=True, slots=True)
 class RunFinished(Moment):
+    """The run ended (last): its status, its record, and what stopped it (if anything)."""
+
     moment: ClassVar[str] = "run_finish"
-    on_driver: ClassVar[bool] = True
 
     status: RunStatus
     record: RunRecord
@@ -193,8 +204,9 @@ class RunFinished(Moment):
 
 @dataclass(frozen=True, slots=True)
 class NodeStarted(NodeMoment):
+    """Node `node_id` began its first attempt at `time`."""
+
     moment: ClassVar[str] = "node_start"
-    on_driver: ClassVar[bool] = True
 
     node_type: str
     attempt: int
@@ -207,8 +219,9 @@ class NodeStarted(NodeMoment):
 
 @dataclass(frozen=True, slots=True)
 class NodeRetrying(NodeMoment):
+    """Attempt `attempt` of the node failed with `error`; the next begins after `wait` s."""
+
     moment: ClassVar[str] = "node_retry"
-    on_driver: ClassVar[bool] = True
 
     attempt: int  # the attempt that failed
     error: BaseException
@@ -221,8 +234,9 @@ class NodeRetrying(NodeMoment):
 
 @dataclass(frozen=True, slots=True)
 class NodeSkipped(NodeMoment):
+    """The node will not run: routing, a failed or skipped upstream, or the budget."""
+
     moment: ClassVar[str] = "node_skip"
-    on_driver: ClassVar[bool] = True
 
     reason: str
     time: float
@@ -240,8 +254,9 @@ _FINISHED_KIND = {
 
 @dataclass(frozen=True, slots=True)
 class NodeFinished(NodeMoment):
+    """The node ended: COMPLETED with `outputs`, FAILED with `error`, or CANCELLED."""
+
     moment: ClassVar[str] = "node_finish"
-    on_driver: ClassVar[bool] = True
 
     status: NodeStatus  # COMPLETED, FAILED or CANCELLED
     outputs: Mapping[str, Any] | None  # a completed node's
@@ -262,7 +277,9 @@ class NodeFinished(NodeMoment):
 
 
 @dataclass(frozen=True, slots=True)
-class ModelCallStarted(NodeMoment):
+class ModelCallStarted(InNode):
+    """A model call is about to be made (a hook may refuse it: `VetoError`)."""
+
     moment: ClassVar[str] = "model_call_start"
     vetoable: ClassVar[bool] = True
 
@@ -271,7 +288,9 @@ class ModelCallStarted(NodeMoment):
 
 
 @dataclass(frozen=True, slots=True)
-class ModelCallFinished(NodeMoment):
+class ModelCallFinished(InNode):
+    """A model call ended: what it used and cost, its reply (or its error)."""
+
     moment: ClassVar[str] = "model_call_finish"
 
     model: str  # "" for usage a node counted itself (`NodeContext.add_usage`)
@@ -282,7 +301,7 @@ class ModelCallFinished(NodeMoment):
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCallStarted(NodeMoment):
+class ToolCallStarted(InNode):
     """A tool call begins; in a stream, `ToolStart`."""
 
     moment: ClassVar[str] = "tool_call_start"
@@ -303,7 +322,7 @@ class ToolCallStarted(NodeMoment):
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCallFinished(NodeMoment):
+class ToolCallFinished(InNode):
     """A tool call ended; in a stream, `ToolComplete`. `output` (what the model reads) or
     `error` (the tool error it reads instead) and `duration` come from `record`."""
 
@@ -336,7 +355,7 @@ class ToolCallFinished(NodeMoment):
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkReceived(NodeMoment):
+class ChunkReceived(InNode):
     """A piece of a model's streamed reply text; in a stream, `ContentDelta`."""
 
     moment: ClassVar[str] = "chunk"
@@ -352,7 +371,7 @@ class ChunkReceived(NodeMoment):
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerChanged(NodeMoment):
+class BreakerChanged(InNode):
     """A model's circuit breaker changed state during a call of node `node_id`."""
 
     moment: ClassVar[str] = "breaker_change"

@@ -76,19 +76,11 @@ class Budget:
         with self._lock:
             tokens, cost = self._used.total_tokens, self._used.cost
         if self.max_tokens is not None and tokens >= self.max_tokens:
-            return (
-                f"{tokens} tokens used of max_tokens={self.max_tokens}",
-                "max_tokens",
-                tokens,
-                self.max_tokens,
-            )
+            message = f"{tokens} tokens used of max_tokens={self.max_tokens}"
+            return message, "max_tokens", tokens, self.max_tokens
         if self.max_cost is not None and cost >= self.max_cost:
-            return (
-                f"${cost:.4f} spent of max_cost=${self.max_cost:.4f}",
-                "max_cost",
-                cost,
-                self.max_cost,
-            )
+            message = f"${cost:.4f} spent of max_cost=${self.max_cost:.4f}"
+            return message, "max_cost", cost, self.max_cost
         return None
 
     def __repr__(self) -> str:

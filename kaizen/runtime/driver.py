@@ -25,16 +25,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
+from kaizen import moments
 from kaizen.aio import NEED_LOOP, running_loop
 from kaizen.errors import BudgetExceededError, NodeCancelledError, NodeExecutionError
-from kaizen.moments import (
-    NodeFinished,
-    NodeRetrying,
-    NodeSkipped,
-    NodeStarted,
-    RunFinished,
-    RunStarted,
-)
 from kaizen.runtime import state as dataflow
 from kaizen.runtime.executors import Executors, ExecutorSet, Inbox, Job, Outcome, Submitter
 from kaizen.runtime.hooks import HookSet
@@ -116,8 +109,8 @@ class Run:
         it finishes without one. The loop is entered (`enter_loop`) the first time a node must
         run elsewhere, or the driver must wait.
         """
-        if self.hooks.observes(RunStarted):
-            self.hooks.fire(RunStarted(self.run_id, self.workflow, self.record))
+        if self.hooks.observes(moments.RunStarted):
+            self.hooks.fire(moments.RunStarted(self.run_id, self.workflow, self.record))
         state, items, executors = self.state, self.inbox.items, self.executors
         try:
             while True:
@@ -197,14 +190,14 @@ class Run:
         self.recorder.node_started(p.node_id, time)
         hooks = self.hooks_for(index) if p.scoped_hooks else self.hooks
         if hooks.node_start:
-            hooks.fire(NodeStarted(self.run_id, p.node_id, p.node_type, 1, time))
+            hooks.fire(moments.NodeStarted(self.run_id, p.node_id, p.node_type, 1, time))
 
     def retrying(self, index: int, attempt: int, error: BaseException, wait: float) -> None:
         if self.state.status[index] is dataflow.RUNNING:
             hooks = self.hooks_for(index)
-            if hooks.observes(NodeRetrying):
+            if hooks.observes(moments.NodeRetrying):
                 node_id = self.nodes[index].node_id
-                hooks.fire(NodeRetrying(self.run_id, node_id, attempt, error, wait))
+                hooks.fire(moments.NodeRetrying(self.run_id, node_id, attempt, error, wait))
 
     def finished(self, outcome: Outcome) -> None:
         """A node ended: record it, and let its outputs (or their absence) flow downstream."""
@@ -251,15 +244,15 @@ class Run:
         self.recorder.node_finished(p.node_id, status, error, started, finished, attempts)
         hooks = self.hooks_for(p.index) if p.scoped_hooks else self.hooks
         if hooks.node_finish:
-            hooks.fire(NodeFinished(self.run_id, p.node_id, status, outcome.outputs, error,
+            hooks.fire(moments.NodeFinished(self.run_id, p.node_id, status, outcome.outputs, error,
                                     started, finished, attempts))  # fmt: skip
 
     def skipped(self, j: int, reason: str) -> None:
         node_id, time = self.nodes[j].node_id, now()
         self.recorder.node_skipped(node_id, reason, time)
         hooks = self.hooks_for(j)
-        if hooks.observes(NodeSkipped):
-            hooks.fire(NodeSkipped(self.run_id, node_id, reason, time))
+        if hooks.observes(moments.NodeSkipped):
+            hooks.fire(moments.NodeSkipped(self.run_id, node_id, reason, time))
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -282,5 +275,5 @@ class Run:
 
     def finish(self, status: RunStatus, error: BaseException | None) -> None:
         self.recorder.run_finished(status)
-        if self.hooks.observes(RunFinished):
-            self.hooks.fire(RunFinished(self.run_id, status, self.record, error))
+        if self.hooks.observes(moments.RunFinished):
+            self.hooks.fire(moments.RunFinished(self.run_id, status, self.record, error))

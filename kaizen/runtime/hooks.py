@@ -4,28 +4,22 @@ Each moment of a run is one typed event (`kaizen.moments`), and a hook hears a m
 method named after it, which takes the event. A hook object subclasses the classes of the
 moments it wants (they only give the method's typed signature):
 
-    RunStartHook         on_run_start(event: RunStarted)             run_id, workflow, record
-    NodeStartHook        on_node_start(event: NodeStarted)           node_id, node_type, attempt,
-                                                                     time
-    NodeRetryHook        on_node_retry(event: NodeRetrying)          node_id, attempt, error, wait
-    NodeSkipHook         on_node_skip(event: NodeSkipped)            node_id, reason, time
-    NodeFinishHook       on_node_finish(event: NodeFinished)         node_id, status, outputs,
-                                                                     error, started, finished,
-                                                                     attempts
-    RunFinishHook        on_run_finish(event: RunFinished)           status, record, error
-    ModelCallStartHook   on_model_call_start(event: ModelCallStarted)   node_id, model, messages
-    ModelCallFinishHook  on_model_call_finish(event: ModelCallFinished) node_id, model, usage,
-                                                                        latency, reply, error
-    ToolCallStartHook    on_tool_call_start(event: ToolCallStarted)  node_id, tool, arguments,
-                                                                     call_id
-    ToolCallFinishHook   on_tool_call_finish(event: ToolCallFinished)   node_id, tool, call_id,
-                                                                        record
-    ChunkHook            on_chunk(event: ChunkReceived)              node_id, chunk
-    BreakerHook          on_breaker_change(event: BreakerChanged)    node_id, model, state,
-                                                                     previous
+    RunStartHook         on_run_start(event: RunStarted)
+    NodeStartHook        on_node_start(event: NodeStarted)
+    NodeRetryHook        on_node_retry(event: NodeRetrying)
+    NodeSkipHook         on_node_skip(event: NodeSkipped)
+    NodeFinishHook       on_node_finish(event: NodeFinished)
+    RunFinishHook        on_run_finish(event: RunFinished)
+    ModelCallStartHook   on_model_call_start(event: ModelCallStarted)
+    ModelCallFinishHook  on_model_call_finish(event: ModelCallFinished)
+    ToolCallStartHook    on_tool_call_start(event: ToolCallStarted)
+    ToolCallFinishHook   on_tool_call_finish(event: ToolCallFinished)
+    ChunkHook            on_chunk(event: ChunkReceived)
+    BreakerHook          on_breaker_change(event: BreakerChanged)
 
-(every event has `run_id`). A hook that treats several moments alike (a relay, an event
-stream) subclasses `MomentHook` instead: `hears(moment class)` and one `on_moment(event)`.
+The events and their fields are in `kaizen.moments` (every event has `run_id`, a node's moments
+`node_id`). A hook that treats several moments alike (a relay, an event stream) subclasses
+`MomentHook` instead: `hears(moment class)` and one `on_moment(event)`.
 Hook classes written before events, whose methods take the fields as keyword arguments, keep
 working for one release (`kaizen.runtime.legacy_hooks`; a `DeprecationWarning` once per class).
 
@@ -69,23 +63,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kaizen import moments
 from kaizen.errors import VetoError
-from kaizen.moments import (
-    MOMENTS,
-    BreakerChanged,
-    ChunkReceived,
-    ModelCallFinished,
-    ModelCallStarted,
-    Moment,
-    NodeFinished,
-    NodeRetrying,
-    NodeSkipped,
-    NodeStarted,
-    RunFinished,
-    RunStarted,
-    ToolCallFinished,
-    ToolCallStarted,
-)
+from kaizen.moments import MOMENTS, Moment, NodeFinished, NodeStarted
 from kaizen.runtime.legacy_hooks import KeywordCall, takes_keywords, warn_keyword_style
 from kaizen.runtime.record import HookError
 
@@ -118,12 +98,12 @@ _log = logging.getLogger("kaizen.hooks")
 
 
 class RunStartHook:
-    def on_run_start(self, event: RunStarted) -> None:
+    def on_run_start(self, event: moments.RunStarted) -> None:
         raise NotImplementedError
 
 
 class RunFinishHook:
-    def on_run_finish(self, event: RunFinished) -> None:
+    def on_run_finish(self, event: moments.RunFinished) -> None:
         raise NotImplementedError
 
 
@@ -133,12 +113,12 @@ class NodeStartHook:
 
 
 class NodeRetryHook:
-    def on_node_retry(self, event: NodeRetrying) -> None:
+    def on_node_retry(self, event: moments.NodeRetrying) -> None:
         raise NotImplementedError
 
 
 class NodeSkipHook:
-    def on_node_skip(self, event: NodeSkipped) -> None:
+    def on_node_skip(self, event: moments.NodeSkipped) -> None:
         raise NotImplementedError
 
 
@@ -148,32 +128,32 @@ class NodeFinishHook:
 
 
 class ModelCallStartHook:
-    def on_model_call_start(self, event: ModelCallStarted) -> None:
+    def on_model_call_start(self, event: moments.ModelCallStarted) -> None:
         raise NotImplementedError
 
 
 class ModelCallFinishHook:
-    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+    def on_model_call_finish(self, event: moments.ModelCallFinished) -> None:
         raise NotImplementedError
 
 
 class ToolCallStartHook:
-    def on_tool_call_start(self, event: ToolCallStarted) -> None:
+    def on_tool_call_start(self, event: moments.ToolCallStarted) -> None:
         raise NotImplementedError
 
 
 class ToolCallFinishHook:
-    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+    def on_tool_call_finish(self, event: moments.ToolCallFinished) -> None:
         raise NotImplementedError
 
 
 class ChunkHook:
-    def on_chunk(self, event: ChunkReceived) -> None:
+    def on_chunk(self, event: moments.ChunkReceived) -> None:
         raise NotImplementedError
 
 
 class BreakerHook:
-    def on_breaker_change(self, event: BreakerChanged) -> None:
+    def on_breaker_change(self, event: moments.BreakerChanged) -> None:
         raise NotImplementedError
 
 
