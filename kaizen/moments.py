@@ -16,10 +16,12 @@ ships them from workers to the driver.
     ChunkReceived       a piece of streamed reply text         BreakerChanged    a model's circuit
                                                                                  breaker moved
 
-A moment is one class here: its `moment` name says which hook method hears it
-(``on_<moment>``), `on_driver` whether it arrives on the runtime's driver thread (run and node
-moments, in order) or from the thread that runs a node, `vetoable` whether a hook may refuse
-it, and `published()` what subscribers and SSE clients see of it (None: nothing).
+A moment is one class here, and adding one is adding its class: its `moment` name says which
+hook method hears it (``on_<moment>``), `on_driver` whether it arrives on the runtime's driver
+thread (run and node moments, in order; `InNode` moments come from the thread that runs a
+node), `vetoable` whether a hook may refuse it, and `published()` what event subscribers
+(`RunEvent`, kind an `EventKind`) and SSE clients see of it (None: nothing). `MOMENTS` lists
+every class that names a moment; relays, subscribers and SSE frames take them all as they come.
 
 This module sits at the bottom of the package (beside `kaizen.errors`), so model calls, tools
 and stores can build events without importing the runtime; it also owns the plain types the
@@ -44,6 +46,7 @@ __all__ = [
     "MOMENTS",
     "BreakerChanged",
     "ChunkReceived",
+    "EventKind",
     "InNode",
     "ModelCallFinished",
     "ModelCallStarted",
@@ -131,9 +134,23 @@ class ToolCallRecord:
         return self.error is None
 
 
+class EventKind(enum.StrEnum):
+    """The kinds of `RunEvent` subscribers get: what run and node moments publish."""
+
+    RUN_STARTED = "run_started"
+    NODE_STARTED = "node_started"
+    NODE_RETRYING = "node_retrying"
+    NODE_FINISHED = "node_finished"
+    NODE_FAILED = "node_failed"
+    NODE_CANCELLED = "node_cancelled"
+    NODE_SKIPPED = "node_skipped"
+    RUN_FINISHED = "run_finished"
+
+
 class Published(NamedTuple):
-    """What subscribers and SSE clients see of a moment: its kind (``node_finished``,
-    ``content``...), when it happened (None: not timed) and its JSON-ready details."""
+    """What subscribers and SSE clients see of a moment: its kind (an `EventKind` for run and
+    node moments, ``content``, ``tool_start``, ``tool_complete`` for the stream's), when it
+    happened (None: not timed) and its JSON-ready details."""
 
     kind: str
     time: float | None
@@ -184,7 +201,7 @@ class RunStarted(Moment):
 
     def published(self) -> Published:
         data = {"workflow": self.workflow.name, "nodes": len(self.workflow.nodes)}
-        return Published("run_started", now(), data)
+        return Published(EventKind.RUN_STARTED, now(), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +216,7 @@ class RunFinished(Moment):
 
     def published(self) -> Published:
         data = {"status": str(self.status), "summary": self.record.summary()}
-        return Published("run_finished", now(), data)
+        return Published(EventKind.RUN_FINISHED, now(), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +231,7 @@ class NodeStarted(NodeMoment):
 
     def published(self) -> Published:
         data = {"node_type": self.node_type, "attempt": self.attempt}
-        return Published("node_started", self.time, data)
+        return Published(EventKind.NODE_STARTED, self.time, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +246,7 @@ class NodeRetrying(NodeMoment):
 
     def published(self) -> Published:
         data = {"attempt": self.attempt, "error": _text(self.error), "wait": self.wait}
-        return Published("node_retrying", now(), data)
+        return Published(EventKind.NODE_RETRYING, now(), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,13 +259,13 @@ class NodeSkipped(NodeMoment):
     time: float
 
     def published(self) -> Published:
-        return Published("node_skipped", self.time, {"reason": self.reason})
+        return Published(EventKind.NODE_SKIPPED, self.time, {"reason": self.reason})
 
 
 _FINISHED_KIND = {
-    NodeStatus.COMPLETED: "node_finished",
-    NodeStatus.FAILED: "node_failed",
-    NodeStatus.CANCELLED: "node_cancelled",
+    NodeStatus.COMPLETED: EventKind.NODE_FINISHED,
+    NodeStatus.FAILED: EventKind.NODE_FAILED,
+    NodeStatus.CANCELLED: EventKind.NODE_CANCELLED,
 }
 
 
@@ -381,21 +398,12 @@ class BreakerChanged(InNode):
     previous: str  # the name of the state before
 
 
-MOMENTS: tuple[type[Moment], ...] = (
-    RunStarted,
-    RunFinished,
-    NodeStarted,
-    NodeRetrying,
-    NodeSkipped,
-    NodeFinished,
-    ModelCallStarted,
-    ModelCallFinished,
-    ToolCallStarted,
-    ToolCallFinished,
-    ChunkReceived,
-    BreakerChanged,
+MOMENTS: tuple[type[Moment], ...] = tuple(
+    value
+    for value in list(globals().values())
+    if isinstance(value, type) and issubclass(value, Moment) and value.moment
 )
-"""Every moment, in the order hooks are told about them in docs."""
+"""Every moment: each class above that names one, in the order they are defined."""
 
 
 def _set_slots_directly(cls: type[Moment]) -> None:

@@ -10,27 +10,15 @@ thread, in order: `RUN_STARTED`, per node `NODE_STARTED` → (`NODE_RETRYING`)* 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import time as now
 from typing import Any
 
-from kaizen.moments import Moment
+from kaizen.moments import EventKind, Moment
 from kaizen.runtime.hooks import MomentHook
 
 __all__ = ["EventCallback", "EventKind", "RunEvent"]
-
-
-class EventKind(enum.StrEnum):
-    RUN_STARTED = "run_started"
-    NODE_STARTED = "node_started"
-    NODE_RETRYING = "node_retrying"
-    NODE_FINISHED = "node_finished"
-    NODE_FAILED = "node_failed"
-    NODE_CANCELLED = "node_cancelled"
-    NODE_SKIPPED = "node_skipped"
-    RUN_FINISHED = "run_finished"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,5 +48,5 @@ class EventCallback(MomentHook):
             return
         kind, time, data = published
         node_id: str | None = getattr(event, "node_id", None)
-        self.callback(RunEvent(EventKind(kind), event.run_id, now() if time is None else time,
-                               node_id, data))  # fmt: skip
+        when = now() if time is None else time
+        self.callback(RunEvent(EventKind(kind), event.run_id, when, node_id, data))

@@ -56,7 +56,7 @@ def frame(event: Moment) -> tuple[str, dict[str, Any]] | None:
     if node_id is not None:
         data["node_id"] = node_id
     data.update(details)
-    return kind, data
+    return str(kind), data
 
 
 def dumps(value: Any) -> str:
