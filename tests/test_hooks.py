@@ -265,3 +265,19 @@ def test_cancelled_nodes_are_reported_as_such() -> None:
     assert (EventKind.NODE_CANCELLED, "slow") in kinds
     assert (EventKind.NODE_FAILED, "boom") in kinds
     assert events[-1].kind is EventKind.RUN_FINISHED
+
+
+def test_the_record_is_kept_without_building_run_or_node_events() -> None:
+    from kaizen.moments import MOMENTS, ModelCallFinished, ToolCallFinished
+    from kaizen.runtime.hooks import HookSet
+    from kaizen.runtime.record import RunRecord
+    from kaizen.runtime.recorder import Recorder
+
+    # a run's own hooks are its recorder: the driver builds an event only for a moment some
+    # hook hears, so a run without hooks builds none for its run and node moments
+    own = HookSet([Recorder(RunRecord("r", "w", started=0.0))])
+    heard = {moment for moment in MOMENTS if own.observes(moment)}
+    assert heard == {ModelCallFinished, ToolCallFinished}
+    _, record = LocalRuntime().execute_with_record(chain(), {"x": 1})
+    assert [n.status for n in record.nodes.values()] == [NodeStatus.COMPLETED] * 2
+    assert record.status is RunStatus.COMPLETED and record.finished is not None
