@@ -21,18 +21,9 @@ from kaizen import (
     RunFinishHook,
     RunStartHook,
     WorkflowBuilder,
+    moments,
 )
 from kaizen.errors import VetoError
-from kaizen.moments import (
-    ModelCallFinished,
-    ModelCallStarted,
-    NodeFinished,
-    NodeRetrying,
-    NodeSkipped,
-    NodeStarted,
-    RunFinished,
-    RunStarted,
-)
 from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunStatus
 from kaizen.testing import ScriptedModel
 from kaizen.workflow import Workflow
@@ -54,29 +45,29 @@ class Log(
         self.name = name
         self.seen: list[tuple[Any, ...]] = []
 
-    def on_run_start(self, event: RunStarted) -> None:
+    def on_run_start(self, event: moments.RunStarted) -> None:
         self.seen.append(("run_start", event.workflow.name))
 
-    def on_run_finish(self, event: RunFinished) -> None:
+    def on_run_finish(self, event: moments.RunFinished) -> None:
         self.seen.append(("run_finish", str(event.status)))
 
-    def on_node_start(self, event: NodeStarted) -> None:
+    def on_node_start(self, event: moments.NodeStarted) -> None:
         self.seen.append(("node_start", event.node_id))
 
-    def on_node_finish(self, event: NodeFinished) -> None:
+    def on_node_finish(self, event: moments.NodeFinished) -> None:
         outputs = dict(event.outputs or {})
         self.seen.append(("node_finish", event.node_id, str(event.status), outputs))
 
-    def on_node_skip(self, event: NodeSkipped) -> None:
+    def on_node_skip(self, event: moments.NodeSkipped) -> None:
         self.seen.append(("node_skip", event.node_id))
 
-    def on_node_retry(self, event: NodeRetrying) -> None:
+    def on_node_retry(self, event: moments.NodeRetrying) -> None:
         self.seen.append(("node_retry", event.node_id, event.attempt))
 
-    def on_model_call_start(self, event: ModelCallStarted) -> None:
+    def on_model_call_start(self, event: moments.ModelCallStarted) -> None:
         self.seen.append(("model_call_start", event.node_id))
 
-    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+    def on_model_call_finish(self, event: moments.ModelCallFinished) -> None:
         reply = event.reply is not None
         self.seen.append(("model_call_finish", event.node_id, event.usage.calls, reply))
 
@@ -151,10 +142,10 @@ def test_retries_skips_and_failures_are_moments_too() -> None:
 class Broken(NodeFinishHook, RunFinishHook):
     name = "broken-hook"
 
-    def on_node_finish(self, event: NodeFinished) -> None:
+    def on_node_finish(self, event: moments.NodeFinished) -> None:
         raise RuntimeError("hook bug")
 
-    def on_run_finish(self, event: RunFinished) -> None:
+    def on_run_finish(self, event: moments.RunFinished) -> None:
         raise KeyError("also broken")
 
 
@@ -209,7 +200,7 @@ class Refuse(ModelCallStartHook):
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def on_model_call_start(self, event: ModelCallStarted) -> None:
+    def on_model_call_start(self, event: moments.ModelCallStarted) -> None:
         raise self.error
 
 
@@ -268,7 +259,7 @@ def test_cancelled_nodes_are_reported_as_such() -> None:
 
 
 def test_the_record_is_kept_without_building_run_or_node_events() -> None:
-    from kaizen.moments import MOMENTS, ModelCallFinished, ToolCallFinished
+    from kaizen.moments import MOMENTS, ToolCallFinished
     from kaizen.runtime.hooks import HookSet
     from kaizen.runtime.record import RunRecord
     from kaizen.runtime.recorder import Recorder
@@ -277,7 +268,7 @@ def test_the_record_is_kept_without_building_run_or_node_events() -> None:
     # hook hears, so a run without hooks builds none for its run and node moments
     own = HookSet([Recorder(RunRecord("r", "w", started=0.0))])
     heard = {moment for moment in MOMENTS if own.observes(moment)}
-    assert heard == {ModelCallFinished, ToolCallFinished}
+    assert heard == {moments.ModelCallFinished, ToolCallFinished}
     _, record = LocalRuntime().execute_with_record(chain(), {"x": 1})
     assert [n.status for n in record.nodes.values()] == [NodeStatus.COMPLETED] * 2
     assert record.status is RunStatus.COMPLETED and record.finished is not None

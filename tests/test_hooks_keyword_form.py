@@ -11,25 +11,8 @@ from typing import Any
 import pytest
 
 import kaizen
-from kaizen import LocalRuntime, WorkflowBuilder
-from kaizen.moments import (
-    MOMENTS,
-    BreakerChanged,
-    ChunkReceived,
-    ModelCallFinished,
-    ModelCallStarted,
-    Moment,
-    NodeFinished,
-    NodeRetrying,
-    NodeSkipped,
-    NodeStarted,
-    RunFinished,
-    RunStarted,
-    ToolCallFinished,
-    ToolCallRecord,
-    ToolCallStarted,
-    Usage,
-)
+from kaizen import LocalRuntime, WorkflowBuilder, moments
+from kaizen.moments import MOMENTS, Moment
 from kaizen.runtime import NodeStatus, RunRecord, RunStatus
 from kaizen.runtime.hooks import HookSet, MomentHook
 from kaizen.testing import ScriptedModel
@@ -108,21 +91,21 @@ def one_node() -> kaizen.Workflow:
 def one_of_each() -> list[Moment]:
     workflow = one_node()
     record = RunRecord("r", "w", started=1.0)
-    tool = ToolCallRecord("c1", "add", {"a": 1}, output="2", started=3.0, duration=0.5)
+    tool = moments.ToolCallRecord("c1", "add", {"a": 1}, output="2", started=3.0, duration=0.5)
     failure = ConnectionError("flaky")
     return [
-        RunStarted("r", workflow, record),
-        NodeStarted("r", "n", "FunctionNode", 1, 2.0),
-        NodeRetrying("r", "n", 1, failure, 0.25),
-        ModelCallStarted("r", "n", "m", [{"role": "user", "content": "hi"}]),
-        ChunkReceived("r", "n", "he"),
-        BreakerChanged("r", "n", "m", object(), "closed"),
-        ModelCallFinished("r", "n", "m", Usage(3, 4, 0.01, 1), 0.5, None, failure),
-        ToolCallStarted("r", "n", "add", {"a": 1}, "c1"),
-        ToolCallFinished("r", "n", "add", "c1", tool),
-        NodeFinished("r", "n", NodeStatus.COMPLETED, {"result": 1}, None, 2.0, 3.0, 2),
-        NodeSkipped("r", "after", "upstream failed", 4.0),
-        RunFinished("r", RunStatus.FAILED, record, failure),
+        moments.RunStarted("r", workflow, record),
+        moments.NodeStarted("r", "n", "FunctionNode", 1, 2.0),
+        moments.NodeRetrying("r", "n", 1, failure, 0.25),
+        moments.ModelCallStarted("r", "n", "m", [{"role": "user", "content": "hi"}]),
+        moments.ChunkReceived("r", "n", "he"),
+        moments.BreakerChanged("r", "n", "m", object(), "closed"),
+        moments.ModelCallFinished("r", "n", "m", moments.Usage(3, 4, 0.01, 1), 0.5, None, failure),
+        moments.ToolCallStarted("r", "n", "add", {"a": 1}, "c1"),
+        moments.ToolCallFinished("r", "n", "add", "c1", tool),
+        moments.NodeFinished("r", "n", NodeStatus.COMPLETED, {"result": 1}, None, 2.0, 3.0, 2),
+        moments.NodeSkipped("r", "after", "upstream failed", 4.0),
+        moments.RunFinished("r", RunStatus.FAILED, record, failure),
     ]
 
 
@@ -202,7 +185,7 @@ def test_the_keyword_form_is_warned_about_once_per_class() -> None:
 
 def test_an_event_form_hook_is_not_warned_about() -> None:
     class Now(kaizen.NodeFinishHook):
-        def on_node_finish(self, event: NodeFinished) -> None:
+        def on_node_finish(self, event: moments.NodeFinished) -> None:
             self.status = event.status
 
     hook = Now()
