@@ -272,3 +272,35 @@ def test_the_record_is_kept_without_building_run_or_node_events() -> None:
     _, record = LocalRuntime().execute_with_record(chain(), {"x": 1})
     assert [n.status for n in record.nodes.values()] == [NodeStatus.COMPLETED] * 2
     assert record.status is RunStatus.COMPLETED and record.finished is not None
+
+
+def test_subscribers_and_sse_frames_see_what_each_moment_publishes() -> None:
+    from kaizen.runtime.hooks import MomentHook
+    from kaizen.serve.sse import frame
+
+    class Every(MomentHook):
+        def __init__(self) -> None:
+            self.events: list[moments.Moment] = []
+
+        def hears(self, moment: type[moments.Moment]) -> bool:
+            return True
+
+        def on_moment(self, event: moments.Moment) -> None:
+            self.events.append(event)
+
+    every, subscribed = Every(), []
+    LocalRuntime(hooks=[every]).execute(chain(), {"x": 1}, on_event=subscribed.append)
+    driven = [e for e in every.events if e.on_driver]
+    assert [e.kind for e in subscribed] == [
+        "run_started", "node_started", "node_finished", "node_started", "node_finished",
+        "run_finished",
+    ]  # fmt: skip
+    for event, run_event in zip(driven, subscribed, strict=True):
+        kind, data = frame(event) or ("", {})  # what `kaizen serve` sends
+        assert (kind, data.pop("run_id"), data.pop("node_id", None)) == (
+            run_event.kind, run_event.run_id, run_event.node_id,
+        )  # fmt: skip
+        sent_at = data.pop("time")
+        assert data == run_event.data
+        if run_event.node_id is not None:  # a node moment's own time, not when it was sent
+            assert sent_at == run_event.time
