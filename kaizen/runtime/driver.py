@@ -244,8 +244,9 @@ class Run:
         self.recorder.node_finished(p.node_id, status, error, started, finished, attempts)
         hooks = self.hooks_for(p.index) if p.scoped_hooks else self.hooks
         if hooks.node_finish:
-            hooks.fire(moments.NodeFinished(self.run_id, p.node_id, status, outcome.outputs, error,
-                                    started, finished, attempts))  # fmt: skip
+            outputs = outcome.outputs
+            hooks.fire(moments.NodeFinished(self.run_id, p.node_id, status, outputs, error,
+                                            started, finished, attempts))  # fmt: skip
 
     def skipped(self, j: int, reason: str) -> None:
         node_id, time = self.nodes[j].node_id, now()
