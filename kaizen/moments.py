@@ -21,12 +21,14 @@ hook method hears it (``on_<moment>``), `on_driver` whether it arrives on the ru
 thread (run and node moments, in order; `InNode` moments come from the thread that runs a
 node), `vetoable` whether a hook may refuse it, and `published()` what event subscribers
 (`RunEvent`, kind an `EventKind`) and SSE clients see of it (None: nothing). `MOMENTS` lists
-every class that names a moment; relays, subscribers and SSE frames take them all as they come.
+every class that names a moment; relays, subscribers and SSE frames take them all as they come,
+and a hook hears a new moment by defining its ``on_<moment>`` method (a typed base class in
+`kaizen.runtime.hooks` is a convenience, not a requirement).
 
 This module sits at the bottom of the package (beside `kaizen.errors`), so model calls, tools
 and stores can build events without importing the runtime; it also owns the plain types the
-events carry (`Usage`, `ToolCallRecord`, `NodeStatus`, `RunStatus`), re-exported by
-`kaizen.runtime.record`.
+events carry (`Usage`, `ToolCallRecord`, `NodeStatus`, `RunStatus`, re-exported by
+`kaizen.runtime.record`) and `EventKind` (re-exported by `kaizen.runtime.events`).
 """
 
 from __future__ import annotations
