@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from kaizen.usage import Usage
+    from kaizen.moments import Usage
 
 __all__ = [
     "CallContext",
@@ -59,11 +59,10 @@ class ModelCallMiddleware(Protocol):
 
 
 class CallHooks(Protocol):
-    """What a model call uses of the node's hooks: its middleware, and firing a moment."""
+    """What a model call uses of the node's hooks: its middleware."""
 
     @property
     def middleware(self) -> Sequence[ModelCallMiddleware]: ...
-    def fire(self, moment: str, /, **arguments: Any) -> None: ...
 
 
 class CallContext(Protocol):
@@ -89,6 +88,9 @@ class CallContext(Protocol):
         reply: Any = None,
         error: BaseException | None = None,
     ) -> None: ...
+
+    def fire(self, event: Any) -> None:
+        """Tell the node's hooks of `event` (a `kaizen.moments` event)."""
 
 
 class HasCallContext(Protocol):

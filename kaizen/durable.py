@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import RunNotFoundError
+from kaizen.moments import NodeFinished, NodeStatus, RunFinished
 from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
-from kaizen.status import NodeStatus, RunStatus
 from kaizen.store.calls import CachePolicy, RunCalls, active_calls, cache_policy
 from kaizen.store.db import Store, StorePath, run_store
 from kaizen.store.encode import encode_outputs
@@ -37,7 +37,6 @@ from kaizen.store.writer import BatchWriter, attach, detach
 
 if TYPE_CHECKING:
     from kaizen.runtime.driver import Run
-    from kaizen.runtime.record import RunRecord
     from kaizen.workflow.workflow import Workflow
 
 __all__ = ["Checkpointer", "Durability", "replay"]
@@ -209,19 +208,9 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         if self.failure is None:
             self.failure = error
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
-        if not self.write_outputs or status is not NodeStatus.COMPLETED or outputs is None:
+    def on_node_finish(self, event: NodeFinished) -> None:
+        run_id, node_id, outputs = event.run_id, event.node_id, event.outputs
+        if not self.write_outputs or event.status is not NodeStatus.COMPLETED or outputs is None:
             return
         if node_id in self.restored:
             return
@@ -236,13 +225,11 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         writer = self._writer
         if writer is None:
             writer = self._writer = attach(self.store)
-        writer.submit(
-            INSERT_CHECKPOINT, (run_id, node_id, encoding, data, finished, attempts), self
-        )
+        row = (run_id, node_id, encoding, data, event.finished, event.attempts)
+        writer.submit(INSERT_CHECKPOINT, row, self)
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
+        run_id, status, record = event.run_id, event.status, event.record
         writer, self._writer = self._writer, None
         try:
             finished = (stored_status(status, record), time.time(), record_json(record), run_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -22,9 +21,10 @@ from kaizen import (
     RunFinishHook,
     RunStartHook,
     WorkflowBuilder,
+    moments,
 )
 from kaizen.errors import VetoError
-from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunRecord, RunStatus, Usage
+from kaizen.runtime import EventKind, NodeStatus, RunEvent, RunStatus
 from kaizen.testing import ScriptedModel
 from kaizen.workflow import Workflow
 
@@ -45,58 +45,31 @@ class Log(
         self.name = name
         self.seen: list[tuple[Any, ...]] = []
 
-    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
-        self.seen.append(("run_start", workflow.name))
+    def on_run_start(self, event: moments.RunStarted) -> None:
+        self.seen.append(("run_start", event.workflow.name))
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
-        self.seen.append(("run_finish", str(status)))
+    def on_run_finish(self, event: moments.RunFinished) -> None:
+        self.seen.append(("run_finish", str(event.status)))
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
-        self.seen.append(("node_start", node_id))
+    def on_node_start(self, event: moments.NodeStarted) -> None:
+        self.seen.append(("node_start", event.node_id))
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
-        self.seen.append(("node_finish", node_id, str(status), dict(outputs or {})))
+    def on_node_finish(self, event: moments.NodeFinished) -> None:
+        outputs = dict(event.outputs or {})
+        self.seen.append(("node_finish", event.node_id, str(event.status), outputs))
 
-    def on_node_skip(self, *, run_id: str, node_id: str, reason: str, time: float) -> None:
-        self.seen.append(("node_skip", node_id))
+    def on_node_skip(self, event: moments.NodeSkipped) -> None:
+        self.seen.append(("node_skip", event.node_id))
 
-    def on_node_retry(
-        self, *, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
-    ) -> None:
-        self.seen.append(("node_retry", node_id, attempt))
+    def on_node_retry(self, event: moments.NodeRetrying) -> None:
+        self.seen.append(("node_retry", event.node_id, event.attempt))
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        self.seen.append(("model_call_start", node_id))
+    def on_model_call_start(self, event: moments.ModelCallStarted) -> None:
+        self.seen.append(("model_call_start", event.node_id))
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
-        self.seen.append(("model_call_finish", node_id, usage.calls, reply is not None))
+    def on_model_call_finish(self, event: moments.ModelCallFinished) -> None:
+        reply = event.reply is not None
+        self.seen.append(("model_call_finish", event.node_id, event.usage.calls, reply))
 
     def moments(self, kind: str) -> list[tuple[Any, ...]]:
         return [s for s in self.seen if s[0] == kind]
@@ -169,10 +142,10 @@ def test_retries_skips_and_failures_are_moments_too() -> None:
 class Broken(NodeFinishHook, RunFinishHook):
     name = "broken-hook"
 
-    def on_node_finish(self, **moment: Any) -> None:
+    def on_node_finish(self, event: moments.NodeFinished) -> None:
         raise RuntimeError("hook bug")
 
-    def on_run_finish(self, **moment: Any) -> None:
+    def on_run_finish(self, event: moments.RunFinished) -> None:
         raise KeyError("also broken")
 
 
@@ -227,7 +200,7 @@ class Refuse(ModelCallStartHook):
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def on_model_call_start(self, **moment: Any) -> None:
+    def on_model_call_start(self, event: moments.ModelCallStarted) -> None:
         raise self.error
 
 
@@ -283,3 +256,51 @@ def test_cancelled_nodes_are_reported_as_such() -> None:
     assert (EventKind.NODE_CANCELLED, "slow") in kinds
     assert (EventKind.NODE_FAILED, "boom") in kinds
     assert events[-1].kind is EventKind.RUN_FINISHED
+
+
+def test_the_record_is_kept_without_building_run_or_node_events() -> None:
+    from kaizen.moments import MOMENTS, ToolCallFinished
+    from kaizen.runtime.hooks import HookSet
+    from kaizen.runtime.record import RunRecord
+    from kaizen.runtime.recorder import Recorder
+
+    # a run's own hooks are its recorder: the driver builds an event only for a moment some
+    # hook hears, so a run without hooks builds none for its run and node moments
+    own = HookSet([Recorder(RunRecord("r", "w", started=0.0))])
+    heard = {moment for moment in MOMENTS if own.observes(moment)}
+    assert heard == {moments.ModelCallFinished, ToolCallFinished}
+    _, record = LocalRuntime().execute_with_record(chain(), {"x": 1})
+    assert [n.status for n in record.nodes.values()] == [NodeStatus.COMPLETED] * 2
+    assert record.status is RunStatus.COMPLETED and record.finished is not None
+
+
+def test_subscribers_and_sse_frames_see_what_each_moment_publishes() -> None:
+    from kaizen.runtime.hooks import MomentHook
+    from kaizen.serve.sse import frame
+
+    class Every(MomentHook):
+        def __init__(self) -> None:
+            self.events: list[moments.Moment] = []
+
+        def hears(self, moment: type[moments.Moment]) -> bool:
+            return True
+
+        def on_moment(self, event: moments.Moment) -> None:
+            self.events.append(event)
+
+    every, subscribed = Every(), []
+    LocalRuntime(hooks=[every]).execute(chain(), {"x": 1}, on_event=subscribed.append)
+    driven = [e for e in every.events if e.on_driver]
+    assert [e.kind for e in subscribed] == [
+        "run_started", "node_started", "node_finished", "node_started", "node_finished",
+        "run_finished",
+    ]  # fmt: skip
+    for event, run_event in zip(driven, subscribed, strict=True):
+        kind, data = frame(event) or ("", {})  # what `kaizen serve` sends
+        assert (kind, data.pop("run_id"), data.pop("node_id", None)) == (
+            run_event.kind, run_event.run_id, run_event.node_id,
+        )  # fmt: skip
+        sent_at = data.pop("time")
+        assert data == run_event.data
+        if run_event.node_id is not None:  # a node moment's own time, not when it was sent
+            assert sent_at == run_event.time

@@ -380,6 +380,7 @@ def test_timeline_draws_a_model_calls_queue_apart_from_its_generation() -> None:
 def test_recorder_keeps_each_model_calls_queue_time() -> None:
     from types import SimpleNamespace
 
+    from kaizen.moments import ModelCallFinished
     from kaizen.runtime.record import Usage
     from kaizen.runtime.recorder import Recorder
 
@@ -387,9 +388,8 @@ def test_recorder_keeps_each_model_calls_queue_time() -> None:
     recorder = Recorder(record)
     reply = SimpleNamespace(queue_time=1.5)
     recorder.on_model_call_finish(
-        run_id="r", node_id="n", model="local/smollm2", usage=Usage(calls=1), latency=2.0,
-        reply=reply, error=None,
-    )  # fmt: skip
+        ModelCallFinished("r", "n", "local/smollm2", Usage(calls=1), 2.0, reply, None)
+    )
     (span,) = record.nodes["n"].model_calls
     assert span.queue_time == 1.5
     assert span.generation_time == pytest.approx(0.5)

@@ -180,3 +180,35 @@ def test_text_and_tool_calls_in_one_streamed_turn_keep_both() -> None:
     done = events[-1]
     assert isinstance(done, Done) and done.result.stop_reason == "completed"  # no reminder needed
     assert model.calls[1].messages[-2]["content"] == "First some words, then"
+
+
+def test_stream_events_are_the_moments_hooks_hear() -> None:
+    from kaizen.moments import ChunkReceived, Moment, ToolCallFinished, ToolCallStarted
+    from kaizen.runtime.hooks import MomentHook
+
+    class Heard(MomentHook):
+        def __init__(self) -> None:
+            self.events: list[Moment] = []
+
+        def hears(self, moment: type[Moment]) -> bool:
+            return moment in (ChunkReceived, ToolCallStarted, ToolCallFinished)
+
+        def on_moment(self, event: Moment) -> None:
+            self.events.append(event)
+
+    assert (ContentDelta, ToolStart, ToolComplete) == (
+        ChunkReceived,
+        ToolCallStarted,
+        ToolCallFinished,
+    )
+    wb = WorkflowBuilder()
+    wb.add_agent(calculator(script()), "calc")
+    heard = Heard()
+    events = list(LocalRuntime().stream_sync(wb.build(), {"question": "?"}, hooks=[heard]))
+    done = events[-1]
+    assert isinstance(done, Done)
+    streamed = [e for e in events if not isinstance(e, Done)]
+    assert len(streamed) == len(heard.events) and streamed
+    assert all(e is h for e, h in zip(streamed, heard.events, strict=True))
+    assert {e.run_id for e in heard.events} == {done.run_id}
+    assert done.result["calc"]["answer"] == "3 and 7"

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kaizen.moments import ModelCallFinished
 from kaizen.runtime.hooks import ModelCallFinishHook
 from kaizen.runtime.record import ToolCallRecord, Usage
 
@@ -158,24 +159,15 @@ class ExecutionReport(ModelCallFinishHook):
         self.fallbacks: tuple[tuple[str, str], ...] = ()
         self._lock = threading.Lock()
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
-        if node_id != self.node_id:
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        if event.node_id != self.node_id:
             return
+        reply = event.reply
         with self._lock:
             self.attempts += 1
-            self.usage.add(usage)
-            self.latency += latency
-            self.model = model or self.model
+            self.usage.add(event.usage)
+            self.latency += event.latency
+            self.model = event.model or self.model
             if reply is not None:
                 self.provider_attempts += reply.attempts
                 self.raw = reply.text

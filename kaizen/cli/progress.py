@@ -11,10 +11,19 @@ arrive on the driver thread in order; chunk and tool moments from the threads ru
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from kaizen.moments import (
+    ChunkReceived,
+    NodeFinished,
+    NodeRetrying,
+    NodeSkipped,
+    NodeStarted,
+    RunFinished,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from kaizen.runtime.hooks import (
     ChunkHook,
     NodeFinishHook,
@@ -25,7 +34,7 @@ from kaizen.runtime.hooks import (
     ToolCallFinishHook,
     ToolCallStartHook,
 )
-from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord
+from kaizen.runtime.record import NodeStatus, RunStatus, ToolCallRecord
 from kaizen.text import shorten
 
 if TYPE_CHECKING:
@@ -170,63 +179,42 @@ class RunProgress(
 
     # -- moments ---------------------------------------------------------------------------------
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
+    def on_node_start(self, event: NodeStarted) -> None:
         if self.enabled:
-            self.running.append(node_id)
+            self.running.append(event.node_id)
             self._show()
 
-    def on_node_retry(
-        self, *, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
-    ) -> None:
+    def on_node_retry(self, event: NodeRetrying) -> None:
         if self.enabled:
-            self._show(note=f"{node_id} (retry {attempt + 1})")
+            self._show(note=f"{event.node_id} (retry {event.attempt + 1})")
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
+    def on_node_finish(self, event: NodeFinished) -> None:
         if not self.enabled:
             return
+        error, duration = event.error, event.duration
         if error is not None:
             detail = f"{type(error).__name__}: {error}"
         else:
-            detail = "" if started is None else f"{finished - started:.1f}s"
-        self._settled(node_id, status, detail)
+            detail = "" if duration is None else f"{duration:.1f}s"
+        self._settled(event.node_id, event.status, detail)
 
-    def on_node_skip(self, *, run_id: str, node_id: str, reason: str, time: float) -> None:
+    def on_node_skip(self, event: NodeSkipped) -> None:
         if self.enabled:
-            self._settled(node_id, NodeStatus.SKIPPED, reason)
+            self._settled(event.node_id, NodeStatus.SKIPPED, event.reason)
 
-    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
+    def on_chunk(self, event: ChunkReceived) -> None:
         if self.enabled:
-            self.streamed[node_id] = (self.streamed.get(node_id, "") + str(chunk))[-_TAIL:]
+            node_id = event.node_id
+            self.streamed[node_id] = (self.streamed.get(node_id, "") + event.chunk)[-_TAIL:]
             self._show()
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
         if self.enabled:
-            self._bar().console.print(tool_line(record, node_id))
+            self._bar().console.print(tool_line(event.record, event.node_id))
 
-    def on_run_finish(
-        self,
-        *,
-        run_id: str,
-        status: RunStatus,
-        record: RunRecord,
-        error: BaseException | None,
-    ) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
         if self.enabled:
+            status = event.status
             self._show(note="done" if status is RunStatus.COMPLETED else str(status))
 
 
@@ -244,20 +232,16 @@ class AskDisplay(ChunkHook, ToolCallStartHook, ToolCallFinishHook):
         self.console = console
         self._mid_line = False
 
-    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
-        self.console.print(str(chunk), end="", style="dim", markup=False, highlight=False)
+    def on_chunk(self, event: ChunkReceived) -> None:
+        self.console.print(event.chunk, end="", style="dim", markup=False, highlight=False)
         self._mid_line = True
 
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
+    def on_tool_call_start(self, event: ToolCallStarted) -> None:
         self._end_line()
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
         self._end_line()
-        self.console.print(tool_line(record))
+        self.console.print(tool_line(event.record))
 
     def close(self) -> None:
         """End the streamed text's line, if one is open."""

@@ -67,8 +67,8 @@ from kaizen.llm.resilience import (
 )
 from kaizen.llm.retry import model_error, model_retry_policy, retry_after, root_cause, status_of
 from kaizen.llm.transport import OnText, RawReply, ToolCallRequest, transport_for
+from kaizen.moments import BreakerChanged, Usage
 from kaizen.retrying import next_attempt
-from kaizen.usage import Usage
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -357,14 +357,7 @@ def _breaker_changed(state: BreakerState, previous: str) -> None:
     """A breaker moved during a call: tell the hooks of the node that made it, if any."""
     context = current_call_context()
     if context is not None:
-        context.hooks.fire(
-            "breaker_change",
-            run_id=context.run_id,
-            node_id=context.node_id,
-            model=state.model,
-            state=state,
-            previous=previous,
-        )
+        context.fire(BreakerChanged(context.run_id, context.node_id, state.model, state, previous))
 
 
 node_announcer.append(_breaker_changed)

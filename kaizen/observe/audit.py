@@ -28,6 +28,7 @@ from typing import Any
 
 from kaizen.errors import AuditChainError
 from kaizen.llm.retry import redact
+from kaizen.moments import ModelCallFinished, NodeFinished, ToolCallFinished
 from kaizen.runtime.hooks import ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook
 
 __all__ = [
@@ -129,32 +130,29 @@ class AuditLog(ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook):
 
     # -- hooks ----------------------------------------------------------------------------------
 
-    def on_model_call_finish(
-        self, *, run_id: str, node_id: str, model: str, usage: Any, latency: float, reply: Any,
-        error: BaseException | None,
-    ) -> None:  # fmt: skip
-        messages_hash = self._inputs.get((run_id, node_id))
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        messages_hash = self._inputs.get((event.run_id, event.node_id))
+        reply, error, usage = event.reply, event.error, event.usage
         self.append(
             "model_call", input=messages_hash, output=None if reply is None else reply.text,
-            model=model, tokens=usage.total_tokens, cost=usage.cost, run_id=run_id,
+            model=event.model, tokens=usage.total_tokens, cost=usage.cost, run_id=event.run_id,
             decision="ok" if error is None else f"failed: {type(error).__name__}",
         )  # fmt: skip
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: Any
-    ) -> None:
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+        record = event.record
         self.append(
-            "tool_call", input=record.arguments, output=record.output, model=tool,
-            run_id=run_id, decision="ok" if record.error is None else "failed",
+            "tool_call", input=record.arguments, output=record.output, model=event.tool,
+            run_id=event.run_id, decision="ok" if record.error is None else "failed",
         )  # fmt: skip
 
-    def on_node_finish(
-        self, *, run_id: str, node_id: str, status: Any, outputs: Mapping[str, Any] | None,
-        error: BaseException | None, started: float | None, finished: float, attempts: int,
-    ) -> None:  # fmt: skip
-        input_hash = self._inputs.pop((run_id, node_id), None)
+    def on_node_finish(self, event: NodeFinished) -> None:
+        run_id, status, error = event.run_id, event.status, event.error
+        input_hash = self._inputs.pop((run_id, event.node_id), None)
         decision = str(status) if error is None else f"{status}: {type(error).__name__}"
-        self.append("execute", input=input_hash, output=outputs, run_id=run_id, decision=decision)
+        self.append(
+            "execute", input=input_hash, output=event.outputs, run_id=run_id, decision=decision
+        )
 
 
 def verify(path: str | os.PathLike[str]) -> int:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import ConfigError
@@ -42,7 +42,13 @@ from kaizen.runtime.hooks import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
+    from kaizen.moments import (
+        ModelCallFinished,
+        NodeFinished,
+        NodeStarted,
+        RunFinished,
+        ToolCallFinished,
+    )
 
 __all__ = ["BREAKER_STATE_VALUES", "MetricsHook"]
 
@@ -120,52 +126,28 @@ class MetricsHook(
             self._stop_watching()
             self._stop_watching = None
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
+    def on_node_start(self, event: NodeStarted) -> None:
         with self._lock:
-            self._node_types[(run_id, node_id)] = node_type
+            self._node_types[(event.run_id, event.node_id)] = event.node_type
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
-        self.runs.labels(str(status)).inc()
+    def on_run_finish(self, event: RunFinished) -> None:
+        self.runs.labels(str(event.status)).inc()
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
+    def on_node_finish(self, event: NodeFinished) -> None:
         with self._lock:
-            node_type = self._node_types.pop((run_id, node_id), "unknown")
-        if started is None:
+            node_type = self._node_types.pop((event.run_id, event.node_id), "unknown")
+        if event.duration is None:
             return
-        self.node_duration.labels(node_type, str(status)).observe(max(0.0, finished - started))
+        self.node_duration.labels(node_type, str(event.status)).observe(max(0.0, event.duration))
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        model, usage, error = event.model, event.usage, event.error
         if error is not None:
             self.model_calls.labels(model, "error").inc()
             self.model_errors.labels(model, type(error).__name__).inc()
         else:
             self.model_calls.labels(model, "cached" if usage.cache_hits else "ok").inc()
-        self.model_duration.labels(model).observe(latency)
+        self.model_duration.labels(model).observe(event.latency)
         if usage.prompt_tokens:
             self.tokens.labels(model, "input").inc(usage.prompt_tokens)
         if usage.completion_tokens:
@@ -173,10 +155,8 @@ class MetricsHook(
         if usage.cost:
             self.cost.labels(model).inc(usage.cost)
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
-        self.tool_calls.labels(tool, "ok" if record.error is None else "error").inc()
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+        self.tool_calls.labels(event.tool, "ok" if event.error is None else "error").inc()
 
 
 class _BreakerWatch:

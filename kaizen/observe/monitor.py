@@ -14,10 +14,11 @@ import logging
 import math
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kaizen.moments import ModelCallFinished, NodeFinished, RunFinished
 from kaizen.runtime.hooks import ModelCallFinishHook, NodeFinishHook, RunFinishHook
 
 __all__ = ["Alert", "ExecutionMonitor", "percentile"]
@@ -115,14 +116,12 @@ class ExecutionMonitor(ModelCallFinishHook, NodeFinishHook, RunFinishHook):
 
     # -- hooks ----------------------------------------------------------------------------------
 
-    def on_model_call_finish(
-        self, *, run_id: str, node_id: str, model: str, usage: Any, latency: float, reply: Any,
-        error: BaseException | None,
-    ) -> None:  # fmt: skip
-        if self.node_id is not None and node_id != self.node_id:
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        if self.node_id is not None and event.node_id != self.node_id:
             return
+        run_id, model, usage, latency = event.run_id, event.model, event.usage, event.latency
         call = _Call(latency, usage.prompt_tokens, usage.completion_tokens, usage.cost,
-                     error is not None)  # fmt: skip
+                     event.error is not None)  # fmt: skip
         with self._lock:
             self._calls[model].append(call)
             self._run_cost[run_id] += usage.cost
@@ -132,19 +131,14 @@ class ExecutionMonitor(ModelCallFinishHook, NodeFinishHook, RunFinishHook):
                       "failed" if call.failed else "ok")  # fmt: skip
             self._check_call(call, model, run_id)
 
-    def on_node_finish(
-        self, *, run_id: str, node_id: str, status: Any, outputs: Mapping[str, Any] | None,
-        error: BaseException | None, started: float | None, finished: float, attempts: int,
-    ) -> None:  # fmt: skip
-        if self.node_id is None or node_id != self.node_id:
+    def on_node_finish(self, event: NodeFinished) -> None:
+        if self.node_id is None or event.node_id != self.node_id:
             return  # a runtime's monitor counts runs at run finish
-        self._finish_run(run_id)
+        self._finish_run(event.run_id)
 
-    def on_run_finish(
-        self, *, run_id: str, status: Any, record: Any, error: BaseException | None
-    ) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
         if self.node_id is None:
-            self._finish_run(run_id)
+            self._finish_run(event.run_id)
 
     def _finish_run(self, run_id: str) -> None:
         with self._lock:

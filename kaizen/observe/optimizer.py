@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from kaizen.moments import ModelCallFinished, ModelCallStarted, NodeFinished, ToolCallFinished
 from kaizen.runtime.hooks import (
     ModelCallFinishHook,
     ModelCallStartHook,
@@ -146,26 +147,21 @@ class ExecutionOptimizer(
 
     # -- hooks ----------------------------------------------------------------------------------
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        key = hashlib.sha256(json.dumps(list(messages), sort_keys=True, default=str).encode())
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        messages = json.dumps(list(event.messages), sort_keys=True, default=str)
+        key = hashlib.sha256(messages.encode())
         with self._lock:
             self._history.prompts[key.hexdigest()] += 1
-            self._history.calls_per_run[run_id] += 1
+            self._history.calls_per_run[event.run_id] += 1
 
-    def on_model_call_finish(
-        self, *, run_id: str, node_id: str, model: str, usage: Any, latency: float, reply: Any,
-        error: BaseException | None,
-    ) -> None:  # fmt: skip
-        if reply is not None:
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        if event.reply is not None:
+            call = (event.latency, event.usage.completion_tokens)
             with self._lock:
-                self._history.latencies[model].append((latency, usage.completion_tokens))
+                self._history.latencies[event.model].append(call)
 
-    def on_node_finish(
-        self, *, run_id: str, node_id: str, status: Any, outputs: Mapping[str, Any] | None,
-        error: BaseException | None, started: float | None, finished: float, attempts: int,
-    ) -> None:  # fmt: skip
+    def on_node_finish(self, event: NodeFinished) -> None:
+        run_id, started, finished = event.run_id, event.started, event.finished
         with self._lock:
             calls = self._history.calls_per_run.pop(run_id, 0)
             self._history.executions += 1
@@ -179,11 +175,10 @@ class ExecutionOptimizer(
         if self.auto:
             self._maybe_apply()
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: Any
-    ) -> None:
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+        record = event.record
         with self._lock:
-            self._history.tool_spans[run_id].append(
+            self._history.tool_spans[event.run_id].append(
                 (record.started, record.started + record.duration)
             )
 

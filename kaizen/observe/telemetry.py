@@ -36,7 +36,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -58,7 +58,18 @@ from kaizen.runtime.hooks import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
+    from collections.abc import Mapping
+
+    from kaizen.moments import (
+        ModelCallFinished,
+        ModelCallStarted,
+        NodeFinished,
+        NodeStarted,
+        RunFinished,
+        RunStarted,
+        ToolCallFinished,
+        ToolCallStarted,
+    )
     from kaizen.workflow.workflow import Workflow
 
 __all__ = ["CorrelationFilter", "TracingHook", "enable_tracing"]
@@ -245,7 +256,8 @@ class TracingHook(
 
     # -- runs and nodes (driver thread) ---------------------------------------------------------
 
-    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
+    def on_run_start(self, event: RunStarted) -> None:
+        run_id, workflow = event.run_id, event.workflow
         outer = current_node_context()  # a run started inside another run's node nests there
         lone = _lone_agent(workflow)
         with self._lock:
@@ -266,22 +278,19 @@ class TracingHook(
                 },
             )
 
-    def on_run_finish(
-        self, *, run_id: str, status: RunStatus, record: RunRecord, error: BaseException | None
-    ) -> None:
+    def on_run_finish(self, event: RunFinished) -> None:
         with self._lock:
-            opened = self._runs.pop(run_id, None)
-            self._workflows.pop(run_id, None)
-            if run_id in self._lone:
-                self._lone.discard(run_id)
+            opened = self._runs.pop(event.run_id, None)
+            self._workflows.pop(event.run_id, None)
+            if event.run_id in self._lone:
+                self._lone.discard(event.run_id)
                 return
         if opened is not None:
-            opened.span.set_attribute("kaizen.run.status", str(status))
-            self._end(opened, time.time(), error)
+            opened.span.set_attribute("kaizen.run.status", str(event.status))
+            self._end(opened, time.time(), event.error)
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
+    def on_node_start(self, event: NodeStarted) -> None:
+        run_id, node_id, node_type = event.run_id, event.node_id, event.node_type
         with self._lock:
             parent = self._runs.get(run_id)
             workflow = self._workflows.get(run_id)
@@ -306,46 +315,33 @@ class TracingHook(
             opened = self._nodes[(run_id, node_id)] = self._start(
                 name,
                 parent,
-                time,
+                event.time,
                 {
                     "gen_ai.operation.name": operation,
-                    "kaizen.node.id": node_id,
-                    "kaizen.run_id": run_id,
+                    "kaizen.node.id": event.node_id,
+                    "kaizen.run_id": event.run_id,
                     "kaizen.node.type": node_type,
                     **extra,
                 },
             )
             opened.awaits_model = operation == "invoke_agent" and facts is None
 
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
+    def on_node_finish(self, event: NodeFinished) -> None:
         with self._lock:
-            opened = self._nodes.pop((run_id, node_id), None)
-            self._agents.pop((run_id, node_id), None)
+            opened = self._nodes.pop((event.run_id, event.node_id), None)
+            self._agents.pop((event.run_id, event.node_id), None)
         if opened is not None:
-            opened.span.set_attribute("kaizen.node.status", str(status))
-            opened.span.set_attribute("kaizen.node.attempts", attempts)
-            self._end(opened, finished, error)
+            opened.span.set_attribute("kaizen.node.status", str(event.status))
+            opened.span.set_attribute("kaizen.node.attempts", event.attempts)
+            self._end(opened, event.finished, event.error)
 
     # -- model and tool calls (the node's thread) -----------------------------------------------
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        provider, name = provider_and_model(model)
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        provider, name = provider_and_model(event.model)
         with self._lock:
-            parent = self._nodes.get((run_id, node_id))
-            facts = self._agents.get((run_id, node_id))
+            parent = self._nodes.get((event.run_id, event.node_id))
+            facts = self._agents.get((event.run_id, event.node_id))
             if parent is not None and parent.awaits_model:
                 parent.awaits_model = False
                 parent.span.set_attribute("gen_ai.provider.name", provider)
@@ -363,26 +359,19 @@ class TracingHook(
             client=True,
         )
         if self.capture_content:
-            opened.span.set_attribute("gen_ai.input.messages", _content(input_messages(messages)))
+            opened.span.set_attribute(
+                "gen_ai.input.messages", _content(input_messages(event.messages))
+            )
         _open_chat.set(opened)
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        reply, usage = event.reply, event.usage
         opened = _open_chat.get()
         if opened is None:  # a call whose start this hook did not see (a served reply)
             return
         _open_chat.set(None)
         span = opened.span
-        span.set_attribute("gen_ai.response.model", provider_and_model(model)[1])
+        span.set_attribute("gen_ai.response.model", provider_and_model(event.model)[1])
         provider_id = response_id(reply)
         if provider_id is not None:
             span.set_attribute("gen_ai.response.id", provider_id)
@@ -396,14 +385,13 @@ class TracingHook(
             span.set_attribute("gen_ai.output.messages", _content(output_messages(reply)))
         with self._lock:
             opened.add_tokens(usage.prompt_tokens, usage.completion_tokens)
-        self._end(opened, time.time(), error)
+        self._end(opened, time.time(), event.error)
 
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
+    def on_tool_call_start(self, event: ToolCallStarted) -> None:
+        tool, call_id = event.tool, event.call_id
         with self._lock:
-            parent = self._nodes.get((run_id, node_id))
-            opened = self._tools[(run_id, call_id)] = self._start(
+            parent = self._nodes.get((event.run_id, event.node_id))
+            opened = self._tools[(event.run_id, call_id)] = self._start(
                 f"execute_tool {tool}",
                 parent,
                 time.time(),
@@ -414,13 +402,12 @@ class TracingHook(
                 },
             )
         if self.capture_content:
-            opened.span.set_attribute("gen_ai.tool.call.arguments", _content(arguments))
+            opened.span.set_attribute("gen_ai.tool.call.arguments", _content(event.arguments))
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+        record = event.record
         with self._lock:
-            opened = self._tools.pop((run_id, call_id), None)
+            opened = self._tools.pop((event.run_id, event.call_id), None)
         if opened is None:
             return
         if self.capture_content and record.error is None:

@@ -22,27 +22,30 @@ run count for the agent's node too (usage, budget, `result.tool_calls`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
 
 from kaizen.errors import AgentLimitError, BudgetExceededError, NodeExecutionError, PlanStepError
 from kaizen.flow import Call, Flow
 from kaizen.llm.call import model_call, prepare
+from kaizen.moments import (
+    ModelCallFinished,
+    ModelCallStarted,
+    Moment,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from kaizen.plans.compile import compile_plan
 from kaizen.plans.nodes import PlanAgent
 from kaizen.plans.plan import SYNTHESIS, Plan, plan_schema, read_plan
 from kaizen.runtime.context import NodeContext, current_node_context
-from kaizen.runtime.hooks import (
-    ModelCallFinishHook,
-    ModelCallStartHook,
-    ToolCallFinishHook,
-    ToolCallStartHook,
-)
-from kaizen.runtime.record import RunRecord, ToolCallRecord, Usage
+from kaizen.runtime.hooks import MomentHook
+from kaizen.runtime.record import RunRecord
 from kaizen.signatures import extract_object
 from kaizen.store.memory import with_memory_block
 
@@ -297,7 +300,7 @@ def _failed(workflow: Workflow, runtime: LocalRuntime, error: NodeExecutionError
     return PlanOutcome(workflow, record, dict(error.results or {}), cause)
 
 
-class _Relay(ModelCallStartHook, ModelCallFinishHook, ToolCallStartHook, ToolCallFinishHook):
+class _Relay(MomentHook):
     """In a plan's run: its model and tool calls count for the agent's own node as well (usage,
     budget, the agent's tool calls and metadata)."""
 
@@ -306,35 +309,15 @@ class _Relay(ModelCallStartHook, ModelCallFinishHook, ToolCallStartHook, ToolCal
     def __init__(self, outer: NodeContext) -> None:
         self.outer = outer
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        self.outer.model_call_started(model=model, messages=messages)
+    def hears(self, moment: type[Moment]) -> bool:
+        return moment in _RELAYED
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
-        self.outer.model_call_finished(
-            usage=usage, model=model, latency=latency, reply=reply, error=error
-        )
+    def on_moment(self, event: Moment) -> None:
+        outer, node_event = self.outer, cast(Any, event)  # every relayed moment is a node's
+        outer.fire(dataclasses.replace(node_event, run_id=outer.run_id, node_id=outer.node_id))
 
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
-        self.outer.tool_call_started(tool=tool, arguments=arguments, call_id=call_id)
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
-        self.outer.tool_call_finished(record)
+_RELAYED = (ModelCallStarted, ModelCallFinished, ToolCallStarted, ToolCallFinished)
 
 
 def _relay(context: NodeContext | None) -> list[object]:

@@ -11,12 +11,11 @@ run does next. All methods are thread-safe: sync nodes charge from worker thread
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from kaizen.errors import BudgetExceededError
+from kaizen.moments import ModelCallFinished, ModelCallStarted, Usage
 from kaizen.runtime.hooks import ModelCallFinishHook, ModelCallStartHook
-from kaizen.runtime.record import Usage
 
 __all__ = ["Budget", "BudgetGuard"]
 
@@ -77,19 +76,11 @@ class Budget:
         with self._lock:
             tokens, cost = self._used.total_tokens, self._used.cost
         if self.max_tokens is not None and tokens >= self.max_tokens:
-            return (
-                f"{tokens} tokens used of max_tokens={self.max_tokens}",
-                "max_tokens",
-                tokens,
-                self.max_tokens,
-            )
+            message = f"{tokens} tokens used of max_tokens={self.max_tokens}"
+            return message, "max_tokens", tokens, self.max_tokens
         if self.max_cost is not None and cost >= self.max_cost:
-            return (
-                f"${cost:.4f} spent of max_cost=${self.max_cost:.4f}",
-                "max_cost",
-                cost,
-                self.max_cost,
-            )
+            message = f"${cost:.4f} spent of max_cost=${self.max_cost:.4f}"
+            return message, "max_cost", cost, self.max_cost
         return None
 
     def __repr__(self) -> str:
@@ -112,22 +103,10 @@ class BudgetGuard(ModelCallStartHook, ModelCallFinishHook):
         """The budgets that apply to node `node_id` (a Ray worker checks copies of them)."""
         return self._budgets_for(node_id)
 
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
-        for budget in self._budgets_for(node_id):
+    def on_model_call_start(self, event: ModelCallStarted) -> None:
+        for budget in self._budgets_for(event.node_id):
             budget.check()
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
-        for budget in self._budgets_for(node_id):
-            budget.charge(usage)
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        for budget in self._budgets_for(event.node_id):
+            budget.charge(event.usage)

@@ -14,8 +14,18 @@ from typing import Any
 
 from kaizen.call_context import HasCallContext as HasNodeContext
 from kaizen.call_context import node_context_var
+from kaizen.moments import (
+    ChunkReceived,
+    ModelCallFinished,
+    ModelCallStarted,
+    Moment,
+    ToolCallFinished,
+    ToolCallRecord,
+    ToolCallStarted,
+    Usage,
+)
 from kaizen.runtime.hooks import HookSet
-from kaizen.runtime.record import RunRecord, ToolCallRecord, Usage
+from kaizen.runtime.record import RunRecord
 
 __all__ = ["HasNodeContext", "NodeContext", "current_node_context", "node_context_var"]
 
@@ -44,13 +54,8 @@ class NodeContext:
     ) -> None:
         """Fire `on_model_call_start`; raises the `VetoError` of a hook refusing the call
         (`BudgetExceededError` when the run's budget is used up)."""
-        self.hooks.fire(
-            "model_call_start",
-            run_id=self.run_id,
-            node_id=self.node_id,
-            model=model,
-            messages=messages,
-        )
+        if self.hooks.observes(ModelCallStarted):
+            self.hooks.fire(ModelCallStarted(self.run_id, self.node_id, model, messages))
 
     def model_call_finished(
         self,
@@ -62,38 +67,23 @@ class NodeContext:
         error: BaseException | None = None,
     ) -> None:
         """Fire `on_model_call_finish`: the record and the budget count `usage` from it."""
-        self.hooks.fire(
-            "model_call_finish",
-            run_id=self.run_id,
-            node_id=self.node_id,
-            model=model,
-            usage=usage,
-            latency=latency,
-            reply=reply,
-            error=error,
-        )
+        event = ModelCallFinished(self.run_id, self.node_id, model, usage, latency, reply, error)
+        self.hooks.fire(event)  # the run's recorder always hears it
 
     def tool_call_started(self, *, tool: str, arguments: Any, call_id: str) -> None:
         """Fire `on_tool_call_start`; raises the `VetoError` of a hook refusing the call."""
-        self.hooks.fire(
-            "tool_call_start",
-            run_id=self.run_id,
-            node_id=self.node_id,
-            tool=tool,
-            arguments=arguments,
-            call_id=call_id,
-        )
+        if self.hooks.observes(ToolCallStarted):
+            self.hooks.fire(ToolCallStarted(self.run_id, self.node_id, tool, arguments, call_id))
 
     def tool_call_finished(self, record: ToolCallRecord) -> None:
         """Fire `on_tool_call_finish` (the run record keeps `record`)."""
-        self.hooks.fire(
-            "tool_call_finish",
-            run_id=self.run_id,
-            node_id=self.node_id,
-            tool=record.name,
-            call_id=record.call_id,
-            record=record,
-        )
+        event = ToolCallFinished(self.run_id, self.node_id, record.name, record.call_id, record)
+        self.hooks.fire(event)
+
+    def fire(self, event: Moment) -> None:
+        """Tell this node's hooks of `event` (any other moment inside the node)."""
+        if self.hooks.observes(type(event)):
+            self.hooks.fire(event)
 
     def note_stop_reason(self, reason: str) -> None:
         """Record why an agent's loop stopped (`NodeRun.stop_reason`)."""
@@ -110,11 +100,12 @@ class NodeContext:
     @property
     def wants_chunks(self) -> bool:
         """Whether any hook listens to streamed text (if none, the model call need not stream)."""
-        return self.hooks.observes("chunk")
+        return self.hooks.observes(ChunkReceived)
 
     def chunk(self, text: str) -> None:
         """Fire `on_chunk` with a piece of streamed reply text."""
-        self.hooks.fire("chunk", run_id=self.run_id, node_id=self.node_id, chunk=text)
+        if self.hooks.observes(ChunkReceived):
+            self.hooks.fire(ChunkReceived(self.run_id, self.node_id, text))
 
     # The short forms, for nodes that call models themselves.
     def check_budget(self) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
+from kaizen import moments
 from kaizen.aio import NEED_LOOP, running_loop
 from kaizen.errors import BudgetExceededError, NodeCancelledError, NodeExecutionError
 from kaizen.runtime import state as dataflow
@@ -69,7 +70,8 @@ class Run:
         self.run_id = run_id
         nodes = {p.node_id: NodeRun(p.node_id, p.node_type) for p in plan.nodes}
         self.record = RunRecord(run_id, workflow.name, started=now(), nodes=nodes)
-        self.hooks = HookSet([Recorder(self.record), *hooks], self.record)
+        self.recorder = Recorder(self.record)  # told first, directly (no event is built for it)
+        self.hooks = HookSet([self.recorder, *hooks], self.record)
         # node-scoped hook sets: the run's, plus a node's own (an agent's), made on first use
         self._node_hooks: dict[int, HookSet] = {}
         self.state = dataflow.new_state(plan, inputs, finished)
@@ -107,7 +109,8 @@ class Run:
         it finishes without one. The loop is entered (`enter_loop`) the first time a node must
         run elsewhere, or the driver must wait.
         """
-        self.hooks.fire("run_start", run_id=self.run_id, workflow=self.workflow, record=self.record)
+        if self.hooks.observes(moments.RunStarted):
+            self.hooks.fire(moments.RunStarted(self.run_id, self.workflow, self.record))
         state, items, executors = self.state, self.inbox.items, self.executors
         try:
             while True:
@@ -184,13 +187,17 @@ class Run:
             return
         job.announced = True
         p = job.plan
+        self.recorder.node_started(p.node_id, time)
         hooks = self.hooks_for(index) if p.scoped_hooks else self.hooks
-        hooks.node_started(self.run_id, p.node_id, p.node_type, time)
+        if hooks.node_start:
+            hooks.fire(moments.NodeStarted(self.run_id, p.node_id, p.node_type, 1, time))
 
     def retrying(self, index: int, attempt: int, error: BaseException, wait: float) -> None:
         if self.state.status[index] is dataflow.RUNNING:
-            node_id = self.nodes[index].node_id
-            self.hooks_for(index).node_retrying(self.run_id, node_id, attempt, error, wait)
+            hooks = self.hooks_for(index)
+            if hooks.observes(moments.NodeRetrying):
+                node_id = self.nodes[index].node_id
+                hooks.fire(moments.NodeRetrying(self.run_id, node_id, attempt, error, wait))
 
     def finished(self, outcome: Outcome) -> None:
         """A node ended: record it, and let its outputs (or their absence) flow downstream."""
@@ -233,14 +240,20 @@ class Run:
     def ended(
         self, p: NodePlan, status: NodeStatus, outcome: Outcome, error: BaseException | None
     ) -> None:
+        started, finished, attempts = outcome.started, outcome.finished, outcome.attempts
+        self.recorder.node_finished(p.node_id, status, error, started, finished, attempts)
         hooks = self.hooks_for(p.index) if p.scoped_hooks else self.hooks
-        hooks.node_finished(
-            self.run_id, p.node_id, status, outcome.outputs, error,
-            outcome.started, outcome.finished, outcome.attempts,
-        )  # fmt: skip
+        if hooks.node_finish:
+            outputs = outcome.outputs
+            hooks.fire(moments.NodeFinished(self.run_id, p.node_id, status, outputs, error,
+                                            started, finished, attempts))  # fmt: skip
 
     def skipped(self, j: int, reason: str) -> None:
-        self.hooks_for(j).node_skipped(self.run_id, self.nodes[j].node_id, reason, now())
+        node_id, time = self.nodes[j].node_id, now()
+        self.recorder.node_skipped(node_id, reason, time)
+        hooks = self.hooks_for(j)
+        if hooks.observes(moments.NodeSkipped):
+            hooks.fire(moments.NodeSkipped(self.run_id, node_id, reason, time))
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -262,5 +275,6 @@ class Run:
         self.abandoned.extend(self.executors.cancel_all())
 
     def finish(self, status: RunStatus, error: BaseException | None) -> None:
-        moment = {"status": status, "record": self.record, "error": error}
-        self.hooks.fire("run_finish", run_id=self.run_id, **moment)
+        self.recorder.run_finished(status)
+        if self.hooks.observes(moments.RunFinished):
+            self.hooks.fire(moments.RunFinished(self.run_id, status, self.record, error))

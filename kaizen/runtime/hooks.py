@@ -1,22 +1,27 @@
 """Lifecycle hooks: the one mechanism for everything that observes or steers a run.
 
-One class per moment, one method each, keyword-only arguments (the shape of Hamilton's
-`lifecycle/api.py`). A hook object subclasses the classes of the moments it wants:
+Each moment of a run is one typed event (`kaizen.moments`), and a hook hears a moment in the
+method named after it, which takes the event. A hook object subclasses the classes of the
+moments it wants (they only give the method's typed signature):
 
-    RunStartHook         on_run_start(*, run_id, workflow, record)
-    NodeStartHook        on_node_start(*, run_id, node_id, node_type, attempt, time)
-    NodeRetryHook        on_node_retry(*, run_id, node_id, attempt, error, wait)
-    NodeSkipHook         on_node_skip(*, run_id, node_id, reason, time)
-    NodeFinishHook       on_node_finish(*, run_id, node_id, status, outputs, error,
-                                        started, finished, attempts)
-    RunFinishHook        on_run_finish(*, run_id, status, record, error)
-    ModelCallStartHook   on_model_call_start(*, run_id, node_id, model, messages)
-    ModelCallFinishHook  on_model_call_finish(*, run_id, node_id, model, usage, latency,
-                                              reply, error)
-    ToolCallStartHook    on_tool_call_start(*, run_id, node_id, tool, arguments, call_id)
-    ToolCallFinishHook   on_tool_call_finish(*, run_id, node_id, tool, call_id, record)
-    ChunkHook            on_chunk(*, run_id, node_id, chunk)
-    BreakerHook          on_breaker_change(*, run_id, node_id, model, state, previous)
+    RunStartHook         on_run_start(event: RunStarted)
+    NodeStartHook        on_node_start(event: NodeStarted)
+    NodeRetryHook        on_node_retry(event: NodeRetrying)
+    NodeSkipHook         on_node_skip(event: NodeSkipped)
+    NodeFinishHook       on_node_finish(event: NodeFinished)
+    RunFinishHook        on_run_finish(event: RunFinished)
+    ModelCallStartHook   on_model_call_start(event: ModelCallStarted)
+    ModelCallFinishHook  on_model_call_finish(event: ModelCallFinished)
+    ToolCallStartHook    on_tool_call_start(event: ToolCallStarted)
+    ToolCallFinishHook   on_tool_call_finish(event: ToolCallFinished)
+    ChunkHook            on_chunk(event: ChunkReceived)
+    BreakerHook          on_breaker_change(event: BreakerChanged)
+
+The events and their fields are in `kaizen.moments` (every event has `run_id`, a node's moments
+`node_id`). A hook that treats several moments alike (a relay, an event stream) subclasses
+`MomentHook` instead: `hears(moment class)` and one `on_moment(event)`.
+Hook classes written before events, whose methods take the fields as keyword arguments, keep
+working for one release (`kaizen.runtime.legacy_hooks`; a `DeprecationWarning` once per class).
 
 A run begins (`on_run_start`, before any node), its nodes start, retry, finish (completed,
 failed or cancelled) or are skipped (routing, a failed upstream, the budget), and it ends
@@ -43,7 +48,7 @@ Hooks are registered for every run in the process (`add_process_hook(h)`, which
 `kaizen.enable_tracing` uses), on a runtime (`LocalRuntime(hooks=[...])`, `runtime.add_hook(h)`),
 for one run (`runtime.execute(..., hooks=[...])`), or on an agent
 (`create_agent(..., hooks=[...])`): an agent's hooks see the moments of that agent's own node.
-With no hook registered beyond the runtime's own record keeping, a moment costs one call.
+A moment no hook hears costs nothing: its event is built only when one does (`observes`).
 
 Middleware (`Middleware`, below; how it is applied: `kaizen.runtime.middleware`) is the steering
 form of a hook: registered the same ways (or with `add_middleware`), ordered by `priority`, it
@@ -55,17 +60,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kaizen import process
+from kaizen import moments, process
 from kaizen.errors import VetoError
+from kaizen.moments import MOMENTS, Moment, NodeFinished, NodeStarted
+from kaizen.runtime.legacy_hooks import KeywordCall, takes_keywords, warn_keyword_style
 from kaizen.runtime.record import HookError
 
 if TYPE_CHECKING:
     from kaizen.runtime.middleware import ModelCallRequest, NodeCall
-    from kaizen.runtime.record import NodeStatus, RunRecord, RunStatus, ToolCallRecord, Usage
-    from kaizen.workflow.workflow import Workflow
+    from kaizen.runtime.record import RunRecord
 
 __all__ = [
     "BreakerHook",
@@ -74,6 +80,7 @@ __all__ = [
     "Middleware",
     "ModelCallFinishHook",
     "ModelCallStartHook",
+    "MomentHook",
     "NodeFinishHook",
     "NodeRetryHook",
     "NodeSkipHook",
@@ -91,102 +98,76 @@ _log = logging.getLogger("kaizen.hooks")
 
 
 class RunStartHook:
-    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
+    def on_run_start(self, event: moments.RunStarted) -> None:
         raise NotImplementedError
 
 
 class RunFinishHook:
-    def on_run_finish(
-        self,
-        *,
-        run_id: str,
-        status: RunStatus,
-        record: RunRecord,
-        error: BaseException | None,
-    ) -> None:
+    def on_run_finish(self, event: moments.RunFinished) -> None:
         raise NotImplementedError
 
 
 class NodeStartHook:
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
+    def on_node_start(self, event: NodeStarted) -> None:
         raise NotImplementedError
 
 
 class NodeRetryHook:
-    def on_node_retry(
-        self, *, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
-    ) -> None:
+    def on_node_retry(self, event: moments.NodeRetrying) -> None:
         raise NotImplementedError
 
 
 class NodeSkipHook:
-    def on_node_skip(self, *, run_id: str, node_id: str, reason: str, time: float) -> None:
+    def on_node_skip(self, event: moments.NodeSkipped) -> None:
         raise NotImplementedError
 
 
 class NodeFinishHook:
-    def on_node_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float | None,
-        finished: float,
-        attempts: int,
-    ) -> None:
+    def on_node_finish(self, event: NodeFinished) -> None:
         raise NotImplementedError
 
 
 class ModelCallStartHook:
-    def on_model_call_start(
-        self, *, run_id: str, node_id: str, model: str, messages: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def on_model_call_start(self, event: moments.ModelCallStarted) -> None:
         raise NotImplementedError
 
 
 class ModelCallFinishHook:
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
+    def on_model_call_finish(self, event: moments.ModelCallFinished) -> None:
         raise NotImplementedError
 
 
 class ToolCallStartHook:
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
+    def on_tool_call_start(self, event: moments.ToolCallStarted) -> None:
         raise NotImplementedError
 
 
 class ToolCallFinishHook:
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
+    def on_tool_call_finish(self, event: moments.ToolCallFinished) -> None:
         raise NotImplementedError
 
 
 class ChunkHook:
-    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
+    def on_chunk(self, event: moments.ChunkReceived) -> None:
         raise NotImplementedError
 
 
 class BreakerHook:
-    def on_breaker_change(
-        self, *, run_id: str, node_id: str, model: str, state: Any, previous: str
-    ) -> None:
+    def on_breaker_change(self, event: moments.BreakerChanged) -> None:
+        raise NotImplementedError
+
+
+class MomentHook:
+    """A hook that hears several kinds of moment through one method (relays, event streams).
+
+    `hears(moment)` says which moment classes it wants (asked once per run), `on_moment(event)`
+    gets each of them.
+    """
+
+    def hears(self, moment: type[Moment]) -> bool:
+        raise NotImplementedError
+
+    def on_moment(self, event: Moment) -> None:
         raise NotImplementedError
 
 
@@ -218,25 +199,6 @@ class Middleware:
         return None
 
 
-# moment -> (hook class, method name); the order of HookSet's slots
-_MOMENTS: dict[str, tuple[type, str]] = {
-    "run_start": (RunStartHook, "on_run_start"),
-    "run_finish": (RunFinishHook, "on_run_finish"),
-    "node_start": (NodeStartHook, "on_node_start"),
-    "node_retry": (NodeRetryHook, "on_node_retry"),
-    "node_skip": (NodeSkipHook, "on_node_skip"),
-    "node_finish": (NodeFinishHook, "on_node_finish"),
-    "model_call_start": (ModelCallStartHook, "on_model_call_start"),
-    "model_call_finish": (ModelCallFinishHook, "on_model_call_finish"),
-    "tool_call_start": (ToolCallStartHook, "on_tool_call_start"),
-    "tool_call_finish": (ToolCallFinishHook, "on_tool_call_finish"),
-    "chunk": (ChunkHook, "on_chunk"),
-    "breaker_change": (BreakerHook, "on_breaker_change"),
-}
-_VETOABLE = frozenset({"model_call_start", "tool_call_start"})
-_HOOK_CLASSES = (*(cls for cls, _ in _MOMENTS.values()), Middleware)
-
-
 _process_hooks: tuple[object, ...] = ()
 
 
@@ -266,13 +228,14 @@ def hook_name(hook: object) -> str:
 
 
 def check_hooks(hooks: Iterable[object]) -> tuple[object, ...]:
-    """The hooks as a tuple; `TypeError` for an object that implements no moment."""
+    """The hooks as a tuple; `TypeError` for an object that hears no moment. A hook written
+    in the keyword-argument form is adapted (a `DeprecationWarning`, once per class)."""
     checked = tuple(hooks)
     for hook in checked:
-        if not isinstance(hook, _HOOK_CLASSES):
+        if not isinstance(hook, Middleware | MomentHook) and not _methods_of(type(hook)):
             raise TypeError(
-                f"{hook!r} is not a lifecycle hook: subclass the classes of the moments it "
-                "observes (kaizen.NodeFinishHook, kaizen.ModelCallFinishHook, ...; see "
+                f"{hook!r} is not a lifecycle hook: give it the methods of the moments it "
+                "hears (subclass kaizen.NodeFinishHook, kaizen.ModelCallFinishHook, ...; see "
                 "kaizen.runtime.hooks)"
             )
     return checked
@@ -281,9 +244,9 @@ def check_hooks(hooks: Iterable[object]) -> tuple[object, ...]:
 class HookSet:
     """The hooks of one run (or of one node within it), sorted by moment, ready to call.
 
-    `fire(moment, **arguments)` calls every hook of that moment in registration order;
-    `node_started`, `node_finished`, ... are the runtime's moments with their arguments typed.
-    Failures are recorded in `record.hook_errors` (see the module docstring).
+    `observes(NodeFinished)` says whether any hook hears a moment (build its event only then);
+    `fire(event)` calls every hook of the event's moment in registration order. Failures are
+    recorded in `record.hook_errors` (see the module docstring).
     """
 
     __slots__ = ("_by_moment", "hooks", "middleware", "node_finish", "node_start", "record")
@@ -291,98 +254,56 @@ class HookSet:
     def __init__(self, hooks: Sequence[object], record: RunRecord | None = None) -> None:
         self.hooks = tuple(hooks)
         self.record = record
-        by_moment: dict[str, tuple[Callable[..., None], ...]] = {}  # only moments with hooks
+        by_moment: dict[type[Moment], tuple[Callable[[Any], None], ...]] = {}  # heard ones only
         for hook in self.hooks:
-            for moment, method in _moments_of(type(hook)):
-                by_moment[moment] = (*by_moment.get(moment, ()), getattr(hook, method))
+            for moment, call in _calls_of(hook):
+                by_moment[moment] = (*by_moment.get(moment, ()), call)
         self._by_moment = by_moment
         ranked = [hook for hook in self.hooks if isinstance(hook, Middleware)]
         # sorted() is stable: equal priorities keep registration order
         self.middleware: tuple[Middleware, ...] = tuple(sorted(ranked, key=_priority))
-        self.node_start = by_moment.get("node_start", ())
-        self.node_finish = by_moment.get("node_finish", ())
+        # the driver's hottest moments: it builds their events only when these are not empty
+        self.node_start = by_moment.get(NodeStarted, ())
+        self.node_finish = by_moment.get(NodeFinished, ())
 
     def including(self, more: Sequence[object]) -> HookSet:
         """These hooks followed by `more` (an agent's hooks, scoped to its node)."""
         return HookSet((*self.hooks, *more), self.record) if more else self
 
-    def observes(self, moment: str) -> bool:
-        """Whether any hook here observes `moment`."""
+    def observes(self, moment: type[Moment]) -> bool:
+        """Whether any hook here hears `moment` (a class of `kaizen.moments`)."""
         return moment in self._by_moment
 
-    def fire(self, moment: str, **arguments: Any) -> None:
-        """Call every hook of `moment` with `arguments` (keyword-only, as documented)."""
-        for call in self._by_moment.get(moment, ()):
+    def fire(self, event: Moment) -> None:
+        """Call every hook of the event's moment with it; a `VetoError` from a hook of a
+        vetoable moment is raised, any other failure recorded."""
+        for call in self._by_moment.get(type(event), ()):
             try:
-                call(**arguments)
+                call(event)
             except VetoError:
-                if moment in _VETOABLE:
+                if event.vetoable:
                     raise
-                self.failed(call, moment, arguments.get("node_id"))
+                self.failed(call, event)
             except Exception:
-                self.failed(call, moment, arguments.get("node_id"))
+                self.failed(call, event)
 
-    # The runtime's moments, typed. Node start and finish are its hottest: they loop here
-    # rather than through `fire`.
-
-    def node_started(self, run_id: str, node_id: str, node_type: str, time: float) -> None:
-        for call in self.node_start:
-            try:
-                call(run_id=run_id, node_id=node_id, node_type=node_type, attempt=1, time=time)
-            except Exception:
-                self.failed(call, "node_start", node_id)
-
-    def node_finished(
-        self,
-        run_id: str,
-        node_id: str,
-        status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
-        error: BaseException | None,
-        started: float,
-        finished: float,
-        attempts: int,
-    ) -> None:
-        for call in self.node_finish:
-            try:
-                call(
-                    run_id=run_id,
-                    node_id=node_id,
-                    status=status,
-                    outputs=outputs,
-                    error=error,
-                    started=started,
-                    finished=finished,
-                    attempts=attempts,
-                )
-            except Exception:
-                self.failed(call, "node_finish", node_id)
-
-    def node_skipped(self, run_id: str, node_id: str, reason: str, time: float) -> None:
-        self.fire("node_skip", run_id=run_id, node_id=node_id, reason=reason, time=time)
-
-    def node_retrying(
-        self, run_id: str, node_id: str, attempt: int, error: BaseException, wait: float
-    ) -> None:
-        moment = {"attempt": attempt, "error": error, "wait": wait}
-        self.fire("node_retry", run_id=run_id, node_id=node_id, **moment)
-
-    def failed(self, call: Callable[..., None], moment: str, node_id: str | None) -> None:
+    def failed(self, call: Callable[[Any], None], event: Moment) -> None:
         """Record and log that `call` (a hook's method) raised the exception being handled."""
         error = sys.exc_info()[1]
         hook = getattr(call, "__self__", call)
         name = hook_name(hook)
+        node_id: str | None = getattr(event, "node_id", None)
         _log.warning(
             "hook %s failed on %s%s: %s: %s; the run goes on",
             name,
-            moment,
+            event.moment,
             f" of node {node_id!r}" if node_id else "",
             type(error).__name__,
             error,
         )
         if self.record is not None:
             self.record.hook_errors.append(
-                HookError(name, moment, f"{type(error).__name__}: {error}", node_id)
+                HookError(name, event.moment, f"{type(error).__name__}: {error}", node_id)
             )
 
 
@@ -390,17 +311,36 @@ def _priority(middleware: Middleware) -> int:
     return middleware.priority
 
 
-_MOMENTS_OF: dict[type, tuple[tuple[str, str], ...]] = {}
+def _calls_of(hook: object) -> Iterator[tuple[type[Moment], Callable[[Any], None]]]:
+    """(moment, what to call with its event) for every moment `hook` hears."""
+    if isinstance(hook, MomentHook):
+        for moment in MOMENTS:
+            if hook.hears(moment):
+                yield moment, hook.on_moment
+        return
+    for moment, method, keyword_style in _methods_of(type(hook)):
+        call = getattr(hook, method)
+        yield moment, KeywordCall(call, moment) if keyword_style else call
 
 
-def _moments_of(cls: type) -> tuple[tuple[str, str], ...]:
-    """The moments a hook class observes, as (moment, method name); worked out once per class."""
-    moments = _MOMENTS_OF.get(cls)
-    if moments is None:
-        moments = _MOMENTS_OF[cls] = tuple(
-            (moment, method) for moment, (base, method) in _MOMENTS.items() if issubclass(cls, base)
-        )
-    return moments
+_METHODS_OF: dict[type, tuple[tuple[type[Moment], str, bool], ...]] = {}
+
+
+def _methods_of(cls: type) -> tuple[tuple[type[Moment], str, bool], ...]:
+    """The moments a hook class hears, as (moment, method name, written in the deprecated
+    keyword-argument form); worked out once per class."""
+    methods = _METHODS_OF.get(cls)
+    if methods is None:
+        found = []
+        for moment in MOMENTS:
+            method = f"on_{moment.moment}"
+            function = getattr(cls, method, None)
+            if callable(function):
+                found.append((moment, method, takes_keywords(function)))
+        methods = _METHODS_OF[cls] = tuple(found)
+        if any(keyword_style for _, _, keyword_style in methods):
+            warn_keyword_style(cls)
+    return methods
 
 
 def _forget_process_hooks() -> None:

@@ -3,7 +3,9 @@
 The `Recorder` hook (`kaizen.runtime.recorder`) fills a record in as the run goes; renderers draw
 it (`record.render("run.svg")`, through `kaizen.seams.drawing`). Times are `time.time()` seconds
 (wall clock), so records from different processes line up. A record holds no secrets: errors
-are `"Type: message"` strings, and model usage is counts and cost.
+are `"Type: message"` strings, and model usage is counts and cost. `NodeStatus`, `RunStatus`,
+`Usage` and `ToolCallRecord` live in `kaizen.moments` (the events carry them) and are
+importable from here too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kaizen import seams
-from kaizen.status import NodeStatus, RunStatus
-from kaizen.usage import Usage
+from kaizen.moments import NodeStatus, RunStatus, ToolCallRecord, Usage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,23 +31,6 @@ __all__ = [
     "ToolCallRecord",
     "Usage",
 ]
-
-
-@dataclass(slots=True)
-class ToolCallRecord:
-    """One tool call an agent's model asked for, and what came of it."""
-
-    call_id: str
-    name: str
-    arguments: Any  # the parsed arguments, or the text the model sent when it was not JSON
-    output: str | None = None  # what the model was shown (None when the call failed)
-    error: str | None = None  # the tool error the model was shown instead
-    started: float = 0.0  # time.time()
-    duration: float = 0.0  # seconds
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass(slots=True)

@@ -1,45 +1,25 @@
-"""`Recorder`: the hook that writes a run's `RunRecord`, registered first on every run.
+"""`Recorder`: what writes a run's `RunRecord`, registered first on every run.
 
-Node moments arrive on the driver thread in order; model-call moments may come from several
-worker threads at once, so usage is added under a lock (correct by construction: no caller has
-to pass one in).
+Run and node moments are the driver's own: it tells the recorder directly (`node_started`,
+`node_finished`, `node_skipped`, `run_finished`) before any hook hears of them, and builds no
+event for the record's sake. Model-call and tool-call moments come from the threads that run
+nodes, as events to the recorder's hook methods; usage is added under a lock (correct by
+construction: no caller has to pass one in).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from time import time as now
-from typing import Any
 
-from kaizen.runtime.hooks import (
-    ModelCallFinishHook,
-    NodeFinishHook,
-    NodeSkipHook,
-    NodeStartHook,
-    RunFinishHook,
-    ToolCallFinishHook,
-)
-from kaizen.runtime.record import (
-    ModelCallSpan,
-    NodeStatus,
-    RunRecord,
-    RunStatus,
-    ToolCallRecord,
-    Usage,
-)
+from kaizen.moments import ModelCallFinished, NodeStatus, RunStatus, ToolCallFinished
+from kaizen.runtime.hooks import ModelCallFinishHook, ToolCallFinishHook
+from kaizen.runtime.record import ModelCallSpan, RunRecord
 
 __all__ = ["Recorder"]
 
 
-class Recorder(
-    NodeStartHook,
-    NodeFinishHook,
-    NodeSkipHook,
-    ModelCallFinishHook,
-    ToolCallFinishHook,
-    RunFinishHook,
-):
+class Recorder(ModelCallFinishHook, ToolCallFinishHook):
     """Keeps `record` up to date: node statuses, times, attempts, errors, usage, each model
     call's span (queue time apart from generation time), tool calls."""
 
@@ -49,21 +29,18 @@ class Recorder(
         self.record = record
         self._usage_lock = threading.Lock()
 
-    def on_node_start(
-        self, *, run_id: str, node_id: str, node_type: str, attempt: int, time: float
-    ) -> None:
+    # -- the driver's moments (its thread, in order) ---------------------------------------------
+
+    def node_started(self, node_id: str, time: float) -> None:
         node_run = self.record.nodes[node_id]
         node_run.status = NodeStatus.RUNNING
         node_run.started = time
-        node_run.attempts = attempt
+        node_run.attempts = 1
 
-    def on_node_finish(
+    def node_finished(
         self,
-        *,
-        run_id: str,
         node_id: str,
         status: NodeStatus,
-        outputs: Mapping[str, Any] | None,
         error: BaseException | None,
         started: float | None,
         finished: float,
@@ -76,56 +53,39 @@ class Recorder(
         node_run.finished = finished
         node_run.attempts = attempts
         if error is not None:
-            node_run.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            node_run.error = f"{type(error).__name__}: {error}"
 
-    def on_node_skip(self, *, run_id: str, node_id: str, reason: str, time: float) -> None:
+    def node_skipped(self, node_id: str, reason: str, time: float) -> None:
         node_run = self.record.nodes[node_id]
         node_run.status = NodeStatus.SKIPPED
         node_run.skip_reason = reason
         node_run.finished = time
 
-    def on_model_call_finish(
-        self,
-        *,
-        run_id: str,
-        node_id: str,
-        model: str,
-        usage: Usage,
-        latency: float,
-        reply: Any,
-        error: BaseException | None,
-    ) -> None:
-        node_run = self.record.nodes.get(node_id)
+    def run_finished(self, status: RunStatus) -> None:
+        self.record.finished = now()
+        self.record.status = status
+
+    # -- moments inside nodes (any thread) -------------------------------------------------------
+
+    def on_model_call_finish(self, event: ModelCallFinished) -> None:
+        node_run = self.record.nodes.get(event.node_id)
         finished = now()
         span = ModelCallSpan(
-            model=model,
-            started=finished - latency,
+            model=event.model,
+            started=finished - event.latency,
             finished=finished,
-            queue_time=float(getattr(reply, "queue_time", 0.0) or 0.0),
-            failed=error is not None,
+            queue_time=float(getattr(event.reply, "queue_time", 0.0) or 0.0),
+            failed=event.error is not None,
         )
         with self._usage_lock:
             if node_run is not None:
-                node_run.usage.add(usage)
-                if model:  # a node counting usage itself (`add_usage`) made no timed call
+                node_run.usage.add(event.usage)
+                if event.model:  # a node counting usage itself (`add_usage`) made no timed call
                     node_run.model_calls.append(span)
-            self.record.usage.add(usage)
+            self.record.usage.add(event.usage)
 
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
-        node_run = self.record.nodes.get(node_id)
+    def on_tool_call_finish(self, event: ToolCallFinished) -> None:
+        node_run = self.record.nodes.get(event.node_id)
         if node_run is not None:
             with self._usage_lock:
-                node_run.tool_calls.append(record)
-
-    def on_run_finish(
-        self,
-        *,
-        run_id: str,
-        status: RunStatus,
-        record: RunRecord,
-        error: BaseException | None,
-    ) -> None:
-        record.finished = now()
-        record.status = status
+                node_run.tool_calls.append(event.record)

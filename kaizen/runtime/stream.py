@@ -8,8 +8,10 @@
             case Done(result=result): ...                  # the ExecutionResult
             case Error(error=error): ...                   # what execute() would have raised
 
-Events come from lifecycle hooks (`StreamHook`: chunks, tool-call start and finish), so a stream
-sees exactly what the run record sees. Every event carries the `node_id` it came from (for an
+The events are the lifecycle moments themselves (`kaizen.moments`; `StreamHook` hands on chunks
+and tool-call starts and finishes): `ContentDelta` is `ChunkReceived`, `ToolStart` is
+`ToolCallStarted`, `ToolComplete` is `ToolCallFinished`, so a stream sees exactly what hooks
+and the run record see. Every event carries the `node_id` it came from (for an
 agent, the agent's name): `LocalRuntime.stream(workflow, parameters)` yields the events of every
 node of a workflow, then `Done` with the results (`Done.result`, `Done.run_id`).
 
@@ -28,8 +30,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kaizen.runtime.hooks import ChunkHook, ToolCallFinishHook, ToolCallStartHook
-from kaizen.runtime.record import ToolCallRecord
+from kaizen.moments import ChunkReceived, Moment, ToolCallFinished, ToolCallStarted
+from kaizen.runtime.hooks import MomentHook
 
 __all__ = [
     "ContentDelta",
@@ -43,36 +45,10 @@ __all__ = [
     "stream_sync",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class ContentDelta:
-    """A piece of the model's reply text, as it arrived."""
-
-    text: str
-    node_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ToolStart:
-    """A tool call begins (its arguments parsed, or the text sent when it was not JSON)."""
-
-    name: str
-    arguments: Any
-    call_id: str
-    node_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ToolComplete:
-    """A tool call ended: `output` (what the model reads) or `error` (the tool error it reads
-    instead), and how long it took in seconds."""
-
-    call_id: str
-    output: str | None
-    error: str | None
-    duration: float
-    name: str = ""
-    node_id: str | None = None
+# The stream's events are the moments themselves (`kaizen.moments`), under the stream's names.
+ContentDelta = ChunkReceived  # .text (.chunk), .node_id, .run_id
+ToolStart = ToolCallStarted  # .name (.tool), .arguments, .call_id, .node_id, .run_id
+ToolComplete = ToolCallFinished  # .call_id, .output, .error, .duration, .name, .record, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,33 +68,27 @@ class Error:
     node_id: str | None = None
 
 
-StreamEvent = ContentDelta | ToolStart | ToolComplete | Done | Error
+StreamEvent = ChunkReceived | ToolCallStarted | ToolCallFinished | Done | Error
 Sink = Callable[[StreamEvent], None]
+_STREAMED = (ChunkReceived, ToolCallStarted, ToolCallFinished)
 
 
-class StreamHook(ChunkHook, ToolCallStartHook, ToolCallFinishHook):
-    """Turns chunk and tool-call moments into stream events for `sink` (thread-safe sinks only:
-    moments come from the threads that run nodes)."""
+class StreamHook(MomentHook):
+    """Hands chunk and tool-call moments to `sink` (thread-safe sinks only: moments come from
+    the threads that run nodes). With `chunks=False`, tool calls only: no hook listening to
+    chunks means model calls need not stream."""
 
     name = "kaizen.stream"
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, *, chunks: bool = True) -> None:
         self.sink = sink
+        self.moments = _STREAMED if chunks else _STREAMED[1:]
 
-    def on_chunk(self, *, run_id: str, node_id: str, chunk: Any) -> None:
-        self.sink(ContentDelta(str(chunk), node_id))
+    def hears(self, moment: type[Moment]) -> bool:
+        return moment in self.moments
 
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
-        self.sink(ToolStart(tool, arguments, call_id, node_id))
-
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
-        self.sink(
-            ToolComplete(call_id, record.output, record.error, record.duration, tool, node_id)
-        )
+    def on_moment(self, event: Moment) -> None:
+        self.sink(event)  # type: ignore[arg-type] # one of the moments it hears
 
 
 async def stream_async(

@@ -2,9 +2,9 @@
 
 `submit(parameters)` makes a `ServedRun` and starts it as a task at once; the request that
 posted it returns without waiting. At most `max_active` runs execute together, the others wait
-``queued``. A run executes on the manager's `LocalRuntime` (`execute_async_with_record`), with
-two hooks: the runtime's event callback and a `StreamHook`, whose events become the run's
-numbered events (`kaizen.serve.sse`); the last one is ``done``. Whatever a run raises ends it
+``queued``. A run executes on the manager's `LocalRuntime` (`execute_async_with_record`) with
+one hook, whose moments (run and node moments, tool calls, streamed text) become the run's
+numbered events (`kaizen.serve.sse.frame`); the last one is ``done``. Whatever a run raises ends it
 ``failed`` with the reason; a cancelled run ends ``cancelled``; nothing leaves the task.
 
 Everything is written to the store as it happens (`kaizen.store.served.ServedRunLog`, group
@@ -28,14 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kaizen.runtime.hooks import RunStartHook, ToolCallFinishHook, ToolCallStartHook
-from kaizen.serve.sse import dumps, run_event_data, stream_data
+from kaizen.moments import ChunkReceived, Moment, RunStarted, ToolCallFinished, ToolCallStarted
+from kaizen.runtime.hooks import MomentHook
+from kaizen.serve.sse import dumps, frame
 from kaizen.store.served import FINISHED_STATUSES, ServedRunLog, cancel_requests
 
 if TYPE_CHECKING:
     from kaizen.runtime.local import LocalRuntime
-    from kaizen.runtime.record import RunRecord, ToolCallRecord
-    from kaizen.runtime.stream import StreamEvent, StreamHook
+    from kaizen.runtime.record import RunRecord
     from kaizen.serve.target import ServedTarget
     from kaizen.store.db import Store
     from kaizen.workflow.workflow import Workflow
@@ -197,7 +197,6 @@ class RunManager:
 
     async def _execute(self, run: ServedRun, parameters: Mapping[str, Any]) -> None:
         from kaizen.errors import BudgetExceededError, NodeExecutionError
-        from kaizen.runtime.stream import StreamHook
 
         assert self._active is not None and self._log is not None
         results: Any = None
@@ -205,12 +204,10 @@ class RunManager:
         try:
             async with self._active:
                 self._set_status(run, "running")
-                stream = StreamHook(lambda event: self._streamed(run, event))
-                hooks = [_Capture(run), stream if self.stream_content else _ToolEvents(stream)]
+                frames = _Frames(self, run)
                 raw, record = await self.runtime.execute_async_with_record(
-                    self._workflow, parameters, run_id=run.run_id,
-                    on_event=lambda event: self._add(run, *run_event_data(event)), hooks=hooks,
-                )  # fmt: skip
+                    self._workflow, parameters, run_id=run.run_id, hooks=[frames]
+                )
             results = self.target.results(raw)
             status = "completed" if str(record.status) == "completed" else "failed"
             error = None if status == "completed" else _failure_of(record)
@@ -268,8 +265,9 @@ class RunManager:
         self._log.event(run.run_id, seq, kind, text)
         run._notify()
 
-    def _streamed(self, run: ServedRun, event: StreamEvent) -> None:
-        converted = stream_data(event, run.run_id)
+    def _heard(self, run: ServedRun, event: Moment) -> None:
+        """A moment of the run (from the driver, or a node's thread): its frame, in order."""
+        converted = frame(event)
         if converted is None:
             return
         if threading.get_ident() == self._loop_thread:
@@ -314,40 +312,28 @@ class RunManager:
                 self.cancel(run_id)
 
 
-class _Capture(RunStartHook):
-    """Keeps the live `RunRecord` of a served run, for reads while it runs."""
+class _Frames(MomentHook):
+    """A served run's moments as its numbered events: run and node moments, tool calls, and
+    (with `stream_content`) agents' streamed text; keeps the live `RunRecord` for reads while
+    it runs. Chunks are heard only when streamed: a hook listening is what makes model calls
+    stream."""
 
     name = "kaizen.serve"
 
-    def __init__(self, run: ServedRun) -> None:
+    def __init__(self, manager: RunManager, run: ServedRun) -> None:
+        self.manager = manager
         self.run = run
+        self.chunks = manager.stream_content
 
-    def on_run_start(self, *, run_id: str, workflow: Workflow, record: RunRecord) -> None:
-        self.run.record = record
+    def hears(self, moment: type[Moment]) -> bool:
+        if moment is ChunkReceived:
+            return self.chunks
+        return moment.on_driver or moment in (ToolCallStarted, ToolCallFinished)
 
-
-class _ToolEvents(ToolCallStartHook, ToolCallFinishHook):
-    """The tool-call half of a `StreamHook`: tool events without streaming model calls (a
-    `ChunkHook` listening is what makes model calls stream)."""
-
-    name = "kaizen.serve.tools"
-
-    def __init__(self, stream: StreamHook) -> None:
-        self.stream = stream
-
-    def on_tool_call_start(
-        self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-    ) -> None:
-        self.stream.on_tool_call_start(
-            run_id=run_id, node_id=node_id, tool=tool, arguments=arguments, call_id=call_id
-        )
-
-    def on_tool_call_finish(
-        self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-    ) -> None:
-        self.stream.on_tool_call_finish(
-            run_id=run_id, node_id=node_id, tool=tool, call_id=call_id, record=record
-        )
+    def on_moment(self, event: Moment) -> None:
+        if isinstance(event, RunStarted):
+            self.run.record = event.record
+        self.manager._heard(self.run, event)
 
 
 def _calls_models(workflow: Workflow) -> bool:

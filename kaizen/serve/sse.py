@@ -7,7 +7,8 @@ that reconnects with ``Last-Event-ID: n`` gets every event after the n-th:
     event: node_finished
     data: {"run_id": "...", "node_id": "qa", "time": 1760000000.1, "duration": 0.2, ...}
 
-Comments (``: keepalive``) keep idle connections open through proxies. The kinds are the
+Comments (``: keepalive``) keep idle connections open through proxies. A frame is what a
+lifecycle moment publishes (`kaizen.moments`, `Moment.published`). The kinds are the
 runtime's `EventKind`s (``run_started``, ``node_started``, ``node_retrying``, ``node_finished``,
 ``node_failed``, ``node_cancelled``, ``node_skipped``, ``run_finished``), the stream's
 (``content``, ``tool_start``, ``tool_complete``), and last ``done``: the run's status, results
@@ -19,10 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kaizen.runtime.events import RunEvent
-from kaizen.runtime.stream import ContentDelta, StreamEvent, ToolComplete, ToolStart
+from kaizen.moments import Moment
 
-__all__ = ["KEEPALIVE", "encode_event", "parse_last_event_id", "run_event_data", "stream_data"]
+__all__ = ["KEEPALIVE", "encode_event", "frame", "parse_last_event_id"]
 
 KEEPALIVE = b": keepalive\n\n"
 
@@ -42,41 +42,23 @@ def parse_last_event_id(value: str | None) -> int:
         return 0
 
 
-def run_event_data(event: RunEvent) -> tuple[str, dict[str, Any]]:
-    """`(kind, data)` of a runtime event."""
-    data: dict[str, Any] = {"run_id": event.run_id, "time": event.time}
-    if event.node_id is not None:
-        data["node_id"] = event.node_id
-    data.update(event.data)
-    return str(event.kind), data
-
-
-def stream_data(event: StreamEvent, run_id: str) -> tuple[str, dict[str, Any]] | None:
-    """`(kind, data)` of a streamed chunk or tool call; None for the stream's own end events
-    (the served run sends ``done`` itself)."""
-    base: dict[str, Any] = {"run_id": run_id, "node_id": event.node_id}
-    if isinstance(event, ContentDelta):
-        return "content", {**base, "text": event.text}
-    if isinstance(event, ToolStart):
-        arguments = _jsonable(event.arguments)
-        return "tool_start", {**base, "tool": event.name, "call_id": event.call_id,
-                              "arguments": arguments}  # fmt: skip
-    if isinstance(event, ToolComplete):
-        return "tool_complete", {
-            **base, "tool": event.name, "call_id": event.call_id, "output": event.output,
-            "error": event.error, "duration": event.duration,
-        }  # fmt: skip
-    return None
+def frame(event: Moment) -> tuple[str, dict[str, Any]] | None:
+    """`(kind, data)` of the frame a moment is sent as (`Moment.published`: the same kind and
+    details a `RunEvent` subscriber sees), or None for a moment clients are not sent."""
+    published = event.published()
+    if published is None:
+        return None
+    kind, time, details = published
+    data: dict[str, Any] = {"run_id": event.run_id}
+    if time is not None:
+        data["time"] = time
+    node_id = getattr(event, "node_id", None)
+    if node_id is not None:
+        data["node_id"] = node_id
+    data.update(details)
+    return str(kind), data
 
 
 def dumps(value: Any) -> str:
     """Compact JSON; values JSON cannot hold become their `str`."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return value

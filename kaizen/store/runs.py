@@ -36,8 +36,8 @@ from kaizen.store.db import Store
 from kaizen.store.encode import canonical_json, decode, decode_outputs, encode
 
 if TYPE_CHECKING:
+    from kaizen.moments import RunStatus
     from kaizen.runtime.record import RunRecord
-    from kaizen.status import RunStatus
     from kaizen.workflow.workflow import Workflow
 
 __all__ = [

@@ -18,6 +18,7 @@ from time import time as now
 from typing import TYPE_CHECKING, Any
 
 from kaizen.errors import NotPicklableError, VetoError
+from kaizen.moments import ChunkReceived
 from kaizen.retrying import RetryPolicy, next_attempt
 from kaizen.runtime.attempt import Job, Outcome, node_retry_policy
 from kaizen.runtime.budget import BudgetGuard
@@ -161,7 +162,7 @@ class RayExecutor(OnTheLoop):
             wiring=tuple(wiring),
             middleware=hooks.middleware,
             budgets=budgets,
-            wants_chunks=hooks.observes("chunk"),
+            wants_chunks=hooks.observes(ChunkReceived),
         )
         return task, upstream
 
@@ -278,10 +279,10 @@ class RayExecutor(OnTheLoop):
         if not report.moments:
             return
         observers, starters = self._replaying(p.index)
-        for moment, arguments in report.moments:
-            hooks = starters if moment in ("model_call_start", "tool_call_start") else observers
+        for event in report.moments:
+            hooks = starters if event.vetoable else observers
             with contextlib.suppress(VetoError):  # the call happened: nothing to refuse now
-                hooks.fire(moment, **arguments)
+                hooks.fire(event)
 
     def _replaying(self, index: int) -> tuple[HookSet, HookSet]:
         """The hooks a node's moments are replayed to: the run's and the node's own, except

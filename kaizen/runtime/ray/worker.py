@@ -11,27 +11,20 @@ be pickled back is named (`NotPicklableError`) rather than lost. `ray` is import
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import time as now
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kaizen.errors import NotPicklableError
+from kaizen.moments import ChunkReceived, Moment
 from kaizen.runtime.attempt import Job, Outcome, arun_attempt, run_attempt
 from kaizen.runtime.budget import Budget, BudgetGuard
-from kaizen.runtime.hooks import (
-    BreakerHook,
-    ChunkHook,
-    HookSet,
-    Middleware,
-    ModelCallFinishHook,
-    ModelCallStartHook,
-    ToolCallFinishHook,
-    ToolCallStartHook,
-)
+from kaizen.runtime.hooks import HookSet, Middleware, MomentHook
 from kaizen.runtime.record import HookError, NodeRun, RunRecord, Usage
 from kaizen.runtime.recorder import Recorder
 from kaizen.workflow.plan import NodePlan
@@ -107,43 +100,27 @@ class WorkerReport:
     started: float
     finished: float
     node_run: NodeRun
-    moments: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    moments: list[Moment] = field(default_factory=list)
     hook_errors: list[HookError] = field(default_factory=list)
     worker: str = ""
 
 
-class _Relay(
-    ModelCallStartHook, ModelCallFinishHook, ToolCallStartHook, ToolCallFinishHook, BreakerHook
-):
-    """Keeps the moments a node fires in the worker, for the driver to replay."""
+class _Relay(MomentHook):
+    """Keeps the moments a node fires in the worker, for the driver to replay: every moment
+    inside a node; chunks only when the driver's hooks listen to them (otherwise model calls
+    need not stream)."""
 
     name = "kaizen.ray-relay"
 
-    def __init__(self) -> None:
-        self.moments: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, chunks: bool) -> None:
+        self.chunks = chunks
+        self.moments: list[Moment] = []
 
-    def on_model_call_start(self, **arguments: Any) -> None:
-        self.moments.append(("model_call_start", arguments))
+    def hears(self, moment: type[Moment]) -> bool:
+        return not moment.on_driver and (self.chunks or moment is not ChunkReceived)
 
-    def on_model_call_finish(self, **arguments: Any) -> None:
-        self.moments.append(("model_call_finish", arguments))
-
-    def on_tool_call_start(self, **arguments: Any) -> None:
-        self.moments.append(("tool_call_start", arguments))
-
-    def on_tool_call_finish(self, **arguments: Any) -> None:
-        self.moments.append(("tool_call_finish", arguments))
-
-    def on_breaker_change(self, **arguments: Any) -> None:
-        self.moments.append(("breaker_change", arguments))
-
-
-class _ChunkRelay(_Relay, ChunkHook):
-    """A relay that keeps streamed chunks too (only when the driver's hooks listen to them:
-    otherwise model calls need not stream)."""
-
-    def on_chunk(self, **arguments: Any) -> None:
-        self.moments.append(("chunk", arguments))
+    def on_moment(self, event: Moment) -> None:
+        self.moments.append(event)
 
 
 class _WorkerRun:
@@ -192,7 +169,7 @@ class _WorkerAttempt:
                 inputs[port] = produced[position][source_port]
         record = self.record = RunRecord(task.run_id, task.workflow_name, started=now())
         self.node_run = record.nodes[p.node_id] = NodeRun(p.node_id, p.node_type)
-        relay = self.relay = _ChunkRelay() if task.wants_chunks else _Relay()
+        relay = self.relay = _Relay(task.wants_chunks)
         hooks: list[object] = [Recorder(record), relay, *task.middleware]
         if task.budgets:
             copies = tuple(Budget(max_tokens, max_cost) for max_tokens, max_cost, _ in task.budgets)
@@ -254,11 +231,16 @@ def _picklable(report: WorkerReport, p: NodePlan) -> WorkerReport:
             report.outputs, report.error = None, error
             break
     if pickling_error(report.moments) is not None:
-        report.moments = [
-            (moment, {k: v for k, v in arguments.items() if pickling_error(v) is None})
-            for moment, arguments in report.moments
-        ]
-        report.moments = [  # a moment missing an argument cannot be replayed: drop it
-            m for m in report.moments if "run_id" in m[1] and "node_id" in m[1]
-        ]
+        report.moments = [_without_unpicklable(event) for event in report.moments]
     return report
+
+
+def _without_unpicklable(event: Moment) -> Moment:
+    """`event` with the fields that cannot be pickled (a reply, messages) set to None."""
+    lost = {
+        f.name: None
+        for f in dataclasses.fields(event)
+        if f.name not in ("run_id", "node_id")
+        and pickling_error(getattr(event, f.name)) is not None
+    }
+    return dataclasses.replace(cast(Any, event), **lost) if lost else event
