@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,7 +127,7 @@ def options(config: dict[str, Any]) -> dict[str, Any]:
     return dict(resolve_settings(AgentConfig.coerce(config, where="test")).call_options)
 
 
-# -- server-sent events -----------------------------------------------------------------------------
+# -- server-sent events ------------------------------------------------------------------------
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -420,7 +421,7 @@ def test_https_verifies_the_server_against_the_trusted_authorities(
         reply = fast(server) if driver == "sync" else asyncio.run(afast(server))
         assert reply.text == "over TLS"
         monkeypatch.setenv("SSL_CERT_FILE", __file__)  # a file holding no authority at all
-        monkeypatch.setenv("SSL_CERT_DIR", str(__import__("pathlib").Path(__file__).parent))
+        monkeypatch.setenv("SSL_CERT_DIR", str(Path(__file__).parent))
         with pytest.raises(ModelError, match="CERTIFICATE_VERIFY_FAILED") as caught:
             fast(server) if driver == "sync" else asyncio.run(afast(server))
         assert caught.value.attempts == 1 and not caught.value.retryable
