@@ -92,7 +92,6 @@ class LitellmTransport:
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
-        kwargs = _for_litellm(kwargs)
         if on_text is None or not _streams(model):
             return _whole(from_litellm(adapter.completion(**kwargs), model), on_text)
         stream = adapter.completion(**_streaming(kwargs))
@@ -103,7 +102,6 @@ class LitellmTransport:
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
-        kwargs = _for_litellm(kwargs)
         if on_text is None or not _streams(model):
             return _whole(from_litellm(await adapter.acompletion(**kwargs), model), on_text)
         stream = await adapter.acompletion(**_streaming(kwargs))
@@ -158,13 +156,6 @@ def _is_local(model: str, kwargs: Mapping[str, Any]) -> bool:
 
 
 LOCAL = LocalTransport()
-
-
-def _for_litellm(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Without the fast path's own options (``http_version``), which litellm does not know."""
-    if "http_version" not in kwargs:
-        return kwargs
-    return {key: value for key, value in kwargs.items() if key != "http_version"}
 
 
 #: (transport, applies(model, kwargs)) pairs, tried in order when the choice is "auto".
