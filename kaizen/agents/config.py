@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kaizen.errors import ConfigError
-from kaizen.llm.local import LOCAL_PROVIDER
+from kaizen.llm.embedded import LOCAL_PROVIDER
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,

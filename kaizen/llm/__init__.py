@@ -17,7 +17,7 @@ from kaizen.llm.call import (
     model_call,
     prepare,
 )
-from kaizen.llm.local import LOCAL_MODEL
+from kaizen.llm.embedded import LOCAL_MODEL
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,

@@ -33,7 +33,7 @@ from typing import Any
 import kaizen.llm.litellm_adapter as adapter
 from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
-from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
+from kaizen.llm.embedded import LOCAL_PROVIDER, make_local_handler
 from kaizen.llm.models import (
     ModelSpec,
     StructuredOutputMode,

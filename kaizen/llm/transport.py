@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import kaizen.llm.litellm_adapter as adapter
 from kaizen.errors import ConfigError
-from kaizen.llm.local import LOCAL_PROVIDER
+from kaizen.llm.embedded import LOCAL_PROVIDER
 
 __all__ = [
     "FAST_TRANSPORTS",
@@ -115,7 +115,7 @@ LITELLM = LitellmTransport()
 
 
 class LocalTransport:
-    """The embedded model (``local/...``), called in-process: `kaizen.llm.local.generate`, the
+    """The embedded model (``local/...``), called in-process: `kaizen.llm.embedded.generate`, the
     function litellm's custom provider calls too. Its errors (`LocalModelError`,
     `LocalModelTruncated`, `DecodeTimeout`) reach the retry rules as they are. It answers
     streamed requests with the whole reply as one piece."""
@@ -123,19 +123,19 @@ class LocalTransport:
     name = "local"
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
-        from kaizen.llm import local
+        from kaizen.llm import embedded
 
         model = str(kwargs["model"])
-        local.check_model(model)
-        reply = local.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        embedded.check_model(model)
+        reply = embedded.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
         return _whole(_from_local(reply), on_text)
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
-        from kaizen.llm import local
+        from kaizen.llm import embedded
 
         model = str(kwargs["model"])
-        local.check_model(model)
-        reply = await local.agenerate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        embedded.check_model(model)
+        reply = await embedded.agenerate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
         return _whole(_from_local(reply), on_text)
 
 
