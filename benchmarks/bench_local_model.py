@@ -3,7 +3,7 @@
 For 1, 2, 4 and 8 concurrent schema-constrained calls (``topic -> position: str, confidence:
 float``, ``max_tokens`` 96, through `kaizen.llm.acomplete`, so the whole call path is measured)
 it prints the median wall time and completion tokens per second of each path; the serialised
-path is forced with ``kaizen.llm.embedded.model.BATCHING = False`` (the same as ``KAIZEN_LOCAL_BATCH=0``).
+path is forced with ``kaizen.llm.embedded.model.BATCHING = False`` (as ``KAIZEN_LOCAL_BATCH=0``).
 The ratio the target speaks of is "5 concurrent, batched" against "5 one after another".
 
 Then grammar against unconstrained decoding, ms per generated token, for a short (24 tokens) and
