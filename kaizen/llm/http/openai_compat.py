@@ -33,11 +33,12 @@ a connection and the response head, then each wait for more of the stream.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import kaizen.llm.litellm_adapter as adapter
@@ -51,6 +52,9 @@ from kaizen.llm.transport import (
     StreamAssembler,
     ToolCallRequest,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "NAME",
@@ -164,7 +168,7 @@ class _Endpoint:
     """One ``api_base`` and key: where requests go and the headers every request carries
     (holding the key: never shown)."""
 
-    url: str
+    url: Any  # a `yarl.URL`, parsed once (aiohttp would parse a string at every request)
     label: str  # scheme://host:port/path, for messages
     scheme: str
     host: str
@@ -226,12 +230,24 @@ def _make_endpoint(base: Any, key: str | None) -> _Endpoint:
         "User-Agent": "kaizen",
     }
     label = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-    return _Endpoint(url, label, parts.scheme, parts.hostname or "", headers)
+    from yarl import URL  # aiohttp's own URL type
+
+    return _Endpoint(URL(url), label, parts.scheme, parts.hostname or "", headers)
 
 
 def _timeout(kwargs: Mapping[str, Any]) -> float:
     value = kwargs.get("timeout")
     return _DEFAULT_TIMEOUT if value is None else float(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _limits(timeout: float, *, streaming: bool) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for one attempt (see the module docstring); made once per value."""
+    import aiohttp
+
+    if streaming:
+        return aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+    return aiohttp.ClientTimeout(total=timeout)
 
 
 def _check_model(model: str) -> None:
@@ -269,10 +285,7 @@ class OpenAICompatibleTransport:
         body = request_body(kwargs, stream=on_text is not None)
         headers = endpoint.request_headers(kwargs.get("extra_headers"))
         session = await session_for()
-        if on_text is None:
-            limits = aiohttp.ClientTimeout(total=timeout)
-        else:
-            limits = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        limits = _limits(timeout, streaming=on_text is not None)
         try:
             async with session.post(
                 endpoint.url,

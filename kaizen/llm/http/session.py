@@ -76,6 +76,7 @@ def _make_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
     return aiohttp.ClientSession(
         connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # an API server's cookies are not kept
         trust_env=False,  # proxies come from `proxy_for`, without a thread hop per request
         timeout=aiohttp.ClientTimeout(total=None),  # each request brings its own
         auto_decompress=True,
