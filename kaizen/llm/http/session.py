@@ -132,7 +132,7 @@ def proxy_for(scheme: str, host: str) -> str | None:
 
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(scheme) or proxies.get("all")
-    if proxy and urllib.request.proxy_bypass_environment(host, proxies):
+    if proxy and urllib.request.proxy_bypass(host):  # reads NO_PROXY
         proxy = None
     _proxies[key] = proxy
     return proxy
