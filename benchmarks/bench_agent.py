@@ -18,9 +18,6 @@ Cases:
   so it has no row here.
 - 100 concurrent, 0 ms HTTP: the same against a server that answers at once (the server runs in
   the same process, so its CPU is counted too): what the transport and Kaizen cost per call.
-- In both HTTP cases, "kaizen-h2c" is the fast path over HTTP/2 (`config={"http_version": "2"}`,
-  h2c with prior knowledge) against `kaizen.testing.h2_server.H2FaultServer`, the same fake
-  spoken with `h2` (pure Python, like the client: both sides' CPU is in the figure).
 
 Run: `.bench-venv/bin/python benchmarks/bench_agent.py [--quick]`.
 """
@@ -73,7 +70,6 @@ CONCURRENT_0 = f"{CONCURRENT} concurrent, 0 ms model"
 CONCURRENT_HTTP = f"{CONCURRENT} concurrent, {LATENCY * 1000:.0f} ms HTTP"
 CONCURRENT_HTTP_0 = f"{CONCURRENT} concurrent, 0 ms HTTP"
 KAIZEN_LITELLM = "kaizen-litellm"
-KAIZEN_H2C = "kaizen-h2c"
 CASES = (
     IMPORT,
     EXECUTE,
@@ -87,7 +83,6 @@ CASES = (
 PEER_KAIZEN = "kailash-kaizen"
 IMPL_ORDER = (
     KAIZEN,
-    KAIZEN_H2C,
     KAIZEN_LITELLM,
     FLOOR,
     "kailash",
@@ -244,36 +239,7 @@ def kaizen_rows(quick: bool) -> list[Row]:
                 )
             if latency:
                 rows.append(litellm_floor_row(server.base_url, messages))
-        rows.append(h2c_row(create_agent, latency, case, reps))
     return rows
-
-
-def h2c_row(create_agent: Callable[..., Any], latency: float, case: str, reps: int) -> Row:
-    """100 concurrent agent calls on the fast path over HTTP/2 (h2c with prior knowledge)."""
-    missing = try_import("kaizen.testing.h2_server") or try_import("h2")
-    if missing:
-        return skipped(case, KAIZEN_H2C, f"no HTTP/2: {missing}")
-    from kaizen.testing.h2_server import H2FaultServer
-
-    with H2FaultServer(latency=latency, reply=ANSWER) as server:
-        config = {
-            "model": "openai/bench",
-            "api_base": server.base_url,
-            "api_key": "bench",
-            "http_version": "2",
-        }
-        agent = create_agent("bench_h2c_qa", signature=SIGNATURE, config=config)
-        row = timed_row(
-            case,
-            KAIZEN_H2C,
-            partial(hundred_agents, agent),
-            reps=3 if latency else max(5, reps),
-            is_async=True,
-            note="fast path, http_version='2'",
-        )
-    if len(server.protocols) > 1 and row.seconds is not None:
-        row.note += f" ({len(server.protocols)} connections)"
-    return row
 
 
 async def hundred_agents(agent: Any) -> None:

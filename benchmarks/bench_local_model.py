@@ -3,7 +3,7 @@
 For 1, 2, 4 and 8 concurrent schema-constrained calls (``topic -> position: str, confidence:
 float``, ``max_tokens`` 96, through `kaizen.llm.acomplete`, so the whole call path is measured)
 it prints the median wall time and completion tokens per second of each path; the serialised
-path is forced with ``kaizen.llm.local.BATCHING = False`` (the same as ``KAIZEN_LOCAL_BATCH=0``).
+path is forced with ``kaizen.llm.embedded.model.BATCHING = False`` (as ``KAIZEN_LOCAL_BATCH=0``).
 The ratio the target speaks of is "5 concurrent, batched" against "5 one after another".
 
 Then grammar against unconstrained decoding, ms per generated token, for a short (24 tokens) and
@@ -93,13 +93,13 @@ def median_run(make: Any, reps: int) -> tuple[float, float]:
 
 def per_token(grammar: bool, max_tokens: int, batched: bool) -> float:
     """ms per generated token of one call with (or without) a JSON grammar."""
-    from kaizen.llm import local
+    from kaizen.llm.embedded import model as local
 
     prompt = [{"role": "user", "content": "Write a long essay about the history of the bicycle."}]
     if batched:
         from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-        from kaizen.llm.batching import Request
+        from kaizen.llm.embedded.batching import Request
 
         engine = local._engine()
         tokens, stops = engine.chat_prompt(prompt)
@@ -125,14 +125,15 @@ def main() -> int:
     args = parse_args(description, parser)
     reps = 1 if args.quick else args.reps
 
-    from kaizen.llm import local, local_model_installed
+    from kaizen.llm import LOCAL_MODEL, local_model_installed
+    from kaizen.llm.embedded import model as local
 
     if not local_model_installed():
         # not a failure: `make bench` goes on to the next benchmark
         say("the embedded model is not installed (make setup): nothing measured")
         write_outputs(args.markdown, args.json)
         return 0
-    say(f"embedded model {local.LOCAL_MODEL}: medians of {reps} run(s); load: {_load()}")
+    say(f"embedded model {LOCAL_MODEL}: medians of {reps} run(s); load: {_load()}")
     for batched in (False, True):  # warm both paths: load weights, first-call costs
         local.BATCHING = batched
         asyncio.run(concurrent_calls(1))

@@ -44,7 +44,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from kaizen.cli.demo import AGENT_CONFIG, DEBATERS, DEFAULT_TOPIC, JUDGE, VOTERS
-    from kaizen.llm.local import LOCAL_MODEL, STRING_CAP
+    from kaizen.llm.embedded.schema import STRING_CAP
+    from kaizen.llm.embedded.weights import LOCAL_MODEL
     from kaizen.patterns import create_consensus_workflow, create_debate_workflow
     from kaizen.patterns.debate import SIDES
     from kaizen.runtime.local import LocalRuntime

@@ -1,5 +1,5 @@
 """The exceptions a Kaizen user handles, in one place (a few module-specific ones live with their
-module: `LocalModelError` in `kaizen.llm.local`, `ScriptError` in `kaizen.testing`, `CliError`
+module: `LocalModelError` in `kaizen.llm.embedded`, `ScriptError` in `kaizen.testing`, `CliError`
 in `kaizen.cli.support`).
 
 All derive from `KaizenError`. Each message names what failed (node, field, port) and says what to

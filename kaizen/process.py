@@ -6,13 +6,14 @@ records). Some belongs to the process, kept by the module that uses it, and each
 modules registers here how to forget it (`register(name, reset)`):
 
 - `llm.resilience`: circuit breakers and rate limiters per model;
-- `llm.http1`, `llm.http2`, `llm.openai_compat`: HTTP connection pools and endpoints;
-- `llm.local`: the embedded model and its batch engine (after a fork only: reloading it takes
+- `llm.openai_compat`: the fast path's endpoints; `llm.http.session`: the aiohttp session of
+  each event loop (after a fork only);
+- `llm.embedded`: the embedded model and its batch engine (after a fork only: reloading it takes
   seconds, and a test never needs it gone);
 - `store.db`: the open stores, one per file; `store.writer`: their writer threads;
   `store.calls`: the in-memory level of the model-call cache;
 - `runtime.hooks`: the process hooks (`add_process_hook`);
-- `tools.runner`, `mcp.loop`, `mcp.client`: the tool threads, the MCP loop and its sessions
+- `flow`, `mcp.loop`, `mcp.session`: the flows' worker threads, the MCP loop and its sessions
   (after a fork only: the threads are not in the child);
 - `agents.facade`: the default `Kaizen` instance behind `kaizen.create_agent`.
 

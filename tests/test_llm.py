@@ -25,7 +25,7 @@ from kaizen.testing import ScriptedModel, status_error
 def test_importing_kaizen_llm_does_not_import_litellm() -> None:
     code = (
         "import sys, kaizen, kaizen.llm, kaizen.testing, kaizen.llm.litellm_adapter, "
-        "kaizen.llm.local, kaizen.testing.fault_server; "
+        "kaizen.llm.embedded, kaizen.testing.fault_server; "
         "print('litellm' in sys.modules, 'llama_cpp' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 """Retry rules and typed errors of kaizen.llm, over real HTTP against the loopback FaultServer.
 
 Every test runs on both transports: litellm (litellm -> OpenAI SDK -> httpx -> 127.0.0.1) and
-the pooled OpenAI-compatible fast path (kaizen.llm.openai_compat -> 127.0.0.1); nothing is mocked.
+the pooled OpenAI-compatible fast path (kaizen.llm.http -> aiohttp -> 127.0.0.1); nothing is mocked.
 """
 
 from __future__ import annotations

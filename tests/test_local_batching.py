@@ -1,4 +1,4 @@
-"""Batched decoding of the embedded model (kaizen/llm/batching.py) and what it reports.
+"""Batched decoding of the embedded model (kaizen/llm/embedded/) and what it reports.
 
 The scheduler's pure parts are tested directly; the engine is tested on the real model (skipped
 without it, failed without it in CI, as in tests/test_local_model.py).
@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaizen.llm import LOCAL_MODEL, acomplete, complete, local, local_model_installed
-from kaizen.llm.batching import (
+from kaizen.llm import LOCAL_MODEL, acomplete, complete, local_model_installed
+from kaizen.llm.embedded import model, weights
+from kaizen.llm.embedded.batching import (
     MIN_SHARED_PREFIX,
-    BatchEngine,
     DecodeTimeout,
     Request,
     Scheduler,
@@ -30,7 +30,8 @@ from kaizen.llm.batching import (
     best_prefix,
     common_prefix,
 )
-from kaizen.llm.local import end_cleanly
+from kaizen.llm.embedded.engine import BatchEngine
+from kaizen.llm.embedded.schema import end_cleanly, normalise_json
 
 
 @pytest.fixture
@@ -89,21 +90,21 @@ def test_weights_convert_once_into_the_cache_and_a_failure_leaves_no_file(
     broken = tmp_path / "Broken.Q4_1.gguf"
     broken.write_bytes(b"not a gguf file")
     cache = tmp_path / "cache"
-    assert local.fast_weights(broken, cache) == broken  # falls back to the shipped file
+    assert weights.fast_weights(broken, cache) == broken  # falls back to the shipped file
     assert not any(p.suffix in (".gguf", ".part") for p in cache.glob("*"))
     monkeypatch.setenv("KAIZEN_LOCAL_WEIGHTS", "shipped")
-    assert local.fast_weights(broken, cache) == broken
+    assert weights.fast_weights(broken, cache) == broken
 
 
 @pytest.mark.local_model
 @needs_model
 def test_the_shipped_weights_are_converted_to_q8_once(tmp_path: Any) -> None:
-    shipped = local.gguf_path()
+    shipped = weights.gguf_path()
     assert shipped is not None
-    converted = local.fast_weights(shipped, tmp_path)
+    converted = weights.fast_weights(shipped, tmp_path)
     assert converted.parent == tmp_path and ".Q8_0." in converted.name
     stamp = converted.stat().st_mtime_ns
-    assert local.fast_weights(shipped, tmp_path) == converted  # reused, not converted again
+    assert weights.fast_weights(shipped, tmp_path) == converted  # reused, not converted again
     assert converted.stat().st_mtime_ns == stamp
     assert list(tmp_path.glob("*.part")) == []
 
@@ -140,10 +141,8 @@ def test_a_string_stopped_a_few_characters_short_of_its_cap_still_ends_cleanly()
     """The grammar admits a token only if all of it fits: a capped string may stop short."""
     import json
 
-    from kaizen.llm.local import _normalise_json
-
     def settled(value: str, cap: int) -> str:
-        normalised = _normalise_json(json.dumps({"a": value}), cap)
+        normalised = normalise_json(json.dumps({"a": value}), cap)
         assert normalised is not None
         return str(json.loads(normalised)["a"])
 
@@ -157,10 +156,10 @@ def test_a_string_stopped_a_few_characters_short_of_its_cap_still_ends_cleanly()
 # -- the engine on the real model --------------------------------------------------------------
 @pytest.fixture
 def batching() -> Iterator[None]:
-    saved = local.BATCHING
-    local.BATCHING = True
+    saved = model.BATCHING
+    model.BATCHING = True
     yield
-    local.BATCHING = saved
+    model.BATCHING = saved
 
 
 @pytest.mark.local_model
@@ -180,25 +179,25 @@ def test_concurrent_calls_are_decoded_together_into_schema_valid_json() -> None:
         jsonschema.validate(json.loads(reply.text), SCHEMA)
         assert reply.usage.completion_tokens > 0
         assert reply.queue_time >= 0.0
-    assert local._engine().stats()["running"] == 0  # every sequence was freed
+    assert model._engine().stats()["running"] == 0  # every sequence was freed
 
 
 @pytest.mark.local_model
 @needs_model
 def test_the_serialised_path_still_answers_when_batching_is_off() -> None:
-    saved = local.BATCHING
-    local.BATCHING = False
+    saved = model.BATCHING
+    model.BATCHING = False
     try:
         reply = complete(messages("Tea"), model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=96)
     finally:
-        local.BATCHING = saved
+        model.BATCHING = saved
     jsonschema.validate(json.loads(reply.text), SCHEMA)
 
 
 @pytest.mark.local_model
 @needs_model
 def test_a_repeated_prompt_reuses_its_cached_prefix() -> None:
-    engine = local._engine()
+    engine = model._engine()
     prompt, stop = engine.chat_prompt(messages("Prefix caching is useful"))
     first = engine.submit(Request(list(prompt), 8, stop=stop)).result()
     second = engine.submit(Request(list(prompt), 8, stop=stop)).result()
@@ -209,7 +208,7 @@ def test_a_repeated_prompt_reuses_its_cached_prefix() -> None:
 @pytest.mark.local_model
 @needs_model
 def test_a_timeout_or_a_cancel_frees_the_sequence() -> None:
-    engine = local._engine()
+    engine = model._engine()
     prompt, _ = engine.chat_prompt([{"role": "user", "content": "Write a very long story."}])
     late = engine.submit(Request(list(prompt), 2000, timeout=0.05))
     with pytest.raises(DecodeTimeout, match=r"timeout=0\.05"):
@@ -227,7 +226,7 @@ def test_a_timeout_or_a_cancel_frees_the_sequence() -> None:
 @pytest.mark.local_model
 @needs_model
 def test_a_request_waits_while_the_context_is_full_and_its_wait_is_reported() -> None:
-    path = local._weights()
+    path = weights.installed_weights()
     engine = BatchEngine(path, n_ctx=512, n_threads=2, prefix_slots=0)
     try:
         prompt, stop = engine.chat_prompt(messages("Waiting for room"))

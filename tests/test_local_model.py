@@ -18,7 +18,7 @@ import pytest
 
 from kaizen.errors import ModelError
 from kaizen.llm import LOCAL_MODEL, ModelReply, acomplete, complete, local_model_installed
-from kaizen.llm.local import (
+from kaizen.llm.embedded import (
     LocalModelError,
     LocalModelTruncated,
     bounded_schema,

@@ -1,10 +1,11 @@
-"""The pooled fast path for OpenAI-compatible servers (kaizen.llm.openai_compat, kaizen.llm.http1).
+"""The pooled fast path for OpenAI-compatible servers (kaizen.llm.http: aiohttp underneath).
 
 What both transports share (retries, typed errors, streaming, tool calls, usage and cost) is
-tested on both in tests/test_llm_http.py. Here: when the fast path is chosen, the HTTP/1.1
-parsing (hypothesis over how the bytes are split), connection reuse and its limits, servers that
-close connections (idle, mid-response, after a `Connection: close`), closing pools with their
-event loop, and keeping the key out of every message. Servers are real sockets on loopback.
+tested on both in tests/test_llm_http.py. Here: when the fast path is chosen, reading server-sent
+events (hypothesis over how the stream is split), connection reuse and its bound, servers that
+close connections (idle, mid-response, after a `Connection: close`), closing the session with
+its event loop, HTTPS with verified certificates, proxies from the environment, and keeping the
+key out of every message. Servers are real sockets on loopback.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -24,11 +27,19 @@ from hypothesis import strategies as st
 
 import kaizen
 from kaizen.errors import ConfigError, ModelError
-from kaizen.llm import acomplete, complete, http1
-from kaizen.llm.http1 import ProtocolError, ResponseParser, ServerDisconnectedError
-from kaizen.llm.openai_compat import OPENAI_COMPATIBLE, applies, request_body
-from kaizen.llm.transport import LITELLM, transport_for
+from kaizen.llm import acomplete, complete
+from kaizen.llm.http import session as http_session
+from kaizen.llm.http.openai_compat import (
+    OPENAI_COMPATIBLE,
+    MalformedResponseError,
+    ServerDisconnectedError,
+    _EventReader,
+    applies,
+    request_body,
+)
+from kaizen.llm.transport import LITELLM, StreamAssembler, transport_for
 from kaizen.testing.fault_server import FaultServer
+from kaizen.testing.tls import loopback_certificate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,14 +127,7 @@ def options(config: dict[str, Any]) -> dict[str, Any]:
     return dict(resolve_settings(AgentConfig.coerce(config, where="test")).call_options)
 
 
-# -- HTTP/1.1 parsing -----------------------------------------------------------------------------
-
-
-def parse(pieces: list[bytes]) -> ResponseParser:
-    parser = ResponseParser()
-    for piece in pieces:
-        parser.feed(piece)
-    return parser
+# -- server-sent events ------------------------------------------------------------------------
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -144,76 +148,38 @@ def chunked(body: bytes, sizes: list[int]) -> bytes:
     return b"".join(out) + b"0\r\nX-Trailer: t\r\n\r\n"
 
 
+def event_stream(pieces: list[str], line_end: bytes) -> bytes:
+    chunks = [{"choices": [{"delta": {"content": piece}}]} for piece in pieces]
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
+    events = [b"data: " + json.dumps(chunk).encode() for chunk in chunks] + [b"data: [DONE]"]
+    return b"".join(event + line_end + line_end for event in events)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
-    body=st.binary(max_size=300),
-    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
-    sizes=st.lists(st.integers(min_value=1, max_value=64), max_size=8),
-    use_chunked=st.booleans(),
+    pieces=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=10),
+    line_end=st.sampled_from([b"\n", b"\r\n"]),
 )
-def test_any_split_of_a_response_parses_to_the_same_body(
-    body: bytes, cuts: list[int], sizes: list[int], use_chunked: bool
+def test_any_split_of_an_event_stream_reads_to_the_same_reply(
+    pieces: list[str], cuts: list[int], line_end: bytes
 ) -> None:
-    if use_chunked:
-        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        data = head + chunked(body, sizes)
-    else:
-        data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    parser = ResponseParser()
-    received = b""
-    for piece in split(data, cuts):
-        parser.feed(piece)
-        received += parser.take_body()
-    assert parser.done and parser.keep_alive
-    assert (parser.status, received) == (200, body)
+    seen: list[str] = []
+    reader = _EventReader(StreamAssembler(seen.append))
+    done = False
+    for part in split(event_stream(pieces, line_end), cuts):
+        done = reader.feed(part)
+        if done:
+            break
+    reply = reader.reply("openai/m")
+    assert done and reply.text == "".join(pieces) == "".join(seen)
+    assert (reply.prompt_tokens, reply.completion_tokens) == (4, 2)
 
 
-def test_informational_heads_are_skipped_and_headers_lowercased() -> None:
-    parser = parse([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many\r\nRetry-After: 2\r\n"])
-    assert not parser.head_done
-    parser.feed(b"Content-Length: 2\r\n\r\nno")
-    assert parser.done and parser.status == 429 and parser.headers["retry-after"] == "2"
-
-
-def test_a_body_until_close_ends_at_eof_and_the_connection_is_not_reused() -> None:
-    parser = parse([b"HTTP/1.1 200 OK\r\n\r\npartial", b" body"])
-    assert not parser.done
-    parser.feed_eof()
-    assert parser.done and not parser.keep_alive and parser.take_body() == b"partial body"
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-    ],
-)
-def test_eof_before_the_end_is_a_server_disconnect(data: bytes) -> None:
-    parser = parse([data])
-    with pytest.raises(ServerDisconnectedError):
-        parser.feed_eof()
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"SSH-2.0-OpenSSH\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    ],
-)
-def test_bytes_that_are_not_http_are_a_protocol_error(data: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        parse([data])
-
-
-def test_connection_close_and_http_1_0_are_not_kept_alive() -> None:
-    closing = parse([b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"])
-    assert closing.done and not closing.keep_alive
-    old = parse([b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"])
-    assert old.done and not old.keep_alive
+@pytest.mark.parametrize("event", [b"data: {not json\n\n", b"data: [1, 2]\n\n"])
+def test_a_garbled_event_is_a_malformed_response(event: bytes) -> None:
+    with pytest.raises(MalformedResponseError):
+        _EventReader(StreamAssembler()).feed(event)
 
 
 # -- a scripted raw server -------------------------------------------------------------------------
@@ -343,24 +309,18 @@ def test_async_calls_reuse_connections_within_the_pool_bound(
     assert server.connections <= 10  # the second and third rounds reuse the first round's
 
 
-def test_concurrency_beyond_the_pool_bound_waits_for_a_free_connection(
-    fault_server: FaultServer,
+def test_concurrency_beyond_the_connection_bound_waits_for_a_free_connection(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(http_session, "MAX_CONNECTIONS", 3)  # for sessions made from now on
     fault_server.latency = 0.05
-    opened: list[int] = []
 
     async def go() -> None:
-        loop = asyncio.get_running_loop()
-        origin = http1.Origin("http", "127.0.0.1", fault_server.port)
-        pool = http1.async_pool(origin, loop, max_connections=3)
-        body = b"{}"
-        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n"
-        responses = await asyncio.gather(*(pool.request(head, body, 5) for _ in range(9)))
-        assert all(r.status == 200 for r in responses)
-        opened.append(pool.opened)
+        replies = await asyncio.gather(*(afast(fault_server) for _ in range(9)))
+        assert all(reply.attempts == 1 for reply in replies)
 
     asyncio.run(go())
-    assert opened == [3]  # nine requests over three connections
+    assert fault_server.connections == 3  # nine requests over three connections
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_reused(
@@ -426,19 +386,164 @@ def test_a_stall_times_out_per_attempt(fault_server: FaultServer, driver: str) -
     assert (caught.value.status, caught.value.attempts) == (408, 2)
 
 
-def test_the_pool_closes_its_connections_when_its_loop_shuts_down(
+def test_the_session_closes_its_connections_when_its_loop_shuts_down(
     fault_server: FaultServer,
 ) -> None:
-    pools: list[http1.AsyncPool] = []
+    sessions = []
 
     async def go() -> None:
         await asyncio.gather(*(afast(fault_server) for _ in range(5)))
-        origin = http1.Origin("http", "127.0.0.1", fault_server.port)
-        pools.append(http1.async_pool(origin, asyncio.get_running_loop()))
-        assert len(pools[0]._connections) == 5
+        sessions.append(await http_session.session_for())
+        assert fault_server.open_connections == 5
 
     asyncio.run(go())
-    assert len(pools[0]._connections) == 0  # closed by asyncio.run's shutdown, not leaked
+    assert sessions[0].closed  # closed by asyncio.run's shutdown, not leaked
+    wait_until(lambda: fault_server.open_connections == 0)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll `condition` (another thread makes it true) until it holds; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true"
+        time.sleep(0.01)
+
+
+# -- HTTPS -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_https_verifies_the_server_against_the_trusted_authorities(
+    monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    with FaultServer(tls=True, reply="over TLS") as server:
+        monkeypatch.setenv("SSL_CERT_FILE", loopback_certificate().ca_file)
+        reply = fast(server) if driver == "sync" else asyncio.run(afast(server))
+        assert reply.text == "over TLS"
+        monkeypatch.setenv("SSL_CERT_FILE", __file__)  # a file holding no authority at all
+        monkeypatch.setenv("SSL_CERT_DIR", str(Path(__file__).parent))
+        with pytest.raises(ModelError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+            fast(server) if driver == "sync" else asyncio.run(afast(server))
+        assert caught.value.attempts == 1 and not caught.value.retryable
+        assert len(server.requests) == 1  # the untrusted server was sent nothing
+
+
+# -- proxies ---------------------------------------------------------------------------------------
+
+
+class ForwardProxy:
+    """A loopback HTTP proxy on its own thread: forwards absolute-form requests (``http://``
+    targets) and tunnels ``CONNECT`` (``https://``); counts both."""
+
+    def __init__(self) -> None:
+        self.forwarded = 0  # requests forwarded to an http:// server
+        self.tunnels = 0  # CONNECT tunnels opened to an https:// server
+        self._pipes: set[asyncio.Future[None]] = set()
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self._thread.start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        started.set()
+        self._loop.run_forever()
+        server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, _, rest = head.partition(b"\r\n")
+                method, target, version = request_line.split(b" ")
+                if method == b"CONNECT":
+                    host, port = target.decode().rsplit(":", 1)
+                    up_reader, upstream = await asyncio.open_connection(host, int(port))
+                    self.tunnels += 1
+                    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    await asyncio.gather(pipe(reader, upstream), pipe(up_reader, writer))
+                    return
+                length = int(rest.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                parts = urlsplit(target.decode())
+                if upstream is None:
+                    up_reader, upstream = await asyncio.open_connection(parts.hostname, parts.port)
+                    self._pipes.add(asyncio.ensure_future(pipe(up_reader, writer)))
+                path = parts.path.encode() + (b"?" + parts.query.encode() if parts.query else b"")
+                upstream.write(b"%s %s %s\r\n%s%s" % (method, path, version, rest, body))
+                self.forwarded += 1
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.transport.abort()
+            if upstream is not None:
+                upstream.transport.abort()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
+    """A `ForwardProxy` named by HTTP_PROXY and HTTPS_PROXY (and no NO_PROXY)."""
+    server = ForwardProxy()
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("HTTPS_PROXY", server.url)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_calls_go_through_the_proxy_the_environment_names(
+    fault_server: FaultServer, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    fault_server.reply = "proxied"
+
+    def three_calls() -> list[str]:
+        if driver == "sync":
+            return [fast(fault_server).text for _ in range(3)]
+
+        async def go() -> list[str]:
+            return [(await afast(fault_server)).text for _ in range(3)]
+
+        return asyncio.run(go())
+
+    assert three_calls() == ["proxied"] * 3
+    assert proxy.forwarded == 3 and len(fault_server.requests) == 3
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert three_calls() == ["proxied"] * 3
+    assert proxy.forwarded == 3 and len(fault_server.requests) == 6  # straight to the server
+
+
+def test_https_goes_through_a_connect_tunnel(
+    proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", loopback_certificate().ca_file)
+    with FaultServer(tls=True, reply="tunnelled") as server:
+        assert asyncio.run(afast(server)).text == "tunnelled"
+        assert (proxy.tunnels, proxy.forwarded, len(server.requests)) == (1, 0, 1)
 
 
 def test_the_key_never_reaches_messages(raw_server: Callable[..., RawServer]) -> None:
@@ -450,7 +555,7 @@ def test_the_key_never_reaches_messages(raw_server: Callable[..., RawServer]) ->
         complete(MESSAGES, model="openai/m", api_base=server.base_url, api_key=key)
     assert caught.value.status == 401 and caught.value.attempts == 1
     assert key not in str(caught.value)
-    from kaizen.llm import openai_compat
+    from kaizen.llm.http import openai_compat
 
     assert all(key not in repr(endpoint) for endpoint in openai_compat._endpoints.values())
 

@@ -27,10 +27,9 @@ from tests.test_layout import modules
 # the module-level names that hold the state
 STATE = {
     "kaizen.agents.facade": ("agents.facade", {"_default"}),
-    "kaizen.llm.http1": ("llm.http1", {"_sync_pools", "_async_pools"}),
-    "kaizen.llm.http2": ("llm.http2", {"_negotiated", "_async_pools", "_bridge"}),
-    "kaizen.llm.local": ("llm.local", {"_llama", "_batch_engine"}),
-    "kaizen.llm.openai_compat": ("llm.openai_compat", {"_endpoints"}),
+    "kaizen.llm.http.session": ("llm.http.session", {"_sessions", "_closers"}),
+    "kaizen.llm.embedded.model": ("llm.embedded", {"_llama", "_batch_engine"}),
+    "kaizen.llm.http.openai_compat": ("llm.openai_compat", {"_endpoints"}),
     "kaizen.llm.resilience": ("llm.resilience", {"_breakers", "_limiters", "_watchers"}),
     "kaizen.mcp.session": ("mcp.session", {"_live_connections"}),
     "kaizen.mcp.loop": ("mcp.loop", {"_loop", "_thread", "_closers"}),
@@ -42,7 +41,8 @@ STATE = {
 # module-level names that are not state to forget: definitions, wiring and pure caches, kept for
 # the process's life (kaizen/process.py says why)
 KEPT = {
-    "kaizen.llm.http2": {"_available"},
+    # pure caches, keyed on the environment they were made from
+    "kaizen.llm.http.session": {"_ssl_contexts", "_proxies"},
     "kaizen.llm.litellm_adapter": {"_loaded", "_internal_call", "_providers", "_token_prices"},
     "kaizen.llm.resilience": {"node_announcer"},
     "kaizen.nodes.registry": {"_higher_types_loaded"},
@@ -94,7 +94,7 @@ def test_all_process_wide_state_is_registered_or_known_to_be_kept() -> None:
 def test_every_module_with_process_wide_state_registers_it() -> None:
     for module in STATE:
         importlib.import_module(module)
-    assert {name for name, _ in STATE.values()} | {"llm.http2.bridge"} <= set(process.names())
+    assert {name for name, _ in STATE.values()} <= set(process.names())
 
 
 class Counter(RunStartHook):

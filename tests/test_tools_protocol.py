@@ -150,7 +150,7 @@ def test_the_embedded_models_grammar_is_made_from_the_protocols_schema() -> None
     from llama_cpp import LlamaGrammar
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    from kaizen.llm.local import bounded_schema
+    from kaizen.llm.embedded.schema import bounded_schema
 
     schema = protocol().schema
     # before: AssertionError "Error resolving ref ... $defs not in" from the converter

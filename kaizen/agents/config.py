@@ -2,7 +2,7 @@
 
 Precedence, highest first: the agent's own config > the `Kaizen` instance's config > environment
 variables (`KAIZEN_MODEL`, `KAIZEN_TEMPERATURE`, `KAIZEN_MAX_TOKENS`, `KAIZEN_TIMEOUT`,
-`KAIZEN_API_BASE`, `KAIZEN_TRANSPORT`, `KAIZEN_HTTP_VERSION`) > built-in defaults. The explicit
+`KAIZEN_API_BASE`, `KAIZEN_TRANSPORT`) > built-in defaults. The explicit
 layers are validated when an agent is created; the environment is read, and the model resolved,
 each time the agent runs (`resolve_settings`, cached while those variables keep their values), so
 creating an agent with nothing configured never fails and a changed `KAIZEN_MODEL` applies to the
@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kaizen.errors import ConfigError
-from kaizen.llm.local import LOCAL_PROVIDER
+from kaizen.llm.embedded import LOCAL_PROVIDER
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,
@@ -38,7 +38,6 @@ ENV_VARS: dict[str, str] = {
     "timeout": "KAIZEN_TIMEOUT",
     "api_base": "KAIZEN_API_BASE",
     "transport": "KAIZEN_TRANSPORT",
-    "http_version": "KAIZEN_HTTP_VERSION",
 }
 
 
@@ -70,11 +69,6 @@ class AgentConfig(BaseModel):
         default="auto",
         description="how calls reach the model: 'auto' (the pooled OpenAI-compatible path for "
         "openai/ models with an api_base, else litellm), 'litellm', or 'openai-compatible'",
-    )
-    http_version: Literal["auto", "1.1", "2"] = Field(
-        default="auto",
-        description="HTTP version of the OpenAI-compatible path: 'auto' (HTTP/2 where an https "
-        "server offers it, else HTTP/1.1), '1.1', or '2' (h2c prior knowledge for http://)",
     )
     prompt_template: str | None = Field(
         default=None, description="jinja2 template of the user message (the per-call prompt)"
@@ -357,8 +351,6 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         "structured_output": effective.structured_output,
         "transport": effective.transport,
     }
-    if effective.http_version != "auto":
-        options["http_version"] = effective.http_version
     keys = ("temperature", "max_tokens", "timeout", "api_base", "api_key", "cache")
     for key in (*keys, "circuit_breaker", "rate_limit"):
         value = getattr(effective, key)

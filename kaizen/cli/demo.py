@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kaizen.llm.local import LOCAL_MODEL
+from kaizen.llm.embedded import LOCAL_MODEL
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -3,11 +3,11 @@
 Modules: `call` (the request and the call flow; `complete` / `acomplete`), `models` (model
 resolution and structured output), `retry` (failure rules and `ModelError`), `litellm_adapter`
 (the one module touching litellm's private parts), `local` (the embedded SmolLM2 model),
-`transport` (how a request reaches a model), `openai_compat` and `http1` (the pooled fast path
-for OpenAI-compatible servers; imported here so that it takes part in `transport_for`).
+`transport` (how a request reaches a model), `http` (the pooled fast path for OpenAI-compatible
+servers, on aiohttp; imported here so that it takes part in `transport_for`).
 """
 
-import kaizen.llm.openai_compat  # noqa: F401  (registers the fast transport)
+import kaizen.llm.http.openai_compat  # noqa: F401  (registers the fast transport)
 from kaizen.llm.call import (
     DEFAULT_TIMEOUT,
     ModelReply,
@@ -17,7 +17,7 @@ from kaizen.llm.call import (
     model_call,
     prepare,
 )
-from kaizen.llm.local import LOCAL_MODEL
+from kaizen.llm.embedded import LOCAL_MODEL
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,

@@ -44,7 +44,7 @@ from kaizen.call_context import (
 )
 from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.flow import Call, Flow, Sleep, run_async, run_sync
-from kaizen.llm.local import LOCAL_PROVIDER, make_local_handler
+from kaizen.llm.embedded import LOCAL_PROVIDER, make_local_handler
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,

@@ -4,7 +4,7 @@ litellm costs seconds to import, so nothing imports it at `import kaizen` time: 
 imports it on first use, quiets it, and registers the custom providers given to
 `register_provider` (thread-safe, idempotent, without disturbing providers the user registered):
 
-- ``local/smollm2``: the embedded SmolLM2 model (`kaizen.llm.local`, registered by
+- ``local/smollm2``: the embedded SmolLM2 model (`kaizen.llm.embedded`, registered by
   `kaizen.llm.call`);
 - ``kaizen-scripted/<name>``: `kaizen.testing.ScriptedModel` (registered by `kaizen.testing`).
 

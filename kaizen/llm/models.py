@@ -17,8 +17,8 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from kaizen.errors import ConfigError
+from kaizen.llm.embedded import LOCAL_MODEL, gguf_path
 from kaizen.llm.litellm_adapter import is_kaizen_model, load_litellm
-from kaizen.llm.local import LOCAL_MODEL, gguf_path
 
 __all__ = [
     "LOCAL_MODEL",

@@ -17,7 +17,7 @@ same as without streaming.
 `FAST_TRANSPORTS` holds faster transports for the requests they can carry: `LOCAL` calls the
 embedded model in-process without litellm (whose import alone costs seconds, and which adds
 nothing to a call that never leaves the process), and the pooled OpenAI-compatible path of
-`kaizen.llm.openai_compat` adds itself when `kaizen.llm` is imported. `transport_for` picks the
+`kaizen.llm.http.openai_compat` adds itself when `kaizen.llm` is imported. `transport_for` picks the
 transport for a request; ``transport="litellm"`` still sends an embedded-model call through
 litellm's custom provider, the same code behind it.
 """
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import kaizen.llm.litellm_adapter as adapter
 from kaizen.errors import ConfigError
-from kaizen.llm.local import LOCAL_PROVIDER
+from kaizen.llm.embedded import LOCAL_PROVIDER
 
 __all__ = [
     "FAST_TRANSPORTS",
@@ -92,7 +92,6 @@ class LitellmTransport:
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
-        kwargs = _for_litellm(kwargs)
         if on_text is None or not _streams(model):
             return _whole(from_litellm(adapter.completion(**kwargs), model), on_text)
         stream = adapter.completion(**_streaming(kwargs))
@@ -103,7 +102,6 @@ class LitellmTransport:
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         model = str(kwargs["model"])
-        kwargs = _for_litellm(kwargs)
         if on_text is None or not _streams(model):
             return _whole(from_litellm(await adapter.acompletion(**kwargs), model), on_text)
         stream = await adapter.acompletion(**_streaming(kwargs))
@@ -117,7 +115,7 @@ LITELLM = LitellmTransport()
 
 
 class LocalTransport:
-    """The embedded model (``local/...``), called in-process: `kaizen.llm.local.generate`, the
+    """The embedded model (``local/...``), called in-process: `kaizen.llm.embedded.generate`, the
     function litellm's custom provider calls too. Its errors (`LocalModelError`,
     `LocalModelTruncated`, `DecodeTimeout`) reach the retry rules as they are. It answers
     streamed requests with the whole reply as one piece."""
@@ -125,19 +123,19 @@ class LocalTransport:
     name = "local"
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
-        from kaizen.llm import local
+        from kaizen.llm import embedded
 
         model = str(kwargs["model"])
-        local.check_model(model)
-        reply = local.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        embedded.check_model(model)
+        reply = embedded.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
         return _whole(_from_local(reply), on_text)
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
-        from kaizen.llm import local
+        from kaizen.llm import embedded
 
         model = str(kwargs["model"])
-        local.check_model(model)
-        reply = await local.agenerate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        embedded.check_model(model)
+        reply = await embedded.agenerate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
         return _whole(_from_local(reply), on_text)
 
 
@@ -158,13 +156,6 @@ def _is_local(model: str, kwargs: Mapping[str, Any]) -> bool:
 
 
 LOCAL = LocalTransport()
-
-
-def _for_litellm(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Without the fast path's own options (``http_version``), which litellm does not know."""
-    if "http_version" not in kwargs:
-        return kwargs
-    return {key: value for key, value in kwargs.items() if key != "http_version"}
 
 
 #: (transport, applies(model, kwargs)) pairs, tried in order when the choice is "auto".

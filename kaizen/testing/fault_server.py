@@ -8,8 +8,6 @@ client code a production call uses. Faults are queued and applied to the next re
 - ``"500"`` / ``"503"``: server errors;
 - ``"timeout"``: the server stalls past any sane client timeout, then closes the connection;
 - ``"drop"``: the connection is closed without a response;
-- ``"goaway"``: over HTTP/2 (`kaizen.testing.h2_server`) a GOAWAY that leaves the request
-  unprocessed, then the connection closes; over HTTP/1.1 the same as ``"drop"``;
 - ``"malformed"``: status 200 with a body that is not valid JSON;
 - ``"schema_violation"``: a well-formed reply whose content is JSON violating the requested schema;
 - ``"401"`` / ``"403"`` / ``"400"`` / ``"404"`` / ``"422"``: client errors a caller must not retry.
@@ -21,7 +19,8 @@ in pieces, each tool call in fragments (id and name first, then its arguments in
 and a last usage event when ``stream_options.include_usage`` asks for it.
 
 ``tls=True`` serves HTTPS with a certificate of `kaizen.testing.tls` (clients trust it with
-``SSL_CERT_FILE``); `connections` counts the connections accepted.
+``SSL_CERT_FILE``); `connections` counts the connections accepted, `open_connections` those
+still open.
 
 Without a configured reply the server answers with a minimal instance of the schema the request
 asked for (``response_format`` json_schema), or a short text when there is none. Stdlib only: an
@@ -55,7 +54,7 @@ Reply = str | dict[str, Any] | list[Any] | ToolCalls
 ReplySource = Reply | Callable[[dict[str, Any]], Reply] | None
 
 FAULT_KINDS = frozenset(
-    {"429", "500", "503", "timeout", "drop", "goaway", "malformed", "schema_violation"}
+    {"429", "500", "503", "timeout", "drop", "malformed", "schema_violation"}
     | {"400", "401", "403", "404", "422"}
 )
 
@@ -124,6 +123,7 @@ class FaultServer:
         self._port = port
         self.tls = tls
         self.connections = 0  # connections accepted so far
+        self.open_connections = 0  # of those, the ones not closed yet
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
         self._requests: list[ServedRequest] = []
@@ -195,25 +195,22 @@ class FaultServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    #: what the server offers in ALPN over TLS (a subclass speaking HTTP/2 adds "h2")
-    alpn_protocols: tuple[str, ...] = ("http/1.1",)
-
     def _tls(self) -> Any:
         if not self.tls:
             return None
         from kaizen.testing.tls import loopback_certificate
 
-        return loopback_certificate().server_context(self.alpn_protocols)
+        return loopback_certificate().server_context()
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._lock:
             self.connections += 1
-        await self._serve_connection(reader, writer)
-
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await _Connection(self, reader, writer).serve()
+            self.open_connections += 1
+        try:
+            await _Connection(self, reader, writer).serve()
+        finally:
+            with self._lock:
+                self.open_connections -= 1
 
     @property
     def port(self) -> int:
@@ -371,7 +368,7 @@ class _Connection:
             self._send_error(404)
         elif body is None:
             self._send_error(400)
-        elif kind in ("drop", "goaway"):
+        elif kind == "drop":
             return False
         elif kind == "timeout":
             await asyncio.sleep(fault.stall if fault and fault.stall is not None else owner.stall)

@@ -27,11 +27,10 @@ class LoopbackCertificate:
     cert_file: str
     key_file: str
 
-    def server_context(self, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
-        """A server-side TLS context offering `alpn` (in the server's order of preference)."""
+    def server_context(self) -> ssl.SSLContext:
+        """A server-side TLS context presenting the server certificate."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert_file, self.key_file)
-        context.set_alpn_protocols(list(alpn))
         return context
 
 

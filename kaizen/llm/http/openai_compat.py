@@ -3,13 +3,8 @@
 litellm spends milliseconds of CPU on every call (request preparation, the OpenAI SDK, pricing),
 all of it on the one event loop that carries a run's concurrent calls. For the requests it can
 carry, this transport sends the same JSON straight to ``{api_base}/chat/completions`` over the
-pooled connections of `kaizen.llm.http1` (or `kaizen.llm.http2`) and reads the reply itself.
-
-HTTP version (``http_version``): ``"auto"`` (the default) offers HTTP/2 to ``https://``
-endpoints in ALPN and uses it when the server picks it (the answer is remembered per endpoint),
-HTTP/1.1 otherwise and for every ``http://`` endpoint; ``"2"`` forces HTTP/2 (h2c with prior
-knowledge for ``http://``); ``"1.1"`` never uses HTTP/2. HTTP/2 needs the `h2` package (the
-``http2`` extra); without it ``"auto"`` is HTTP/1.1.
+running loop's aiohttp session (`kaizen.llm.http.session`: pooled connections, proxies from the
+environment, certificates verified as the standard library does) and reads the reply itself.
 
 It applies (`applies`) to an ``openai/<name>`` model with an ``http(s)://`` ``api_base`` (vLLM,
 Ollama's and llama.cpp's OpenAI servers, a hosted OpenAI-compatible API, `FaultServer`) whose
@@ -24,26 +19,33 @@ the reply (text, tool calls, usage, finish reason), the cost (litellm's price ma
 per model), streaming (server-sent events with ``include_usage``), and the errors
 `kaizen.llm.retry` classifies: `HTTPStatusError` carries the status and the response headers
 (``Retry-After``), timeouts are `TimeoutError`, broken connections and garbled replies are
-`ConnectionError`s. Messages never quote the request's headers, so the key stays out of them.
+`ConnectionError`s, a certificate that fails verification is the `ssl` error (not retried).
+aiohttp's own exceptions never leave: they hold the request, and with it the key.
+
+Written once: `asend` is the exchange; `send` (the sync driver's side of `model_call`) runs it
+to completion with `kaizen.aio.run_blocking`, on the calling thread's reusable event loop, whose
+session keeps that thread's connections warm between calls.
 
 The timeout is per attempt: the whole exchange without streaming; when streaming, the wait for
-the response head and then each wait for more of the stream.
+a connection and the response head, then each wait for more of the stream.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import kaizen.llm.litellm_adapter as adapter
 from kaizen import process
-from kaizen.aio import running_loop
+from kaizen.aio import NEED_LOOP, run_blocking, running_loop
 from kaizen.errors import ConfigError
-from kaizen.llm import http1, http2
+from kaizen.llm.http.session import proxy_for, session_for, ssl_context
 from kaizen.llm.transport import (
     FAST_TRANSPORTS,
     OnText,
@@ -52,6 +54,9 @@ from kaizen.llm.transport import (
     ToolCallRequest,
 )
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = [
     "NAME",
     "OPENAI_COMPATIBLE",
@@ -59,6 +64,8 @@ __all__ = [
     "HTTPStatusError",
     "MalformedResponseError",
     "OpenAICompatibleTransport",
+    "ProtocolError",
+    "ServerDisconnectedError",
     "applies",
     "request_body",
 ]
@@ -101,13 +108,7 @@ _CONTROL = frozenset(
         "num_retries",
         "max_retries",
         "extra_headers",
-        "http_version",
     }
-)
-HTTP_VERSIONS = ("auto", "1.1", "2")
-# HTTP/1.1 headers about the connection itself, which HTTP/2 forbids
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"}
 )
 _KNOWN = PASSED_THROUGH | _CONTROL
 _DEFAULT_TIMEOUT = 600.0  # the OpenAI SDK's own default, for a request that names none
@@ -127,6 +128,14 @@ class HTTPStatusError(Exception):
 class MalformedResponseError(ConnectionError):
     """A reply that is not the JSON of a chat completion: garbled in transit or by the server,
     so retried like a broken connection."""
+
+
+class ServerDisconnectedError(ConnectionError):
+    """The server closed the connection before a complete response."""
+
+
+class ProtocolError(ConnectionError):
+    """The server's bytes are not an HTTP response."""
 
 
 def applies(model: str, kwargs: Mapping[str, Any]) -> bool:
@@ -157,37 +166,22 @@ def request_body(kwargs: Mapping[str, Any], *, stream: bool = False) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
-    """One ``api_base`` and key: where requests go and the head every request starts with
+    """One ``api_base`` and key: where requests go and the headers every request carries
     (holding the key: never shown)."""
 
-    origin: http1.Origin
+    url: Any  # a `yarl.URL`, parsed once (aiohttp would parse a string at every request)
     label: str  # scheme://host:port/path, for messages
-    head: bytes = field(repr=False)
-    fields: tuple[tuple[bytes, bytes], ...] = field(repr=False)  # the same, for HTTP/2
+    scheme: str
+    host: str
+    headers: Mapping[str, str] = field(repr=False)
 
-    def request_head(self, length: int, extra_headers: Mapping[str, str] | None) -> bytes:
+    def request_headers(self, extra_headers: Mapping[str, str] | None) -> Mapping[str, str]:
         if not extra_headers:
-            return self.head + b"Content-Length: %d\r\n\r\n" % length
-        lines = []
+            return self.headers
         for name, value in extra_headers.items():
-            text = f"{name}: {value}"
-            if "\r" in text or "\n" in text:
+            if any(c in f"{name}{value}" for c in "\r\n"):
                 raise ConfigError(f"extra_headers: header {name!r} holds a line break")
-            lines.append(text)
-        extra = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        return self.head + extra + b"Content-Length: %d\r\n\r\n" % length
-
-    def request_fields(
-        self, length: int, extra_headers: Mapping[str, str] | None
-    ) -> list[tuple[bytes, bytes]]:
-        """`request_head` for HTTP/2: lower-case names, no connection-specific headers."""
-        fields = [*self.fields, (b"content-length", b"%d" % length)]
-        for name, value in (extra_headers or {}).items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise ConfigError(f"extra_headers: header {name!r} holds a line break")
-            if name.lower() not in _HOP_BY_HOP:
-                fields.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-        return fields
+        return {**self.headers, **extra_headers}
 
 
 _endpoints: dict[tuple[str, str | None], _Endpoint] = {}
@@ -215,15 +209,12 @@ def _make_endpoint(base: Any, key: str | None) -> _Endpoint:
         raise ConfigError(
             f"the {NAME} transport takes no credentials in api_base; pass api_key=... instead"
         )
-    host = parts.hostname or ""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        parts.port  # noqa: B018  (raises on an invalid port)
     except ValueError:
         raise ConfigError(f"api_base {base!r} has an invalid port") from None
-    origin = http1.Origin(parts.scheme, host, port)
     path = parts.path.rstrip("/") + "/chat/completions"
-    if parts.query:
-        path += "?" + parts.query
+    url = f"{parts.scheme}://{parts.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
     if key is None:
         key = os.environ.get("OPENAI_API_KEY") or None
     if key is None:
@@ -233,49 +224,31 @@ def _make_endpoint(base: Any, key: str | None) -> _Endpoint:
             "no API key: pass api_key=... or set OPENAI_API_KEY (a server that needs none "
             "accepts any value, such as api_key='none')",
         )
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {origin.host_header}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        "Accept: application/json\r\nUser-Agent: kaizen\r\n"
-    ).encode("latin-1")
-    fields = (
-        (b":method", b"POST"),
-        (b":scheme", parts.scheme.encode()),
-        (b":authority", origin.host_header.encode("latin-1")),
-        (b":path", path.encode("latin-1")),
-        (b"authorization", f"Bearer {key}".encode("latin-1")),
-        (b"content-type", b"application/json"),
-        (b"accept", b"application/json"),
-        (b"user-agent", b"kaizen"),
-    )
-    label = f"{parts.scheme}://{origin.host_header}{parts.path.rstrip('/')}"
-    return _Endpoint(origin, label, head, fields)
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "kaizen",
+    }
+    label = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    from yarl import URL  # aiohttp's own URL type
 
-
-def _http2_mode(origin: http1.Origin, kwargs: Mapping[str, Any]) -> str | None:
-    """How this request uses HTTP/2 (`kaizen.llm.http2` modes), or None for HTTP/1.1."""
-    version = kwargs.get("http_version") or "auto"
-    if version not in HTTP_VERSIONS:
-        raise ConfigError(
-            f"http_version must be one of {', '.join(map(repr, HTTP_VERSIONS))}, not {version!r}"
-        )
-    if version == "1.1":
-        return None
-    if version == "2":
-        if not http2.available():
-            raise ConfigError(
-                "http_version='2' needs the h2 package: pip install 'kaizen[http2]' "
-                "(or use http_version='auto')"
-            )
-        return "h2"
-    if origin.scheme != "https" or not http2.available():
-        return None
-    return None if http2.negotiated(origin) == "http/1.1" else "alpn"
+    return _Endpoint(URL(url), label, parts.scheme, parts.hostname or "", headers)
 
 
 def _timeout(kwargs: Mapping[str, Any]) -> float:
     value = kwargs.get("timeout")
     return _DEFAULT_TIMEOUT if value is None else float(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _limits(timeout: float, *, streaming: bool) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for one attempt (see the module docstring); made once per value."""
+    import aiohttp
+
+    if streaming:
+        return aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+    return aiohttp.ClientTimeout(total=timeout)
 
 
 def _check_model(model: str) -> None:
@@ -292,115 +265,88 @@ class OpenAICompatibleTransport:
     name = NAME
 
     def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
-        model = str(kwargs["model"])
-        _check_model(model)
-        endpoint = _endpoint(kwargs)
-        timeout = _timeout(kwargs)
-        body = request_body(kwargs, stream=on_text is not None)
-        extra_headers = kwargs.get("extra_headers")
-        mode = _http2_mode(endpoint.origin, kwargs)
-        if mode is not None:
-            pool2 = http2.sync_pool(endpoint.origin, mode)
-            fields = endpoint.request_fields(len(body), extra_headers)
-            try:
-                return self._exchange(pool2, fields, body, timeout, endpoint, model, on_text)
-            except http2.NotNegotiated:
-                pass  # the server chose HTTP/1.1 (remembered for the next calls)
-        pool = http1.sync_pool(endpoint.origin)
-        head = endpoint.request_head(len(body), extra_headers)
-        return self._exchange(pool, head, body, timeout, endpoint, model, on_text)
+        """`asend`, run to completion from sync code (see the module docstring)."""
+        return run_blocking(self._asend_on_a_loop(kwargs, on_text))
 
-    def _exchange(
-        self,
-        pool: http1.SyncPool | http2.SyncPool,
-        head: Any,
-        body: bytes,
-        timeout: float,
-        endpoint: _Endpoint,
-        model: str,
-        on_text: OnText | None,
-    ) -> RawReply:
-        if on_text is None:
-            response = pool.request(head, body, timeout)
-            return _reply(_checked(response, endpoint), model)
-        status, headers, pieces = pool.stream(head, body, timeout)
-        if status >= 300:
-            raise _status_error(status, headers, b"".join(pieces), endpoint)
-        events = _EventReader(StreamAssembler(on_text))
-        try:
-            for piece in pieces:
-                if events.feed(piece):
-                    break
-        finally:
-            pieces.close()  # type: ignore[attr-defined]
-        return events.reply(model)
+    async def _asend_on_a_loop(self, kwargs: Mapping[str, Any], on_text: OnText | None) -> RawReply:
+        if running_loop() is None:  # stepped by hand (run_blocking): continue on a loop
+            await NEED_LOOP
+        # The thread's loop sat still between sync calls: one turn lets it see the connections
+        # servers closed meanwhile, so an idle connection is not reused after its close.
+        await asyncio.sleep(0)
+        return await self.asend(kwargs=kwargs, on_text=on_text)
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        import aiohttp
+
         model = str(kwargs["model"])
         _check_model(model)
         endpoint = _endpoint(kwargs)
-        loop = running_loop()
-        if loop is None:
-            raise RuntimeError("asend needs a running event loop")
         timeout = _timeout(kwargs)
         body = request_body(kwargs, stream=on_text is not None)
-        extra_headers = kwargs.get("extra_headers")
-        mode = _http2_mode(endpoint.origin, kwargs)
-        if mode is not None:
-            pool2 = http2.async_pool(endpoint.origin, loop, mode)
-            fields = endpoint.request_fields(len(body), extra_headers)
-            try:
-                return await self._aexchange(pool2, fields, body, timeout, endpoint, model, on_text)
-            except http2.NotNegotiated:
-                pass  # the server chose HTTP/1.1 (remembered for the next calls)
-        pool = http1.async_pool(endpoint.origin, loop)
-        head = endpoint.request_head(len(body), extra_headers)
-        return await self._aexchange(pool, head, body, timeout, endpoint, model, on_text)
-
-    async def _aexchange(
-        self,
-        pool: http1.AsyncPool | http2.AsyncPool,
-        head: Any,
-        body: bytes,
-        timeout: float,
-        endpoint: _Endpoint,
-        model: str,
-        on_text: OnText | None,
-    ) -> RawReply:
-        if on_text is None:
-            response = await pool.request(head, body, timeout)
-            return _reply(_checked(response, endpoint), model)
-        status, headers, pieces = await pool.stream(head, body, timeout)
-        if status >= 300:
-            raise _status_error(status, headers, b"".join([p async for p in pieces]), endpoint)
-        events = _EventReader(StreamAssembler(on_text))
+        headers = endpoint.request_headers(kwargs.get("extra_headers"))
+        session = await session_for()
+        limits = _limits(timeout, streaming=on_text is not None)
         try:
-            async for piece in pieces:
-                if events.feed(piece):
-                    break
-        finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
-        return events.reply(model)
+            async with session.post(
+                endpoint.url,
+                data=body,
+                headers=headers,
+                timeout=limits,
+                ssl=ssl_context() if endpoint.scheme == "https" else True,
+                proxy=proxy_for(endpoint.scheme, endpoint.host),
+            ) as response:
+                if on_text is None or response.status >= 300:
+                    payload = await response.read()
+                    return _reply(_checked(response, payload, endpoint), model)
+                events = _EventReader(StreamAssembler(on_text))
+                async for piece in response.content.iter_any():
+                    if events.feed(piece):
+                        break
+                return events.reply(model)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc, endpoint, timeout) from None
 
 
 OPENAI_COMPATIBLE = OpenAICompatibleTransport()
 FAST_TRANSPORTS.append((OPENAI_COMPATIBLE, applies))
 
 
-def _checked(response: http1.Response, endpoint: _Endpoint) -> dict[str, Any]:
+def _checked(response: Any, payload: bytes, endpoint: _Endpoint) -> dict[str, Any]:
     if response.status >= 300:
-        raise _status_error(response.status, response.headers, response.body, endpoint)
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        raise _status_error(response.status, headers, payload, endpoint)
     try:
-        data = json.loads(response.body)
+        data = json.loads(payload)
     except ValueError as exc:
         raise MalformedResponseError(
-            f"the reply from {endpoint.label} is not valid JSON ({exc}): {response.body[:120]!r}"
+            f"the reply from {endpoint.label} is not valid JSON ({exc}): {payload[:120]!r}"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise MalformedResponseError(
-            f"the reply from {endpoint.label} is not a chat completion: {response.body[:120]!r}"
+            f"the reply from {endpoint.label} is not a chat completion: {payload[:120]!r}"
         )
     return data
+
+
+def _transport_error(exc: BaseException, endpoint: _Endpoint, timeout: float) -> BaseException:
+    """aiohttp's exception as one `kaizen.llm.retry` classifies, naming no request header."""
+    import aiohttp
+
+    where = endpoint.label
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it
+        return TimeoutError(f"no complete response from {where} within {timeout:g} s")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return exc.os_error if isinstance(exc.os_error, OSError) else ConnectionError(str(exc))
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return ServerDisconnectedError(
+            f"{where} closed the connection before a complete response ({type(exc).__name__})"
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):  # not HTTP: aiohttp's parser refused it
+        return ProtocolError(f"the reply from {where} is not HTTP: {exc.message}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectionError(f"cannot connect to {where}: {exc.os_error}")
+    return ConnectionError(f"the exchange with {where} failed: {type(exc).__name__}: {exc}")
 
 
 def _status_error(

@@ -1,0 +1,380 @@
+"""The embedded model at work: loading it, and one chat completion, written once for sync and async.
+
+- Concurrent calls are decoded together (`kaizen.llm.embedded.engine`: one decode thread,
+  several sequences in one llama.cpp context, continuous batching, a prefix cache). Each reply
+  reports how long it queued for a free sequence (`LocalReply.queue_time`, carried to the run
+  record through the response's hidden params). `BATCHING = False` or ``KAIZEN_LOCAL_BATCH=0``
+  switch to the serialised path: one `llama_cpp.Llama` behind a lock (its wait for the lock is
+  the queue time). Either loads once, lazily, on first use.
+- A call is the flow `generation` (`kaizen.flow`): each attempt is one effect, run by `generate`
+  (blocking) or `agenerate` (awaiting; cancelling the task frees the request's sequence), and
+  the flow decides what the attempt's reply means: a schema reply is normalised
+  (`kaizen.llm.embedded.schema`), and one cut off by the token limit is tried once more with
+  tighter caps, then reported as `LocalModelTruncated`.
+- `make_local_handler` is litellm's custom provider for ``local/smollm2`` (``transport="litellm"``
+  or a user's own `litellm.completion` call), on the same flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kaizen import process
+from kaizen.flow import Call, Flow, run_async, run_sync
+from kaizen.llm.embedded.schema import (
+    ARRAY_CAP,
+    STRING_CAP,
+    bounded_schema,
+    normalise_json,
+    requested_schema,
+)
+from kaizen.llm.embedded.weights import (
+    LOCAL_MODEL,
+    LOCAL_PROVIDER,
+    MODEL_NAME,
+    N_THREADS,
+    LocalModelError,
+    LocalModelTruncated,
+    installed_weights,
+)
+from kaizen.llm.litellm_adapter import set_queue_time, set_response_cost
+
+if TYPE_CHECKING:
+    from kaizen.llm.embedded.engine import BatchEngine
+
+__all__ = [
+    "BATCHING",
+    "LocalReply",
+    "agenerate",
+    "batching_enabled",
+    "check_model",
+    "generate",
+    "generation",
+    "make_local_handler",
+]
+
+N_CTX = 4096  # one call at a time (batching off)
+N_CTX_BATCH = 8192  # shared by the sequences decoded together (batching on)
+DEFAULT_MAX_TOKENS = 512
+
+#: Decode concurrent calls together (True), or one at a time behind a lock (False); None
+#: follows the environment variable ``KAIZEN_LOCAL_BATCH`` (``0`` turns batching off).
+BATCHING: bool | None = None
+
+_load_lock = threading.Lock()
+_generate_lock = threading.Lock()
+_llama: Any = None
+_batch_engine: BatchEngine | None = None
+
+
+def batching_enabled() -> bool:
+    """Whether concurrent calls are decoded together (`BATCHING`, else ``KAIZEN_LOCAL_BATCH``)."""
+    if BATCHING is not None:
+        return BATCHING
+    setting = os.environ.get("KAIZEN_LOCAL_BATCH", "1").strip().lower()
+    return setting not in ("0", "false", "no", "off")
+
+
+def _model() -> Any:
+    """The loaded `llama_cpp.Llama` (the serialised path), created on first use (thread-safe)."""
+    global _llama
+    if _llama is not None:
+        return _llama
+    with _load_lock:
+        if _llama is None:
+            from llama_cpp import Llama
+
+            path = installed_weights()
+            _llama = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
+            # Free the model before interpreter teardown: Llama.__del__ at exit finds the
+            # llama.cpp bindings already gone and prints a TypeError.
+            atexit.register(_close)
+    return _llama
+
+
+def _engine() -> BatchEngine:
+    """The batched decoder (`kaizen.llm.embedded.engine`), started on first use (thread-safe)."""
+    global _batch_engine
+    if _batch_engine is not None:
+        return _batch_engine
+    with _load_lock:
+        if _batch_engine is None:
+            from kaizen.llm.embedded.engine import BatchEngine
+
+            path = installed_weights()
+            _batch_engine = BatchEngine(path, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
+            atexit.register(_close_engine)
+    return _batch_engine
+
+
+def _close() -> None:
+    global _llama
+    with _generate_lock:
+        model, _llama = _llama, None
+        if model is not None:
+            model.close()
+
+
+def _close_engine() -> None:
+    global _batch_engine
+    engine, _batch_engine = _batch_engine, None
+    if engine is not None:
+        engine.close()
+
+
+@dataclass(slots=True)
+class LocalReply:
+    """One finished call: text, finish reason, token counts, and the seconds it waited for the
+    model (a free sequence when batching, the lock when serialised) before decoding began."""
+
+    text: str
+    finish_reason: str | None
+    usage: dict[str, int]
+    queue_time: float = 0.0
+
+
+@dataclass(slots=True)
+class _Plan:
+    chat: list[dict[str, str]]
+    schema: dict[str, Any] | None
+    options: dict[str, Any]
+    timeout: float | None
+
+    def caps(self) -> list[tuple[int, int]]:
+        """The string and array caps of each attempt: the second is tighter (see above)."""
+        return [(STRING_CAP, ARRAY_CAP), (STRING_CAP // 4, 2)] if self.schema else [(0, 0)]
+
+
+def _plan(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any
+) -> _Plan:
+    chat = [
+        {"role": str(m.get("role", "user")), "content": str(m.get("content") or "")}
+        for m in messages
+    ]
+    options: dict[str, Any] = {
+        "temperature": float(optional_params.get("temperature", 0.2)),
+        "max_tokens": int(optional_params.get("max_tokens") or DEFAULT_MAX_TOKENS),
+    }
+    for key in ("top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
+        if optional_params.get(key) is not None:
+            options[key] = optional_params[key]
+    schema = requested_schema(optional_params.get("response_format"))
+    seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
+    return _Plan(chat, schema, options, seconds)
+
+
+def _settle(plan: _Plan, reply: LocalReply, string_cap: int, last: bool) -> LocalReply | None:
+    """The reply to return, or None to try again with tighter caps."""
+    if plan.schema is None:
+        return reply
+    normalised = normalise_json(reply.text, string_cap)
+    if normalised is not None:
+        reply.text = normalised
+        return reply
+    if reply.finish_reason != "length":
+        return reply  # let the caller's parser report what is wrong
+    if last:
+        raise LocalModelTruncated(
+            f"the local model reached max_tokens={plan.options['max_tokens']} before its JSON "
+            "reply closed, even with tighter string limits; raise max_tokens or use fewer or "
+            "shorter output fields"
+        )
+    return None
+
+
+def _add(total: LocalReply | None, reply: LocalReply) -> LocalReply:
+    """`reply` with the usage and queue time of the earlier attempt `total` added."""
+    if total is not None:
+        for key in reply.usage:
+            reply.usage[key] += total.usage[key]
+        reply.queue_time += total.queue_time
+    return reply
+
+
+def generation(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+) -> Flow[LocalReply]:
+    """The flow of one chat completion: its attempts (each an effect), and what they mean."""
+    plan = _plan(messages, optional_params, timeout)
+    caps = plan.caps()
+    total: LocalReply | None = None
+    for number, (string_cap, array_cap) in enumerate(caps):
+        attempt = {"plan": plan, "string_cap": string_cap, "array_cap": array_cap}
+        reply = yield Call(_attempt, _aattempt, attempt)
+        total = _add(total, reply)
+        settled = _settle(plan, total, string_cap, last=number == len(caps) - 1)
+        if settled is not None:
+            return settled
+    raise AssertionError("unreachable: the last attempt settles or raises")  # pragma: no cover
+
+
+def generate(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+) -> LocalReply:
+    """Run one chat completion (batched with concurrent calls, unless batching is off).
+    Thread-safe; blocks until the reply is complete."""
+    return run_sync(generation(messages, optional_params, timeout))
+
+
+async def agenerate(
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+) -> LocalReply:
+    """`generate` for asyncio: cancelling the awaiting task frees the request's sequence."""
+    return await run_async(generation(messages, optional_params, timeout))
+
+
+def _attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
+    if not batching_enabled():
+        return _serial_attempt(plan, string_cap, array_cap)
+    engine = _engine()
+    request = _batch_request(engine, plan, string_cap, array_cap)
+    return _from_decoded(engine.submit(request).result())
+
+
+async def _aattempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
+    if not batching_enabled():
+        return await asyncio.to_thread(_serial_attempt, plan, string_cap, array_cap)
+    # The first call loads the model (a second or more): not on the event loop, whose other
+    # nodes go on meanwhile.
+    engine = _batch_engine if _batch_engine is not None else await asyncio.to_thread(_engine)
+    request = _batch_request(engine, plan, string_cap, array_cap)
+    return _from_decoded(await asyncio.wrap_future(engine.submit(request)))
+
+
+def _serial_attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
+    """One attempt through `llama_cpp.Llama`, one call at a time (batching off)."""
+    llama = _model()
+    options = dict(plan.options)
+    if plan.schema is not None:
+        options["response_format"] = {
+            "type": "json_object",
+            "schema": bounded_schema(plan.schema, string_cap, array_cap),
+        }
+    queued = time.monotonic()
+    with _generate_lock:
+        queue_time = time.monotonic() - queued
+        result = llama.create_chat_completion(messages=plan.chat, **options)
+    choice = result["choices"][0]
+    usage = {key: int(result.get("usage", {}).get(key, 0)) for key in _USAGE_KEYS}
+    return LocalReply(
+        choice["message"].get("content") or "", choice.get("finish_reason"), usage, queue_time
+    )
+
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens")
+
+
+def _batch_request(engine: BatchEngine, plan: _Plan, string_cap: int, array_cap: int) -> Any:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from kaizen.llm.embedded.batching import Request, Sampling
+
+    prompt, stops = engine.chat_prompt(plan.chat)
+    user_stop = plan.options.get("stop") or ()
+    stop = (user_stop,) if isinstance(user_stop, str) else tuple(user_stop)
+    grammar = None
+    if plan.schema is not None:
+        bounded = bounded_schema(plan.schema, string_cap, array_cap)
+        grammar = json_schema_to_gbnf(json.dumps(bounded))
+    sampling = Sampling(
+        temperature=plan.options["temperature"],
+        top_p=float(plan.options.get("top_p", 0.95)),
+        seed=plan.options.get("seed"),
+    )
+    return Request(
+        prompt=prompt,
+        max_tokens=plan.options["max_tokens"],
+        sampling=sampling,
+        grammar=grammar,
+        stop=stops + stop,
+        timeout=plan.timeout,
+    )
+
+
+def _from_decoded(decoded: Any) -> LocalReply:
+    usage = {
+        "prompt_tokens": decoded.prompt_tokens,
+        "completion_tokens": decoded.completion_tokens,
+    }
+    return LocalReply(decoded.text, decoded.finish_reason, usage, decoded.queue_time)
+
+
+def check_model(model: str) -> None:
+    """Raise `LocalModelError` unless `model` names the embedded model."""
+    if model.removeprefix(f"{LOCAL_PROVIDER}/") != MODEL_NAME:
+        raise LocalModelError(
+            f"unknown local model {model!r}: the embedded model is {LOCAL_MODEL!r}"
+        )
+
+
+def make_local_handler() -> Any:
+    """The litellm custom handler serving ``local/smollm2`` (``transport="litellm"``, or a
+    user's own `litellm.completion` call)."""
+    from litellm import CustomLLM
+    from litellm.types.utils import Usage
+
+    check = check_model
+
+    def fill(response: Any, model: str, outcome: LocalReply) -> Any:
+        usage = outcome.usage
+        choice = response.choices[0]
+        choice.message.content = outcome.text
+        choice.finish_reason = outcome.finish_reason or "stop"
+        response.model = LOCAL_MODEL
+        set_response_cost(response, 0.0)  # free by definition
+        set_queue_time(response, outcome.queue_time)
+        response.created = int(time.time())
+        response.usage = Usage(
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            total_tokens=usage["prompt_tokens"] + usage["completion_tokens"],
+        )
+        return response
+
+    class LocalHandler(CustomLLM):
+        def completion(
+            self,
+            model: str,
+            messages: list[dict[str, Any]],
+            *args: Any,
+            model_response: Any = None,
+            optional_params: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            check(model)
+            outcome = generate(messages, optional_params or {}, kwargs.get("timeout"))
+            return fill(model_response, model, outcome)
+
+        async def acompletion(
+            self,
+            model: str,
+            messages: list[dict[str, Any]],
+            *args: Any,
+            model_response: Any = None,
+            optional_params: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            check(model)
+            outcome = await agenerate(messages, optional_params or {}, kwargs.get("timeout"))
+            return fill(model_response, model, outcome)
+
+    return LocalHandler()
+
+
+def _forget_model() -> None:
+    """After a fork: the child loads its own model (the batch engine's thread is not there)."""
+    global _llama, _batch_engine
+    _llama = None
+    _batch_engine = None
+
+
+process.register("llm.embedded", _forget_model, fork_only=True)
