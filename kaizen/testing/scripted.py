@@ -280,10 +280,15 @@ class ScriptedModel:
             latency = self.latency if value.latency is None else value.latency
             finish = value.finish_reason
             value = value.content
-        if isinstance(value, Mapping) and call.tools:  # an agent with tools: this finishes
-            value = ScriptedToolCalls((("complete", value),))
-        if isinstance(value, Mapping) and call.json_tool_protocol and "tool" not in value:
-            value = {"tool": "complete", "arguments": dict(value)}
+        if isinstance(value, Mapping):
+            if call.params.get("tools"):  # an agent with tools: this finishes
+                value = ScriptedToolCalls((("complete", value),))
+            elif call.json_tool_protocol and "tool" not in value:
+                value = {"tool": "complete", "arguments": dict(value)}
+            else:
+                return ScriptedOutcome(json.dumps(value), None, latency, finish)
+        if isinstance(value, str):
+            return ScriptedOutcome(value, None, latency, finish)
         if isinstance(value, ScriptedToolCalls):
             calls = tuple(
                 (f"call_{number}_{index}", name, _arguments_text(arguments))
