@@ -717,6 +717,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_record_of_what_finished() -> None:
     import subprocess
     import sys
