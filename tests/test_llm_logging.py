@@ -17,7 +17,8 @@ from kaizen.llm.litellm_adapter import litellm_logging_off, litellm_logging_want
 # Every way Kaizen code reaches litellm from several event loops: agents on threads (a loop per
 # thread), asyncio.run per call, an agent run from inside a running loop (a nested thread), sync
 # calls, failures and retries, over real HTTP (through litellm and through the fast path, whose
-# pooled connections must close quietly with each loop) and through the scripted model's litellm provider.
+# pooled connections must close quietly with each loop) and through the scripted model's litellm
+# provider.
 SCRIPT = textwrap.dedent(
     """
     import asyncio, threading

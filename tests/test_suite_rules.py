@@ -57,4 +57,3 @@ def test_a_missing_dependency_fails_under_ci_and_skips_elsewhere(tmp_path: Path)
 
     elsewhere = outcomes(tmp_path, "")
     assert "3 skipped" in elsewhere and "failed" not in elsewhere, elsewhere
-
