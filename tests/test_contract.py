@@ -2,8 +2,8 @@
 
 Each test is a passage of the ADR with `ScriptedModel` as the model. Where the ADR gives no model
 at all (role-name patterns), the scripted model's name is `KAIZEN_MODEL`, so the line runs exactly
-as written. Memory and layer 4 (monitor, optimizer, audit, access policy) land with their own
-issues: their lines are expected to fail until then (strict, so the day they pass is noticed).
+as written. Where a passage only calls methods (layer 4: monitor, optimizer, audit, access
+policy), the test goes on to check what those calls did.
 """
 
 from __future__ import annotations
