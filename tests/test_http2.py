@@ -306,7 +306,8 @@ def test_a_graceful_goaway_sends_later_calls_to_a_new_connection() -> None:
 
         async def go() -> list[Any]:
             first = [asyncio.ensure_future(acall(server, http_version="2")) for _ in range(5)]
-            await asyncio.sleep(0.1)  # the five are in flight
+            while len(server.requests) < 5:  # the five are in flight
+                await asyncio.sleep(0.01)
             server.goaway()
             await asyncio.sleep(0.05)
             later = await acall(server, http_version="2")

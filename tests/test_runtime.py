@@ -641,8 +641,11 @@ def test_cancelling_a_run_records_what_finished_and_reraises() -> None:
     rt = LocalRuntime()
 
     async def main() -> None:
-        task = asyncio.create_task(rt.execute_async(wb.build()))
-        await asyncio.sleep(0.2)
+        events: list[RunEvent] = []
+        task = asyncio.create_task(rt.execute_async(wb.build(), on_event=events.append))
+        wanted = {(EventKind.NODE_FINISHED, "quick"), (EventKind.NODE_STARTED, "slow1")}
+        while not wanted <= {(e.kind, e.node_id) for e in events}:  # quick done, slow1 waiting
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
