@@ -122,11 +122,12 @@ def make_scripted_handler() -> Any:
         return response
 
     def take(
-        model: str, messages: Messages, optional_params: dict[str, Any] | None, timeout: Any
+        model: str, messages: Messages, kwargs: Mapping[str, Any]
     ) -> tuple[ScriptedOutcome, float, bool]:
-        """The scripted outcome of a request, how long to wait before answering, and whether
-        that wait runs into the caller's timeout."""
-        outcome = lookup(model).take(messages, optional_params or {}, timeout)
+        """The scripted outcome of a request (`kwargs`: what litellm passed the handler), how
+        long to wait before answering, and whether that wait runs into the caller's timeout."""
+        timeout = kwargs.get("timeout")
+        outcome = lookup(model).take(messages, kwargs.get("optional_params") or {}, timeout)
         return (outcome, *wait(outcome, timeout))
 
     def check_time(model: str, seconds: float, timed_out: bool) -> None:
@@ -139,31 +140,25 @@ def make_scripted_handler() -> Any:
             )
 
     class ScriptedHandler(CustomLLM):
-        def completion(
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            model_response: Any = None,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
-        ) -> Any:
-            outcome, seconds, timed_out = take(model, messages, optional_params, timeout)
+        # litellm passes model_response, optional_params and timeout by keyword
+        def completion(self, model: str, messages: Messages, *args: Any, **kwargs: Any) -> Any:
+            outcome, seconds, timed_out = take(model, messages, kwargs)
             time.sleep(seconds)
             check_time(model, seconds, timed_out)
-            return finish(outcome, model, messages, model_response)
+            return finish(outcome, model, messages, kwargs.get("model_response"))
+
+        async def acompletion(
+            self, model: str, messages: Messages, *args: Any, **kwargs: Any
+        ) -> Any:
+            outcome, seconds, timed_out = take(model, messages, kwargs)
+            await asyncio.sleep(seconds)
+            check_time(model, seconds, timed_out)
+            return finish(outcome, model, messages, kwargs.get("model_response"))
 
         def streaming(  # type: ignore[override]
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
+            self, model: str, messages: Messages, *args: Any, **kwargs: Any
         ) -> Iterator[dict[str, Any]]:
-            outcome, seconds, timed_out = take(model, messages, optional_params, timeout)
+            outcome, seconds, timed_out = take(model, messages, kwargs)
             time.sleep(seconds)
             check_time(model, seconds, timed_out)
             if outcome.error is not None:
@@ -172,15 +167,9 @@ def make_scripted_handler() -> Any:
                 yield _generic_chunk(chunk)
 
         async def astreaming(  # type: ignore[override]
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
+            self, model: str, messages: Messages, *args: Any, **kwargs: Any
         ) -> AsyncIterator[dict[str, Any]]:
-            outcome, seconds, timed_out = take(model, messages, optional_params, timeout)
+            outcome, seconds, timed_out = take(model, messages, kwargs)
             await asyncio.sleep(seconds)
             check_time(model, seconds, timed_out)
             if outcome.error is not None:
@@ -188,21 +177,6 @@ def make_scripted_handler() -> Any:
             for chunk in chunks(outcome, messages):
                 await asyncio.sleep(0)
                 yield _generic_chunk(chunk)
-
-        async def acompletion(
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            model_response: Any = None,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
-        ) -> Any:
-            outcome, seconds, timed_out = take(model, messages, optional_params, timeout)
-            await asyncio.sleep(seconds)
-            check_time(model, seconds, timed_out)
-            return finish(outcome, model, messages, model_response)
 
     return ScriptedHandler()
 
