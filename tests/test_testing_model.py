@@ -18,7 +18,7 @@ from kaizen.errors import ModelError
 from kaizen.flow import run_sync
 from kaizen.llm import ModelReply, acomplete, complete
 from kaizen.llm.call import model_call, prepare
-from kaizen.testing import ScriptedCall, ScriptedModel, ScriptError
+from kaizen.testing import ScriptedCall, ScriptedHTTPError, ScriptedModel, ScriptError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,6 +126,9 @@ def test_non_retryable_statuses(status: int, transport: str) -> None:
     assert (error.status, error.retryable, error.attempts) == (status, False, 1)
     assert error.provider == "kaizen-scripted"
     assert len(model.calls) == 1
+    if transport == "auto":  # in-process: the scripted HTTP error itself is chained
+        assert isinstance(error.__cause__, ScriptedHTTPError)
+        assert error.__cause__.status_code == status
 
 
 def test_budget_exhaustion_reports_attempts(transport: str) -> None:
