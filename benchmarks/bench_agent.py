@@ -4,10 +4,12 @@ Cases:
 - import: `import X` in a fresh interpreter (median of several), for `kaizen` (this repository),
   `kailash`, `langgraph.graph`, `dspy` and kailash-kaizen's `kaizen`.
 - execute, 0 ms model: one `agent.execute(question=...)` with a model that answers at once
-  (Kaizen: `kaizen.testing.ScriptedModel` through litellm; kailash-kaizen: its mock provider; DSPy:
-  `dspy.Predict` with `DummyLM`). The floor row is `kaizen.llm.complete` alone, the same litellm
-  call with the same messages and schema, so "kaizen own share" = execute - complete is what
-  Kaizen adds around the model call (prompt, validation, parsing, the one-node workflow).
+  (Kaizen: `kaizen.testing.ScriptedModel`, answered in-process through the transport seam, no
+  litellm; kailash-kaizen: its mock provider; DSPy: `dspy.Predict` with `DummyLM`). The floor row
+  is `kaizen.llm.complete` alone, the same call with the same messages and schema, so "kaizen own
+  share" = execute - complete is what Kaizen adds around the model call (prompt, validation,
+  parsing, the one-node workflow). "kaizen-litellm" is the same agent with
+  `config={"transport": "litellm"}`: the scripted model answered through litellm's provider.
 - 100 concurrent, 0 ms model: 100 executions at once (Kaizen and DSPy with asyncio; kailash-kaizen
   has no async execute, so 100 threads).
 - 100 concurrent, 200 ms HTTP: 100 executions at once against `kaizen.testing.FaultServer`
@@ -187,8 +189,28 @@ def kaizen_rows(quick: bool) -> list[Row]:
     rows += paired(
         (EXECUTE, OWN_SHARE),
         lambda: timed_pair(executes, completes, reps),
-        "kaizen.llm.complete alone (litellm + ScriptedModel)",
+        "kaizen.llm.complete alone (ScriptedModel, in-process)",
         "execute - complete, paired",
+    )
+    # the same agent with its scripted model answered through litellm's custom provider: what
+    # litellm alone adds to a call (the in-process transport leaves it out)
+    through_litellm = create_agent(
+        "bench_qa_litellm", signature=SIGNATURE, config={"model": model, "transport": "litellm"}
+    )
+
+    def executes_through_litellm() -> None:
+        for _ in range(BATCH):
+            through_litellm.execute(question=QUESTION)
+
+    rows.append(
+        timed_row(
+            EXECUTE,
+            KAIZEN_LITELLM,
+            executes_through_litellm,
+            units=BATCH,
+            reps=reps,
+            note="ScriptedModel through litellm (transport='litellm')",
+        )
     )
 
     async def executes_async() -> None:
@@ -202,7 +224,7 @@ def kaizen_rows(quick: bool) -> list[Row]:
     rows += paired(
         (EXECUTE_ASYNC, OWN_SHARE_ASYNC),
         lambda: asyncio.run(timed_pair_async(executes_async, acompletes, reps)),
-        "kaizen.llm.acomplete alone (litellm + ScriptedModel)",
+        "kaizen.llm.acomplete alone (ScriptedModel, in-process)",
         "execute_async - acomplete, paired",
     )
 

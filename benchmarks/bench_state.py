@@ -14,7 +14,7 @@ Cases (each implementation in its own fresh interpreter; medians after a warm-up
   words, a rare word, no match), provider "sqlite" (FTS5 BM25 + recency; target <= 10 ms) and
   "vector_db" (plus wordllama embeddings scored in numpy; skipped without the `vector` extra).
 - agent.execute, cache hit: a call answered by the model-call cache, beside the same call
-  through litellm to a 0 ms scripted model (no cache).
+  to a 0 ms scripted model, answered in-process (no cache).
 
 Run: `.bench-venv/bin/python benchmarks/bench_state.py [--quick]`. The machine is shared:
 compare runs only at a similar load (printed in the header).

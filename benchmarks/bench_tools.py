@@ -3,9 +3,9 @@ one turn, beside pydantic-ai and DSPy ReAct on the same scripted task.
 
 Cases:
 - loop turn, 0 ms model: an agent that calls a no-op tool for TURNS turns, then finishes; the
-  figure is per turn. Kaizen's model is a `ScriptedModel` through litellm; pydantic-ai's a
-  `FunctionModel` (no HTTP, no litellm); DSPy's `ReAct` a `DummyLM`. The floor row is what a turn
-  cannot avoid in Kaizen: one bare `kaizen.llm.complete` call through litellm to the same
+  figure is per turn. Kaizen's model is a `ScriptedModel` (answered in-process, no litellm);
+  pydantic-ai's a `FunctionModel` (no HTTP, no litellm); DSPy's `ReAct` a `DummyLM`. The floor row
+  is what a turn cannot avoid in Kaizen: one bare `kaizen.llm.complete` call to the same
   scripted model plus one direct call of the tool, so "kaizen loop overhead" = turn - floor is
   what the loop adds (prompting, tool specs, parsing and validating calls, running tools, hooks,
   the record). Target: <= 1 ms per turn.

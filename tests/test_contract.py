@@ -2,12 +2,13 @@
 
 Each test is a passage of the ADR with `ScriptedModel` as the model. Where the ADR gives no model
 at all (role-name patterns), the scripted model's name is `KAIZEN_MODEL`, so the line runs exactly
-as written. Memory and layer 4 (monitor, optimizer, audit, access policy) land with their own
-issues: their lines are expected to fail until then (strict, so the day they pass is noticed).
+as written. Where a passage only calls methods (layer 4: monitor, optimizer, audit, access
+policy), the test goes on to check what those calls did.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 import kaizen
 from kaizen import LocalRuntime, WorkflowBuilder
+from kaizen.errors import ApprovalRequired
 from kaizen.testing import ScriptedModel
 
 Messages = list[dict[str, Any]]
@@ -278,6 +280,14 @@ def test_execution_monitoring(model: ScriptedModel) -> None:
     execution_monitor = agent.get_execution_monitor()
     execution_monitor.enable_real_time_tracking()
     execution_monitor.set_performance_alerts(latency_threshold=5000)
+    assert agent.get_execution_monitor() is execution_monitor  # one monitor per agent
+
+    assert agent.execute(task="Survey AI agents").result == "done"
+    summary = execution_monitor.summary()
+    assert (summary["runs"], summary["calls"], summary["errors"]) == (1, 1, 0)
+    assert summary["models"][model.model_name]["calls"] == 1
+    assert summary["tokens"]["total"] > 0 and summary["cost"] == 0.0
+    assert execution_monitor.alerts == []  # well under 5 s: no latency alert
 
 
 def test_execution_optimization(model: ScriptedModel) -> None:
@@ -285,9 +295,31 @@ def test_execution_optimization(model: ScriptedModel) -> None:
     optimizer = agent.get_execution_optimizer()
     optimizer.enable_auto_optimization()
     optimizer.set_optimization_targets(["latency", "accuracy", "cost"])
+    assert optimizer.targets == ("latency", "accuracy", "cost")
+    assert optimizer.suggestions() == [] and optimizer.applied == []  # no evidence yet
+
+    for _ in range(3):  # the same prompt again and again: caching is the safe suggestion
+        agent.execute(task="Survey AI agents")
+    [suggestion] = optimizer.suggestions()
+    assert (suggestion.kind, suggestion.applied) == ("cache", True)
+    assert "caching enabled for agent 'researcher'" in optimizer.applied[0]
 
 
-def test_security_and_audit(model: ScriptedModel) -> None:
+def test_security_and_audit(
+    model: ScriptedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAIZEN_HOME", str(tmp_path))  # the audit file and the approvals
     agent = kaizen.create_agent("researcher")
-    agent.enable_audit_logging()
+    audit = agent.enable_audit_logging()
     agent.set_access_policy("team_lead_approval_required")
+    assert audit.path == tmp_path / "audit.jsonl"
+
+    with pytest.raises(ApprovalRequired, match="team_lead's approval") as caught:
+        agent.execute(task="Survey AI agents")
+    assert caught.value.agent == "researcher"
+    assert model.calls == []  # refused before any model call
+    entries = [json.loads(line) for line in audit.path.read_text().splitlines()]
+    assert [(e["action"], e["decision"]) for e in entries] == [
+        ("access", "ApprovalRequired"),
+        ("execute", "failed: ApprovalRequired"),
+    ]

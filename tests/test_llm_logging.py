@@ -17,7 +17,8 @@ from kaizen.llm.litellm_adapter import litellm_logging_off, litellm_logging_want
 # Every way Kaizen code reaches litellm from several event loops: agents on threads (a loop per
 # thread), asyncio.run per call, an agent run from inside a running loop (a nested thread), sync
 # calls, failures and retries, over real HTTP (through litellm and through the fast path, whose
-# pooled connections must close quietly with each loop) and through the scripted provider.
+# pooled connections must close quietly with each loop) and through the scripted model's litellm
+# provider.
 SCRIPT = textwrap.dedent(
     """
     import asyncio, threading
@@ -42,12 +43,13 @@ SCRIPT = textwrap.dedent(
         agent.execute(question="q")
         await agent.execute_async(question="q")
 
-    local = Agent("scripted", signature="question -> answer", config={"model": scripted})
+    local = Agent("scripted", signature="question -> answer",
+                  config={"model": scripted, "transport": "litellm"})
     on_threads(local, 4)
     asyncio.run(nested(local))
     for _ in range(3):
-        asyncio.run(acomplete(MESSAGES, model=scripted))
-        complete(MESSAGES, model=scripted)
+        asyncio.run(acomplete(MESSAGES, model=scripted, transport="litellm"))
+        complete(MESSAGES, model=scripted, transport="litellm")
 
     with FaultServer() as server:
         for transport in ("litellm", "openai-compatible"):
@@ -107,11 +109,13 @@ def test_user_registered_litellm_callbacks_still_fire() -> None:
 
         litellm.callbacks = [Recorder()]
         model = ScriptedModel({"": "ok"})
-        complete([{"role": "user", "content": "hi"}], model=model)
+        complete([{"role": "user", "content": "hi"}], model=model, transport="litellm")
 
         async def main():
-            await acomplete([{"role": "user", "content": "hi"}], model=model)
-            await asyncio.sleep(0.5)  # the logging worker runs callbacks in the background
+            await acomplete([{"role": "user", "content": "hi"}], model=model, transport="litellm")
+            deadline = time.monotonic() + 10  # the logging worker runs callbacks in the background
+            while "async" not in seen and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
 
         asyncio.run(main())
         deadline = time.monotonic() + 10

@@ -260,6 +260,7 @@ def test_a_slow_tool_times_out_clearly_and_the_session_stays_usable() -> None:
         assert server.call("pid") == pid
 
 
+@pytest.mark.slow
 def test_a_killed_server_is_restarted_on_the_next_call() -> None:
     with stdio_demo() as server:
         first = int(server.call("pid"))
@@ -271,6 +272,7 @@ def test_a_killed_server_is_restarted_on_the_next_call() -> None:
         assert server.call("add", {"a": 3, "b": 3}) == "6"  # and again, on a later call
 
 
+@pytest.mark.slow
 def test_a_server_that_cannot_restart_gives_a_clear_error(tmp_path: Path) -> None:
     script = tmp_path / "once.py"
     script.write_text(

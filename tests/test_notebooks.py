@@ -15,6 +15,7 @@ def test_there_are_notebooks() -> None:
     assert NOTEBOOKS, "notebooks/ holds no notebook"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_the_notebook_runs_without_an_error(path: Path, tmp_path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)

@@ -40,6 +40,7 @@ from kaizen.testing import ScriptedModel
 from kaizen.workflow import Workflow
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a local Ray cluster
 
 # pytest imports this module under a name Ray's workers cannot import: send its nodes by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -296,12 +296,17 @@ def test_fail_fast_never_starts_queued_sync_nodes() -> None:
 
 
 def test_sync_timeout_fails_the_attempt_and_names_node_and_attempt() -> None:
+    finished = threading.Event()
+
+    def sleepy() -> None:
+        time.sleep(2)
+        finished.set()
+
     wb = WorkflowBuilder()
-    wb.add_node(lambda: time.sleep(2), "sleepy", timeout=0.1)
-    started = time.monotonic()
+    wb.add_node(sleepy, "sleepy", timeout=0.1)
     with pytest.raises(NodeExecutionError) as info:
         LocalRuntime().execute(wb.build())
-    assert time.monotonic() - started < 1.5  # abandoned, not waited for
+    assert not finished.is_set()  # abandoned, not waited for
     assert info.value.node_id == "sleepy" and info.value.attempt == 1
     assert isinstance(info.value.__cause__, TimeoutError)
 
@@ -402,10 +407,8 @@ def failing_graph() -> Workflow:
 
 def test_fail_fast_cancels_what_runs_and_records_everything() -> None:
     rt = LocalRuntime()
-    started = time.monotonic()
     with pytest.raises(NodeExecutionError) as info:
         rt.execute(failing_graph())
-    assert time.monotonic() - started < 2.5
     assert info.value.node_id == "boom"
     record = rt.last_record
     assert record is not None and record.status is RunStatus.FAILED
@@ -638,8 +641,11 @@ def test_cancelling_a_run_records_what_finished_and_reraises() -> None:
     rt = LocalRuntime()
 
     async def main() -> None:
-        task = asyncio.create_task(rt.execute_async(wb.build()))
-        await asyncio.sleep(0.2)
+        events: list[RunEvent] = []
+        task = asyncio.create_task(rt.execute_async(wb.build(), on_event=events.append))
+        wanted = {(EventKind.NODE_FINISHED, "quick"), (EventKind.NODE_STARTED, "slow1")}
+        while not wanted <= {(e.kind, e.node_id) for e in events}:  # quick done, slow1 waiting
+            await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -717,6 +723,7 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_record_of_what_finished() -> None:
     import subprocess
     import sys

@@ -106,6 +106,7 @@ def _python(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Popen
     )
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_way_resumes_in_a_new_process_without_rerunning_finished_nodes(
     tmp_path: Path,
 ) -> None:
@@ -193,6 +194,7 @@ LONG_MAIN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_run_killed_at_any_moment_loses_at_most_its_last_uncommitted_nodes(
     tmp_path: Path,
 ) -> None:

@@ -6,7 +6,8 @@ imports it on first use, quiets it, and registers the custom providers given to
 
 - ``local/smollm2``: the embedded SmolLM2 model (`kaizen.llm.embedded`, registered by
   `kaizen.llm.call`);
-- ``kaizen-scripted/<name>``: `kaizen.testing.ScriptedModel` (registered by `kaizen.testing`).
+- ``kaizen-scripted/<name>``: `kaizen.testing.ScriptedModel` with ``transport="litellm"``
+  (registered by `kaizen.testing.scripted_litellm`; by default it answers in-process).
 
 `completion(**kwargs)` / `acompletion(**kwargs)` are how every Kaizen model call reaches litellm.
 They run inside litellm's internal-call context while the user has registered no litellm

@@ -17,9 +17,10 @@ same as without streaming.
 `FAST_TRANSPORTS` holds faster transports for the requests they can carry: `LOCAL` calls the
 embedded model in-process without litellm (whose import alone costs seconds, and which adds
 nothing to a call that never leaves the process), and the pooled OpenAI-compatible path of
-`kaizen.llm.http.openai_compat` adds itself when `kaizen.llm` is imported. `transport_for` picks the
-transport for a request; ``transport="litellm"`` still sends an embedded-model call through
-litellm's custom provider, the same code behind it.
+`kaizen.llm.http.openai_compat` adds itself when `kaizen.llm` is imported, and the test models'
+in-process `kaizen.testing.scripted.ScriptedTransport` when `kaizen.testing` is. `transport_for`
+picks the transport for a request; ``transport="litellm"`` still sends an embedded-model or
+scripted call through litellm's custom provider, the same code behind it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`ScriptedModel`: a scriptable model for tests, served through litellm like any real provider.
+"""`ScriptedModel`: a scriptable model for tests, answered in-process through the transport seam.
 
     from kaizen.testing import ScriptedModel
 
@@ -8,18 +8,22 @@
     assert agent.execute(question="Capital of France?").answer == "Paris"
     assert model.calls[0].response_format["type"] == "json_schema"
 
-Each instance is registered under a unique litellm model name (``kaizen-scripted/<name>-<n>``) and
-answered by Kaizen's ``kaizen-scripted`` custom provider, so a test exercises the real call path:
-litellm, Kaizen's retries and error mapping, usage accounting. Nothing is mocked.
+Each instance answers to a unique model name (``kaizen-scripted/<name>-<n>``). A call to it goes
+through Kaizen's real call flow (`kaizen.llm.call.model_call`: retries, error mapping, usage
+accounting, hooks, the store) and reaches `ScriptedTransport`, the transport for these names
+(`kaizen.llm.transport.FAST_TRANSPORTS`), which answers in the process: no litellm on the path,
+so tests stay fast. ``transport="litellm"`` sends the same call through litellm's custom provider
+instead (`kaizen.testing.scripted_litellm`), the same script behind it. Nothing is mocked.
 
 Replies come from a list (consumed in order), a dict (the first key found in the last message's
 text picks the reply) or a callable ``(messages) -> reply``. A reply is one of:
 
 - a dict or list: sent as JSON text;
 - a str: sent as-is (use it for malformed output);
-- an exception instance: raised by the provider (it reaches the caller as `ModelError`, chained);
-- an int HTTP status or ``ScriptedModel.status(429, retry_after=1)``: raised as the litellm
-  exception for that status, so Kaizen's retry rules apply exactly as for a real provider;
+- an exception instance: raised by the model (it reaches the caller as `ModelError`, chained);
+- an int HTTP status or ``ScriptedModel.status(429, retry_after=1)``: raised as an HTTP error
+  with that status (`ScriptedHTTPError`), so Kaizen's retry rules apply exactly as for a real
+  provider;
 - ``ScriptedModel.reply(content, latency=..., finish_reason=...)`` to set per-reply details;
 - ``ScriptedModel.tool_call(name, arguments)``: a turn that calls one tool;
   ``ScriptedModel.tool_calls([(name, arguments), ...])``: several in one turn. ``arguments`` is a
@@ -28,8 +32,10 @@ text picks the reply) or a callable ``(messages) -> reply``. A reply is one of:
 For an agent with tools (a request that offers ``tools``), a dict reply is a call to
 ``complete`` with the dict as its arguments, and a str reply is plain text (a turn without a
 tool call). For the JSON tool protocol (the embedded model's), tool calls are sent as the JSON
-text ``{"tool": ..., "arguments": ...}`` that protocol reads. Streaming requests (``stream=True``)
-are answered in chunks: text a few characters at a time, each tool call's arguments in pieces.
+text ``{"tool": ..., "arguments": ...}`` that protocol reads. Streaming requests are answered in
+chunks: text a few characters at a time, each tool call's arguments in pieces. A reply slower
+than the call's timeout raises `TimeoutError` once the timeout has passed (retried like any
+timeout).
 """
 
 from __future__ import annotations
@@ -41,14 +47,19 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaizen.llm import litellm_adapter
+from kaizen.llm.transport import FAST_TRANSPORTS, OnText, RawReply, StreamAssembler, ToolCallRequest
 
 SCRIPTED_PROVIDER = "kaizen-scripted"
 _STREAM_PIECE = 8  # characters of text per streamed chunk
+# request keys that are not the model's parameters (`ScriptedCall.params` leaves them out)
+_NOT_PARAMS = frozenset(
+    {"model", "messages", "response_format", "num_retries", "max_retries", "timeout",
+     "api_key", "api_base", "http_version", "stream_options"}
+)  # fmt: skip
 
 Messages = list[dict[str, Any]]
 
@@ -115,7 +126,9 @@ class ScriptedCall:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class ScriptedOutcome:
+    """What the script says for one request: text and tool calls, or an error to raise."""
+
     text: str | None
     error: BaseException | ScriptedStatus | None
     latency: float
@@ -154,7 +167,6 @@ class ScriptedModel:
         self._position = 0
         self._calls: list[ScriptedCall] = []
         _instances[self._key] = self
-        litellm_adapter.register_provider(SCRIPTED_PROVIDER, make_scripted_handler)
 
     # -- building replies ------------------------------------------------------------------
     @staticmethod
@@ -208,12 +220,12 @@ class ScriptedModel:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # a copy in another process answers under the same name: register it there
+        # a copy in another process answers under the same name (importing this module there
+        # put `ScriptedTransport` among the transports)
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._calls = []
         _instances[self._key] = self
-        litellm_adapter.register_provider(SCRIPTED_PROVIDER, make_scripted_handler)
 
     def __repr__(self) -> str:
         return f"ScriptedModel({self.model_name!r}, calls={len(self._calls)})"
@@ -222,12 +234,13 @@ class ScriptedModel:
         return self.model_name
 
     # -- serving ---------------------------------------------------------------------------
-    def _take(self, messages: Messages, optional_params: dict[str, Any], timeout: Any) -> _Outcome:
-        params = {k: v for k, v in optional_params.items() if k not in ("response_format",)}
-        params.pop("max_retries", None)
+    def take(self, messages: Messages, options: Mapping[str, Any], timeout: Any) -> ScriptedOutcome:
+        """Record a request and return what the script says to it (`options`: the request's
+        parameters; `timeout`: seconds per attempt, kept in the call's ``params``)."""
+        params = {k: v for k, v in options.items() if k not in _NOT_PARAMS}
         if isinstance(timeout, int | float):
             params["timeout"] = float(timeout)
-        response_format = optional_params.get("response_format")
+        response_format = options.get("response_format")
         call = ScriptedCall([dict(m) for m in messages], response_format, params)
         with self._lock:
             self._calls.append(call)
@@ -261,37 +274,42 @@ class ScriptedModel:
         self._position += 1
         return value
 
-    def _outcome(self, value: Any, call: ScriptedCall, number: int) -> _Outcome:
+    def _outcome(self, value: Any, call: ScriptedCall, number: int) -> ScriptedOutcome:
         latency, finish = self.latency, "stop"
         if isinstance(value, ScriptedReply):
             latency = self.latency if value.latency is None else value.latency
             finish = value.finish_reason
             value = value.content
-        if isinstance(value, Mapping) and call.tools:  # an agent with tools: this finishes
-            value = ScriptedToolCalls((("complete", value),))
-        if isinstance(value, Mapping) and call.json_tool_protocol and "tool" not in value:
-            value = {"tool": "complete", "arguments": dict(value)}
+        if isinstance(value, Mapping):
+            if call.params.get("tools"):  # an agent with tools: this finishes
+                value = ScriptedToolCalls((("complete", value),))
+            elif call.json_tool_protocol and "tool" not in value:
+                value = {"tool": "complete", "arguments": dict(value)}
+            else:
+                return ScriptedOutcome(json.dumps(value), None, latency, finish)
+        if isinstance(value, str):
+            return ScriptedOutcome(value, None, latency, finish)
         if isinstance(value, ScriptedToolCalls):
             calls = tuple(
                 (f"call_{number}_{index}", name, _arguments_text(arguments))
                 for index, (name, arguments) in enumerate(value.calls)
             )
             if call.tools or not call.json_tool_protocol:
-                return _Outcome(value.text, None, latency, "tool_calls", calls)
+                return ScriptedOutcome(value.text, None, latency, "tool_calls", calls)
             _, name, arguments = calls[0]  # the JSON protocol carries one call per turn
-            return _Outcome(
+            return ScriptedOutcome(
                 f'{{"tool": {json.dumps(name)}, "arguments": {arguments}}}', None, latency, finish
             )
         if isinstance(value, type) and issubclass(value, BaseException):
             value = value(f"scripted {value.__name__}")
         if isinstance(value, BaseException | ScriptedStatus):
-            return _Outcome(None, value, latency, finish)
+            return ScriptedOutcome(None, value, latency, finish)
         if isinstance(value, int) and not isinstance(value, bool):
-            return _Outcome(None, ScriptedStatus(value), latency, finish)
+            return ScriptedOutcome(None, ScriptedStatus(value), latency, finish)
         if value is None:
             raise ScriptError(f"{self.model_name}: a reply of None is not a reply; script text")
         text = value if isinstance(value, str) else json.dumps(value)
-        return _Outcome(text, None, latency, finish)
+        return ScriptedOutcome(text, None, latency, finish)
 
 
 def _arguments_text(arguments: Any) -> str:
@@ -302,7 +320,8 @@ def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def _lookup(model: str) -> ScriptedModel:
+def lookup(model: str) -> ScriptedModel:
+    """The live `ScriptedModel` answering to `model` (``kaizen-scripted/<key>`` or ``<key>``)."""
     key = model.split("/", 1)[1] if model.startswith(f"{SCRIPTED_PROVIDER}/") else model
     scripted = _instances.get(key)
     if scripted is None:
@@ -313,212 +332,162 @@ def _lookup(model: str) -> ScriptedModel:
     return scripted
 
 
-def status_error(status: int, *, retry_after: float | None, message: str | None, model: str) -> Any:
-    """The litellm exception a provider raises for HTTP `status` (with a Retry-After header)."""
-    import httpx
-
-    litellm = litellm_adapter.load_litellm()
-    headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
-    request = httpx.Request("POST", f"http://{SCRIPTED_PROVIDER}.invalid/v1/chat/completions")
-    response = httpx.Response(status, headers=headers, request=request)
-    text = message or f"scripted HTTP {status}"
-    common = {"message": text, "llm_provider": SCRIPTED_PROVIDER, "model": model}
-    if status == 408:
-        return litellm.Timeout(**common, headers=headers)
-    by_status = {
-        400: litellm.BadRequestError,
-        401: litellm.AuthenticationError,
-        403: litellm.PermissionDeniedError,
-        404: litellm.NotFoundError,
-        422: litellm.UnprocessableEntityError,
-        429: litellm.RateLimitError,
-        500: litellm.InternalServerError,
-        503: litellm.ServiceUnavailableError,
-    }
-    cls = by_status.get(status)
-    if cls is not None:
-        return cls(**common, response=response)
-    return litellm.APIError(status_code=status, request=request, **common)
+def usage(outcome: ScriptedOutcome, messages: Messages) -> tuple[int, int]:
+    """Deterministic (prompt, completion) token counts: about four characters a token."""
+    prompt = sum(_tokens(str(message.get("content", ""))) for message in messages)
+    completion = _tokens((outcome.text or "") + "".join(a for _, _, a in outcome.tool_calls))
+    return prompt, completion
 
 
-def make_scripted_handler() -> Any:
-    """The litellm custom handler serving every ``kaizen-scripted/...`` model."""
-    from litellm import CustomLLM
-    from litellm import Timeout as LiteLLMTimeout
+def wait(outcome: ScriptedOutcome, timeout: Any) -> tuple[float, bool]:
+    """How long to wait before answering, and whether that wait runs into the caller's timeout
+    (then the call fails once the timeout has passed)."""
+    limit = float(timeout) if isinstance(timeout, int | float) else None
+    if limit is not None and outcome.latency > limit:
+        return limit, True
+    return outcome.latency, False
 
-    def finish(outcome: _Outcome, model: str, messages: Messages, response: Any) -> Any:
-        from litellm.types.utils import Usage
 
-        if outcome.error is not None:
-            error = outcome.error
-            if isinstance(error, ScriptedStatus):
-                raise status_error(
-                    error.status, retry_after=error.retry_after, message=error.message, model=model
-                )
-            raise error
-        text = outcome.text or ""
-        choice = response.choices[0]
-        choice.message.content = (text or None) if outcome.tool_calls else text
-        if outcome.tool_calls:
-            from litellm.types.utils import ChatCompletionMessageToolCall, Function
-
-            choice.message.tool_calls = [
-                ChatCompletionMessageToolCall(
-                    id=call_id, type="function", function=Function(name=name, arguments=arguments)
-                )
-                for call_id, name, arguments in outcome.tool_calls
-            ]
-        choice.finish_reason = outcome.finish_reason
-        response.model = f"{SCRIPTED_PROVIDER}/{model}"
-        litellm_adapter.set_response_cost(response, 0.0)  # free by definition
-        prompt = sum(_tokens(str(m.get("content", ""))) for m in messages)
-        completion = _tokens(text + "".join(a for _, _, a in outcome.tool_calls))
-        response.usage = Usage(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+def chunks(outcome: ScriptedOutcome, messages: Messages) -> Iterator[dict[str, Any]]:
+    """The reply as streamed chat-completion chunks (the OpenAI shape): text in pieces, then each
+    tool call in two fragments (id and name with the first half of its arguments, then the
+    rest), the finish reason and the usage in the last chunk."""
+    text = outcome.text or ""
+    deltas: list[dict[str, Any]] = [
+        {"content": text[i : i + _STREAM_PIECE]} for i in range(0, len(text), _STREAM_PIECE)
+    ]
+    for index, (call_id, name, arguments) in enumerate(outcome.tool_calls):
+        half = len(arguments) // 2
+        first = {"index": index, "id": call_id, "type": "function"}
+        deltas.append(
+            {"tool_calls": [{**first, "function": {"name": name, "arguments": arguments[:half]}}]}
         )
-        return response
-
-    def stream_chunks(outcome: _Outcome, messages: Messages) -> Iterator[dict[str, Any]]:
-        """The reply as litellm's generic streaming chunks: text in pieces, then each tool
-        call in two fragments (name and id first, arguments split), usage last."""
-        text = outcome.text or ""
-        pieces: list[dict[str, Any]] = [
-            {"text": text[i : i + _STREAM_PIECE], "tool_use": None}
-            for i in range(0, len(text), _STREAM_PIECE)
-        ]
-        for index, (call_id, name, arguments) in enumerate(outcome.tool_calls):
-            half = len(arguments) // 2
-            for part, fragment in enumerate((arguments[:half], arguments[half:])):
-                function = {"name": name if part == 0 else None, "arguments": fragment}
-                tool_use = {
-                    "id": call_id if part == 0 else None,
-                    "type": "function",
-                    "function": function,
-                    "index": index,
-                }
-                pieces.append({"text": "", "tool_use": tool_use})
-        if not pieces:
-            pieces.append({"text": "", "tool_use": None})
-        prompt = sum(_tokens(str(m.get("content", ""))) for m in messages)
-        completion = _tokens(text + "".join(a for _, _, a in outcome.tool_calls))
-        for number, piece in enumerate(pieces):
-            last = number == len(pieces) - 1
-            yield {
-                **piece,
-                "is_finished": last,
-                "finish_reason": outcome.finish_reason if last else "",
-                "index": 0,
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                }
-                if last
-                else None,
+        rest = {"index": index, "type": "function", "function": {"arguments": arguments[half:]}}
+        deltas.append({"tool_calls": [rest]})
+    if not deltas:
+        deltas.append({"content": ""})
+    prompt, completion = usage(outcome, messages)
+    for number, delta in enumerate(deltas):
+        last = number == len(deltas) - 1
+        choice = {
+            "index": 0,
+            "delta": delta,
+            "finish_reason": outcome.finish_reason if last else None,
+        }
+        chunk: dict[str, Any] = {"choices": [choice]}
+        if last:
+            chunk["usage"] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
             }
+        yield chunk
 
-    def take(
-        model: str, messages: Messages, optional_params: dict[str, Any] | None, timeout: Any
-    ) -> tuple[_Outcome, float]:
-        """The scripted outcome of a request, and how long to wait before answering."""
-        outcome = _lookup(model)._take(messages, optional_params or {}, timeout)
-        return outcome, delay(outcome, timeout)[0]
 
-    def check_time(outcome: _Outcome, model: str, wait: float, timeout: Any) -> None:
-        """Raise litellm's timeout when the scripted latency ran into the caller's timeout."""
-        if delay(outcome, timeout)[1]:
-            raise timed_out(model, wait)
+class ScriptedHTTPError(Exception):
+    """The HTTP error a scripted status reply raises: `status_code` and `headers` (with
+    ``retry-after``) are what the retry rules of `kaizen.llm.retry` read."""
 
-    def delay(outcome: _Outcome, timeout: Any) -> tuple[float, bool]:
-        """How long to wait, and whether the wait runs into the caller's timeout."""
-        limit = float(timeout) if isinstance(timeout, int | float) else None
-        if limit is not None and outcome.latency > limit:
-            return limit, True
-        return outcome.latency, False
-
-    def timed_out(model: str, limit: float) -> Exception:
-        return LiteLLMTimeout(
-            message=f"scripted reply slower than the {limit:g}s timeout",
-            model=model,
-            llm_provider=SCRIPTED_PROVIDER,
+    def __init__(self, status: ScriptedStatus) -> None:
+        self.status_code = status.status
+        self.headers = (
+            {} if status.retry_after is None else {"retry-after": f"{status.retry_after:g}"}
         )
+        self.llm_provider = SCRIPTED_PROVIDER
+        super().__init__(status.message or f"scripted HTTP {status.status}")
 
-    class ScriptedHandler(CustomLLM):
-        def completion(
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            model_response: Any = None,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
-        ) -> Any:
-            outcome, wait = take(model, messages, optional_params, timeout)
-            time.sleep(wait)
-            check_time(outcome, model, wait, timeout)
-            return finish(outcome, model, messages, model_response)
 
-        def streaming(  # type: ignore[override]
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
-        ) -> Iterator[dict[str, Any]]:
-            outcome, wait = take(model, messages, optional_params, timeout)
-            time.sleep(wait)
-            check_time(outcome, model, wait, timeout)
-            if outcome.error is not None:
-                finish(outcome, model, messages, None)  # raises the scripted error
-            yield from stream_chunks(outcome, messages)
+def _raise(outcome: ScriptedOutcome, timed_out: bool, seconds: float) -> None:
+    """Raise what the outcome says to raise: a timeout, a scripted error, else nothing."""
+    if timed_out:
+        raise TimeoutError(f"scripted reply slower than the {seconds:g}s timeout")
+    error = outcome.error
+    if isinstance(error, ScriptedStatus):
+        raise ScriptedHTTPError(error)
+    if error is not None:
+        raise error
 
-        async def astreaming(  # type: ignore[override]
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
-        ) -> AsyncIterator[dict[str, Any]]:
-            outcome, wait = take(model, messages, optional_params, timeout)
-            await asyncio.sleep(wait)
-            check_time(outcome, model, wait, timeout)
-            if outcome.error is not None:
-                finish(outcome, model, messages, None)
-            for chunk in stream_chunks(outcome, messages):
-                await asyncio.sleep(0)
-                yield chunk
 
-        async def acompletion(
-            self,
-            model: str,
-            messages: Messages,
-            *args: Any,
-            model_response: Any = None,
-            optional_params: dict[str, Any] | None = None,
-            timeout: Any = None,
-            **kwargs: Any,
-        ) -> Any:
-            outcome, wait = take(model, messages, optional_params, timeout)
-            await asyncio.sleep(wait)
-            check_time(outcome, model, wait, timeout)
-            return finish(outcome, model, messages, model_response)
+class ScriptedTransport:
+    """Carries calls to ``kaizen-scripted/...`` models: asks the `ScriptedModel` in-process and
+    returns its reply as a `RawReply` (free; usage from `usage`). Streams (``on_text``) in the
+    chunks of `chunks`, through the same `StreamAssembler` as the HTTP transports."""
 
-    return ScriptedHandler()
+    name = "scripted"
+
+    def send(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        outcome, messages, timeout = _ask(kwargs, on_text)
+        seconds, timed_out = wait(outcome, timeout)
+        if seconds > 0:
+            time.sleep(seconds)
+        _raise(outcome, timed_out, seconds)
+        if on_text is None:
+            return _whole(outcome, messages)
+        assembler = StreamAssembler(on_text)
+        for chunk in chunks(outcome, messages):
+            assembler.add(chunk)
+        return assembler.reply(str(kwargs["model"]))
+
+    async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
+        outcome, messages, timeout = _ask(kwargs, on_text)
+        seconds, timed_out = wait(outcome, timeout)
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+        _raise(outcome, timed_out, seconds)
+        if on_text is None:
+            return _whole(outcome, messages)
+        assembler = StreamAssembler(on_text)
+        for chunk in chunks(outcome, messages):
+            await asyncio.sleep(0)  # a stream arrives piece by piece: let others run between
+            assembler.add(chunk)
+        return assembler.reply(str(kwargs["model"]))
+
+
+def _ask(
+    kwargs: Mapping[str, Any], on_text: OnText | None
+) -> tuple[ScriptedOutcome, Messages, Any]:
+    messages = list(kwargs["messages"])
+    options = kwargs if on_text is None else {**kwargs, "stream": True}
+    timeout = kwargs.get("timeout")
+    return lookup(str(kwargs["model"])).take(messages, options, timeout), messages, timeout
+
+
+def _whole(outcome: ScriptedOutcome, messages: Messages) -> RawReply:
+    prompt, completion = usage(outcome, messages)
+    text = outcome.text or ""
+    return RawReply(
+        text=text,
+        tool_calls=tuple(ToolCallRequest(*call) for call in outcome.tool_calls),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=0.0,  # free by definition
+        finish_reason=outcome.finish_reason,
+    )
+
+
+def _is_scripted(model: str, kwargs: Mapping[str, Any]) -> bool:
+    return model.startswith(f"{SCRIPTED_PROVIDER}/")
+
+
+SCRIPTED_TRANSPORT = ScriptedTransport()
+if not any(transport.name == SCRIPTED_TRANSPORT.name for transport, _ in FAST_TRANSPORTS):
+    FAST_TRANSPORTS.append((SCRIPTED_TRANSPORT, _is_scripted))
 
 
 __all__ = [
     "SCRIPTED_PROVIDER",
+    "SCRIPTED_TRANSPORT",
     "ScriptError",
     "ScriptedCall",
+    "ScriptedHTTPError",
     "ScriptedModel",
+    "ScriptedOutcome",
     "ScriptedReply",
     "ScriptedStatus",
     "ScriptedToolCalls",
-    "make_scripted_handler",
-    "status_error",
+    "ScriptedTransport",
+    "chunks",
+    "lookup",
+    "usage",
+    "wait",
 ]
