@@ -295,7 +295,7 @@ def test_embedded_model_is_called_without_importing_litellm() -> None:
 @needs_model
 def test_the_litellm_custom_provider_still_serves_the_embedded_model() -> None:
     reply = complete(
-        MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=80, transport="litellm"
+        MESSAGES, model=LOCAL_MODEL, response_schema=SCHEMA, max_tokens=200, transport="litellm"
     )
     check_reply(reply)
     with pytest.raises(ModelError, match="local/smollm2") as caught:

@@ -44,6 +44,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import threading
 import time
 import weakref
@@ -426,7 +427,7 @@ class ScriptedTransport:
         assembler = StreamAssembler(on_text)
         for chunk in chunks(outcome, messages):
             assembler.add(chunk)
-        return assembler.reply(str(kwargs["model"]))
+        return assembler.reply(str(kwargs["model"]), raw=_response())
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
         outcome, messages, timeout = _ask(kwargs, on_text)
@@ -440,7 +441,7 @@ class ScriptedTransport:
         for chunk in chunks(outcome, messages):
             await asyncio.sleep(0)  # a stream arrives piece by piece: let others run between
             assembler.add(chunk)
-        return assembler.reply(str(kwargs["model"]))
+        return assembler.reply(str(kwargs["model"]), raw=_response())
 
 
 def _ask(
@@ -462,7 +463,13 @@ def _whole(outcome: ScriptedOutcome, messages: Messages) -> RawReply:
         completion_tokens=completion,
         cost=0.0,  # free by definition
         finish_reason=outcome.finish_reason,
+        raw=_response(),
     )
+
+
+def _response() -> dict[str, str]:
+    """What a provider's reply carries beside the message: its id, as an OpenAI server's."""
+    return {"id": f"chatcmpl-scripted-{os.urandom(6).hex()}"}
 
 
 def _is_scripted(model: str, kwargs: Mapping[str, Any]) -> bool:
