@@ -135,7 +135,7 @@ class BatchEngine:
     # -- any thread ----------------------------------------------------------------------------
     def chat_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], tuple[str, ...]]:
         """The prompt tokens and stop strings for chat `messages` (the model's chat template)."""
-        result = self._formatter(messages=messages)  # type: ignore[arg-type]
+        result = self._formatter(messages=messages)
         stop = result.stop if isinstance(result.stop, list) else [result.stop]
         return (
             self.tokenize(result.prompt, add_bos=not result.added_special),
@@ -344,7 +344,7 @@ class BatchEngine:
 
     def _grammar_allows(self, grammar: Any, token: int) -> bool:
         one = self._one
-        one.id, one.logit, one.p = token, 1.0, 0.0  # type: ignore[assignment]
+        one.id, one.logit, one.p = token, 1.0, 0.0
         single = self._ll.llama_token_data_array(ctypes.pointer(one), 1, -1, False)
         self._ll.llama_sampler_apply(grammar, ctypes.byref(single))
         return math.isfinite(one.logit)
