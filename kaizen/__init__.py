@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "Error": "kaizen.runtime.stream",
+    "Failed": "kaizen.runtime.stream",
     "ContentDelta": "kaizen.runtime.stream",
     "ToolStart": "kaizen.runtime.stream",
     "ToolComplete": "kaizen.runtime.stream",
@@ -186,6 +187,7 @@ __all__ = [
     "ExecutionMetadata",
     "ExecutionPolicy",
     "ExecutionResult",
+    "Failed",
     "FunctionNode",
     "HookError",
     "InputField",
@@ -501,6 +503,7 @@ if TYPE_CHECKING:
         ContentDelta,
         Done,
         Error,
+        Failed,
         StreamEvent,
         StreamHook,
         ToolComplete,

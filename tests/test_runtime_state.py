@@ -16,7 +16,7 @@ from kaizen.nodes import MISSING, Node, Port
 from kaizen.runtime import state as dataflow
 from kaizen.runtime.state import NodeState
 from kaizen.workflow import WorkflowBuilder
-from kaizen.workflow.plan import Plan
+from kaizen.workflow.plan import ExecutionPlan
 from kaizen.workflow.workflow import Workflow
 
 OUTPUTS = ("a", "b")
@@ -76,7 +76,7 @@ def graphs(draw: st.DrawFn) -> tuple[Workflow, list[Spec]]:
     return builder.build(), specs
 
 
-def outputs_of(plan: Plan, i: int, spec: Spec) -> dict[str, Any]:
+def outputs_of(plan: ExecutionPlan, i: int, spec: Spec) -> dict[str, Any]:
     return {port: f"{plan.nodes[i].node_id}.{port}" for port in spec.produces}
 
 
@@ -90,7 +90,7 @@ def settle(state: dataflow.RunState, i: int, spec: Spec, propagate: bool) -> Non
 
 
 def simulate(
-    plan: Plan,
+    plan: ExecutionPlan,
     specs: list[Spec],
     order: st.DataObject,
     finished: dict[int, dict[str, Any]] | None = None,
@@ -112,7 +112,9 @@ def simulate(
     return state.status, state.inputs, started
 
 
-def reference(plan: Plan, specs: list[Spec]) -> tuple[list[NodeState], list[dict[str, Any]]]:
+def reference(
+    plan: ExecutionPlan, specs: list[Spec]
+) -> tuple[list[NodeState], list[dict[str, Any]]]:
     """The same rules, written plainly: nodes in topological order, one at a time."""
     status = [NodeState.WAITING] * len(plan.nodes)
     produced: dict[int, dict[str, Any]] = {}

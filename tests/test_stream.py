@@ -1,5 +1,5 @@
 """Streaming: `agent.stream`, `agent.stream_sync` and `LocalRuntime.stream` yield typed events as
-the run happens, and end with `Done` or `Error`."""
+the run happens, and end with `Done` or `Failed`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import kaizen
 from kaizen import ContentDelta, Done, LocalRuntime, ToolComplete, ToolStart, WorkflowBuilder
 from kaizen.errors import ModelError, ParameterError
-from kaizen.runtime.stream import Error, StreamEvent
+from kaizen.runtime.stream import Failed, StreamEvent
 from kaizen.testing import ScriptedModel
 
 
@@ -84,7 +84,7 @@ def test_streamed_model_calls_are_streams_only_when_someone_listens() -> None:
 def test_a_failing_agent_ends_its_stream_with_error() -> None:
     model = ScriptedModel([400])
     events = list(calculator(model).stream_sync(question="?"))
-    assert len(events) == 1 and isinstance(events[-1], Error)
+    assert len(events) == 1 and isinstance(events[-1], Failed)
     assert isinstance(events[-1].error, ModelError)
 
 

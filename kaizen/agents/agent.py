@@ -369,7 +369,7 @@ class Agent:
 
     def stream(self, **inputs: Any) -> AsyncIterator[StreamEvent]:
         """`async for event in agent.stream(**inputs)`: the run's events as they happen
-        (`ContentDelta`, `ToolStart`, `ToolComplete`), then `Done(result)` or `Error(error)`
+        (`ContentDelta`, `ToolStart`, `ToolComplete`), then `Done(result)` or `Failed(error)`
         (see `kaizen.runtime.stream`). Inputs are validated before the first event."""
         self.call_signature(inputs).validate_inputs(inputs)
 

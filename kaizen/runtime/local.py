@@ -367,7 +367,7 @@ class LocalRuntime:
     ) -> AsyncIterator[StreamEvent]:
         """`async for event in runtime.stream(workflow, parameters)`: every node's events as
         they happen (`ContentDelta`, `ToolStart`, `ToolComplete`, each with its `node_id`), then
-        `Done(results, run_id=...)`, or `Error(error)` when the run fails as `execute_async` would
+        `Done(results, run_id=...)`, or `Failed(error)` when the run fails as `execute_async` would
         raise. `ParameterError` is raised here, before the run starts."""
         _check_parameters(workflow, parameters)
 

@@ -2,7 +2,7 @@
 
 A run's state is a `RunState`:
 
-    plan       the workflow's `Plan` (static: per node its targets, edges, required inputs, ...)
+    plan       the workflow's `ExecutionPlan` (static: per node its targets, edges, inputs, ...)
     status     per node: WAITING, READY, RUNNING, DONE, FAILED, SKIPPED or CANCELLED
     remaining  per node: how many of its distinct sources have not settled yet
     inputs     per node: the input values delivered so far (bound values, parameters, upstream)
@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaizen.workflow.plan import NodePlan, Plan
+from kaizen.workflow.plan import ExecutionPlan, NodePlan
 
 NodeState = enum.IntEnum(
     "NodeState", "WAITING READY RUNNING DONE FAILED SKIPPED CANCELLED", module=__name__
@@ -56,7 +56,7 @@ Skips = list[tuple[int, str]]
 
 @dataclass(slots=True)
 class RunState:
-    plan: Plan
+    plan: ExecutionPlan
     status: list[NodeState]
     remaining: list[int]
     inputs: list[dict[str, Any]]
@@ -66,7 +66,7 @@ class RunState:
 
 
 def new_state(
-    plan: Plan,
+    plan: ExecutionPlan,
     inputs: list[dict[str, Any]],
     finished: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> RunState:

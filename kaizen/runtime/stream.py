@@ -6,7 +6,7 @@
             case ToolStart(name=name, arguments=arguments): ...
             case ToolComplete(call_id=call_id, output=output, error=error, duration=duration): ...
             case Done(result=result): ...                  # the ExecutionResult
-            case Error(error=error): ...                   # what execute() would have raised
+            case Failed(error=error): ...                  # what execute() would have raised
 
 The events are the lifecycle moments themselves (`kaizen.moments`; `StreamHook` hands on chunks
 and tool-call starts and finishes): `ContentDelta` is `ChunkReceived`, `ToolStart` is
@@ -18,6 +18,9 @@ node of a workflow, then `Done` with the results (`Done.result`, `Done.run_id`).
 Model calls stream only when a stream (or another `ChunkHook`) listens; tool-call fragments are
 assembled by index before a `ToolStart` is sent, so a tool call is never dropped because text
 came first.
+
+`Failed` was called `Error` (a name that read as an exception class): `Error` stays as an alias
+of it for one release, deprecated.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "ContentDelta",
     "Done",
     "Error",
+    "Failed",
     "StreamEvent",
     "StreamHook",
     "ToolComplete",
@@ -61,14 +65,18 @@ class Done:
 
 
 @dataclass(frozen=True, slots=True)
-class Error:
-    """The run failed with `error` (what `execute` would have raised); the stream ends."""
+class Failed:
+    """The end of a run that failed with `error` (what `execute` would have raised). An event,
+    not an exception: the stream yields it last."""
 
     error: BaseException
     node_id: str | None = None
 
 
-StreamEvent = ChunkReceived | ToolCallStarted | ToolCallFinished | Done | Error
+Error = Failed  # the old name, deprecated (see the module docstring)
+
+
+StreamEvent = ChunkReceived | ToolCallStarted | ToolCallFinished | Done | Failed
 Sink = Callable[[StreamEvent], None]
 _STREAMED = (ChunkReceived, ToolCallStarted, ToolCallFinished)
 
@@ -95,7 +103,7 @@ async def stream_async(
     start: Callable[[StreamHook], Awaitable[StreamEvent]],
 ) -> AsyncIterator[StreamEvent]:
     """The events of `start(hook)` (a coroutine running the work with `hook` registered and
-    returning the final `Done` or `Error`), as they happen. Closing the iterator early cancels
+    returning the final `Done` or `Failed`), as they happen. Closing the iterator early cancels
     the work."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()  # None: nothing more
@@ -107,7 +115,7 @@ async def stream_async(
         try:
             final = await start(StreamHook(sink))
         except Exception as exc:  # what the caller would have seen from execute
-            final = Error(exc)
+            final = Failed(exc)
         sink(final)  # after every event the work's hooks sent, in order
         loop.call_soon_threadsafe(events.put_nowait, None)
 
@@ -131,7 +139,7 @@ def stream_sync(start: Callable[[StreamHook], StreamEvent]) -> Iterator[StreamEv
         try:
             final = start(StreamHook(events.put))
         except Exception as exc:
-            final = Error(exc)
+            final = Failed(exc)
         events.put(final)
         events.put(None)
 

@@ -15,12 +15,14 @@ from typing import Any
 
 from kaizen.errors import ParameterError
 from kaizen.text import type_name
-from kaizen.workflow.plan import Plan
+from kaizen.workflow.plan import ExecutionPlan
 
 __all__ = ["bind_parameters", "check_parameters", "value_fits"]
 
 
-def bind_parameters(plan: Plan, parameters: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def bind_parameters(
+    plan: ExecutionPlan, parameters: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """Per node, the inputs that come from build-time bindings and run parameters.
 
     `{node_id: {port: value}}` sets that node's port; `{port: value}` sets every unconnected input
@@ -34,7 +36,7 @@ def bind_parameters(plan: Plan, parameters: Mapping[str, Any] | None) -> list[di
 
 
 def check_parameters(
-    plan: Plan, parameters: Mapping[str, Any] | None
+    plan: ExecutionPlan, parameters: Mapping[str, Any] | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """`bind_parameters` without raising: `(inputs per node, every problem found)`."""
     inputs = [dict(p.bound) if p.bound else {} for p in plan.nodes]
@@ -82,7 +84,7 @@ def check_parameters(
 
 
 def _set(
-    plan: Plan,
+    plan: ExecutionPlan,
     inputs: list[dict[str, Any]],
     i: int,
     port: str,
@@ -99,7 +101,7 @@ def _set(
     inputs[i][port] = value
 
 
-def _unused(plan: Plan, key: str) -> str:
+def _unused(plan: ExecutionPlan, key: str) -> str:
     open_names = sorted({n for p in plan.nodes for n in p.open_ports})
     hint = f"unconnected inputs: {', '.join(open_names)}" if open_names else "no unconnected inputs"
     if key in plan.index:

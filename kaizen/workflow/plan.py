@@ -1,4 +1,5 @@
-"""`Plan`: a built workflow in the form runtimes read: nodes by index, edges grouped per node.
+"""`ExecutionPlan`: a built workflow in the form runtimes read: nodes by index, edges grouped
+per node.
 
 `WorkflowBuilder.build()` computes it once and the immutable `Workflow` keeps it, so every run
 starts from precomputed arrays (a few list copies) instead of walking ids and connections.
@@ -15,7 +16,7 @@ from typing import Any
 
 from kaizen.nodes.base import Node, Port
 
-__all__ = ["NodePlan", "Plan", "make_plan"]
+__all__ = ["ExecutionPlan", "NodePlan", "Plan", "make_plan"]
 
 Edge = tuple[int, str, str]  # (other node's index, source port, target port)
 
@@ -46,7 +47,7 @@ class NodePlan:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class ExecutionPlan:
     nodes: tuple[NodePlan, ...]  # in topological order
     index: Mapping[str, int]
     roots: tuple[int, ...]  # nodes with no upstream
@@ -58,7 +59,7 @@ def make_plan(
     nodes: Mapping[str, Node],
     connections: Sequence[tuple[str, str, str, str]],
     bound: Mapping[str, Mapping[str, Any]],
-) -> Plan:
+) -> ExecutionPlan:
     """The plan of nodes already in topological `order` and their resolved connections
     `(source, source_port, target, target_port)`."""
     index = {node_id: i for i, node_id in enumerate(order)}
@@ -105,9 +106,14 @@ def make_plan(
         for name, port in p.open_ports.items()
         if port.required and name not in p.bound
     )
-    return Plan(
+    return ExecutionPlan(
         nodes=tuple(plans),
         index=MappingProxyType(index),
         roots=tuple(p.index for p in plans if p.n_sources == 0),
         open_inputs=open_inputs,
     )
+
+
+# The old name, deprecated: `kaizen.Plan` is an agent's plan of steps (`kaizen.plans.Plan`); this
+# one is the runtime's form of a built workflow. Kept for one release.
+Plan = ExecutionPlan

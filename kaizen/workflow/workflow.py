@@ -1,9 +1,9 @@
 """`Workflow`: the immutable, validated graph that `WorkflowBuilder.build()` produces.
 
 It holds the node instances (in a topological order), the port-to-port `Connection`s, the inputs
-bound at build time, the budgets its runs draw on, and its `Plan` (the indexed form runtimes
-read). Nothing mutates it, so one workflow can be run many times, concurrently. The networkx view
-(`workflow.graph`) is built on first use, for users who want graph algorithms.
+bound at build time, the budgets its runs draw on, and its `ExecutionPlan` (the indexed form
+runtimes read). Nothing mutates it, so one workflow can be run many times, concurrently. The
+networkx view (`workflow.graph`) is built on first use, for users who want graph algorithms.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kaizen import seams
 from kaizen.nodes.base import Node
-from kaizen.workflow.plan import Plan, make_plan
+from kaizen.workflow.plan import ExecutionPlan, make_plan
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -70,7 +70,7 @@ class Workflow:
     bound_inputs: Mapping[str, Mapping[str, Any]]
     budget: Budget | None
     scoped_budgets: Mapping[str, tuple[Budget, ...]]
-    plan: Plan
+    plan: ExecutionPlan
 
     def __init__(
         self,
