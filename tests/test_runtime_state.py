@@ -202,3 +202,11 @@ def test_a_transition_from_the_wrong_status_is_refused() -> None:
     state = dataflow.new_state(builder.build().plan, [{}])
     with pytest.raises(RuntimeError, match="not RUNNING"):
         dataflow.complete(state, 0, {})  # READY, never started
+
+
+def test_the_workflow_plans_old_name_is_the_execution_plan() -> None:
+    """`kaizen.workflow.plan.Plan` was renamed `ExecutionPlan` (`kaizen.Plan` is an agent's plan
+    of steps); the old name stays for one release."""
+    from kaizen.workflow import plan
+
+    assert plan.Plan is plan.ExecutionPlan

@@ -212,3 +212,15 @@ def test_stream_events_are_the_moments_hooks_hear() -> None:
     assert all(e is h for e, h in zip(streamed, heard.events, strict=True))
     assert {e.run_id for e in heard.events} == {done.run_id}
     assert done.result["calc"]["answer"] == "3 and 7"
+
+
+def test_the_old_name_of_a_failed_runs_last_event_still_matches_it() -> None:
+    """`kaizen.Error` was renamed `kaizen.Failed` (an event, not an exception); code that
+    matches on the old name keeps working for one release."""
+    event = kaizen.Failed(ValueError("boom"), node_id="n")
+    assert kaizen.Error is kaizen.Failed and isinstance(event, kaizen.Error)
+    match event:
+        case kaizen.Error(error=error):
+            assert str(error) == "boom"
+        case _:
+            raise AssertionError("the old name no longer matches")
