@@ -77,6 +77,7 @@ class NodeStatus(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # routing, a failed or skipped upstream, or the budget
     CANCELLED = "cancelled"  # stopped while running (fail-fast, Ctrl-C, a cancelled task)
+    WAITING = "waiting"  # paused for a person (kaizen.interrupts); resumed with answers
 
 
 class RunStatus(enum.StrEnum):
@@ -84,6 +85,7 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"  # every node completed or was skipped by routing
     FAILED = "failed"  # a node failed, or part of the run was refused by its budget
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # a node waits for a person; neither failed nor cancelled
 
 
 @dataclass(slots=True)

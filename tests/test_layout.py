@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "kaizen.flow",
         "kaizen.retrying",
         "kaizen.moments",
+        "kaizen.interrupts",
         "kaizen.call_context",
         "kaizen.seams",
         "kaizen.logs",
