@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.errors import RunNotFoundError
 from kaizen.moments import NodeFinished, NodeStatus, RunFinished
@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from kaizen.runtime.driver import Run
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["Checkpointer", "Durability", "replay"]
+__all__ = ["DURABILITY_MODES", "Checkpointer", "Durability", "DurabilityMode", "replay"]
 
 DurableOption = bool | StorePath | Store
+DurabilityMode = Literal["sync", "async"]
+DURABILITY_MODES: tuple[DurabilityMode, ...] = ("sync", "async")
 
 
 class Durability:
@@ -54,7 +56,11 @@ class Durability:
         record: DurableOption = False,
         cache: Any = False,
         allow_pickle: bool = False,
+        durability: DurabilityMode = "sync",
     ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be 'sync' or 'async', got {durability!r}")
+        self.mode: DurabilityMode = durability
         self.checkpointing = checkpoint is not False
         self.recording = record is not False
         self.cache: CachePolicy | None = cache_policy(cache)
@@ -96,6 +102,7 @@ class Durability:
             checkpointer = Checkpointer(
                 self.store, allow_pickle=self.allow_pickle, restored=restored,
                 write_outputs=self.checkpointing or finished is not None,
+                sync=self.mode == "sync",
             )  # fmt: skip
             extra.append(checkpointer)
         if self.recording or self.cache is not None:
@@ -105,6 +112,8 @@ class Durability:
             calls = RunCalls(store, run_id, record=self.recording, cache=self.cache)
         with _active(calls, self._store):  # the run copies this context for its nodes
             run = make_run(extra)
+        if checkpointer is not None and checkpointer.sync and checkpointer.write_outputs:
+            run.commit = checkpointer.commit  # the driver commits before anyone sees a node end
         if checkpointer is None and calls is None:
             return run, nullcontext()
         return run, _around_drive(checkpointer, run, calls, self._store)
@@ -175,9 +184,18 @@ def _around_drive(
 
 
 class Checkpointer(NodeFinishHook, RunFinishHook):
-    """The hook that persists each completed node's outputs (see `kaizen.store.runs`).
+    """What persists each completed node's outputs (see `kaizen.store.runs`), in one of two
+    modes (docs/state.md, "Durability modes"):
 
-    Outputs are encoded here, on the driver thread; the row goes to the store's `BatchWriter`.
+    - `sync` (the default): the driver calls `commit(finished)` with the nodes that just
+      completed, all of them together (group commit), *before* their dependants start and
+      before any hook or stream hears they finished. One transaction, on the driver thread. A
+      node whose dependants started, or whose completion anyone saw, is in the store.
+    - `async`: this hook hands each completed node's row to the store's `BatchWriter` when the
+      node finishes (`on_node_finish`); the row commits a few milliseconds later, on the
+      writer's thread. A process killed meanwhile re-runs those nodes on resume
+      (at-least-once).
+
     At the run's end the run's row is finished and every row of the run waited for. A write
     that fails (disk full, a value that cannot be encoded) is kept in `failure` and the runtime
     raises it when the run ends, since hooks never stop a run; what was written before stays.
@@ -194,10 +212,12 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         allow_pickle: bool = False,
         restored: Iterable[str] = (),
         write_outputs: bool = True,
+        sync: bool = False,
     ) -> None:
         self.store = store
         self.write_outputs = write_outputs
         self.allow_pickle = allow_pickle
+        self.sync = sync
         self.restored = frozenset(restored)
         self.failure: Exception | None = None
         self._told = False  # whether `failure` was raised to the hooks' record already
@@ -208,16 +228,41 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         if self.failure is None:
             self.failure = error
 
-    def on_node_finish(self, event: NodeFinished) -> None:
-        run_id, node_id, outputs = event.run_id, event.node_id, event.outputs
-        if not self.write_outputs or event.status is not NodeStatus.COMPLETED or outputs is None:
-            return
-        if node_id in self.restored:
+    def _row(
+        self, run_id: str, node_id: str, outputs: Mapping[str, Any], finished: float, attempts: int
+    ) -> tuple[Any, ...]:
+        encoding, data = encode_outputs(outputs, node_id=node_id, allow_pickle=self.allow_pickle)
+        return (run_id, node_id, encoding, data, finished, attempts)
+
+    def commit(self, run_id: str, finished: Iterable[tuple[str, Any, float, int]]) -> None:
+        """`sync` mode: store the outputs of nodes that just completed, as
+        `(node_id, outputs, finished, attempts)`, in one transaction, before the driver lets
+        anything depend on them. A row that cannot be encoded or written is kept in `failure`
+        (raised when the run ends), and the others are still committed."""
+        rows = []
+        for node_id, outputs, ended, attempts in finished:
+            if node_id in self.restored:
+                continue
+            try:
+                rows.append(self._row(run_id, node_id, outputs, ended, attempts))
+            except Exception as exc:
+                self.write_failed(exc)
+        if not rows:
             return
         try:
-            encoding, data = encode_outputs(
-                outputs, node_id=node_id, allow_pickle=self.allow_pickle
-            )
+            with self.store.write() as db:
+                db.executemany(INSERT_CHECKPOINT, rows)
+        except Exception as exc:
+            self.write_failed(exc)
+
+    def on_node_finish(self, event: NodeFinished) -> None:
+        run_id, node_id, outputs = event.run_id, event.node_id, event.outputs
+        if self.sync or not self.write_outputs:
+            return  # sync: the driver committed it already (`commit`)
+        if event.status is not NodeStatus.COMPLETED or outputs is None or node_id in self.restored:
+            return
+        try:
+            row = self._row(run_id, node_id, outputs, event.finished, event.attempts)
         except Exception as exc:
             self.write_failed(exc)
             self._told = True
@@ -225,7 +270,6 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         writer = self._writer
         if writer is None:
             writer = self._writer = attach(self.store)
-        row = (run_id, node_id, encoding, data, event.finished, event.attempts)
         writer.submit(INSERT_CHECKPOINT, row, self)
 
     def on_run_finish(self, event: RunFinished) -> None:

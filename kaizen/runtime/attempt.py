@@ -121,6 +121,7 @@ class Outcome:
     finished: float
     attempts: int = 1
     explanation: str | None = None
+    durable: bool = False  # its outputs are committed to the run's store (sync checkpoints)
 
 
 # -- the attempt, in its two drivers ---------------------------------------------------------------

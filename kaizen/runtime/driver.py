@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 _CANCEL_GRACE = 1.0  # seconds cancelled async nodes get to finish their cleanup
 Results = dict[str, dict[str, Any]]
+# (run id, [(node id, outputs, finished, attempts)]): store them before anything depends on them
+Commit = Callable[[str, list[tuple[str, Any, float, int]]], None]
 
 
 class Run:
@@ -93,6 +95,7 @@ class Run:
         self.loop: asyncio.AbstractEventLoop | None = None  # set by enter_loop
         self.task: asyncio.Task[Any] | None = None
         self.inbox = Inbox()
+        self.commit: Commit | None = None  # set by kaizen.durable for a `sync` checkpointed run
         context = contextvars.copy_context()
         self.executors: ExecutorSet = (
             Executors(pool, self.slots, self, self.inbox, context, inline_allowed)
@@ -114,6 +117,8 @@ class Run:
         state, items, executors = self.state, self.inbox.items, self.executors
         try:
             while True:
+                if self.commit is not None and len(items) > 1:
+                    self.commit_completed(items)  # group commit: all that finished together
                 while items:
                     report = items.popleft()
                     if isinstance(report, Outcome):
@@ -207,6 +212,8 @@ class Run:
             return  # abandoned when the run stopped; its late outcome is discarded
         if not job.announced:
             self.started(i, outcome.started)
+        if self.commit is not None and outcome.error is None and not outcome.durable:
+            self.commit_completed((outcome,))
         self.jobs[i] = None
         state = self.state
         p = job.plan
@@ -236,6 +243,22 @@ class Run:
             self.skipped(j, reason)
         if self.stop_error is not None and not self.slots.closed:
             self.stop(NodeStatus.CANCELLED, f"node {p.node_id!r} stopped the run (fail_fast)")
+
+    def commit_completed(self, reports: Iterable[object]) -> None:
+        """Commit the outputs of the completed nodes among `reports` in one transaction, and
+        mark their outcomes durable (see "Durability" in the module docstring)."""
+        batch = []
+        for report in reports:
+            if isinstance(report, Outcome) and report.error is None and not report.durable:
+                job = self.jobs[report.index]
+                if job is None:
+                    continue  # abandoned when the run stopped: its outputs are not used
+                node_id = job.plan.node_id
+                batch.append((node_id, report.outputs, report.finished, report.attempts))
+                report.durable = True
+        if batch:
+            assert self.commit is not None
+            self.commit(self.run_id, batch)
 
     def ended(
         self, p: NodePlan, status: NodeStatus, outcome: Outcome, error: BaseException | None

@@ -63,13 +63,17 @@ class LocalRuntime:
         record: bool | StorePath | Store = False,
         cache: bool | Mapping[str, Any] = False,
         allow_pickle: bool = False,
+        durability: Literal["sync", "async"] = "sync",
     ) -> None:
         """`checkpoint`: persist each completed node's outputs (True: the default store,
         `$KAIZEN_HOME` or `.kaizen/kaizen.db`; or a store path), so `resume(run_id, workflow)`
-        re-runs only what did not finish. `record`: store every model and tool call of each
-        run, for `kaizen.replay`. `cache`: cache model calls (True or `{"ttl": s, "sampled":
-        bool, "path": p}`). `allow_pickle`: checkpoint values JSON cannot hold by pickling them.
-        See docs/state.md."""
+        re-runs only what did not finish. `durability`: `"sync"` commits a node's outputs
+        before any node that depends on them starts and before any hook or stream hears it
+        finished (a node whose completion anyone saw never runs again); `"async"` commits them a
+        few milliseconds later on a writer thread (at-least-once: a crash may re-run them).
+        `record`: store every model and tool call of each run, for `kaizen.replay`. `cache`:
+        cache model calls (True or `{"ttl": s, "sampled": bool, "path": p}`). `allow_pickle`:
+        checkpoint values JSON cannot hold by pickling them. See docs/state.md."""
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         if failure_policy not in ("fail_fast", "continue"):
@@ -92,14 +96,18 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self.checkpointing = checkpoint is not False
         self.recording = record is not False
+        if durability not in ("sync", "async"):
+            raise ValueError(f"durability must be 'sync' or 'async', got {durability!r}")
         self.allow_pickle = allow_pickle
+        self.durability: Literal["sync", "async"] = durability
         # the store is a layer below the runtime's callers and above the runtime: what makes
         # runs durable is made above (kaizen.durable, through kaizen.seams.durability)
         self._durability: Durability | None = None
         if self.checkpointing or self.recording or (cache is not False and cache is not None):
             self._durability = seams.durability.get()(
-                checkpoint=checkpoint, record=record, cache=cache, allow_pickle=allow_pickle
-            )
+                checkpoint=checkpoint, record=record, cache=cache, allow_pickle=allow_pickle,
+                durability=durability,
+            )  # fmt: skip
 
     @property
     def cache(self) -> CachePolicy | None:
@@ -116,7 +124,9 @@ class LocalRuntime:
         given no checkpoint, record or cache option: the default store)."""
         with self._lock:
             if self._durability is None:
-                self._durability = seams.durability.get()(allow_pickle=self.allow_pickle)
+                self._durability = seams.durability.get()(
+                    allow_pickle=self.allow_pickle, durability=self.durability
+                )
             return self._durability
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kaizen.logs import host_logging_kept
 from kaizen.retrying import RetryPolicy
@@ -62,10 +62,11 @@ class RayRuntime(LocalRuntime):
         keep_records: int = 100,
         checkpoint: bool | StorePath | Store = False,
         allow_pickle: bool = False,
+        durability: Literal["sync", "async"] = "sync",
     ) -> None:
         super().__init__(
             max_concurrency, failure_policy, budget, hooks=hooks, keep_records=keep_records,
-            checkpoint=checkpoint, allow_pickle=allow_pickle,
+            checkpoint=checkpoint, allow_pickle=allow_pickle, durability=durability,
         )  # fmt: skip
         if num_cpus < 0 or model_num_cpus < 0:
             raise ValueError("num_cpus and model_num_cpus must be >= 0")
