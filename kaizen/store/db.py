@@ -205,6 +205,7 @@ class Store:
         self._local = threading.local()
         self._generation = process.generation  # the fork its connections belong to
         self._keepalive: sqlite3.Connection | None = None
+        self._wal = _WalCheckpoints(self._uri, busy_timeout)
         if not self.in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         first = self.connection()  # opens, checks and migrates now: errors surface here
@@ -258,6 +259,10 @@ class Store:
         try:
             if not self.in_memory:
                 connection.execute("PRAGMA journal_mode=WAL")
+                # the WAL is copied into the file by a thread of its own (`_WalCheckpoints`),
+                # not by whichever commit crosses the threshold: a checkpoint syncs the disk,
+                # and commits on the driver's path (sync checkpoints) must stay cheap
+                connection.execute("PRAGMA wal_autocheckpoint=0")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -327,6 +332,8 @@ class Store:
         except BaseException:
             _rollback(connection)
             raise
+        if not self.in_memory:
+            self._wal.committed()
 
     def read(self, sql: str, parameters: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
         """The rows of one query."""
@@ -368,6 +375,60 @@ class Store:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+class _WalCheckpoints:
+    """Copies a store's write-ahead log into its file every `EVERY` commits, on a daemon thread
+    of its own with a connection of its own (SQLite's PASSIVE checkpoint: it never waits for a
+    reader or writer). The store's connections turn SQLite's automatic checkpoint off, which
+    would run it inside whichever commit crossed the threshold."""
+
+    EVERY = 256
+
+    def __init__(self, uri: str, busy_timeout: float) -> None:
+        self.uri = uri
+        self.busy_timeout = busy_timeout
+        self.commits = 0
+        self.wanted = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def committed(self) -> None:
+        self.commits += 1  # racy across threads, by design: it only paces the checkpoints
+        if self.commits < self.EVERY:
+            return
+        self.commits = 0
+        thread = self.thread
+        if thread is None or not thread.is_alive() or self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.wanted = threading.Event()
+            thread = self.thread = threading.Thread(
+                target=self._run, args=(self.wanted,), name="kaizen-wal-checkpoint", daemon=True
+            )
+            thread.start()
+        self.wanted.set()
+
+    def _run(self, wanted: threading.Event) -> None:
+        connection: sqlite3.Connection | None = None
+        try:
+            while wanted.wait(IDLE_WAL_SECONDS):
+                wanted.clear()
+                if connection is None:
+                    connection = sqlite3.connect(
+                        self.uri, uri=True, timeout=self.busy_timeout, isolation_level=None
+                    )
+                with contextlib.suppress(sqlite3.Error):  # a busy or vanished file: next time
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the file could not be opened: the next commits try again
+        finally:
+            if self.thread is threading.current_thread():
+                self.thread = None
+            if connection is not None:
+                connection.close()
+
+
+IDLE_WAL_SECONDS = 30.0  # the checkpoint thread ends after this long without a request
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
