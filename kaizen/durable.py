@@ -15,14 +15,16 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from kaizen.errors import RunNotFoundError
-from kaizen.moments import NodeFinished, NodeStatus, RunFinished
-from kaizen.runtime.hooks import NodeFinishHook, RunFinishHook
+from kaizen.interrupts import Interrupt
+from kaizen.moments import NodeFinished, NodeStatus, NodeWaiting, RunFinished
+from kaizen.runtime.hooks import NodeFinishHook, NodeWaitHook, RunFinishHook
 from kaizen.store.calls import CachePolicy, RunCalls, active_calls, cache_policy
 from kaizen.store.db import Store, StorePath, run_store
 from kaizen.store.encode import encode_outputs
+from kaizen.store.interrupts import answer, load_interrupts, load_resumes, save_pause
 from kaizen.store.runs import (
     FINISH_RUN,
     INSERT_CHECKPOINT,
@@ -39,7 +41,14 @@ if TYPE_CHECKING:
     from kaizen.runtime.driver import Run
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["DURABILITY_MODES", "Checkpointer", "Durability", "DurabilityMode", "replay"]
+__all__ = [
+    "DURABILITY_MODES",
+    "Checkpointer",
+    "Durability",
+    "DurabilityMode",
+    "Resumed",
+    "replay",
+]
 
 DurableOption = bool | StorePath | Store
 DurabilityMode = Literal["sync", "async"]
@@ -86,6 +95,7 @@ class Durability:
         run_id: str,
         finished: Mapping[int, Mapping[str, Any]] | None,
         make_run: Callable[[list[object]], Run],
+        asked: Iterable[Interrupt] = (),
     ) -> tuple[Run, AbstractContextManager[None]]:
         """The run, made by `make_run(extra_hooks)` while the run's calls are active (the run
         copies the context its nodes see), and what to hold around its drive."""
@@ -112,6 +122,7 @@ class Durability:
             calls = RunCalls(store, run_id, record=self.recording, cache=self.cache)
         with _active(calls, self._store):  # the run copies this context for its nodes
             run = make_run(extra)
+        run.record.interrupts.extend(asked)  # a resumed run's earlier pauses, answered or not
         if checkpointer is not None and checkpointer.sync and checkpointer.write_outputs:
             run.commit = checkpointer.commit  # the driver commits before anyone sees a node end
         if checkpointer is None and calls is None:
@@ -119,15 +130,30 @@ class Durability:
         return run, _around_drive(checkpointer, run, calls, self._store)
 
     def resumed(
-        self, run_id: str, workflow: Workflow
-    ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-        """`(parameters, {node index: outputs})` of checkpointed run `run_id` of `workflow`:
-        `RunNotFoundError`, `WorkflowChangedError` (nothing runs then)."""
+        self,
+        run_id: str,
+        workflow: Workflow,
+        answers: Mapping[str, Any] | None = None,
+        by: str | None = None,
+    ) -> Resumed:
+        """What run `run_id` of `workflow` resumes from: `RunNotFoundError`,
+        `WorkflowChangedError` (nothing runs then). `answers` (interrupt id -> answer) are
+        checked and stored first, with `by` (see `kaizen.store.interrupts.answer`: a typed
+        error changes nothing); a run that waits may be resumed without answers too (its
+        waiting nodes run again and ask again what is still unanswered)."""
         info = load_run(self.store, run_id)
         check_fingerprint(info, workflow)
+        if answers is not None or info.status == "waiting":
+            answer(self.store, run_id, answers or {}, by)
         done = load_checkpoints(self.store, run_id)
-        finished = {workflow.plan.index[node]: outputs for node, outputs in done.items()}
-        return info.parameters, finished
+        index = workflow.plan.index
+        finished = {index[node]: outputs for node, outputs in done.items()}
+        resumes = {
+            index[node]: pause
+            for node, pause in load_resumes(self.store, run_id).items()
+            if node in index and node not in done
+        }
+        return Resumed(info.parameters, finished, resumes, load_interrupts(self.store, run_id))
 
     def replaying(
         self, run_id: str, workflow: Workflow
@@ -183,7 +209,16 @@ def _around_drive(
     raise failure
 
 
-class Checkpointer(NodeFinishHook, RunFinishHook):
+class Resumed(NamedTuple):
+    """What a resumed run starts from (`Durability.resumed`)."""
+
+    parameters: dict[str, Any]
+    finished: dict[int, dict[str, Any]]  # node index -> outputs of the nodes that completed
+    resumes: dict[int, tuple[dict[int, Any], Any]]  # node index -> answers, saved state
+    asked: list[Interrupt]  # the run's interrupts so far, answered or not
+
+
+class Checkpointer(NodeFinishHook, NodeWaitHook, RunFinishHook):
     """What persists each completed node's outputs (see `kaizen.store.runs`), in one of two
     modes (docs/state.md, "Durability modes"):
 
@@ -271,6 +306,18 @@ class Checkpointer(NodeFinishHook, RunFinishHook):
         if writer is None:
             writer = self._writer = attach(self.store)
         writer.submit(INSERT_CHECKPOINT, row, self)
+
+    def on_node_wait(self, event: NodeWaiting) -> None:
+        """A node paused for a person: what it asked and the state it saved, stored at once
+        (pauses are rare; the run cannot be resumed without them)."""
+        if not self.write_outputs:
+            return
+        try:
+            save_pause(self.store, event.run_id, event.node_id, event.interrupts, event.state)
+        except Exception as exc:
+            self.write_failed(exc)
+            self._told = True
+            raise
 
     def on_run_finish(self, event: RunFinished) -> None:
         run_id, status, record = event.run_id, event.status, event.record

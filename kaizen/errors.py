@@ -348,6 +348,49 @@ class ReplayMismatchError(StoreError):
         super().__init__(message)
 
 
+class InterruptError(StoreError):
+    """A resume could not be taken as given; nothing stored changed. `run_id` names the run."""
+
+    def __init__(self, message: str, *, run_id: str, path: str | None = None) -> None:
+        self.run_id = run_id
+        super().__init__(message, path=path)
+
+
+class UnknownInterruptError(InterruptError, LookupError):
+    """An answer names interrupt `interrupt_id`, which run `run_id` never asked; `open` lists
+    the ids still waiting for an answer."""
+
+    def __init__(
+        self, message: str, *, run_id: str, interrupt_id: str, open: Sequence[str] = (),
+        path: str | None = None,
+    ) -> None:  # fmt: skip
+        self.interrupt_id = interrupt_id
+        self.open = list(open)
+        super().__init__(message, run_id=run_id, path=path)
+
+
+class InterruptAnswerError(InterruptError, ValueError):
+    """The answer to interrupt `interrupt_id` does not match the schema the node gave
+    (`interrupt(payload, schema=...)`); `problem` says where and how."""
+
+    def __init__(
+        self, message: str, *, run_id: str, interrupt_id: str, problem: str,
+        path: str | None = None,
+    ) -> None:  # fmt: skip
+        self.interrupt_id = interrupt_id
+        self.problem = problem
+        super().__init__(message, run_id=run_id, path=path)
+
+
+class RunNotWaitingError(InterruptError):
+    """Run `run_id` waits for no answer: it finished, was cancelled, or another resume took it
+    first (a double resume); `status` is what the store says it is."""
+
+    def __init__(self, message: str, *, run_id: str, status: str, path: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, run_id=run_id, path=path)
+
+
 __all__ = [
     "AccessDeniedError",
     "AgentLimitError",
@@ -358,6 +401,8 @@ __all__ = [
     "ConfigError",
     "EncodeError",
     "InputValidationError",
+    "InterruptAnswerError",
+    "InterruptError",
     "KaizenError",
     "ModelError",
     "NodeCancelledError",
@@ -369,11 +414,13 @@ __all__ = [
     "RenderError",
     "ReplayMismatchError",
     "RunNotFoundError",
+    "RunNotWaitingError",
     "SignatureError",
     "StoreCorruptedError",
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
+    "UnknownInterruptError",
     "UnknownNodeTypeError",
     "VetoError",
     "WorkflowChangedError",

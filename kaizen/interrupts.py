@@ -35,8 +35,11 @@ __all__ = [
     "InterruptRequest",
     "NodePaused",
     "Resumption",
+    "ask_approval",
+    "enter_attempt",
     "interrupt",
     "interrupt_id",
+    "leave_attempt",
     "resuming",
     "resumption",
 ]
@@ -123,9 +126,12 @@ class NodePaused(BaseException):
     def __init__(self, requests: tuple[InterruptRequest, ...], state: Any = None) -> None:
         if not requests:
             raise ValueError("NodePaused needs at least one InterruptRequest")
-        self.requests = requests
+        self.requests = tuple(requests)
         self.state = state
         super().__init__(f"paused for {len(requests)} interrupt(s)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.requests, self.state))  # travels back from a Ray worker
 
 
 @dataclass
@@ -166,6 +172,22 @@ def resuming(answers: Mapping[int, Any] | None = None, state: Any = None) -> Ite
         _resumption.reset(token)
 
 
+def enter_attempt(
+    resume: tuple[Mapping[int, Any], Any] | None = None,
+) -> contextvars.Token[Resumption | None]:
+    """Begin a node attempt: its `interrupt(...)` calls number from 0 and find the answers (by
+    index) and saved state of `resume`, if the attempt resumes a pause. The runtime calls this
+    (and `leave_attempt`) around every attempt; `resuming` is the same as a context manager."""
+    if resume is None:
+        return _resumption.set(Resumption())
+    answers, state = resume
+    return _resumption.set(Resumption(dict(answers), state))
+
+
+def leave_attempt(token: contextvars.Token[Resumption | None]) -> None:
+    _resumption.reset(token)
+
+
 def resumption() -> Resumption | None:
     """The answers of the node attempt running in this context (None outside a pausable
     node)."""
@@ -192,6 +214,28 @@ def interrupt(payload: Any, *, schema: Mapping[str, Any] | None = None) -> Any:
     if known:
         return value
     raise NodePaused((InterruptRequest(index, payload, dict(schema) if schema else None),))
+
+
+def ask_approval(
+    payload: Any, *, tool: str | None = None, args: Mapping[str, Any] | None = None
+) -> ApprovalDecision:
+    """Pause this node for an approval (an interrupt of kind "approval", answered in the shapes
+    of `APPROVAL_SCHEMA`); on resume, the decision. `tool` and `args` say what the approval is
+    for when it is a tool call. Outside a node, as `interrupt`."""
+    current = _resumption.get()
+    if current is None:
+        raise RuntimeError(
+            "an approval was asked outside a node: run it through a Kaizen runtime "
+            "(runtime.execute, agent.execute)"
+        )
+    index = current.next_index()
+    known, value = current.answer(index)
+    if known:
+        return ApprovalDecision.parse(value)
+    request = InterruptRequest(
+        index, payload, APPROVAL_SCHEMA, "approval", tool, dict(args) if args is not None else None
+    )
+    raise NodePaused((request,))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ ships them from workers to the driver.
     NodeStarted         a node begins                          NodeRetrying      it will try again
     NodeSkipped         routing, a failed upstream, a budget   NodeFinished      completed, failed
                                                                                  or cancelled
+    NodeWaiting         paused for a person (interrupts)
     ModelCallStarted    before a model call (may be vetoed)    ModelCallFinished after it
     ToolCallStarted     before a tool call (may be vetoed)     ToolCallFinished  after it
     ChunkReceived       a piece of streamed reply text         BreakerChanged    a model's circuit
@@ -41,6 +42,7 @@ from time import time as now
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
+    from kaizen.interrupts import Interrupt
     from kaizen.runtime.record import RunRecord
     from kaizen.workflow.workflow import Workflow
 
@@ -59,6 +61,7 @@ __all__ = [
     "NodeSkipped",
     "NodeStarted",
     "NodeStatus",
+    "NodeWaiting",
     "Published",
     "RunFinished",
     "RunStarted",
@@ -148,6 +151,7 @@ class EventKind(enum.StrEnum):
     NODE_FAILED = "node_failed"
     NODE_CANCELLED = "node_cancelled"
     NODE_SKIPPED = "node_skipped"
+    INTERRUPT = "interrupt"  # a node paused for a person: its interrupts
     RUN_FINISHED = "run_finished"
 
 
@@ -264,6 +268,45 @@ class NodeSkipped(NodeMoment):
 
     def published(self) -> Published:
         return Published(EventKind.NODE_SKIPPED, self.time, {"reason": self.reason})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWaiting(NodeMoment):
+    """The node paused for a person (`kaizen.interrupt`, a tool that needs approval): its
+    `interrupts`, each with a run-unique id to answer; `state`, what the node saved to continue
+    from (an agent's trajectory). The node is WAITING; its dependants wait with it."""
+
+    moment: ClassVar[str] = "node_wait"
+
+    interrupts: tuple[Interrupt, ...]
+    state: Any
+    time: float
+
+    def published(self) -> Published:
+        return Published(
+            EventKind.INTERRUPT,
+            self.time,
+            {"interrupts": [interrupt_json(i) for i in self.interrupts]},
+        )
+
+
+def interrupt_json(interrupt: Interrupt) -> dict[str, Any]:
+    """What a client is shown of an interrupt (the SSE frame, `kaizen runs show`)."""
+    return {
+        "id": interrupt.id,
+        "node_id": interrupt.node_id,
+        "index": interrupt.index,
+        "kind": interrupt.kind,
+        "payload": _jsonable(interrupt.payload),
+        "schema": _jsonable(interrupt.schema),
+        "tool": interrupt.tool,
+        "args": _jsonable(interrupt.args),
+        "created_at": interrupt.created_at,
+        "answered": interrupt.answered,
+        "answer": _jsonable(interrupt.answer),
+        "answered_by": interrupt.answered_by,
+        "answered_at": interrupt.answered_at,
+    }
 
 
 _FINISHED_KIND = {

@@ -11,8 +11,10 @@ async node). Both do the same, and differ only in calling `run()` or awaiting `a
 4. let the middleware see the outputs (`after_node`), check them against the declared ports;
 5. classify how it ended, as an `Outcome`: outputs (with the node's word on ports it left out),
    or the error. A node's failure never escapes an attempt: `failed` is where an error becomes
-   an outcome, whichever executor ran the node (so a new way for a node to end, a pause say,
-   is caught in this one place).
+   an outcome, whichever executor ran the node. A pause for a person (`kaizen.interrupt`: the
+   node raised `NodePaused`) is an outcome too, neither a failure nor retried: the node's
+   `interrupt(...)` calls number from 0 in every attempt and find the answers the run resumed
+   them with (`Job.resume`).
 
 Retries and timeouts are not here: they wrap attempts (`kaizen.runtime.executors.Supervised`,
 the Ray executor), deciding with `kaizen.retrying.next_attempt` under `node_retry_policy`.
@@ -27,6 +29,7 @@ from time import time as now
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kaizen.errors import NotPicklableError, VetoError
+from kaizen.interrupts import NodePaused, enter_attempt, leave_attempt
 from kaizen.retrying import RetryPolicy
 from kaizen.runtime.context import NodeContext, node_context_var
 from kaizen.runtime.hooks import HookSet
@@ -67,7 +70,9 @@ class Job:
     began (set under the slots' lock, so fail-fast knows). Its `NodeContext` is made only when
     the node asks for it (`current_node_context()`)."""
 
-    __slots__ = ("_context", "announced", "attempt", "inputs", "plan", "run", "started")
+    __slots__ = (
+        "_context", "announced", "attempt", "inputs", "plan", "resume", "run", "started"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -83,6 +88,8 @@ class Job:
         self.attempt = attempt
         self.started = started
         self.announced = False  # the hooks heard that it began (the driver's business)
+        # a paused node resumed: its answers by interrupt index, and the state it saved
+        self.resume: tuple[Mapping[int, Any], Any] | None = None
         self._context: NodeContext | None = None
 
     def begin(self) -> None:
@@ -90,7 +97,9 @@ class Job:
 
     def again(self, attempt: int) -> Job:
         """The same node's attempt number `attempt` (same inputs, run and start time)."""
-        return Job(self.plan, self.inputs, self.run, attempt, self.started)
+        job = Job(self.plan, self.inputs, self.run, attempt, self.started)
+        job.resume = self.resume
+        return job
 
     @property
     def context(self) -> NodeContext:
@@ -130,6 +139,7 @@ class Outcome:
 def run_attempt(job: Job) -> Outcome:
     """One attempt of a sync node, in this thread."""
     token = node_context_var.set(job)
+    asked = enter_attempt(job.resume)
     try:
         p = job.plan
         middleware = job.run.hooks_for(p.index).middleware
@@ -142,13 +152,17 @@ def run_attempt(job: Job) -> Outcome:
         return succeeded(job, around.after(outputs))
     except Exception as exc:
         return failed(job, exc)
+    except NodePaused as pause:
+        return failed(job, pause)
     finally:
+        leave_attempt(asked)
         node_context_var.reset(token)
 
 
 async def arun_attempt(job: Job) -> Outcome:
     """One attempt of an async node, in this task (`run_attempt`, awaiting `arun()`)."""
     token = node_context_var.set(job)
+    asked = enter_attempt(job.resume)
     try:
         p = job.plan
         middleware = job.run.hooks_for(p.index).middleware
@@ -161,7 +175,10 @@ async def arun_attempt(job: Job) -> Outcome:
         return succeeded(job, around.after(outputs))
     except Exception as exc:
         return failed(job, exc)
+    except NodePaused as pause:
+        return failed(job, pause)
     finally:
+        leave_attempt(asked)
         node_context_var.reset(token)
 
 
@@ -196,8 +213,8 @@ def succeeded(job: Job, outputs: Any) -> Outcome:
 
 def failed(job: Job, error: BaseException) -> Outcome:
     """The attempt ended with `error` (the node's, its middleware's, the check of its outputs;
-    or, from a worker thread, whatever escaped it): the one place a failure becomes an
-    outcome."""
+    or, from a worker thread, whatever escaped it; or `NodePaused`, a pause for a person): the
+    one place a failure becomes an outcome."""
     started = job.started if job.started is not None else now()
     return Outcome(job.plan.index, None, error, started, now(), job.attempt)
 
@@ -241,6 +258,8 @@ def node_retry_policy(policy: ExecutionPolicy) -> RetryPolicy:
     retry_on = policy.retry_on
 
     def retryable(error: BaseException) -> bool:
-        return isinstance(error, retry_on) and not isinstance(error, VetoError | NotPicklableError)
+        return isinstance(error, retry_on) and not isinstance(
+            error, VetoError | NotPicklableError | NodePaused
+        )
 
     return RetryPolicy(retries=policy.retries, backoff=policy.backoff, retryable=retryable)

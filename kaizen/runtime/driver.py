@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kaizen import moments
 from kaizen.aio import NEED_LOOP, running_loop
 from kaizen.errors import BudgetExceededError, NodeCancelledError, NodeExecutionError
+from kaizen.interrupts import Interrupt, NodePaused
 from kaizen.runtime import state as dataflow
 from kaizen.runtime.executors import Executors, ExecutorSet, Inbox, Job, Outcome, Submitter
 from kaizen.runtime.hooks import HookSet
@@ -61,11 +62,13 @@ class Run:
         inline_allowed: bool,
         finished: Mapping[int, Mapping[str, Any]] | None = None,
         executors: Callable[[Run], ExecutorSet] | None = None,
+        resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = None,
     ) -> None:
         """`finished`: nodes an earlier attempt at this run completed (index -> outputs), for
         a resumed run; they are done already and their outputs delivered. `executors` makes
         the run's executors (default: this machine's, `Executors`; `kaizen.runtime.ray` gives
-        its own)."""
+        its own). `resumes`: nodes that paused in an earlier attempt (index -> their answers
+        by interrupt index, and the state they saved), run again with those."""
         plan = workflow.plan
         self.workflow = workflow
         self.nodes = plan.nodes
@@ -87,6 +90,8 @@ class Run:
             nodes[node_id].status = NodeStatus.COMPLETED
             nodes[node_id].restored = True
         self.errors: dict[str, NodeExecutionError] = {}
+        self.resumes = resumes or {}
+        self.waiting: dict[str, NodePaused] = {}  # nodes paused for a person, by id
         self.stop_error: NodeExecutionError | BudgetExceededError | None = None
         self.refused = False  # a node was refused by the budget: the run is FAILED
         # per node: its job while it is handed to an executor and not settled yet, else None
@@ -148,8 +153,11 @@ class Run:
             raise
         if self.abandoned:
             await asyncio.wait(self.abandoned, timeout=_CANCEL_GRACE)
-        failed = self.errors or self.refused
-        self.finish(RunStatus.FAILED if failed else RunStatus.COMPLETED, self.stop_error)
+        if self.errors or self.refused:
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.WAITING if self.waiting else RunStatus.COMPLETED
+        self.finish(status, self.stop_error)
         if self.stop_error is not None:
             error = self.stop_error
             error.run_id, error.results = self.run_id, self.results
@@ -171,6 +179,8 @@ class Run:
         i = p.index
         dataflow.start(self.state, i)
         job = self.jobs[i] = Job(p, self.state.inputs[i], self)
+        if self.resumes:
+            job.resume = self.resumes.get(i)
         return executor.submit(job)
 
     def hooks_for(self, index: int) -> HookSet:
@@ -224,6 +234,10 @@ class Run:
             skips = dataflow.complete(state, i, outputs, outcome.explanation)
             self.results[p.node_id] = outputs
             self.ended(p, NodeStatus.COMPLETED, outcome, None)
+        elif isinstance(error, NodePaused):
+            dataflow.pause(state, i)
+            skips = []
+            self.paused(p, outcome, error)
         elif isinstance(error, BudgetExceededError):
             self.refused = True
             skips = dataflow.refuse(state, i, "budget exceeded", str(error))
@@ -270,6 +284,20 @@ class Run:
             outputs = outcome.outputs
             hooks.fire(moments.NodeFinished(self.run_id, p.node_id, status, outputs, error,
                                             started, finished, attempts))  # fmt: skip
+
+    def paused(self, p: NodePlan, outcome: Outcome, pause: NodePaused) -> None:
+        """Node `p` waits for a person: its interrupts go to the record and the hooks."""
+        self.waiting[p.node_id] = pause
+        asked = tuple(Interrupt.of(p.node_id, r, outcome.finished) for r in pause.requests)
+        self.record.interrupts.extend(asked)
+        self.recorder.node_finished(
+            p.node_id, NodeStatus.WAITING, None, outcome.started, outcome.finished,
+            outcome.attempts,
+        )  # fmt: skip
+        hooks = self.hooks_for(p.index)
+        if hooks.observes(moments.NodeWaiting):
+            time = outcome.finished
+            hooks.fire(moments.NodeWaiting(self.run_id, p.node_id, asked, pause.state, time))
 
     def skipped(self, j: int, reason: str) -> None:
         node_id, time = self.nodes[j].node_id, now()

@@ -9,6 +9,7 @@ moments it wants (they only give the method's typed signature):
     NodeRetryHook        on_node_retry(event: NodeRetrying)
     NodeSkipHook         on_node_skip(event: NodeSkipped)
     NodeFinishHook       on_node_finish(event: NodeFinished)
+    NodeWaitHook         on_node_wait(event: NodeWaiting)
     RunFinishHook        on_run_finish(event: RunFinished)
     ModelCallStartHook   on_model_call_start(event: ModelCallStarted)
     ModelCallFinishHook  on_model_call_finish(event: ModelCallFinished)
@@ -85,6 +86,7 @@ __all__ = [
     "NodeRetryHook",
     "NodeSkipHook",
     "NodeStartHook",
+    "NodeWaitHook",
     "RunFinishHook",
     "RunStartHook",
     "ToolCallFinishHook",
@@ -124,6 +126,11 @@ class NodeSkipHook:
 
 class NodeFinishHook:
     def on_node_finish(self, event: NodeFinished) -> None:
+        raise NotImplementedError
+
+
+class NodeWaitHook:
+    def on_node_wait(self, event: moments.NodeWaiting) -> None:
         raise NotImplementedError
 
 

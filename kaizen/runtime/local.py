@@ -12,7 +12,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +32,7 @@ from kaizen.workflow.workflow import Workflow
 
 if TYPE_CHECKING:
     from kaizen.durable import Durability
+    from kaizen.interrupts import Interrupt
     from kaizen.observe.monitor import ExecutionMonitor
     from kaizen.store.calls import CachePolicy
     from kaizen.store.db import Store, StorePath
@@ -217,12 +218,15 @@ class LocalRuntime:
         resume: bool = False,
         replay: bool = False,
         inline_allowed: bool = False,
+        answers: Mapping[str, Any] | None = None,
+        by: str | None = None,
     ) -> tuple[Results, RunRecord]:
         """Run `workflow` to the end: `(results, record)`. Every entry point (`execute`,
         `execute_async`, `resume`, `replay`, `stream`, ... and their `_with_record` forms) is
         this, driven from sync code (`kaizen.aio.run_blocking`) or awaited.
 
-        `resume=True`: finish checkpointed run `run_id` with its own parameters (see `resume`).
+        `resume=True`: finish checkpointed run `run_id` with its own parameters (see `resume`),
+        with `answers` for its interrupts, given `by` someone.
         `replay=True`: run again with recorded run `run_id`'s parameters, every model and tool
         call served from its recording (see `replay`); the record has the replay's own id.
         `inline_allowed`: a sync node alone may run in the calling thread (the caller drives
@@ -235,12 +239,16 @@ class LocalRuntime:
                 )
             if replay:
                 return await self._replay(run_id, workflow, on_event, hooks, inline_allowed)
-            parameters, finished = self._durable().resumed(run_id, workflow)
+            resumed = self._durable().resumed(run_id, workflow, answers, by)
+            parameters, finished = resumed.parameters, resumed.finished
+            resumes, asked = resumed.resumes, resumed.asked
         else:
-            finished = None
+            if answers is not None:
+                raise TypeError("answers are given to a resumed run: run(resume=True, ...)")
+            finished, resumes, asked = None, None, []
         run, durable = self._new_run(
             workflow, parameters, run_id, on_event, hooks, inline_allowed=inline_allowed,
-            finished=finished,
+            finished=finished, resumes=resumes, asked=asked,
         )  # fmt: skip
         with durable:
             results = await run.drive()
@@ -319,6 +327,8 @@ class LocalRuntime:
         run_id: str,
         workflow: Workflow,
         *,
+        answers: Mapping[str, Any] | None = None,
+        by: str | None = None,
         on_event: EventCallbackFn | None = None,
         hooks: Iterable[object] = (),
     ) -> tuple[Results, str]:
@@ -326,9 +336,21 @@ class LocalRuntime:
         are not run again, their stored outputs flow downstream; the rest runs, checkpointed.
         Returns `(results, run_id)` with every node's results, as an uninterrupted run would.
 
-        Raises `RunNotFoundError` for a run the store does not hold, `WorkflowChangedError`
-        when `workflow` is not the workflow the run ran (nothing runs then)."""
-        results, record = self.resume_with_record(run_id, workflow, on_event=on_event, hooks=hooks)
+        A run that waits for a person (`record.status == "waiting"`) takes `answers`:
+        `{interrupt_id: answer}` (ids as in `record.interrupts`, ``"<node_id>/<index>"``),
+        stored with who gave them (`by`); each waiting node runs again from its start and its
+        `kaizen.interrupt(...)` calls return their answers. A node still missing an answer
+        pauses again, and the run ends `waiting` again.
+
+        Raises, running nothing and changing nothing stored: `RunNotFoundError` (a run the
+        store does not hold), `WorkflowChangedError` (another workflow),
+        `UnknownInterruptError` (an id the run never asked, or answered already),
+        `InterruptAnswerError` (an answer that does not match its schema),
+        `RunNotWaitingError` (answers for a run that finished, was cancelled, or was resumed
+        already)."""
+        results, record = self.resume_with_record(
+            run_id, workflow, answers=answers, by=by, on_event=on_event, hooks=hooks
+        )
         return results, record.run_id
 
     def resume_with_record(
@@ -336,6 +358,8 @@ class LocalRuntime:
         run_id: str,
         workflow: Workflow,
         *,
+        answers: Mapping[str, Any] | None = None,
+        by: str | None = None,
         on_event: EventCallbackFn | None = None,
         hooks: Iterable[object] = (),
     ) -> tuple[Results, RunRecord]:
@@ -343,9 +367,18 @@ class LocalRuntime:
         return run_blocking(
             self.run(
                 workflow, run_id=run_id, on_event=on_event, hooks=hooks, resume=True,
-                inline_allowed=True,
+                inline_allowed=True, answers=answers, by=by,
             )
         )  # fmt: skip
+
+    def cancel_waiting(self, run_id: str) -> None:
+        """Cancel run `run_id`, which waits for a person (in this runtime's store): it ends
+        `cancelled`, its open interrupts unanswered. `RunNotWaitingError` when it does not
+        wait (it finished, or a resume took it first: of a resume and a cancel racing for one
+        waiting run, exactly one wins)."""
+        from kaizen.store.interrupts import cancel_waiting  # (the store is a layer below)
+
+        cancel_waiting(self.store, run_id)
 
     def replay(
         self,
@@ -444,6 +477,8 @@ class LocalRuntime:
         *,
         inline_allowed: bool,
         finished: Mapping[int, Mapping[str, Any]] | None = None,
+        resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = None,
+        asked: Sequence[Interrupt] = (),
     ) -> tuple[Run, AbstractContextManager[None]]:
         """The run, and what makes it durable (checkpoints, recordings, cache) around it."""
         run_id = run_id or os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
@@ -451,13 +486,13 @@ class LocalRuntime:
         def make_run(extra: list[object]) -> Run:
             return self._make_run(
                 workflow, parameters, run_id, on_event, [*extra, *hooks], inline_allowed,
-                finished,
+                finished, resumes,
             )  # fmt: skip
 
         durability = self._durability if finished is None else self._durable()
         if durability is None:
             return make_run([]), nullcontext()
-        return durability.begin(workflow, parameters, run_id, finished, make_run)
+        return durability.begin(workflow, parameters, run_id, finished, make_run, asked)
 
     def _make_run(
         self,
@@ -468,6 +503,7 @@ class LocalRuntime:
         hooks: Iterable[object],
         inline_allowed: bool,
         finished: Mapping[int, Mapping[str, Any]] | None = None,
+        resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = None,
     ) -> Run:
         inputs = _check_parameters(workflow, parameters)  # raises before any node runs
         run_hooks = [*self._guards(workflow), *process_hooks(), *self._hooks, *check_hooks(hooks)]
@@ -484,6 +520,7 @@ class LocalRuntime:
             inline_allowed=inline_allowed,
             finished=finished,
             executors=self._executors(),
+            resumes=resumes,
         )
         with self._lock:
             self._records[run.run_id] = (run.record, run.errors)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kaizen import seams
+from kaizen.interrupts import Interrupt
 from kaizen.moments import NodeStatus, RunStatus, ToolCallRecord, Usage
 
 if TYPE_CHECKING:
@@ -108,6 +109,13 @@ class RunRecord:
     nodes: dict[str, NodeRun] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     hook_errors: list[HookError] = field(default_factory=list)
+    # every pause of the run, answered or not, in the order asked (kaizen.interrupts)
+    interrupts: list[Interrupt] = field(default_factory=list)
+
+    @property
+    def open_interrupts(self) -> list[Interrupt]:
+        """The interrupts still waiting for an answer."""
+        return [i for i in self.interrupts if not i.answered]
 
     def by_status(self, status: NodeStatus | str) -> list[str]:
         """The ids of the nodes with `status` (a `NodeStatus` or its value, "skipped")."""

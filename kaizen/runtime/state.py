@@ -3,7 +3,7 @@
 A run's state is a `RunState`:
 
     plan       the workflow's `ExecutionPlan` (static: per node its targets, edges, inputs, ...)
-    status     per node: WAITING, READY, RUNNING, DONE, FAILED, SKIPPED or CANCELLED
+    status     per node: WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED or PAUSED
     remaining  per node: how many of its distinct sources have not settled yet
     inputs     per node: the input values delivered so far (bound values, parameters, upstream)
     lost       per node: inputs that will never arrive, as `(port, why, fatal)`
@@ -26,6 +26,9 @@ Transitions, each the only way its change happens:
     complete(state, i, outputs, why)    RUNNING -> DONE; outputs flow downstream
     fail(state, i, reason, propagate)   RUNNING -> FAILED; with `propagate`, dependants are cut off
     refuse(state, i, label, detail)     RUNNING -> SKIPPED (a budget said no); like a skip
+    pause(state, i)                     RUNNING -> PAUSED (it waits for a person): it does not
+                                        settle, so its dependants keep WAITING; the run is over
+                                        when nothing else can run, and resumed later
     cancel(state, started)              stop: nothing more becomes READY; the RUNNING nodes in
                                         `started` are CANCELLED, the others (queued, never begun)
                                         go back to WAITING
@@ -46,9 +49,9 @@ from typing import Any
 from kaizen.workflow.plan import ExecutionPlan, NodePlan
 
 NodeState = enum.IntEnum(
-    "NodeState", "WAITING READY RUNNING DONE FAILED SKIPPED CANCELLED", module=__name__
+    "NodeState", "WAITING READY RUNNING DONE FAILED SKIPPED CANCELLED PAUSED", module=__name__
 )
-WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = NodeState
+WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED, PAUSED = NodeState
 
 Lost = tuple[str, str, bool]  # (input port, why it will not arrive, fatal)
 Skips = list[tuple[int, str]]
@@ -132,6 +135,11 @@ def refuse(state: RunState, i: int, label: str, detail: str) -> Skips:
     p = state.plan.nodes[i]
     _deliver(state, p, None, f"{p.node_id!r} was skipped ({label})", False, skips)
     return _propagate(state, skips, first=1)
+
+
+def pause(state: RunState, i: int) -> None:
+    """Node `i` paused for a person: PAUSED, its outputs (and its dependants) wait."""
+    _settle_running(state, i, PAUSED)
 
 
 def cancel(state: RunState, started: Iterable[int]) -> list[int]:

@@ -153,6 +153,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
     """,
+    # pauses for a person (kaizen.store.interrupts): what each waiting node asked, the answers
+    # and who gave them, and the state a paused node saved to continue from
+    """
+    CREATE TABLE interrupts (
+        run_id       TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        id           TEXT NOT NULL,  -- "<node_id>/<index>"
+        node_id      TEXT NOT NULL,
+        idx          INTEGER NOT NULL,
+        kind         TEXT NOT NULL,  -- 'input' or 'approval'
+        payload      TEXT NOT NULL,  -- encoded JSON (kaizen.store.encode)
+        schema       TEXT,  -- JSON schema the answer must match
+        tool         TEXT,
+        args         TEXT,  -- encoded JSON
+        created      REAL NOT NULL,
+        answered     INTEGER NOT NULL DEFAULT 0,
+        answer       TEXT,  -- encoded JSON
+        answered_by  TEXT,
+        answered_at  REAL,
+        PRIMARY KEY (run_id, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE paused_nodes (
+        run_id   TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        node_id  TEXT NOT NULL,
+        state    TEXT NOT NULL,  -- encoded JSON: what the node saved to continue from
+        PRIMARY KEY (run_id, node_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _shared: dict[str, Store] = {}
