@@ -186,6 +186,18 @@ class ApprovalRequired(KaizenError):
         super().__init__(message)
 
 
+class AgentWaitingError(KaizenError):
+    """Agent `agent` paused for a person (config ``on_interrupt="raise"``): `interrupts` says
+    what it asks (a tool and its arguments, for an approval); `result` is the waiting
+    `ExecutionResult`, which `agent.resume(error.result, answers)` finishes."""
+
+    def __init__(self, message: str, *, agent: str, interrupts: Sequence[Any], result: Any) -> None:
+        self.agent = agent
+        self.interrupts = list(interrupts)
+        self.result = result
+        super().__init__(message)
+
+
 class AccessDeniedError(KaizenError):
     """An access policy refused to let agent `agent` run; `reason` says why."""
 
@@ -394,6 +406,7 @@ class RunNotWaitingError(InterruptError):
 __all__ = [
     "AccessDeniedError",
     "AgentLimitError",
+    "AgentWaitingError",
     "ApprovalRequired",
     "AuditChainError",
     "BudgetExceededError",

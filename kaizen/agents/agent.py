@@ -36,6 +36,7 @@ from kaizen.agents.config import (
 )
 from kaizen.agents.exchange import exchange
 from kaizen.agents.result import ExecutionReport, ExecutionResult
+from kaizen.aio import run_blocking
 from kaizen.errors import (
     AgentLimitError,
     BudgetExceededError,
@@ -389,33 +390,92 @@ class Agent:
 
         return stream_sync(start)
 
-    def _execute(self, inputs: Mapping[str, Any], hooks: tuple[object, ...]) -> ExecutionResult:
+    def resume(
+        self, result: ExecutionResult, answers: Mapping[str | int, Any] | None = None
+    ) -> ExecutionResult:
+        """Finish an execution that paused for a person (``result.stop_reason == "waiting"``)
+        with `answers`: by interrupt id (``result.interrupts``) or index. An approval is True /
+        False, or ``{"approved": bool, "reason": ..., "args": {...}}``. The loop continues
+        from where it paused: the model is not asked again for the paused turn. Returns the
+        new result (waiting again if an interrupt is still unanswered). Raises, running
+        nothing: `RunNotWaitingError`, `UnknownInterruptError`, `InterruptAnswerError`."""
+        from kaizen.agents.pause import resumed_answers
+
+        paused, merged = resumed_answers(self, result, answers or {})
+        result.paused = None  # resumed: a second resume of this result is refused
+        return self._execute(paused.inputs, (), (merged, paused.state))
+
+    async def resume_async(
+        self, result: ExecutionResult, answers: Mapping[str | int, Any] | None = None
+    ) -> ExecutionResult:
+        """`resume` for async code."""
+        from kaizen.agents.pause import resumed_answers
+
+        paused, merged = resumed_answers(self, result, answers or {})
+        result.paused = None
+        return await self._execute_async(paused.inputs, (), (merged, paused.state))
+
+    def _execute(
+        self,
+        inputs: Mapping[str, Any],
+        hooks: tuple[object, ...],
+        resuming: tuple[dict[int, Any], Any] | None = None,
+    ) -> ExecutionResult:
         values, workflow, report, run_id, settings = self._prepare(inputs, sync=True)
         started = time.perf_counter()
+        continuing = {self.name: resuming} if resuming is not None else None
         try:
-            results, _ = self.runtime.execute(
-                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks]
-            )
+            run = self.runtime.run(
+                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks],
+                inline_allowed=True, continuing=continuing,
+            )  # fmt: skip
+            results, _ = run_blocking(run)
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
         else:
-            return self._result(results, report, run_id, started, values)
+            return self._ended(results, report, run_id, started, values, resuming, False)
         return self._failed(failure, report, run_id, started, settings, values)
 
     async def _execute_async(
-        self, inputs: Mapping[str, Any], hooks: tuple[object, ...]
+        self,
+        inputs: Mapping[str, Any],
+        hooks: tuple[object, ...],
+        resuming: tuple[dict[int, Any], Any] | None = None,
     ) -> ExecutionResult:
         values, workflow, report, run_id, settings = self._prepare(inputs, sync=False)
         started = time.perf_counter()
+        continuing = {self.name: resuming} if resuming is not None else None
         try:
-            results, _ = await self.runtime.execute_async(
-                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks]
-            )
+            results, _ = await self.runtime.run(
+                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks],
+                continuing=continuing,
+            )  # fmt: skip
         except (NodeExecutionError, BudgetExceededError) as exc:
             failure: BaseException = exc
         else:
-            return self._result(results, report, run_id, started, values)
+            return self._ended(results, report, run_id, started, values, resuming, True)
         return self._failed(failure, report, run_id, started, settings, values)
+
+    def _ended(
+        self,
+        results: Mapping[str, Mapping[str, Any]],
+        report: ExecutionReport,
+        run_id: str,
+        started: float,
+        values: Mapping[str, Any],
+        resuming: tuple[dict[int, Any], Any] | None,
+        asynchronous: bool,
+    ) -> ExecutionResult:
+        """The result of a run that ended without an error: completed, or paused."""
+        if report.waiting is None:
+            return self._result(results, report, run_id, started, values)
+        from kaizen.agents.pause import waiting_result
+
+        answers = resuming[0] if resuming is not None else {}
+        elapsed = time.perf_counter() - started
+        return waiting_result(
+            self, report, run_id, elapsed, values, answers, asynchronous=asynchronous
+        )
 
     @property
     def runtime(self) -> LocalRuntime:

@@ -92,6 +92,11 @@ class AgentConfig(BaseModel):
         description="when the loop hits a limit: return what was done (a failed result with "
         "stop_reason), or raise AgentLimitError",
     )
+    on_interrupt: Literal["return", "raise"] = Field(
+        default="return",
+        description="when the agent pauses for a person (a tool that needs approval): return "
+        "a result with stop_reason 'waiting' and its interrupts, or raise AgentWaitingError",
+    )
     tool_protocol: Literal["auto", "native", "json"] = Field(
         default="auto",
         description="how tool calls travel: the provider's native tool calling, or JSON "
@@ -330,6 +335,7 @@ class ModelSettings:
     max_termination_attempts: int = 2
     max_tool_retries: int = 10
     on_limit: str = "return"
+    on_interrupt: str = "return"
     tool_protocol: str = "native"  # resolved: "native" or "json"
     strategy: str = "auto"
     validate_plan: bool = False
@@ -371,6 +377,7 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         max_termination_attempts=effective.max_termination_attempts,
         max_tool_retries=effective.max_tool_retries,
         on_limit=effective.on_limit,
+        on_interrupt=effective.on_interrupt,
         tool_protocol=_tool_protocol(effective.tool_protocol, model_name(model)),
         strategy=effective.strategy,
         validate_plan=effective.validate_plan,

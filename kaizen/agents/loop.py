@@ -34,8 +34,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from kaizen.agents import pause
 from kaizen.errors import AgentLimitError, BudgetExceededError, ModelError, OutputParseError
 from kaizen.flow import Flow
+from kaizen.interrupts import NodePaused
 from kaizen.llm.call import ModelReply, ModelRequest, model_call, prepare
 from kaizen.llm.models import response_format_for
 from kaizen.llm.transport import ToolCallRequest
@@ -265,6 +267,26 @@ class _Trajectory:
         self.last_call: tuple[str, str] | None = None
         self.repeats = 0
 
+    def restore(self, saved: pause.LoopState) -> None:
+        """Continue from what a paused loop saved."""
+        self.messages[:] = saved.messages
+        self.records = list(saved.records)
+        self.turns, self.reminders = saved.turns, saved.reminders
+        self.last_call, self.repeats = saved.last_call, saved.repeats
+
+    def saved(
+        self,
+        budget: ToolBudget,
+        calls: Sequence[ToolCallRequest],
+        complete_errors: Sequence[ToolCallRecord],
+    ) -> pause.LoopState:
+        """What a pause in this turn (with these calls) saves."""
+        return pause.LoopState(
+            list(self.messages), list(self.records), self.turns, self.reminders,
+            self.last_call, self.repeats, dict(budget.failures), budget.total, list(calls),
+            list(complete_errors),
+        )  # fmt: skip
+
     def repeated(self, call: ToolCallRequest) -> bool:
         """Count `call` against the calls before it; True when it makes a loop."""
         key = (call.name, _canonical(call.arguments))
@@ -305,9 +327,17 @@ def act(
         messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
     messages = with_memory_block(messages, memory_block)
     trajectory = _Trajectory(list(messages))
-    base = prepare(trajectory.messages, **settings.call_options)
     by_name = {t.name: t for t in tools}
     budget = ToolBudget(settings.max_tool_retries)
+    # a pause for a person (kaizen.agents.pause): resumed, the paused turn continues
+    resumed = pause.restored()
+    pending: list[ToolCallRequest] | None = None
+    complete_errors: list[ToolCallRecord] = []
+    if resumed is not None:
+        trajectory.restore(resumed)
+        budget.failures, budget.total = dict(resumed.failures), resumed.failed_total
+        pending, complete_errors = resumed.pending, resumed.complete_errors
+    base = prepare(trajectory.messages, **settings.call_options)
     concurrency = context.max_concurrency if context is not None else 32
 
     def stop(reason: str, message: str) -> AgentLimitError:
@@ -321,42 +351,53 @@ def act(
         )
 
     try:
-        while trajectory.turns < settings.max_iterations:
-            trajectory.turns += 1
-            request = protocol.request(base, list(trajectory.messages), force=False)
-            reply = yield from model_call(request, on_text)
-            calls, problem = protocol.calls(reply)
-            trajectory.messages.append(protocol.assistant(reply, calls))
-            if problem is not None:
-                trajectory.messages.append({"role": "user", "content": problem})
-                continue
-            if not calls:
-                if trajectory.reminders < settings.max_termination_attempts:
-                    trajectory.reminders += 1
-                    trajectory.messages.append({"role": "user", "content": protocol.reminder()})
+        while pending is not None or trajectory.turns < settings.max_iterations:
+            if pending is not None:  # the turn a person paused: its calls, the model not asked
+                others, pending = pending, None
+            else:
+                trajectory.turns += 1
+                request = protocol.request(base, list(trajectory.messages), force=False)
+                reply = yield from model_call(request, on_text)
+                calls, problem = protocol.calls(reply)
+                trajectory.messages.append(protocol.assistant(reply, calls))
+                if problem is not None:
+                    trajectory.messages.append({"role": "user", "content": problem})
                     continue
-                break  # enforced termination below
-            finishing = [c for c in calls if c.name == COMPLETE]
-            outputs, complete_errors = _try_complete(signature, finishing)
-            if outputs is not None:
-                reason = "completed_after_reminder" if trajectory.reminders else "completed"
-                _note_stop(context, reason)
-                return outputs
-            others = [c for c in calls if c.name != COMPLETE]
-            for call in others:
-                if trajectory.repeated(call):
-                    raise stop(
-                        "loop_detected",
-                        f"it called {call.name!r} with the same arguments {LOOP_REPEATS} times "
-                        "in a row",
-                    )
+                if not calls:
+                    if trajectory.reminders < settings.max_termination_attempts:
+                        trajectory.reminders += 1
+                        trajectory.messages.append({"role": "user", "content": protocol.reminder()})
+                        continue
+                    break  # enforced termination below
+                finishing = [c for c in calls if c.name == COMPLETE]
+                outputs, complete_errors = _try_complete(signature, finishing)
+                if outputs is not None:
+                    reason = "completed_after_reminder" if trajectory.reminders else "completed"
+                    _note_stop(context, reason)
+                    return outputs
+                others = [c for c in calls if c.name != COMPLETE]
+                for call in others:
+                    if trajectory.repeated(call):
+                        raise stop(
+                            "loop_detected",
+                            f"it called {call.name!r} with the same arguments {LOOP_REPEATS} "
+                            "times in a row",
+                        )
             records: list[ToolCallRecord] = []
             if others:
-                records = yield from tool_calls(
-                    others, by_name, context=context, max_concurrency=concurrency
-                )
+                saved = trajectory.saved(budget, others, complete_errors)
+                runnable, rejected = pause.approvals(others, by_name, saved)
+                try:
+                    ran = yield from tool_calls(
+                        runnable, by_name, context=context, max_concurrency=concurrency
+                    )
+                except NodePaused as paused:  # a tool asked a person: this turn runs again
+                    raise pause.paused(paused, saved) from None
+                order = {c.id: i for i, c in enumerate(others)}
+                records = sorted([*ran, *rejected], key=lambda r: order.get(r.call_id, 0))
                 trajectory.records.extend(records)
             trajectory.messages.extend(protocol.results([*records, *complete_errors]))
+            complete_errors = []
             exhausted = budget.charge(records, by_name)
             if exhausted is not None:
                 raise stop("error", exhausted)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import reprlib
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kaizen.moments import ModelCallFinished
-from kaizen.runtime.hooks import ModelCallFinishHook
+from kaizen.moments import ModelCallFinished, NodeWaiting
+from kaizen.runtime.hooks import ModelCallFinishHook, NodeWaitHook
 from kaizen.runtime.record import ToolCallRecord, Usage
 
 if TYPE_CHECKING:
+    from kaizen.interrupts import Interrupt
     from kaizen.runtime.record import RunRecord
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["ExecutionMetadata", "ExecutionReport", "ExecutionResult"]
+__all__ = ["ExecutionMetadata", "ExecutionReport", "ExecutionResult", "PausedAgent"]
 
 _SHORT = reprlib.Repr()  # keeps a result's repr to a line or two
 _SHORT.maxstring = _SHORT.maxother = 60
@@ -43,6 +45,7 @@ class ExecutionMetadata(dict[str, Any]):
 
 _ATTRIBUTES = (
     "data", "raw", "metadata", "success", "error", "stop_reason", "tool_calls", "plan", "run",
+    "interrupts",
 )  # fmt: skip
 
 
@@ -56,6 +59,11 @@ class ExecutionResult:
     renders like any graph), and `.run`, the `RunRecord` of that plan's run; its stop reasons
     add "completed_after_replan", "invalid_plan" and "step_failed" (docs/plans.md).
 
+    An agent paused for a person (a tool that needs approval, a tool calling
+    `kaizen.interrupt`) returns a result with ``stop_reason == "waiting"``, `success` False, no
+    error, and `.interrupts` (each with the `id` to answer); `agent.resume(result, answers)`
+    finishes it (docs/human-in-the-loop.md).
+
     An output field named like one of these attributes is reached with `result["data"]`. On a
     failed result (`success` False, only with the agent config `raise_on_error=False`) `data`
     is empty, `error` holds the exception, and reading an output field raises an
@@ -63,7 +71,8 @@ class ExecutionResult:
     """
 
     __slots__ = (
-        "data", "error", "metadata", "plan", "raw", "run", "stop_reason", "success", "tool_calls",
+        "data", "error", "interrupts", "metadata", "paused", "plan", "raw", "run", "stop_reason",
+        "success", "tool_calls",
     )  # fmt: skip
 
     def __init__(
@@ -78,8 +87,12 @@ class ExecutionResult:
         stop_reason: str | None = None,
         plan: Workflow | None = None,
         run: RunRecord | None = None,
+        interrupts: Iterable[Interrupt] = (),
+        paused: PausedAgent | None = None,
     ) -> None:
         self.data = data
+        self.interrupts: list[Interrupt] = list(interrupts)
+        self.paused = paused  # what `agent.resume` continues from, for a waiting result
         self.plan = plan
         self.run = run
         self.raw = raw
@@ -98,6 +111,12 @@ class ExecutionResult:
             raise AttributeError(name) from None
         if name in data:
             return data[name]
+        if object.__getattribute__(self, "stop_reason") == "waiting":
+            asked = ", ".join(i.id for i in object.__getattribute__(self, "interrupts"))
+            raise AttributeError(
+                f"this execution waits for a person ({asked}), so it has no output {name!r} "
+                "yet: answer with agent.resume(result, {interrupt_id: answer})"
+            )
         error = object.__getattribute__(self, "error")
         if error is not None:
             raise AttributeError(
@@ -136,13 +155,27 @@ class ExecutionResult:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        if self.stop_reason == "waiting":
+            asked = ", ".join(repr(i.id) for i in self.interrupts)
+            return f"ExecutionResult(stop_reason='waiting', interrupts=[{asked}])"
         if not self.success:
             return f"ExecutionResult(success=False, error={self.error!r})"
         fields = ", ".join(f"{k}={_SHORT.repr(v)}" for k, v in self.data.items())
         return f"ExecutionResult({fields})"
 
 
-class ExecutionReport(ModelCallFinishHook):
+@dataclass(frozen=True)
+class PausedAgent:
+    """What a waiting `agent.execute` leaves for `agent.resume`: the validated inputs, the
+    answers given so far (by interrupt index), and the state the paused loop saved."""
+
+    inputs: Mapping[str, Any]
+    answers: Mapping[int, Any]
+    state: Any
+    asynchronous: bool
+
+
+class ExecutionReport(ModelCallFinishHook, NodeWaitHook):
     """During one `agent.execute()` run: what the agent's model calls did (a hook)."""
 
     name = "kaizen.execution-report"
@@ -157,7 +190,12 @@ class ExecutionReport(ModelCallFinishHook):
         self.model = ""
         self.finish_reason: str | None = None
         self.fallbacks: tuple[tuple[str, str], ...] = ()
+        self.waiting: NodeWaiting | None = None  # the agent paused for a person
         self._lock = threading.Lock()
+
+    def on_node_wait(self, event: NodeWaiting) -> None:
+        if event.node_id == self.node_id:
+            self.waiting = event
 
     def on_model_call_finish(self, event: ModelCallFinished) -> None:
         if event.node_id != self.node_id:

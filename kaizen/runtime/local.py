@@ -220,6 +220,7 @@ class LocalRuntime:
         inline_allowed: bool = False,
         answers: Mapping[str, Any] | None = None,
         by: str | None = None,
+        continuing: Mapping[str, tuple[Mapping[int, Any], Any]] | None = None,
     ) -> tuple[Results, RunRecord]:
         """Run `workflow` to the end: `(results, record)`. Every entry point (`execute`,
         `execute_async`, `resume`, `replay`, `stream`, ... and their `_with_record` forms) is
@@ -230,7 +231,9 @@ class LocalRuntime:
         `replay=True`: run again with recorded run `run_id`'s parameters, every model and tool
         call served from its recording (see `replay`); the record has the replay's own id.
         `inline_allowed`: a sync node alone may run in the calling thread (the caller drives
-        the run with `run_blocking`, so the loop is the run's own)."""
+        the run with `run_blocking`, so the loop is the run's own). `continuing`: nodes that
+        paused in an earlier run that was not stored (`agent.resume`), by node id: the answers
+        by interrupt index and the state each saved; they run with those."""
         if resume or replay:
             if run_id is None or parameters is not None:
                 raise TypeError(
@@ -245,7 +248,10 @@ class LocalRuntime:
         else:
             if answers is not None:
                 raise TypeError("answers are given to a resumed run: run(resume=True, ...)")
-            finished, resumes, asked = None, None, []
+            finished, asked, resumes = None, [], None
+            if continuing:
+                index = workflow.plan.index
+                resumes = {index[node]: pause for node, pause in continuing.items()}
         run, durable = self._new_run(
             workflow, parameters, run_id, on_event, hooks, inline_allowed=inline_allowed,
             finished=finished, resumes=resumes, asked=asked,

@@ -31,6 +31,7 @@ __all__ = [
     "Resumes",
     "answer",
     "cancel_waiting",
+    "check_answer",
     "load_interrupts",
     "load_resumes",
     "save_pause",
@@ -157,7 +158,7 @@ def answer(
                     f"{', '.join(still_open) or 'none'}",
                     run_id=run_id, interrupt_id=interrupt_id, open=still_open, path=store.path,
                 )  # fmt: skip
-            _check_shape(run_id, interrupt, value, store.path)
+            check_answer(run_id, interrupt, value, store.path)
             taken.append(interrupt)
         db.executemany(
             "UPDATE interrupts SET answered = 1, answer = ?, answered_by = ?, answered_at = ?"
@@ -203,8 +204,9 @@ def _not_waiting(run_id: str, status: str) -> str:
     return f"run {run_id!r} is {status}: it waits for no answer; nothing was changed"
 
 
-def _check_shape(run_id: str, interrupt: Interrupt, value: Any, path: str) -> None:
-    """The answer matches the interrupt's JSON schema, if it has one."""
+def check_answer(run_id: str, interrupt: Interrupt, value: Any, path: str | None = None) -> None:
+    """The answer matches the interrupt's JSON schema, if it has one (else
+    `InterruptAnswerError` saying where and how it does not)."""
     if interrupt.schema is None:
         return
     import jsonschema  # a dependency; imported when an answer is checked

@@ -58,6 +58,11 @@ class Tool:
       arguments, raised errors, timeouts); the count is cumulative and never reset by a success.
       When it is used up the agent stops with ``stop_reason == "error"``.
     - `deterministic=True` declares that equal arguments give equal results (a cache may memoise).
+    - `requires_approval`: True (every call), or a function of the validated arguments saying
+      whether this call needs one. A call that needs approval pauses the agent before it runs
+      (a `kaizen.interrupt` of kind "approval" carrying the tool name and arguments): a person
+      approves it, rejects it with a reason the model reads, or replaces its arguments
+      (docs/human-in-the-loop.md).
     """
 
     __slots__ = (
@@ -68,6 +73,7 @@ class Tool:
         "is_async",
         "name",
         "parameters",
+        "requires_approval",
         "retries",
         "timeout",
     )
@@ -82,6 +88,7 @@ class Tool:
         retries: int = 2,
         deterministic: bool = False,
         parameters: Mapping[str, Any] | None = None,
+        requires_approval: bool | Callable[[Mapping[str, Any]], bool] = False,
     ) -> None:
         if not callable(func):
             raise TypeError(f"a tool wraps a function, not {type(func).__name__}")
@@ -104,6 +111,12 @@ class Tool:
         self.timeout = timeout
         self.retries = retries
         self.deterministic = deterministic
+        if not isinstance(requires_approval, bool) and not callable(requires_approval):
+            raise ConfigError(
+                f"tool {name!r}: requires_approval is True, False or a function of the call's "
+                f"arguments, not {type(requires_approval).__name__}"
+            )
+        self.requires_approval = requires_approval
         self.is_async = _is_async(func)
         if parameters is not None:  # a schema from elsewhere (MCP): validated as JSON Schema
             self._parameters: Parameters | None = None
@@ -121,6 +134,13 @@ class Tool:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly, as if it were not a tool."""
         return self.func(*args, **kwargs)
+
+    def needs_approval(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether the call with these (validated) arguments must be approved first."""
+        decide = self.requires_approval
+        if isinstance(decide, bool):
+            return decide
+        return bool(decide(arguments))
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI / litellm ``tools`` entry for this tool."""
@@ -178,6 +198,7 @@ def tool(
     timeout: float | None = None,
     retries: int = 2,
     deterministic: bool = False,
+    requires_approval: bool | Callable[[Mapping[str, Any]], bool] = False,
 ) -> Callable[[_F], Tool]: ...
 
 
@@ -190,8 +211,10 @@ def tool(
     timeout: float | None = None,
     retries: int = 2,
     deterministic: bool = False,
+    requires_approval: bool | Callable[[Mapping[str, Any]], bool] = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Make a typed function a `Tool`: ``@kaizen.tool`` or ``@kaizen.tool(timeout=5)``."""
+    """Make a typed function a `Tool`: ``@kaizen.tool`` or ``@kaizen.tool(timeout=5)``;
+    ``@kaizen.tool(requires_approval=True)`` for one a person approves call by call."""
 
     def make(function: Callable[..., Any]) -> Tool:
         return Tool(
@@ -201,6 +224,7 @@ def tool(
             timeout=timeout,
             retries=retries,
             deterministic=deterministic,
+            requires_approval=requires_approval,
         )
 
     return make if func is None else make(func)
