@@ -6,7 +6,9 @@ reply) and performs no I/O itself; a driver performs the effects:
 
 - `Call(sync_fn, async_fn, kwargs, timeout=None)`: the sync driver calls `sync_fn(**kwargs)`, the
   async driver awaits `async_fn(**kwargs)`. The result is sent back into the flow; an exception
-  is thrown into the flow at the `yield`, where it can be handled (a retry) or left to propagate.
+  is thrown into the flow at the `yield`, where it can be handled (a retry) or left to propagate
+  (so is a pause for a person, `kaizen.interrupts.NodePaused`; an interrupt, an exit or a
+  cancellation is not: it passes the flow by).
   With a `timeout` (seconds), a call that runs past it throws `EffectTimeout` into the flow
   instead (the sync function runs in a worker thread, which is left to finish; its result is
   dropped). A `TimeoutError` the function raises itself is thrown in as it is, never mistaken
@@ -85,6 +87,12 @@ def _threads() -> ThreadPoolExecutor:
 process.register("flow", _threads.cache_clear, fork_only=True)
 
 
+# What a driver lets pass without throwing it into the flow: the process or the task is ending.
+# Anything else an effect raises (a `BaseException` that means something to the flow too, such
+# as `kaizen.interrupts.NodePaused`, a pause for a person) is thrown in at the flow's `yield`.
+_PASSING = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+
+
 def _step(flow: Flow[Any], value: Any, error: BaseException | None) -> tuple[Effect | None, Any]:
     """Send `value` (or throw `error`) into `flow`: its next effect, or (None, its result)."""
     try:
@@ -105,7 +113,9 @@ def run_sync(flow: Flow[_T]) -> _T:
         value = error = None
         try:
             value = _perform_sync(effect)
-        except Exception as exc:
+        except _PASSING:
+            raise
+        except BaseException as exc:
             error = exc
 
 
@@ -200,7 +210,9 @@ async def _run_async(flow: Flow[_T], gate: asyncio.Semaphore | None) -> _T:
             else:
                 async with gate:
                     value = await _perform_async(effect)
-        except Exception as exc:
+        except _PASSING:
+            raise
+        except BaseException as exc:
             error = exc
 
 

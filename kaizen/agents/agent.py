@@ -403,7 +403,9 @@ class Agent:
 
         paused, merged = resumed_answers(self, result, answers or {})
         result.paused = None  # resumed: a second resume of this result is refused
-        return self._execute(paused.inputs, (), (merged, paused.state))
+        resumed = self._execute(paused.inputs, (), (merged, paused.state))
+        resumed.tool_calls[:0] = result.tool_calls  # the calls before the pause, then these
+        return resumed
 
     async def resume_async(
         self, result: ExecutionResult, answers: Mapping[str | int, Any] | None = None
@@ -413,7 +415,9 @@ class Agent:
 
         paused, merged = resumed_answers(self, result, answers or {})
         result.paused = None
-        return await self._execute_async(paused.inputs, (), (merged, paused.state))
+        resumed = await self._execute_async(paused.inputs, (), (merged, paused.state))
+        resumed.tool_calls[:0] = result.tool_calls
+        return resumed
 
     def _execute(
         self,

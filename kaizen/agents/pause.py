@@ -34,6 +34,7 @@ from kaizen.interrupts import (
     resumption,
 )
 from kaizen.llm.transport import ToolCallRequest
+from kaizen.runtime.context import current_node_context
 from kaizen.runtime.record import ToolCallRecord
 from kaizen.store.interrupts import check_answer
 from kaizen.tools.runner import parse_arguments
@@ -163,6 +164,7 @@ def approvals(
         raise NodePaused(tuple(unanswered), state.to_json())
     runnable: list[ToolCallRequest] = []
     rejected: list[ToolCallRecord] = []
+    context = current_node_context()
     for call in calls:
         decision = decisions.get(call.id)
         if decision is None:
@@ -179,6 +181,8 @@ def approvals(
                     "call it again with these arguments; go on without it or ask differently.",
                 )
             )
+            if context is not None:  # the hooks and the record hear of it like any call
+                context.tool_call_finished(rejected[-1])
         elif decision.args is not None:
             runnable.append(ToolCallRequest(call.id, call.name, json.dumps(dict(decision.args))))
         else:
