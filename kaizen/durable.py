@@ -24,7 +24,13 @@ from kaizen.runtime.hooks import NodeFinishHook, NodeWaitHook, RunFinishHook
 from kaizen.store.calls import CachePolicy, RunCalls, active_calls, cache_policy
 from kaizen.store.db import Store, StorePath, run_store
 from kaizen.store.encode import encode_outputs
-from kaizen.store.interrupts import answer, load_interrupts, load_resumes, save_pause
+from kaizen.store.interrupts import (
+    WAITING_STATUSES,
+    answer,
+    load_interrupts,
+    load_resumes,
+    save_pause,
+)
 from kaizen.store.runs import (
     FINISH_RUN,
     INSERT_CHECKPOINT,
@@ -143,8 +149,9 @@ class Durability:
         waiting nodes run again and ask again what is still unanswered)."""
         info = load_run(self.store, run_id)
         check_fingerprint(info, workflow)
-        if answers is not None or info.status == "waiting":
-            answer(self.store, run_id, answers or {}, by)
+        answered: list[Interrupt] = []
+        if answers is not None or info.status in WAITING_STATUSES:
+            answered = answer(self.store, run_id, answers or {}, by)
         done = load_checkpoints(self.store, run_id)
         index = workflow.plan.index
         finished = {index[node]: outputs for node, outputs in done.items()}
@@ -153,7 +160,14 @@ class Durability:
             for node, pause in load_resumes(self.store, run_id).items()
             if node in index and node not in done
         }
-        return Resumed(info.parameters, finished, resumes, load_interrupts(self.store, run_id))
+        asked = load_interrupts(self.store, run_id)
+        if not answered:  # answered before this resume (`kaizen approve`): since the last pause
+            paused_at = {i.node_id: i.created_at for i in asked}
+            answered = [
+                i for i in asked
+                if i.answered and (i.answered_at or 0) >= paused_at.get(i.node_id, 0)
+            ]  # fmt: skip
+        return Resumed(info.parameters, finished, resumes, asked, answered)
 
     def replaying(
         self, run_id: str, workflow: Workflow
@@ -216,6 +230,7 @@ class Resumed(NamedTuple):
     finished: dict[int, dict[str, Any]]  # node index -> outputs of the nodes that completed
     resumes: dict[int, tuple[dict[int, Any], Any]]  # node index -> answers, saved state
     asked: list[Interrupt]  # the run's interrupts so far, answered or not
+    answered: list[Interrupt]  # those answered for this resume
 
 
 class Checkpointer(NodeFinishHook, NodeWaitHook, RunFinishHook):

@@ -11,7 +11,8 @@ ships them from workers to the driver.
     NodeStarted         a node begins                          NodeRetrying      it will try again
     NodeSkipped         routing, a failed upstream, a budget   NodeFinished      completed, failed
                                                                                  or cancelled
-    NodeWaiting         paused for a person (interrupts)
+    NodeWaiting         paused for a person (interrupts)      NodeResumed       runs again with
+                                                                                 their answers
     ModelCallStarted    before a model call (may be vetoed)    ModelCallFinished after it
     ToolCallStarted     before a tool call (may be vetoed)     ToolCallFinished  after it
     ChunkReceived       a piece of streamed reply text         BreakerChanged    a model's circuit
@@ -57,6 +58,7 @@ __all__ = [
     "Moment",
     "NodeFinished",
     "NodeMoment",
+    "NodeResumed",
     "NodeRetrying",
     "NodeSkipped",
     "NodeStarted",
@@ -152,6 +154,7 @@ class EventKind(enum.StrEnum):
     NODE_CANCELLED = "node_cancelled"
     NODE_SKIPPED = "node_skipped"
     INTERRUPT = "interrupt"  # a node paused for a person: its interrupts
+    NODE_RESUMED = "node_resumed"  # it runs again with the answers
     RUN_FINISHED = "run_finished"
 
 
@@ -288,6 +291,21 @@ class NodeWaiting(NodeMoment):
             self.time,
             {"interrupts": [interrupt_json(i) for i in self.interrupts]},
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResumed(NodeMoment):
+    """A node that waited for a person runs again: `answered`, the interrupts answered for
+    it since it paused (each with its answer, who gave it and when)."""
+
+    moment: ClassVar[str] = "node_resume"
+
+    answered: tuple[Interrupt, ...]
+    time: float
+
+    def published(self) -> Published:
+        answered = [interrupt_json(i) for i in self.answered]
+        return Published(EventKind.NODE_RESUMED, self.time, {"answered": answered})
 
 
 def interrupt_json(interrupt: Interrupt) -> dict[str, Any]:

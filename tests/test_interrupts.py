@@ -334,3 +334,112 @@ def test_interrupts_round_trip_through_the_store(payload: Any, args: Any, state:
     asked = Interrupt("n/0", "n", 0, payload, {"type": "object"}, "approval", "tool", args, 1.5)
     save_pause(store, "r", "n", [asked], state)
     assert load_interrupts(store, "r") == [asked]
+
+
+# -- the access policy's approval is a pause; the CLI answers -------------------------------------
+
+
+def _gated(model: Any, audit_path: Path | None = None) -> Any:
+    from kaizen.testing import ScriptedModel
+
+    assert isinstance(model, ScriptedModel)
+    agent = kaizen.create_agent("sensitive", "question -> answer", {"model": model})
+    agent.set_access_policy("team_lead_approval_required")
+    if audit_path is not None:
+        agent.enable_audit_logging(audit_path)
+    wf = WorkflowBuilder("gated")
+    wf.add_node("ConstantNode", "ask", {"value": "q"})
+    wf.add_agent(agent, "gate")
+    wf.add_connection("ask", "value", "gate", "question")
+    return wf.build()
+
+
+def test_an_approval_required_by_the_policy_pauses_under_fail_fast_and_the_cli_answers(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from kaizen.cli.app import app
+    from kaizen.testing import ScriptedModel
+
+    model = ScriptedModel(lambda messages: {"answer": "approved answer"})
+    audit = tmp_path / "audit.jsonl"
+    workflow = _gated(model, audit)
+    runtime = _runtime(tmp_path)  # fail_fast, the default: a pause is not a failure
+    results, record = runtime.execute_with_record(workflow)
+    assert record.status == "waiting" and "gate" not in results and model.calls == []
+    (asked,) = record.interrupts
+    assert asked.kind == "approval" and asked.payload["access_policy"] == "team_lead"
+    stored = Store.open(tmp_path / "runs.db")
+    assert load_run(stored, record.run_id).status == "waiting_approval"  # as the ADR names it
+
+    store = str(tmp_path / "runs.db")
+    cli = CliRunner().invoke(app, ["approve", record.run_id, "gate", "--by", "dana",
+                                   "--store", store])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    results, done = runtime.resume_with_record(record.run_id, workflow)
+    assert done.status == "completed" and results["gate"]["answer"] == "approved answer"
+    assert done.interrupts[0].answered_by == "dana"
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    actions = [(e["action"], e["decision"]) for e in entries]
+    assert ("pause", "waiting") in actions
+    assert ("answer", "answered by dana") in actions
+    assert ("access", "approved") in actions
+
+
+def test_an_approval_denied_with_a_reason_fails_the_node_with_it(tmp_path: Path) -> None:
+    from kaizen.observe.policy import approve
+    from kaizen.testing import ScriptedModel
+
+    model = ScriptedModel(lambda messages: {"answer": "never"})
+    workflow = _gated(model)
+    runtime = _runtime(tmp_path, failure_policy="continue")
+    _, record = runtime.execute_with_record(workflow)
+    approve(record.run_id, "gate", by="dana", approved=False, reason="not this quarter",
+            store=tmp_path / "runs.db")  # fmt: skip
+    _, done = runtime.resume_with_record(record.run_id, workflow)
+    assert done.status == "failed" and model.calls == []
+    assert "not this quarter" in (done.nodes["gate"].error or "")
+    assert "AccessDeniedError" in (done.nodes["gate"].error or "")
+
+
+FLOW_FILE = """
+import kaizen
+from kaizen import WorkflowBuilder
+
+def ask(x: int) -> int:
+    return x + kaizen.interrupt({"question": "how many?"}, schema={"type": "integer"})
+
+wf = WorkflowBuilder("cli-pausing")
+wf.add_node("FunctionNode", "ask", {"function": ask})
+workflow = wf.build()
+"""
+
+
+def test_kaizen_runs_resume_takes_answers_and_shows_interrupts(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from kaizen.cli.app import app
+
+    (tmp_path / "flow.py").write_text(FLOW_FILE)
+    target = f"{tmp_path / 'flow.py'}:workflow"
+    store = str(tmp_path / "runs.db")
+    from kaizen.cli.support import load_workflow
+
+    _, record = LocalRuntime(checkpoint=store).execute_with_record(
+        load_workflow(target), {"ask": {"x": 1}}
+    )
+    shown = CliRunner().invoke(app, ["runs", "show", record.run_id, "--store", store])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["interrupts"][0]["id"] == "ask/0"
+    wrong = CliRunner().invoke(app, ["runs", "resume", record.run_id, target, "--answer",
+                                     "ask/0=lots", "--store", store])  # fmt: skip
+    assert wrong.exit_code == 1 and "integer" in wrong.output
+    done = CliRunner().invoke(app, ["runs", "resume", record.run_id, target, "--answer",
+                                    "ask/0=41", "--by", "ann", "--store", store])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["ask"] == {"result": 42}

@@ -323,15 +323,16 @@ class Agent:
             if guards is not None:
                 check_inputs(guards, self.name, inputs)
 
-    def _check_access(self, inputs: Mapping[str, Any]) -> Budget | None:
+    def _check_access(self, inputs: Mapping[str, Any], *, pause: bool = False) -> Budget | None:
         """Before the node runs: the access policy's decision, audited; returns the user's
-        budget to charge with this execution's usage, if the policy gives one."""
+        budget to charge with this execution's usage, if the policy gives one. `pause`: a
+        missing approval pauses the node (a workflow's node) instead of raising."""
         from kaizen.observe.policy import admit
 
         tools = tuple(t.name for t in self._run_tools()) if self._tool_sources else ()
         model = self.settings().model_name if self._policy is not None else ""
         return admit(self.name, inputs, model=model, tools=tools, policy=self._policy,
-                     audit=self._audit)  # fmt: skip
+                     audit=self._audit, pause=pause)  # fmt: skip
 
     def with_signature(self, signature: Any) -> Agent:
         """A copy of this agent (same name, config, hooks and tools) with another signature."""
@@ -711,7 +712,9 @@ class AgentNode(Node):
             agent._check_guards(inputs)
         budget = None
         if agent._policy is not None or agent._audit is not None:
-            budget = agent._check_access(inputs)
+            # in a workflow a missing approval pauses the node; a direct execute() (which
+            # validated the inputs itself) raises ApprovalRequired, as the ADR documents
+            budget = agent._check_access(inputs, pause=not self._inputs_validated)
         settings = agent.settings()
         tools = agent._run_tools() if agent._tool_sources else ()
         memory = agent.memory

@@ -44,6 +44,9 @@ def approve_command(
         str | None, typer.Option("--resume", help="Then finish the run: module:attr workflow.")
     ] = None,
     deny: Annotated[bool, typer.Option("--deny", help="Deny instead of approving.")] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (a denied tool call's model reads it).")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Approve (or deny) a node waiting for approval, and optionally finish its run."""
@@ -52,7 +55,7 @@ def approve_command(
     from kaizen.runtime.local import LocalRuntime
 
     try:
-        approve(run_id, node_id, by=by, store=store, approved=not deny)
+        approve(run_id, node_id, by=by, store=store, approved=not deny, reason=reason)
         typer.echo(f"{'denied' if deny else 'approved'}: run {run_id} node {node_id} by {by}")
         if resume is not None:
             workflow = load_workflow(resume)

@@ -2,7 +2,7 @@
 
     kaizen runs list [--store PATH] [--limit N]
     kaizen runs show RUN [--store PATH]
-    kaizen runs resume RUN module:attr [--store PATH]
+    kaizen runs resume RUN module:attr [--answer ID=JSON ...] [--by NAME] [--store PATH]
     kaizen runs replay RUN module:attr [--store PATH]
     kaizen runs prune --older-than 7d [--store PATH]
 
@@ -67,20 +67,23 @@ def list_command(store: StoreOption = None, limit: int = 50) -> None:
 def show_command(run_id: str, store: StoreOption = None) -> None:
     """One run as JSON: status, times, parameters, checkpointed nodes, its record."""
     from kaizen.errors import KaizenError
+    from kaizen.moments import interrupt_json
     from kaizen.store.db import Store
+    from kaizen.store.interrupts import load_interrupts
     from kaizen.store.runs import load_checkpoints, load_run
 
     try:
         opened = Store.open(store)
         run = load_run(opened, run_id)
         saved = sorted(load_checkpoints(opened, run_id)) if run.checkpoint else []
+        asked = [interrupt_json(i) for i in load_interrupts(opened, run_id)]
     except KaizenError as exc:
         _fail(str(exc))
     shown = {
         "run_id": run.run_id, "workflow": run.workflow, "status": run.status,
         "started": _when(run.started), "finished": _when(run.finished),
         "parameters": run.parameters, "checkpointed_nodes": saved, "recorded": run.recorded,
-        "record": run.record,
+        "interrupts": asked, "record": run.record,
     }  # fmt: skip
     typer.echo(json.dumps(shown, indent=2, default=str))
 
@@ -89,18 +92,48 @@ def show_command(run_id: str, store: StoreOption = None) -> None:
 def resume_command(
     run_id: str,
     target: Annotated[str, typer.Argument(help="The workflow: module:attr or file.py:attr")],
+    answer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--answer",
+            help="An interrupt's answer: ID=JSON (repeatable), e.g. "
+            "'review/0=true' or 'ask/0={\"city\": \"Oslo\"}'.",
+        ),
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who answers.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Finish a run: what completed is not run again."""
+    """Finish a run: what completed is not run again; a waiting run takes its answers."""
     from kaizen.errors import KaizenError
     from kaizen.runtime.local import LocalRuntime
 
     try:
+        answers = _answers(answer or [])
         workflow = load_workflow(target)
-        results, _ = LocalRuntime(checkpoint=store or True).resume(run_id, workflow)
+        runtime = LocalRuntime(checkpoint=store or True)
+        results, record = runtime.resume_with_record(run_id, workflow, answers=answers, by=by)
     except (CliError, KaizenError) as exc:
         _fail(" ".join(str(exc).split()), 1)
+    if record.status == "waiting":
+        still = ", ".join(i.id for i in record.open_interrupts)
+        typer.echo(f"run {run_id} waits again, for: {still}", err=True)
     typer.echo(to_json(results))
+
+
+def _answers(given: list[str]) -> dict[str, object] | None:
+    """`--answer ID=JSON` options as `{id: value}` (a value that is not JSON is a string)."""
+    if not given:
+        return None
+    answers: dict[str, object] = {}
+    for item in given:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--answer takes ID=JSON, like 'review/0=true'; got {item!r}")
+        try:
+            answers[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            answers[key.strip()] = text
+    return answers
 
 
 @runs_app.command("replay")

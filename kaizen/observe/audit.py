@@ -1,7 +1,8 @@
 """The audit log: append-only, hash-chained JSON lines, and `verify` for them.
 
 Each entry holds the time, agent, action (``execute``, ``model_call``, ``tool_call``,
-``access``), the SHA-256 of the input and of the output (never the text itself), the user, the
+``access``, ``pause`` for each question a paused node asks a person, ``answer`` for each answer
+and who gave it), the SHA-256 of the input and of the output (never the text itself), the user, the
 model, tokens, cost and the decision (a status, an access decision), plus ``seq``, the previous
 entry's hash (``prev``) and its own ``hash`` over all of that. Editing, deleting or reordering
 any entry breaks the chain at that line: `verify(path)` (and ``kaizen audit verify PATH``) says
@@ -28,8 +29,20 @@ from typing import Any
 
 from kaizen.errors import AuditChainError
 from kaizen.llm.retry import redact
-from kaizen.moments import ModelCallFinished, NodeFinished, ToolCallFinished
-from kaizen.runtime.hooks import ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook
+from kaizen.moments import (
+    ModelCallFinished,
+    NodeFinished,
+    NodeResumed,
+    NodeWaiting,
+    ToolCallFinished,
+)
+from kaizen.runtime.hooks import (
+    ModelCallFinishHook,
+    NodeFinishHook,
+    NodeResumeHook,
+    NodeWaitHook,
+    ToolCallFinishHook,
+)
 
 __all__ = [
     "AuditLog",
@@ -72,7 +85,9 @@ def _entry_hash(entry: Mapping[str, Any]) -> str:
     return digest({k: v for k, v in entry.items() if k != "hash"})
 
 
-class AuditLog(ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook):
+class AuditLog(
+    ModelCallFinishHook, NodeFinishHook, NodeWaitHook, NodeResumeHook, ToolCallFinishHook
+):
     """Appends the entries of one agent (`agent`) to `path`, continuing the file's chain."""
 
     name = "kaizen.audit"
@@ -153,6 +168,21 @@ class AuditLog(ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook):
         self.append(
             "execute", input=input_hash, output=event.outputs, run_id=run_id, decision=decision
         )
+
+    def on_node_wait(self, event: NodeWaiting) -> None:
+        for asked in event.interrupts:
+            what = f"{asked.kind} {asked.id}" + (f" of tool {asked.tool}" if asked.tool else "")
+            self.append(
+                "pause", input=asked.payload if asked.args is None else asked.args,
+                run_id=event.run_id, decision="waiting", reason=what,
+            )  # fmt: skip
+
+    def on_node_resume(self, event: NodeResumed) -> None:
+        for given in event.answered:
+            self.append(
+                "answer", input=given.payload, output=given.answer, run_id=event.run_id,
+                decision=f"answered by {given.answered_by or 'unknown'}", reason=given.id,
+            )  # fmt: skip
 
 
 def verify(path: str | os.PathLike[str]) -> int:

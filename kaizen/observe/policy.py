@@ -8,14 +8,17 @@ execution is denied). `agent.set_access_policy(policy)` checks it
 each time the agent's node starts, before any model call:
 
 - deny: the node fails with `AccessDeniedError` naming the reason;
-- require approval: unless the run's node was approved, the node fails with `ApprovalRequired`
-  and the approval is recorded as pending in the run's store (``approvals``: the store given to
-  `set_access_policy`, else the store the runtime checkpoints into, else the default store). A
-  workflow run on a checkpointing runtime then ends with status ``waiting_approval``, its
-  finished nodes checkpointed; `approve(run_id, node_id, by=..., store=...)` (or ``kaizen
-  approve RUN NODE --by NAME --store PATH``) approves it and `runtime.resume(run_id, workflow)`
-  finishes the run. A direct
-  `agent.execute()` raises `ApprovalRequired` (its `run_id` and `node_id` say what to approve).
+- require approval: in a workflow, the node pauses for a person (`kaizen.interrupts`: an
+  interrupt of kind "approval" whose payload names the approver, the agent and the user), as
+  any pause does: the node WAITS, neither failed nor retried, under every failure policy, and
+  the approval is also recorded as pending in the run's store (``approvals``: the store given
+  to `set_access_policy`, else the store the runtime checkpoints into, else the default store).
+  A run on a checkpointing runtime ends with status ``waiting_approval``, its finished nodes
+  checkpointed; `approve(run_id, node_id, by=..., store=...)` (or ``kaizen approve RUN NODE
+  --by NAME --store PATH``) answers the node's approval and `runtime.resume(run_id, workflow)`
+  finishes the run (or `runtime.resume(run_id, workflow, answers={"<node>/<i>": True})` in
+  one step). A direct `agent.execute()` raises `ApprovalRequired` (its `run_id` and `node_id`
+  say what to approve), as the ADR documents.
 
 Every decision is written to the agent's audit log when it has one.
 """
@@ -23,6 +26,7 @@ Every decision is written to the agent's audit log when it has one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kaizen.errors import AccessDeniedError, ApprovalRequired, ConfigError, KaizenError
 from kaizen.flow import Flow
+from kaizen.interrupts import NodePaused, ask_approval, resumption
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.context import current_node_context
 from kaizen.store.db import Store, StorePath, store_of_run
@@ -52,6 +57,7 @@ __all__ = [
     "charging",
     "check_access",
     "deny",
+    "open_approvals",
     "per_user",
     "policy_from",
     "require_approval",
@@ -169,30 +175,58 @@ def approval_status(store: Store, run_id: str, node_id: str) -> tuple[str, str |
 
 def approve(
     run_id: str, node_id: str, *, by: str, store: StorePath | Store | None = None,
-    approved: bool = True,
+    approved: bool = True, reason: str | None = None,
 ) -> None:  # fmt: skip
-    """Approve (or, `approved=False`, deny) node `node_id` of run `run_id`, by `by`. Then
+    """Approve (or, `approved=False`, deny, with a `reason`) node `node_id` of run `run_id`,
+    by `by`: its access-policy approval and every approval it waits for (a tool call's). Then
     `runtime.resume(run_id, workflow)` runs it (``kaizen approve ... --resume module:attr``)."""
     opened = Store.open(store)
-    if approval_status(opened, run_id, node_id) is None:
+    if approval_status(opened, run_id, node_id) is None and not open_approvals(
+        opened, run_id, node_id
+    ):
         raise KaizenError(
             f"run {run_id!r} has no approval pending for node {node_id!r} in {opened.path}; "
             "check the run id and node id (kaizen runs show RUN)"
         )
+    decided = time.time()
+    answer: dict[str, Any] = {"approved": approved, "by": by}
+    if reason:
+        answer["reason"] = reason
     with opened.write() as db:
         db.execute(
             "UPDATE approvals SET status = ?, decided_by = ?, decided = ? "
             "WHERE run_id = ? AND node_id = ?",
-            ("approved" if approved else "denied", by, time.time(), run_id, node_id),
+            ("approved" if approved else "denied", by, decided, run_id, node_id),
+        )
+        # the node's open approval interrupts (a policy's, a tool's) take the same answer
+        db.execute(
+            "UPDATE interrupts SET answered = 1, answer = ?, answered_by = ?, answered_at = ?"
+            " WHERE run_id = ? AND node_id = ? AND kind = 'approval' AND answered = 0",
+            (json.dumps(answer), by, decided, run_id, node_id),
         )
 
 
+def open_approvals(store: Store, run_id: str, node_id: str) -> list[str]:
+    """The ids of node `node_id`'s approval interrupts that wait for an answer."""
+    rows = store.read(
+        "SELECT id FROM interrupts WHERE run_id = ? AND node_id = ? AND kind = 'approval'"
+        " AND answered = 0",
+        (run_id, node_id),
+    )
+    return [row[0] for row in rows]
+
+
 def check_access(
-    policy: Policy, request: AccessRequest, store: StorePath | Store | None = None
+    policy: Policy,
+    request: AccessRequest,
+    store: StorePath | Store | None = None,
+    *,
+    pause: bool = False,
 ) -> tuple[str, str, Budget | None]:
     """Apply `policy` to `request`: returns (decision, detail, the budget to charge) when the
-    node may run, raises `AccessDeniedError` or `ApprovalRequired` (recording the pending
-    approval) otherwise."""
+    node may run, raises `AccessDeniedError` otherwise. An approval still missing is recorded
+    as pending, then, with `pause` (a workflow's node), asked as an interrupt (`NodePaused`),
+    else raised as `ApprovalRequired`."""
     decision = policy(request)
     if isinstance(decision, Allow):
         return "allow", "", decision.budget
@@ -208,6 +242,8 @@ def check_access(
             "require_approval(who)"
         )
     opened = store_of_run(store)  # the run's store, unless the policy was given one
+    if pause and resumption() is not None:
+        return _paused_for(decision.who, request, opened)
     status = approval_status(opened, request.run_id, request.node_id)
     if status is not None and status[0] == "approved":
         return "approved", f"approved by {status[1]}", None
@@ -234,6 +270,31 @@ def check_access(
     )
 
 
+def _paused_for(who: str, request: AccessRequest, store: Store) -> tuple[str, str, Budget | None]:
+    """The node asks `who`'s approval as an interrupt: run on with the answer, or pause."""
+    if approval_status(store, request.run_id, request.node_id) is None:
+        with store.write() as db:  # pending, where `kaizen approve RUN NODE` finds it
+            db.execute(
+                "INSERT INTO approvals (run_id, node_id, approver, status, requested) "
+                "VALUES (?, ?, ?, 'pending', ?)",
+                (request.run_id, request.node_id, who, time.time()),
+            )
+    payload = {
+        "question": f"May agent {request.agent!r} run for user {request.user!r}?",
+        "access_policy": who,
+        "agent": request.agent,
+        "user": request.user,
+    }
+    answer = ask_approval(payload)  # pauses the node until someone answers
+    if not answer.approved:
+        by = answer.by or "the approver"
+        reason = f"denied by {by}" + (f": {answer.reason}" if answer.reason else "")
+        raise AccessDeniedError(
+            f"agent {request.agent!r}: approval {reason}", agent=request.agent, reason=reason
+        )
+    return "approved", f"approved by {answer.by or 'the approver'}", None
+
+
 def admit(
     agent: str,
     inputs: Mapping[str, Any],
@@ -242,6 +303,7 @@ def admit(
     tools: tuple[str, ...],
     policy: tuple[Policy, StorePath | Store | None] | None,
     audit: AuditLog | None,
+    pause: bool = False,
 ) -> Budget | None:
     """Before agent `agent`'s node runs: its inputs remembered for the audit log, the access
     policy's decision applied and audited. Returns the user's budget to charge with this
@@ -258,7 +320,12 @@ def admit(
     decide, store = policy
     request = AccessRequest(agent, current_user(), model, tools, inputs, run_id, node_id)
     try:
-        decision, detail, budget = check_access(decide, request, store)
+        decision, detail, budget = check_access(decide, request, store, pause=pause)
+    except NodePaused:
+        if audit is not None:
+            audit.append("access", input=dict(inputs), run_id=run_id,
+                         decision="ApprovalRequired", reason="waiting for approval")  # fmt: skip
+        raise
     except KaizenError as exc:
         if audit is not None:
             reason = getattr(exc, "reason", "") or f"approval by {getattr(exc, 'approver', '')}"

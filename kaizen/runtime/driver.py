@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from time import time as now
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +63,14 @@ class Run:
         finished: Mapping[int, Mapping[str, Any]] | None = None,
         executors: Callable[[Run], ExecutorSet] | None = None,
         resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = None,
+        answered: Mapping[str, Sequence[Interrupt]] | None = None,
     ) -> None:
         """`finished`: nodes an earlier attempt at this run completed (index -> outputs), for
         a resumed run; they are done already and their outputs delivered. `executors` makes
         the run's executors (default: this machine's, `Executors`; `kaizen.runtime.ray` gives
         its own). `resumes`: nodes that paused in an earlier attempt (index -> their answers
-        by interrupt index, and the state they saved), run again with those."""
+        by interrupt index, and the state they saved), run again with those; `answered`, the
+        interrupts answered for them since they paused (the hooks hear them as each starts)."""
         plan = workflow.plan
         self.workflow = workflow
         self.nodes = plan.nodes
@@ -91,6 +93,7 @@ class Run:
             nodes[node_id].restored = True
         self.errors: dict[str, NodeExecutionError] = {}
         self.resumes = resumes or {}
+        self.answered = answered or {}
         self.waiting: dict[str, NodePaused] = {}  # nodes paused for a person, by id
         self.stop_error: NodeExecutionError | BudgetExceededError | None = None
         self.refused = False  # a node was refused by the budget: the run is FAILED
@@ -181,6 +184,10 @@ class Run:
         job = self.jobs[i] = Job(p, self.state.inputs[i], self)
         if self.resumes:
             job.resume = self.resumes.get(i)
+            answered = self.answered.get(p.node_id)
+            hooks = self.hooks_for(i)
+            if answered and hooks.observes(moments.NodeResumed):
+                hooks.fire(moments.NodeResumed(self.run_id, p.node_id, tuple(answered), now()))
         return executor.submit(job)
 
     def hooks_for(self, index: int) -> HookSet:

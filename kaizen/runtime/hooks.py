@@ -10,6 +10,7 @@ moments it wants (they only give the method's typed signature):
     NodeSkipHook         on_node_skip(event: NodeSkipped)
     NodeFinishHook       on_node_finish(event: NodeFinished)
     NodeWaitHook         on_node_wait(event: NodeWaiting)
+    NodeResumeHook       on_node_resume(event: NodeResumed)
     RunFinishHook        on_run_finish(event: RunFinished)
     ModelCallStartHook   on_model_call_start(event: ModelCallStarted)
     ModelCallFinishHook  on_model_call_finish(event: ModelCallFinished)
@@ -83,6 +84,7 @@ __all__ = [
     "ModelCallStartHook",
     "MomentHook",
     "NodeFinishHook",
+    "NodeResumeHook",
     "NodeRetryHook",
     "NodeSkipHook",
     "NodeStartHook",
@@ -131,6 +133,11 @@ class NodeFinishHook:
 
 class NodeWaitHook:
     def on_node_wait(self, event: moments.NodeWaiting) -> None:
+        raise NotImplementedError
+
+
+class NodeResumeHook:
+    def on_node_resume(self, event: moments.NodeResumed) -> None:
         raise NotImplementedError
 
 

@@ -244,17 +244,17 @@ class LocalRuntime:
                 return await self._replay(run_id, workflow, on_event, hooks, inline_allowed)
             resumed = self._durable().resumed(run_id, workflow, answers, by)
             parameters, finished = resumed.parameters, resumed.finished
-            resumes, asked = resumed.resumes, resumed.asked
+            resumes, asked, answered = resumed.resumes, resumed.asked, resumed.answered
         else:
             if answers is not None:
                 raise TypeError("answers are given to a resumed run: run(resume=True, ...)")
-            finished, asked, resumes = None, [], None
+            finished, asked, resumes, answered = None, [], None, []
             if continuing:
                 index = workflow.plan.index
                 resumes = {index[node]: pause for node, pause in continuing.items()}
         run, durable = self._new_run(
             workflow, parameters, run_id, on_event, hooks, inline_allowed=inline_allowed,
-            finished=finished, resumes=resumes, asked=asked,
+            finished=finished, resumes=resumes, asked=asked, answered=answered,
         )  # fmt: skip
         with durable:
             results = await run.drive()
@@ -485,6 +485,7 @@ class LocalRuntime:
         finished: Mapping[int, Mapping[str, Any]] | None = None,
         resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = None,
         asked: Sequence[Interrupt] = (),
+        answered: Sequence[Interrupt] = (),
     ) -> tuple[Run, AbstractContextManager[None]]:
         """The run, and what makes it durable (checkpoints, recordings, cache) around it."""
         run_id = run_id or os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
@@ -492,7 +493,7 @@ class LocalRuntime:
         def make_run(extra: list[object]) -> Run:
             return self._make_run(
                 workflow, parameters, run_id, on_event, [*extra, *hooks], inline_allowed,
-                finished, resumes,
+                finished, resumes, answered,
             )  # fmt: skip
 
         durability = self._durability if finished is None else self._durable()
@@ -510,6 +511,7 @@ class LocalRuntime:
         inline_allowed: bool,
         finished: Mapping[int, Mapping[str, Any]] | None = None,
         resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = None,
+        answered: Sequence[Interrupt] = (),
     ) -> Run:
         inputs = _check_parameters(workflow, parameters)  # raises before any node runs
         run_hooks = [*self._guards(workflow), *process_hooks(), *self._hooks, *check_hooks(hooks)]
@@ -527,6 +529,7 @@ class LocalRuntime:
             finished=finished,
             executors=self._executors(),
             resumes=resumes,
+            answered=_by_node(answered),
         )
         with self._lock:
             self._records[run.run_id] = (run.record, run.errors)
@@ -551,6 +554,13 @@ class LocalRuntime:
             return everywhere + scoped.get(node_id, ())
 
         return [BudgetGuard(budgets_for)]
+
+
+def _by_node(interrupts: Sequence[Interrupt]) -> dict[str, list[Interrupt]]:
+    grouped: dict[str, list[Interrupt]] = {}
+    for interrupt in interrupts:
+        grouped.setdefault(interrupt.node_id, []).append(interrupt)
+    return grouped
 
 
 def _check_parameters(workflow: Workflow, parameters: Mapping[str, Any] | None) -> list[Any]:

@@ -12,6 +12,7 @@ racing for one waiting run exactly one wins. `cancel_waiting` is the cancel side
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,7 @@ from kaizen.store.db import Store
 from kaizen.store.encode import decode, encode
 
 __all__ = [
+    "WAITING_STATUSES",
     "Resumes",
     "answer",
     "cancel_waiting",
@@ -36,6 +38,10 @@ __all__ = [
     "load_resumes",
     "save_pause",
 ]
+
+# what the store calls a run that waits for a person (``waiting_approval``: for an access
+# policy's approval, as the ADR names it)
+WAITING_STATUSES = ("waiting", "waiting_approval")
 
 # node id -> (its answers by interrupt index, the state it saved)
 Resumes = dict[str, tuple[dict[int, Any], Any]]
@@ -140,7 +146,7 @@ def answer(
                 path=store.path,
             )
         status = found[0]
-        if status != "waiting":
+        if status not in WAITING_STATUSES:
             raise RunNotWaitingError(_not_waiting(run_id, status), run_id=run_id, status=status,
                                      path=store.path)  # fmt: skip
         rows = db.execute(
@@ -166,13 +172,17 @@ def answer(
             [(_dump(answers[i.id], i.node_id, "answer"), by, now, run_id, i.id) for i in taken],
         )
         moved = db.execute(
-            "UPDATE runs SET status = 'running' WHERE run_id = ? AND status = 'waiting'",
-            (run_id,),
+            "UPDATE runs SET status = 'running' WHERE run_id = ? AND status IN (?, ?)",
+            (run_id, *WAITING_STATUSES),
         ).rowcount
         if moved != 1:  # (the write lock makes this unreachable; kept as the invariant)
             raise RunNotWaitingError(_not_waiting(run_id, "running"), run_id=run_id,
                                      status="running", path=store.path)  # fmt: skip
-    return taken
+    return [
+        dataclasses.replace(i, answer=answers[i.id], answered=True, answered_by=by,
+                            answered_at=now)
+        for i in taken
+    ]  # fmt: skip
 
 
 def cancel_waiting(store: Store, run_id: str, why: str = "cancelled while waiting") -> None:
@@ -185,8 +195,8 @@ def cancel_waiting(store: Store, run_id: str, why: str = "cancelled while waitin
             raise RunNotFoundError(f"no run {run_id!r} in store {store.path}", path=store.path)
         moved = db.execute(
             "UPDATE runs SET status = 'cancelled', finished = ? WHERE run_id = ?"
-            " AND status = 'waiting'",
-            (time.time(), run_id),
+            " AND status IN (?, ?)",
+            (time.time(), run_id, *WAITING_STATUSES),
         ).rowcount
         if moved != 1:
             raise RunNotWaitingError(

@@ -320,8 +320,14 @@ INSERT_CHECKPOINT = "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)
 
 
 def stored_status(status: RunStatus, record: RunRecord) -> str:
-    """The run's status, or ``waiting_approval`` when a node stopped for an access policy's
-    approval (kaizen.observe.policy): `resume` finishes it once approved."""
+    """The run's status, or ``waiting_approval`` when it waits for an access policy's approval
+    (kaizen.observe.policy), as the ADR names it: `resume` finishes it once approved."""
+    if str(status) == "waiting" and any(
+        isinstance(i.payload, dict) and "access_policy" in i.payload
+        for i in record.interrupts
+        if not i.answered
+    ):
+        return "waiting_approval"
     if any((node.error or "").startswith("ApprovalRequired") for node in record.nodes.values()):
         return "waiting_approval"
     return str(status)
