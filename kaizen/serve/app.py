@@ -230,16 +230,86 @@ def create_app(
     )
     async def cancel_run(run_id: str) -> Response:
         run = manager.live(run_id)
-        if run is not None:
+        if run is not None and run.status != "waiting":  # (a waiting run is the store's)
             if run.is_finished or not manager.cancel(run_id):
                 return _error(409, f"run {run_id!r} has finished ({run.status}); nothing to cancel")
             return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
         row = await asyncio.to_thread(load_served_run, the_store, run_id)
         if row is None:
             return _no_run(run_id)
-        if row.is_finished or not await asyncio.to_thread(request_cancel, the_store, run_id):
-            return _error(409, f"run {run_id!r} has finished ({row.status}); nothing to cancel")
+        if row.status == "waiting":
+            from kaizen.errors import RunNotWaitingError
+
+            try:
+                await manager.cancel_waiting(run_id)
+            except RunNotWaitingError as exc:  # a resume took it first
+                return _error(409, str(exc))
+            if run is not None:
+                manager.forget(run)
+            return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
+        if not row.is_finished and await asyncio.to_thread(request_cancel, the_store, run_id):
+            return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
+        row = await asyncio.to_thread(load_served_run, the_store, run_id)  # it moved meanwhile?
+        if row is not None and row.status == "waiting":
+            return await cancel_run(run_id)
+        if (
+            row is None
+            or row.is_finished
+            or not await asyncio.to_thread(request_cancel, the_store, run_id)
+        ):
+            status = row.status if row is not None else "gone"
+            return _error(409, f"run {run_id!r} has finished ({status}); nothing to cancel")
         return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
+
+    @app.post(
+        "/runs/{run_id}/resume",
+        status_code=202,
+        summary="Answer a waiting run's interrupts and continue it",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ResumeRequest")}},
+            },
+            "responses": {
+                "202": _json_response("The answers were taken; the run goes on", "RunCreated"),
+                "400": _json_response("The body is not JSON", "Problem"),
+                "404": _json_response("No such run", "Problem"),
+                "409": _json_response("The run waits for no answer", "Problem"),
+                "413": _json_response("The body is too large", "Problem"),
+                "422": _json_response(
+                    "An answer names no open interrupt, or does not match its schema", "Problem"
+                ),
+            },
+        },
+    )
+    async def resume_run(run_id: str, request: Request) -> Response:
+        from kaizen.errors import (
+            InterruptAnswerError,
+            RunNotFoundError,
+            RunNotWaitingError,
+            UnknownInterruptError,
+        )
+
+        body = await _read_json(request, max_body)
+        if isinstance(body, Response):
+            return body
+        problems = _resume_problems(body)
+        if problems:
+            return _error(422, "the body is {\"answers\": {interrupt_id: answer}, \"by\": "
+                          "name}", problems)  # fmt: skip
+        try:
+            run = await manager.resume(run_id, body.get("answers") or {}, body.get("by"))
+        except RunNotFoundError:
+            return _no_run(run_id)
+        except RunNotWaitingError as exc:
+            return _error(409, str(exc))
+        except UnknownInterruptError as exc:
+            return _error(422, str(exc), [(f"answers.{exc.interrupt_id}", "no such open "
+                                           "interrupt")])  # fmt: skip
+        except InterruptAnswerError as exc:
+            return _error(422, str(exc), [(f"answers.{exc.interrupt_id}", exc.problem)])
+        links = _links(run.run_id)
+        return JSONResponse({"run_id": run.run_id, "status": run.status, **links}, 202)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -369,6 +439,19 @@ def _no_run(run_id: str) -> JSONResponse:
     return _error(404, f"no run {run_id!r} on this server (or in its store)")
 
 
+def _resume_problems(body: Any) -> list[tuple[str, str]]:
+    """What is wrong with a resume's body (nothing: an empty list)."""
+    if not isinstance(body, dict):
+        return [("body", "must be a JSON object")]
+    fields = ("answers", "by")
+    problems = [(key, "is not a field of a resume") for key in body if key not in fields]
+    if not isinstance(body.get("answers", {}), dict):
+        problems.append(("answers", "must be an object: {interrupt_id: answer}"))
+    if body.get("by") is not None and not isinstance(body["by"], str):
+        problems.append(("by", "must be a string"))
+    return problems
+
+
 def _links(run_id: str) -> dict[str, str]:
     return {"url": f"/runs/{run_id}", "events": f"/runs/{run_id}/events"}
 
@@ -395,8 +478,8 @@ async def _live_frames(run: ServedRun, after: int, keepalive: float) -> AsyncIte
         for seq, kind, text in run.events[sent:]:
             yield encode_event(seq, kind, text)
             sent = seq
-        if run.is_finished and sent >= len(run.events):
-            return
+        if (run.is_finished or run.status == "waiting") and sent >= len(run.events):
+            return  # (a waiting run's stream ends: a client reconnecting follows the store)
         try:
             await asyncio.wait_for(changed.wait(), keepalive)
         except TimeoutError:
@@ -416,8 +499,8 @@ async def _stored_frames(
         for event in events:
             yield encode_event(event.seq, event.kind, event.data)
             sent = event.seq
-        if row is None or row.is_finished:
-            return
+        if row is None or row.is_finished or (row.status == "waiting" and not events):
+            return  # (a waiting run's stream ends too: reconnect to follow its resume)
         if events:
             idle = 0.0
         elif idle >= keepalive:
@@ -443,7 +526,10 @@ def _components(served: ServedTarget) -> dict[str, Any]:
     components: dict[str, Any] = {}
     request = _lift_defs(served.request_schema, components)
     results = _lift_defs(served.results_schema, components)
-    status = {"type": "string", "enum": ["queued", "running", "completed", "failed", "cancelled"]}
+    status = {
+        "type": "string",
+        "enum": ["queued", "running", "waiting", "completed", "failed", "cancelled"],
+    }
     links = {"url": {"type": "string"}, "events": {"type": "string"}}
     created = {"run_id": {"type": "string"}, "status": status, **links}
     cancelling = {**created, "status": {"type": "string", "enum": ["cancelling"]}}
@@ -455,6 +541,18 @@ def _components(served: ServedTarget) -> dict[str, Any]:
                 "type": "object",
                 "properties": created,
                 "required": ["run_id", "status", "url", "events"],
+            },
+            "ResumeRequest": {
+                "type": "object",
+                "properties": {
+                    "answers": {
+                        "type": "object",
+                        "description": "Interrupt id (from the run's interrupt events) -> "
+                        "the answer: any JSON value that fits the interrupt's schema",
+                    },
+                    "by": {"type": "string", "description": "Who answers"},
+                },
+                "additionalProperties": False,
             },
             "RunCancelling": {
                 "type": "object",

@@ -123,7 +123,9 @@ class RunManager:
         if self._runtime is None:
             from kaizen.runtime.local import LocalRuntime
 
-            self._runtime = LocalRuntime(keep_records=16)  # records are kept here
+            # every served run is checkpointed into the serve store: a run that waits for a
+            # person is resumed from there, by whichever worker gets the answers
+            self._runtime = LocalRuntime(keep_records=16, checkpoint=self.store)
         return self._runtime
 
     async def open(self) -> None:
@@ -195,7 +197,56 @@ class RunManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stored.wait(), 1)
 
-    async def _execute(self, run: ServedRun, parameters: Mapping[str, Any]) -> None:
+    async def resume(self, run_id: str, answers: Mapping[str, Any], by: str | None) -> ServedRun:
+        """Continue waiting run `run_id` (started by any worker on the store) with `answers`
+        (interrupt id -> answer), given `by`. Returns once the answers are taken and the run
+        goes on; raises, taking nothing: `RunNotFoundError`, `RunNotWaitingError` (finished,
+        cancelled, or resumed by another request first), `UnknownInterruptError`,
+        `InterruptAnswerError`."""
+        from kaizen.errors import RunNotFoundError
+        from kaizen.store.served import load_served_events, load_served_run
+
+        assert self._loop is not None and self._log is not None
+        row = await asyncio.to_thread(load_served_run, self.store, run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r}", path=self.store.path)
+        events = await asyncio.to_thread(load_served_events, self.store, run_id, 0)
+        run = ServedRun(run_id, row.parameters, status="waiting", created=row.created)
+        run.events = [(e.seq, e.kind, e.data) for e in events]  # numbering goes on from here
+        taken: asyncio.Future[None] = self._loop.create_future()
+        run.task = asyncio.create_task(self._execute(run, None, (answers, by, taken)))
+        await taken  # the answers were checked and stored, or this raises why not
+        self._runs[run_id] = run
+        return run
+
+    def forget(self, run: ServedRun) -> None:
+        """Stop answering for `run` from memory (the store holds what it became)."""
+        if self._runs.get(run.run_id) is run:
+            del self._runs[run.run_id]
+
+    async def cancel_waiting(self, run_id: str) -> None:
+        """Cancel waiting run `run_id` (no worker holds it): compare-and-set in the store, so
+        of a cancel and a resume racing for it exactly one wins (`RunNotWaitingError` for the
+        loser); its stream ends with ``done``."""
+        from kaizen.store.interrupts import cancel_waiting
+        from kaizen.store.served import load_served_events
+
+        assert self._log is not None
+        await asyncio.to_thread(cancel_waiting, self.store, run_id)
+        events = await asyncio.to_thread(load_served_events, self.store, run_id, 0)
+        error = "the run was cancelled while it waited for a person"
+        seq = (events[-1].seq if events else 0) + 1
+        done = {"run_id": run_id, "status": "cancelled", "results": None, "error": error}
+        self._log.event(run_id, seq, "done", dumps(done))
+        self._log.finished(run_id, "cancelled", results=None, error=error, record=None)
+        await self._log.aflush()
+
+    async def _execute(
+        self,
+        run: ServedRun,
+        parameters: Mapping[str, Any] | None,
+        resuming: tuple[Mapping[str, Any], str | None, asyncio.Future[None]] | None = None,
+    ) -> None:
         from kaizen.errors import BudgetExceededError, NodeExecutionError
 
         assert self._active is not None and self._log is not None
@@ -203,11 +254,28 @@ class RunManager:
         record: RunRecord | None = None
         try:
             async with self._active:
-                self._set_status(run, "running")
                 frames = _Frames(self, run)
-                raw, record = await self.runtime.execute_async_with_record(
-                    self._workflow, parameters, run_id=run.run_id, hooks=[frames]
-                )
+                if resuming is None:
+                    self._set_status(run, "running")
+                    raw, record = await self.runtime.execute_async_with_record(
+                        self._workflow, parameters, run_id=run.run_id, hooks=[frames]
+                    )
+                else:
+                    answers, by, taken = resuming
+                    frames.taken = taken
+                    try:
+                        raw, record = await self.runtime.run(
+                            self._workflow, run_id=run.run_id, hooks=[frames], resume=True,
+                            answers=answers, by=by,
+                        )  # fmt: skip
+                    except Exception as exc:
+                        if not taken.done():  # refused before it began: nothing changed
+                            taken.set_exception(exc)
+                            return
+                        raise
+            if str(record.status) == "waiting":
+                await self._wait(run, record)
+                return
             results = self.target.results(raw)
             status = "completed" if str(record.status) == "completed" else "failed"
             error = None if status == "completed" else _failure_of(record)
@@ -251,6 +319,21 @@ class RunManager:
         self._unstored.append(run)
         run._notify()
 
+    async def _wait(self, run: ServedRun, record: RunRecord) -> None:
+        """The run waits for a person (its interrupt events were sent): the store holds it
+        (committed before anyone is told), and this process lets it go, so whichever worker
+        gets the answers resumes it."""
+        from kaizen.store.runs import record_json
+
+        assert self._log is not None
+        run.record_data = json.loads(record_json(record))
+        run.task = None
+        self._log.status(run.run_id, "waiting")
+        await self._log.aflush()
+        run.status = "waiting"
+        run._notify()  # live streams end here; a reconnecting client follows the store
+        self._unstored.append(run)
+
     def _set_status(self, run: ServedRun, status: str) -> None:
         assert self._log is not None
         run.status = status
@@ -290,6 +373,10 @@ class RunManager:
             await asyncio.to_thread(self._log.flush)
             for run in batch:
                 run.stored = True
+                if run.status == "waiting":  # the store answers for it from here on
+                    if self._runs.get(run.run_id) is run:
+                        del self._runs[run.run_id]
+                    continue
                 self._finished[run.run_id] = None
             while len(self._finished) > self.keep_finished:
                 old, _ = self._finished.popitem(last=False)
@@ -330,10 +417,24 @@ class _Frames(MomentHook):
             return self.chunks
         return moment.on_driver or moment in (ToolCallStarted, ToolCallFinished)
 
+    taken: asyncio.Future[None] | None = None  # a resume: set once its answers are taken
+
     def on_moment(self, event: Moment) -> None:
+        if isinstance(event, RunStarted) and self.taken is not None:
+            taken, self.taken = self.taken, None
+            loop = self.manager._loop
+            assert loop is not None
+            loop.call_soon_threadsafe(_took, taken, self.manager, self.run)
         if isinstance(event, RunStarted):
             self.run.record = event.record
         self.manager._heard(self.run, event)
+
+
+def _took(taken: asyncio.Future[None], manager: RunManager, run: ServedRun) -> None:
+    """A resume's answers were taken: the run runs again (loop thread)."""
+    manager._set_status(run, "running")
+    if not taken.done():
+        taken.set_result(None)
 
 
 def _calls_models(workflow: Workflow) -> bool:
