@@ -244,7 +244,8 @@ class LocalRuntime:
                 return await self._replay(run_id, workflow, on_event, hooks, inline_allowed)
             resumed = self._durable().resumed(run_id, workflow, answers, by)
             parameters, finished = resumed.parameters, resumed.finished
-            resumes, asked, answered = resumed.resumes, resumed.asked, resumed.answered
+            resumes: Mapping[int, tuple[Mapping[int, Any], Any]] | None = resumed.resumes
+            asked, answered = resumed.asked, resumed.answered
         else:
             if answers is not None:
                 raise TypeError("answers are given to a resumed run: run(resume=True, ...)")

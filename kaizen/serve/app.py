@@ -34,6 +34,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from kaizen.serve.openapi import (
+    PUBLIC,
+    components,
+    declare_denied,
+    description,
+    json_response,
+    ref,
+)
 from kaizen.serve.runs import RunManager, ServedRun
 from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id
 from kaizen.serve.target import RequestProblems, ServedTarget, served_target
@@ -107,7 +115,7 @@ def create_app(
 
     app = FastAPI(
         title=f"kaizen serve: {served.name}",
-        description=_description(served),
+        description=description(served),
         version="1",
         docs_url=None,
         redoc_url=None,
@@ -131,13 +139,13 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _ref("RunParameters")}},
+                "content": {"application/json": {"schema": ref("RunParameters")}},
             },
             "responses": {
-                "202": _json_response("The run started", "RunCreated"),
-                "400": _json_response("The body is not JSON", "Problem"),
-                "413": _json_response("The body is too large", "Problem"),
-                "422": _json_response("An input is unknown, missing or mistyped", "Problem"),
+                "202": json_response("The run started", "RunCreated"),
+                "400": json_response("The body is not JSON", "Problem"),
+                "413": json_response("The body is too large", "Problem"),
+                "422": json_response("An input is unknown, missing or mistyped", "Problem"),
             },
         },
     )
@@ -163,8 +171,8 @@ def create_app(
         summary="A run's status, results and record",
         openapi_extra={
             "responses": {
-                "200": _json_response("The run", "Run"),
-                "404": _json_response("No such run", "Problem"),
+                "200": json_response("The run", "Run"),
+                "404": json_response("No such run", "Problem"),
             }
         },
     )
@@ -196,7 +204,7 @@ def create_app(
         openapi_extra={
             "responses": {
                 "200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
-                "404": _json_response("No such run", "Problem"),
+                "404": json_response("No such run", "Problem"),
             }
         },
     )
@@ -222,9 +230,9 @@ def create_app(
         summary="Cancel a run",
         openapi_extra={
             "responses": {
-                "202": _json_response("The run is being cancelled", "RunCancelling"),
-                "404": _json_response("No such run", "Problem"),
-                "409": _json_response("The run had finished", "Problem"),
+                "202": json_response("The run is being cancelled", "RunCancelling"),
+                "404": json_response("No such run", "Problem"),
+                "409": json_response("The run had finished", "Problem"),
             }
         },
     )
@@ -268,15 +276,15 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _ref("ResumeRequest")}},
+                "content": {"application/json": {"schema": ref("ResumeRequest")}},
             },
             "responses": {
-                "202": _json_response("The answers were taken; the run goes on", "RunCreated"),
-                "400": _json_response("The body is not JSON", "Problem"),
-                "404": _json_response("No such run", "Problem"),
-                "409": _json_response("The run waits for no answer", "Problem"),
-                "413": _json_response("The body is too large", "Problem"),
-                "422": _json_response(
+                "202": json_response("The answers were taken; the run goes on", "RunCreated"),
+                "400": json_response("The body is not JSON", "Problem"),
+                "404": json_response("No such run", "Problem"),
+                "409": json_response("The run waits for no answer", "Problem"),
+                "413": json_response("The body is too large", "Problem"),
+                "422": json_response(
                     "An answer names no open interrupt, or does not match its schema", "Problem"
                 ),
             },
@@ -319,16 +327,14 @@ def create_app(
                 title=app.title, version=app.version, description=app.description,
                 routes=app.routes,
             )  # fmt: skip
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                _components(served)
-            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components(served))
             if api_keys:
                 schema["components"]["securitySchemes"] = {
                     "bearer": {"type": "http", "scheme": "bearer"},
                     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 }
                 schema["security"] = [{"bearer": []}, {"apiKey": []}]
-                _declare_denied(schema)
+                declare_denied(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -336,7 +342,6 @@ def create_app(
     return app
 
 
-_PUBLIC = frozenset({"/openapi.json", "/health"})
 _DENIED = (
     "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
     "with one of the server's keys (KAIZEN_SERVE_KEYS)"
@@ -344,7 +349,7 @@ _DENIED = (
 
 
 class _RequireKey:
-    """ASGI middleware: 401 for a request to anything but `_PUBLIC` without a valid key.
+    """ASGI middleware: 401 for a request to anything but `PUBLIC` without a valid key.
 
     A plain ASGI class rather than ``@app.middleware("http")``, whose per-request task group
     costs more than the rest of a POST /runs."""
@@ -354,7 +359,7 @@ class _RequireKey:
         self.keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in _PUBLIC or self._valid(scope):
+        if scope["type"] != "http" or scope["path"] in PUBLIC or self._valid(scope):
             await self.app(scope, receive, send)
             return
         denied = _error(401, _DENIED, headers={"WWW-Authenticate": "Bearer"})
@@ -508,134 +513,3 @@ async def _stored_frames(
             yield KEEPALIVE
         await asyncio.sleep(STORED_POLL_SECONDS)
         idle += STORED_POLL_SECONDS
-
-
-# -- the OpenAPI document --------------------------------------------------------------------------
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json_response(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
-
-
-def _components(served: ServedTarget) -> dict[str, Any]:
-    """The schemas `create_app`'s routes refer to; the target's own come from its ports."""
-    components: dict[str, Any] = {}
-    request = _lift_defs(served.request_schema, components)
-    results = _lift_defs(served.results_schema, components)
-    status = {
-        "type": "string",
-        "enum": ["queued", "running", "waiting", "completed", "failed", "cancelled"],
-    }
-    links = {"url": {"type": "string"}, "events": {"type": "string"}}
-    created = {"run_id": {"type": "string"}, "status": status, **links}
-    cancelling = {**created, "status": {"type": "string", "enum": ["cancelling"]}}
-    components.update(
-        {
-            "RunParameters": {**request, "title": "RunParameters"},
-            "RunResults": {**results, "title": "RunResults"},
-            "RunCreated": {
-                "type": "object",
-                "properties": created,
-                "required": ["run_id", "status", "url", "events"],
-            },
-            "ResumeRequest": {
-                "type": "object",
-                "properties": {
-                    "answers": {
-                        "type": "object",
-                        "description": "Interrupt id (from the run's interrupt events) -> "
-                        "the answer: any JSON value that fits the interrupt's schema",
-                    },
-                    "by": {"type": "string", "description": "Who answers"},
-                },
-                "additionalProperties": False,
-            },
-            "RunCancelling": {
-                "type": "object",
-                "properties": cancelling,
-                "required": ["run_id", "status", "url", "events"],
-            },
-            "Run": {
-                "type": "object",
-                "properties": {
-                    "run_id": {"type": "string"},
-                    "target": {"type": "string"},
-                    "status": status,
-                    "created": {"type": "number"},
-                    "finished": {"type": ["number", "null"]},
-                    "parameters": _ref("RunParameters"),
-                    "results": {"anyOf": [_ref("RunResults"), {"type": "null"}]},
-                    "error": {"type": ["string", "null"]},
-                    "record": {
-                        "type": ["object", "null"],
-                        "description": "The RunRecord: per-node status, timings, usage",
-                    },
-                    **links,
-                },
-                "required": ["run_id", "status", "created"],
-            },
-            "Problem": {
-                "type": "object",
-                "properties": {
-                    "detail": {"type": "string"},
-                    "fields": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "field": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-                "required": ["detail"],
-            },
-        }
-    )
-    return components
-
-
-def _declare_denied(document: dict[str, Any]) -> None:
-    """Add the 401 the key check answers to every operation it guards."""
-    denied = _json_response("No valid API key", "Problem")
-    for path, operations in document.get("paths", {}).items():
-        if path in _PUBLIC:
-            continue
-        for operation in operations.values():
-            operation.setdefault("responses", {})["401"] = denied
-
-
-def _lift_defs(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
-    """`schema` with pydantic's ``$defs`` moved into the components (refs rewritten)."""
-
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, dict):
-            lifted = {}
-            for key, value in node.items():
-                if key == "$defs" and isinstance(value, dict):
-                    for name, definition in value.items():
-                        components[name] = rewrite(definition)
-                    continue
-                if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
-                    value = "#/components/schemas/" + value.removeprefix("#/$defs/")
-                lifted[key] = rewrite(value)
-            return lifted
-        if isinstance(node, list):
-            return [rewrite(item) for item in node]
-        return node
-
-    result: dict[str, Any] = rewrite(schema)
-    return result
-
-
-def _description(served: ServedTarget) -> str:
-    inputs = ", ".join(served.inputs) or "none"
-    return (
-        f"Runs of the {served.kind} {served.name!r}. POST /runs with its inputs ({inputs}) as "
-        "a JSON object, then GET /runs/{run_id} or stream GET /runs/{run_id}/events."
-    )
