@@ -405,14 +405,25 @@ def test_a_restarted_server_answers_for_finished_runs(tmp_path: Path) -> None:
     assert tail == events_before[2:]
 
 
-def test_runs_a_stopped_server_left_unfinished_are_marked_failed(tmp_path: Path) -> None:
+def test_runs_a_stopped_server_left_unfinished_are_taken_over_and_finished(
+    tmp_path: Path,
+) -> None:
+    """A run whose worker is gone (no lease, or an expired one) is taken over by a server on
+    the store and finished; one that cannot be run here fails with the reason."""
     store = Store(tmp_path / "runs.db")
     log = ServedRunLog(store)
-    log.created("left-behind", "slow", "running", "{}")
+    log.created("left-behind", "slow", "running", '{"seconds": 0}')
+    log.created("expired", "slow", "queued", '{"seconds": 0}', owner="gone:1:x",
+                lease_until=time.time() - 1)  # fmt: skip
+    log.created("foreign", "slow", "running", '{"minutes": 1}')
     log.close()
-    with serving(slow_workflow(), tmp_path / "runs.db") as client:
-        state = client.get("/runs/left-behind").json()
-    assert state["status"] == "failed" and "server stopped" in state["error"]
+    with serving(slow_workflow(), tmp_path / "runs.db", lease_interval=0.05,
+                 lease_expiry=0.5) as client:  # fmt: skip
+        for run_id in ("left-behind", "expired"):
+            state = finish(client, run_id)
+            assert state["status"] == "completed" and state["results"] == {"wait": {"result": 0}}
+        foreign = finish(client, "foreign")
+    assert foreign["status"] == "failed" and "cannot be resumed here" in foreign["error"]
 
 
 def test_another_process_on_the_same_store_follows_and_cancels_a_run(tmp_path: Path) -> None:

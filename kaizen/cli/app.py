@@ -408,6 +408,23 @@ def serve_command(
             "calls cost more CPU).",
         ),
     ] = True,
+    lease_interval: Annotated[
+        float,
+        typer.Option(
+            "--lease-interval",
+            min=0.01,
+            help="Seconds between renewals of a worker's leases on its runs.",
+        ),
+    ] = 2.0,
+    lease_expiry: Annotated[
+        float,
+        typer.Option(
+            "--lease-expiry",
+            min=0.02,
+            help="Seconds a lease lasts unrenewed; then "
+            "another worker on the store takes the run over.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve an agent or a workflow over HTTP (needs the serve extra).
 
@@ -433,8 +450,8 @@ def serve_command(
         _fail(str(exc))
     try:
         serve(target, host=host, port=port, workers=workers, store=store, max_body=max_body,
-              proxy_headers=proxy_headers, stream_content=stream_content,
-              loaded=loaded)  # fmt: skip
+              proxy_headers=proxy_headers, stream_content=stream_content, loaded=loaded,
+              lease_interval=lease_interval, lease_expiry=lease_expiry)  # fmt: skip
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 

@@ -28,12 +28,13 @@ import contextlib
 import hmac
 import json
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from kaizen.serve.leases import DEFAULT_LEASE_EXPIRY, DEFAULT_LEASE_INTERVAL, Leases
 from kaizen.serve.openapi import (
     PUBLIC,
     components,
@@ -47,7 +48,6 @@ from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id
 from kaizen.serve.target import RequestProblems, ServedTarget, served_target
 from kaizen.store.db import Store, StorePath
 from kaizen.store.served import (
-    abandon_unfinished,
     load_served_events,
     load_served_run,
     request_cancel,
@@ -80,6 +80,8 @@ def create_app(
     max_active: int = 512,
     recover: bool = True,
     stream_content: bool = True,
+    lease_interval: float = DEFAULT_LEASE_INTERVAL,
+    lease_expiry: float = DEFAULT_LEASE_EXPIRY,
 ) -> FastAPI:
     """The app serving `target`: an `Agent`, a built `Workflow`, a `WorkflowBuilder`, or a
     ``module:attr`` naming one (as `kaizen mcp serve` reads it).
@@ -89,8 +91,11 @@ def create_app(
     `keys`: API keys (None: ``KAIZEN_SERVE_KEYS``; empty: no auth). `max_body`: the largest
     request body in bytes. `keepalive`: seconds between keepalive comments on an idle event
     stream. `runtime`: the `LocalRuntime` runs execute on (default: a new one). `max_active`:
-    runs executing at once (the others wait, ``queued``). `recover`: at start, mark runs a
-    stopped server left unfinished as failed (turn off when several processes share the store).
+    runs executing at once (the others wait, ``queued``). `recover`: take over the runs a
+    worker that died left unfinished (its leases expired), at start and while serving, and
+    resume them from their checkpoints; several workers on one store may all do so (each run
+    is taken by one). `lease_interval` / `lease_expiry`: how often this worker renews its
+    leases, and how long one lasts unrenewed (docs/serve.md, "When a server dies").
     `stream_content`: send agents' replies as ``content`` events as they arrive (streamed
     model calls cost about 4x the CPU of plain ones; off: only the other events).
     """
@@ -98,15 +103,14 @@ def create_app(
     # the runtime's own store (its checkpoints) holds its served runs too, unless told otherwise
     the_store = Store.open(store if store is not None or runtime is None else runtime.store)
     api_keys = tuple(keys) if keys is not None else keys_from_environment()
+    leases = Leases(the_store, lease_interval, lease_expiry)
     manager = RunManager(
-        served, the_store, runtime=runtime, max_active=max_active, stream_content=stream_content
-    )
+        served, the_store, runtime=runtime, max_active=max_active,
+        stream_content=stream_content, leases=leases, take_over=recover,
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if recover:
-            reason = "the server stopped before the run finished"
-            await asyncio.to_thread(abandon_unfinished, the_store, reason)
         await manager.open()
         try:
             yield
@@ -212,7 +216,7 @@ def create_app(
         after = parse_last_event_id(request.headers.get("last-event-id"))
         run = manager.live(run_id)
         if run is not None:
-            frames = _live_frames(run, after, keepalive)
+            frames = _live_frames(run, after, keepalive, manager.committed)
         else:
             row = await asyncio.to_thread(load_served_run, the_store, run_id)
             if row is None:
@@ -476,11 +480,18 @@ def _live_state(run: ServedRun, target: str) -> dict[str, Any]:
     }
 
 
-async def _live_frames(run: ServedRun, after: int, keepalive: float) -> AsyncIterator[bytes]:
+async def _live_frames(
+    run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """A live run's events: only once committed (group commit), so a client never saw an
+    event a worker that took the run over would number again."""
     sent = after
     while True:
         changed = run.changed()
-        for seq, kind, text in run.events[sent:]:
+        fresh = run.events[sent:]
+        if fresh:
+            await committed()
+        for seq, kind, text in fresh:
             yield encode_event(seq, kind, text)
             sent = seq
         if (run.is_finished or run.status == "waiting") and sent >= len(run.events):

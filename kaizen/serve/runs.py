@@ -7,6 +7,13 @@ one hook, whose moments (run and node moments, tool calls, streamed text) become
 numbered events (`kaizen.serve.sse.frame`); the last one is ``done``. Whatever a run raises ends it
 ``failed`` with the reason; a cancelled run ends ``cancelled``; nothing leaves the task.
 
+Every run is checkpointed into the store (`durability="sync"`: a node whose completion anyone
+saw is not run again), and the worker executing it holds a lease on it
+(`kaizen.serve.leases`): a worker that dies stops renewing, and another worker on the store (or
+this one, restarted) takes the run over and resumes it from its checkpoints, its events going
+on from the last one stored. A client is only sent events already committed, so after a
+takeover no event id it saw is reused or skipped.
+
 Everything is written to the store as it happens (`kaizen.store.served.ServedRunLog`, group
 commit on the store writer's thread). Finished runs stay in memory (the newest `keep_finished`
 of them, once the store has them) for fast reads; older ones are read from the store, as are
@@ -30,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from kaizen.moments import ChunkReceived, Moment, RunStarted, ToolCallFinished, ToolCallStarted
 from kaizen.runtime.hooks import MomentHook
+from kaizen.serve.leases import Leases
 from kaizen.serve.sse import dumps, frame
-from kaizen.store.served import FINISHED_STATUSES, ServedRunLog, cancel_requests
+from kaizen.store.served import FINISHED_STATUSES, ClaimedRun, ServedRunLog, cancel_requests
 
 if TYPE_CHECKING:
     from kaizen.runtime.local import LocalRuntime
@@ -95,11 +103,14 @@ class RunManager:
         max_active: int = 512,
         keep_finished: int = 2000,
         stream_content: bool = True,
+        leases: Leases | None = None,
+        take_over: bool = True,
     ) -> None:
         """`stream_content`: send agents' replies as ``content`` events as they arrive. Their
         model calls then stream, which costs litellm about 4x the CPU of a plain call (7 ms
         more per call, measured here); turn it off for throughput. Tool calls are sent either
-        way."""
+        way. `leases`: this worker's leases (default: `Leases(store)`); `take_over`: claim
+        and resume the runs whose lease expired (a dead worker's)."""
         if max_active < 1:
             raise ValueError(f"max_active must be at least 1, got {max_active!r}")
         self.target = target
@@ -117,6 +128,9 @@ class RunManager:
         self._active: asyncio.Semaphore | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stored = asyncio.Event()
+        self.leases = leases if leases is not None else Leases(store)
+        self.take_over = take_over
+        self._held: set[str] = set()  # the runs the last renewal said this worker holds
 
     @property
     def runtime(self) -> LocalRuntime:
@@ -142,6 +156,7 @@ class RunManager:
         self._background = [
             asyncio.create_task(self._store_finished()),
             asyncio.create_task(self._watch_cancels()),
+            asyncio.create_task(self._keep_leases()),
         ]
 
     async def close(self) -> None:
@@ -168,7 +183,8 @@ class RunManager:
         assert self._log is not None, "RunManager.open() was not awaited"
         run = ServedRun(os.urandom(16).hex(), body)
         self._runs[run.run_id] = run
-        self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created)
+        self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created,
+                          self.leases.owner, self.leases.until())  # fmt: skip
         run.task = asyncio.create_task(self._execute(run, parameters))
         return run
 
@@ -246,8 +262,9 @@ class RunManager:
         run: ServedRun,
         parameters: Mapping[str, Any] | None,
         resuming: tuple[Mapping[str, Any], str | None, asyncio.Future[None]] | None = None,
+        taken_over: bool = False,
     ) -> None:
-        from kaizen.errors import BudgetExceededError, NodeExecutionError
+        from kaizen.errors import BudgetExceededError, NodeExecutionError, RunNotFoundError
 
         assert self._active is not None and self._log is not None
         results: Any = None
@@ -255,7 +272,16 @@ class RunManager:
         try:
             async with self._active:
                 frames = _Frames(self, run)
-                if resuming is None:
+                if taken_over:  # a dead worker's run: what it completed is not run again
+                    try:
+                        raw, record = await self.runtime.run(
+                            self._workflow, run_id=run.run_id, hooks=[frames], resume=True
+                        )
+                    except RunNotFoundError:  # it died before the run's first row
+                        raw, record = await self.runtime.execute_async_with_record(
+                            self._workflow, parameters, run_id=run.run_id, hooks=[frames]
+                        )
+                elif resuming is None:
                     self._set_status(run, "running")
                     raw, record = await self.runtime.execute_async_with_record(
                         self._workflow, parameters, run_id=run.run_id, hooks=[frames]
@@ -313,7 +339,7 @@ class RunManager:
         run.status = status
         self._log.finished(
             run.run_id, status, results=results_text, error=error, record=record_text,
-            finished=run.finished,
+            finished=run.finished, owner=self.leases.owner,
         )  # fmt: skip
         run.task = None
         self._unstored.append(run)
@@ -383,6 +409,48 @@ class RunManager:
                 self._runs.pop(old, None)
             self._stored.set()
 
+    async def _keep_leases(self) -> None:
+        """Every lease interval: renew this worker's leases, stop the runs it lost, and take
+        over the runs whose lease expired (see `kaizen.serve.leases`)."""
+        while True:
+            try:
+                held = await asyncio.to_thread(self.leases.renew)
+                for run_id in self._held - held:  # held before, not now: taken over
+                    run = self._runs.get(run_id)
+                    if run is not None and not run.is_finished and run.task is not None:
+                        log.warning("kaizen serve: run %s was taken over; stopping it", run_id)
+                        run.task.cancel()
+                        self.forget(run)
+                self._held = held
+                if self.take_over:
+                    for claimed in await asyncio.to_thread(self.leases.claim):
+                        await self._adopt(claimed)
+            except Exception:
+                log.exception("kaizen serve: could not renew or take over leases")
+            await asyncio.sleep(self.leases.interval)
+
+    async def _adopt(self, claimed: ClaimedRun) -> None:
+        """Resume a run this worker just took over (its worker died)."""
+        from kaizen.serve.target import RequestProblems
+        from kaizen.store.served import load_served_events
+
+        assert self._log is not None
+        events = await asyncio.to_thread(load_served_events, self.store, claimed.run_id, 0)
+        run = ServedRun(claimed.run_id, claimed.parameters, created=claimed.created)
+        run.events = [(e.seq, e.kind, e.data) for e in events]  # numbering goes on from here
+        self._runs[run.run_id] = run
+        log.info("kaizen serve: taking over run %s", run.run_id)
+        if claimed.cancel:
+            self._finish(run, "cancelled", None, "the run was cancelled", None)
+            return
+        try:
+            parameters = self.target.check(claimed.parameters)
+        except RequestProblems as exc:  # (checked when posted: another target's run)
+            self._finish(run, "failed", None, f"the run cannot be resumed here: {exc}", None)
+            return
+        self._set_status(run, "running")
+        run.task = asyncio.create_task(self._execute(run, parameters, taken_over=True))
+
     async def _watch_cancels(self) -> None:
         """Cancel the runs of this process that another process was asked to cancel."""
         while True:
@@ -431,7 +499,10 @@ class _Frames(MomentHook):
 
 
 def _took(taken: asyncio.Future[None], manager: RunManager, run: ServedRun) -> None:
-    """A resume's answers were taken: the run runs again (loop thread)."""
+    """A resume's answers were taken: the run runs again, on this worker's lease (loop
+    thread)."""
+    assert manager._log is not None
+    manager._log.leased(run.run_id, manager.leases.owner, manager.leases.until())
     manager._set_status(run, "running")
     if not taken.done():
         taken.set_result(None)

@@ -5,7 +5,9 @@ tests and benchmarks; port 0 picks a free port).
 Several workers (`workers > 1`) are separate processes: uvicorn imports
 `app_from_environment`, which reads the target and options `serve` put in the environment.
 They share the store, so any worker answers for any run: its status and events are read from
-the store while another worker runs it, and a cancel reaches it through the store.
+the store while another worker runs it, and a cancel reaches it through the store. A worker
+that dies leaves its runs to the others: their leases expire and another worker takes them
+over (`kaizen.serve.leases`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _TARGET = "KAIZEN_SERVE_TARGET"
 _STORE = "KAIZEN_SERVE_STORE"
 _MAX_BODY = "KAIZEN_SERVE_MAX_BODY"
 _STREAM_CONTENT = "KAIZEN_SERVE_STREAM_CONTENT"
+_LEASES = "KAIZEN_SERVE_LEASES"  # "interval,expiry" in seconds
 
 
 def serve(
@@ -39,6 +42,8 @@ def serve(
     proxy_headers: bool = False,
     stream_content: bool = True,
     loaded: Any = None,
+    lease_interval: float | None = None,
+    lease_expiry: float | None = None,
 ) -> None:
     """Serve `target` (``module:attr``) until stopped. `loaded`: the object `target` names,
     when the caller loaded it already (one worker serves it as it is; several import `target`
@@ -46,8 +51,11 @@ def serve(
     import uvicorn
 
     from kaizen.serve.app import DEFAULT_MAX_BODY, create_app
+    from kaizen.serve.leases import DEFAULT_LEASE_EXPIRY, DEFAULT_LEASE_INTERVAL
 
     limit = max_body or DEFAULT_MAX_BODY
+    interval = lease_interval or DEFAULT_LEASE_INTERVAL
+    expiry = lease_expiry or DEFAULT_LEASE_EXPIRY
     options: dict[str, Any] = {
         "host": host, "port": port, "log_level": log_level, "proxy_headers": proxy_headers,
         "server_header": False, "timeout_graceful_shutdown": 10,
@@ -55,7 +63,7 @@ def serve(
     if workers <= 1:
         app = create_app(
             target if loaded is None else loaded, store=store, max_body=limit,
-            stream_content=stream_content,
+            stream_content=stream_content, lease_interval=interval, lease_expiry=expiry,
         )  # fmt: skip
         uvicorn.run(app, **options)
         return
@@ -64,6 +72,7 @@ def serve(
         os.environ[_STORE] = str(Path(store).expanduser().absolute())
     os.environ[_MAX_BODY] = str(limit)
     os.environ[_STREAM_CONTENT] = "1" if stream_content else "0"
+    os.environ[_LEASES] = f"{interval},{expiry}"
     uvicorn.run(
         "kaizen.serve.server:app_from_environment", factory=True, workers=workers, **options
     )
@@ -72,16 +81,19 @@ def serve(
 def app_from_environment() -> FastAPI:
     """The app of one worker process (see the module docstring)."""
     from kaizen.serve.app import DEFAULT_MAX_BODY, create_app
+    from kaizen.serve.leases import DEFAULT_LEASE_EXPIRY, DEFAULT_LEASE_INTERVAL
 
     target = os.environ.get(_TARGET)
     if not target:
         raise RuntimeError(f"{_TARGET} is not set: start workers with `kaizen serve`")
+    leases = os.environ.get(_LEASES, "").split(",")
     return create_app(
         target,
         store=os.environ.get(_STORE) or None,
         max_body=int(os.environ.get(_MAX_BODY) or DEFAULT_MAX_BODY),
-        recover=False,  # another worker may be running the unfinished runs
         stream_content=os.environ.get(_STREAM_CONTENT, "1") != "0",
+        lease_interval=float(leases[0]) if leases[0] else DEFAULT_LEASE_INTERVAL,
+        lease_expiry=float(leases[1]) if len(leases) > 1 else DEFAULT_LEASE_EXPIRY,
     )
 
 

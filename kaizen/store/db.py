@@ -180,6 +180,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, node_id)
     ) WITHOUT ROWID;
     """,
+    # kaizen serve's leases (kaizen.store.served): the worker that executes a served run, and
+    # until when it holds it; a worker that dies stops renewing, and another takes the run over
+    """
+    ALTER TABLE served_runs ADD COLUMN owner TEXT;
+    ALTER TABLE served_runs ADD COLUMN lease_until REAL;
+    """,
 )
 
 _shared: dict[str, Store] = {}

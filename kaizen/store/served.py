@@ -8,10 +8,17 @@ writer's own thread), so a request or a run never waits for SQLite; `flush()` wa
 written so far. The readers (`load_served_run`, `load_served_events`) read committed rows.
 
 A run's row is written before its events (the writer keeps the order), its status on each
-change and its results, error and record when it ends. Rows of runs left ``queued`` or
-``running`` by a server that stopped are marked failed by `abandon_unfinished` (a single server
-calls it when it starts; with several worker processes on one store none can tell whether
-another is still running them, so none does).
+change and its results, error and record when it ends.
+
+Leases. The worker that executes a run holds a lease on it (``owner``, ``lease_until``),
+renewed for all its runs at once (`renew_leases`) while they are ``queued`` or ``running``; a
+run that waits for a person holds none. A worker that dies stops renewing; once a lease has
+expired, any worker on the store takes the run over (`claim_expired`: one UPDATE that only
+matches expired leases, so of several workers scanning at once exactly one wins each run) and
+resumes it from its checkpoints. A worker that learns it lost a lease (`renew_leases` no longer
+returns the run) stops executing it, and its late writes of the run's end change nothing
+(`ServedRunLog.finished` only touches a row its writer owns). `abandon_unfinished` is the older
+answer for a single server: it marks every unfinished run failed.
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ from kaizen.store.writer import BatchWriter, attach, detach
 
 __all__ = [
     "FINISHED_STATUSES",
+    "ClaimedRun",
     "ServedEvent",
     "ServedRunLog",
     "ServedRunRow",
     "abandon_unfinished",
     "cancel_requests",
+    "claim_expired",
     "load_served_events",
     "load_served_run",
+    "renew_leases",
     "request_cancel",
 ]
 
@@ -73,15 +83,16 @@ class ServedEvent:
 
 
 _INSERT_RUN = (
-    "INSERT OR REPLACE INTO served_runs (run_id, target, status, parameters, created)"
-    " VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO served_runs (run_id, target, status, parameters, created, owner,"
+    " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _SET_STATUS = "UPDATE served_runs SET status = ? WHERE run_id = ?"
 _INSERT_EVENT = "INSERT OR IGNORE INTO served_events VALUES (?, ?, ?, ?)"
 _FINISH = (
-    "UPDATE served_runs SET status = ?, finished = ?, results = ?, error = ?, record = ?"
-    " WHERE run_id = ?"
+    "UPDATE served_runs SET status = ?, finished = ?, results = ?, error = ?, record = ?,"
+    " lease_until = NULL WHERE run_id = ? AND (? IS NULL OR owner IS NULL OR owner = ?)"
 )
+_TAKE = "UPDATE served_runs SET owner = ?, lease_until = ? WHERE run_id = ?"
 
 
 class ServedRunLog:
@@ -113,9 +124,17 @@ class ServedRunLog:
         status: str,
         parameters_json: str,
         created: float | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
     ) -> None:
         when = time.time() if created is None else created
-        self._submit(_INSERT_RUN, (run_id, target, status, parameters_json, when))
+        self._submit(
+            _INSERT_RUN, (run_id, target, status, parameters_json, when, owner, lease_until)
+        )
+
+    def leased(self, run_id: str, owner: str, until: float) -> None:
+        """`owner` executes `run_id` from now (a resumed run): its lease, until `until`."""
+        self._submit(_TAKE, (owner, until, run_id))
 
     def status(self, run_id: str, status: str) -> None:
         self._submit(_SET_STATUS, (status, run_id))
@@ -132,10 +151,13 @@ class ServedRunLog:
         error: str | None,
         record: str | None,
         finished: float | None = None,
+        owner: str | None = None,
     ) -> None:
-        """The run ended (at `finished`, default now): `results` and `record` as JSON text."""
+        """The run ended (at `finished`, default now): `results` and `record` as JSON text.
+        With `owner`, only while that worker holds the run (a run taken over is the new
+        owner's to finish)."""
         when = time.time() if finished is None else finished
-        self._submit(_FINISH, (status, when, results, error, record, run_id))
+        self._submit(_FINISH, (status, when, results, error, record, run_id, owner, owner))
 
     async def aflush(self) -> None:
         """Wait, without holding a thread, until every row written so far is committed."""
@@ -196,6 +218,40 @@ def abandon_unfinished(store: Store, reason: str) -> int:
             (time.time(), reason),
         ).rowcount
     return int(count)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run whose lease expired, now this worker's: what it needs to resume it."""
+
+    run_id: str
+    parameters: dict[str, Any]
+    created: float
+    cancel: bool  # a cancel was asked before it was taken over
+
+
+def renew_leases(store: Store, owner: str, until: float) -> set[str]:
+    """Extend `owner`'s leases on its unfinished runs to `until`; the ids it still holds."""
+    with store.write() as db:
+        rows = db.execute(
+            "UPDATE served_runs SET lease_until = ? WHERE owner = ?"
+            " AND status IN ('queued', 'running') RETURNING run_id",
+            (until, owner),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def claim_expired(store: Store, owner: str, until: float, now: float) -> list[ClaimedRun]:
+    """Take over the unfinished runs whose lease expired before `now` (or that have none):
+    `owner` holds them until `until`. Atomic: a run is claimed by exactly one worker."""
+    with store.write() as db:
+        rows = db.execute(
+            "UPDATE served_runs SET owner = ?, lease_until = ? WHERE status IN ('queued',"
+            " 'running') AND (lease_until IS NULL OR lease_until < ?)"
+            " RETURNING run_id, parameters, created, cancel",
+            (owner, until, now),
+        ).fetchall()
+    return [ClaimedRun(r[0], json.loads(r[1]), r[2], bool(r[3])) for r in rows]
 
 
 def request_cancel(store: Store, run_id: str) -> bool:
