@@ -426,6 +426,45 @@ def test_runs_a_stopped_server_left_unfinished_are_taken_over_and_finished(
     assert foreign["status"] == "failed" and "cannot be resumed here" in foreign["error"]
 
 
+def test_a_cancel_reaches_a_run_whose_lease_moved_to_another_worker(tmp_path: Path) -> None:
+    """The lease on a run worker A executes moves (as if A had hung past its expiry): a worker
+    takes the run over (B, which resumes it, or A again, which goes on with it), A stops its
+    copy if it lost it, and a cancel asked through A is carried out by whoever holds the run:
+    it ends cancelled, once, its events numbered without a gap."""
+    store = tmp_path / "runs.db"
+    fast = {"lease_interval": 0.05, "lease_expiry": 0.5}
+    with (
+        serving(slow_workflow(), store, **fast) as a,
+        serving(slow_workflow(), store, **fast) as b,
+    ):
+        run_id = a.post("/runs", json={"seconds": 60}).json()["run_id"]
+        deadline = time.monotonic() + 10
+        while a.get(f"/runs/{run_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with Store.open(store).write() as db:  # as if A had hung past its lease's expiry
+            db.execute(
+                "UPDATE served_runs SET owner = 'hung:0:0', lease_until = 0 WHERE run_id = ?",
+                (run_id,),
+            )
+        while _owner_of(store, run_id) in ("", "hung:0:0"):  # A or B takes it (over)
+            assert time.monotonic() < deadline + 10, "nobody took the run over"
+            time.sleep(0.02)
+        assert a.post(f"/runs/{run_id}/cancel").status_code == 202
+        state = finish(b, run_id)
+        assert state["status"] == "cancelled"
+        events, _ = read_events(b, run_id)
+    assert [e["event"] for e in events].count("done") == 1
+    ids = [int(e["id"]) for e in events]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def _owner_of(store: Path, run_id: str) -> str:
+    """The worker holding `run_id` now ("" while nobody does)."""
+    rows = Store.open(store).read("SELECT owner FROM served_runs WHERE run_id = ?", (run_id,))
+    return str(rows[0][0]) if rows and rows[0][0] else ""
+
+
 def test_another_process_on_the_same_store_follows_and_cancels_a_run(tmp_path: Path) -> None:
     """Two servers on one store stand for two worker processes: either answers for any run."""
     store = tmp_path / "runs.db"

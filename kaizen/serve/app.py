@@ -245,6 +245,8 @@ def create_app(
         if run is not None and run.status != "waiting":  # (a waiting run is the store's)
             if run.is_finished or not manager.cancel(run_id):
                 return _error(409, f"run {run_id!r} has finished ({run.status}); nothing to cancel")
+            # ... and in the store, for the worker holding it if its lease moved meanwhile
+            await asyncio.to_thread(request_cancel, the_store, run_id)
             return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
         row = await asyncio.to_thread(load_served_run, the_store, run_id)
         if row is None:
@@ -494,7 +496,7 @@ async def _live_frames(
         for seq, kind, text in fresh:
             yield encode_event(seq, kind, text)
             sent = seq
-        if (run.is_finished or run.status == "waiting") and sent >= len(run.events):
+        if (run.is_finished or run.status == "waiting" or run.lost) and sent >= len(run.events):
             return  # (a waiting run's stream ends: a client reconnecting follows the store)
         try:
             await asyncio.wait_for(changed.wait(), keepalive)

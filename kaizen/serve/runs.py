@@ -71,6 +71,7 @@ class ServedRun:
     events: list[tuple[int, str, str]] = field(default_factory=list)  # (id, kind, JSON)
     task: asyncio.Task[None] | None = None
     stored: bool = False  # every row of the finished run is committed
+    lost: bool = False  # another worker took it over (its lease expired): no more writes
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -328,6 +329,10 @@ class RunManager:
         from kaizen.store.runs import record_json
 
         assert self._log is not None
+        if run.lost:  # another worker took it over: the end is that worker's to write
+            run.task = None
+            run._notify()
+            return
         results_text = json.dumps(results, ensure_ascii=False, default=str)
         record_text = record_json(record) if record is not None else None
         run.results = json.loads(results_text)
@@ -368,6 +373,8 @@ class RunManager:
     def _add(self, run: ServedRun, kind: str, data: dict[str, Any]) -> None:
         """Number and keep one event, write it, wake the run's readers (loop thread only)."""
         assert self._log is not None
+        if run.lost:
+            return
         seq = len(run.events) + 1
         text = dumps(data)
         run.events.append((seq, kind, text))
@@ -419,6 +426,7 @@ class RunManager:
                     run = self._runs.get(run_id)
                     if run is not None and not run.is_finished and run.task is not None:
                         log.warning("kaizen serve: run %s was taken over; stopping it", run_id)
+                        run.lost = True  # nothing more of it is written: it is not ours
                         run.task.cancel()
                         self.forget(run)
                 self._held = held
@@ -435,6 +443,9 @@ class RunManager:
         from kaizen.store.served import load_served_events
 
         assert self._log is not None
+        mine = self._runs.get(claimed.run_id)
+        if mine is not None and mine.task is not None and not mine.lost:
+            return  # this worker still executes it (it was late renewing): it goes on
         events = await asyncio.to_thread(load_served_events, self.store, claimed.run_id, 0)
         run = ServedRun(claimed.run_id, claimed.parameters, created=claimed.created)
         run.events = [(e.seq, e.kind, e.data) for e in events]  # numbering goes on from here
