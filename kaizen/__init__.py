@@ -353,7 +353,7 @@ def _durability() -> type[Durability]:
 
 def _node_types() -> Callable[[], None]:
     def load() -> None:
-        import kaizen.agents.agent  # noqa: F401  (it registers AgentNode and LLMAgentNode)
+        import kaizen.agents.node  # noqa: F401  (it registers AgentNode and LLMAgentNode)
 
     return load
 

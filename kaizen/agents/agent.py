@@ -1,5 +1,5 @@
-"""`Agent` (a signature + a model config, executable and usable as a workflow node) and
-`AgentNode` (an agent in a workflow graph).
+"""`Agent`: a signature + a model config, executable and usable as a workflow node
+(`kaizen.agents.node.AgentNode`).
 
 `agent.execute(**inputs)` is the workflow engine running a one-node workflow that holds the
 agent's `AgentNode` (built once and cached); the conversation with the model is the exchange flow
@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from kaizen.agents.config import (
     AgentConfig,
@@ -34,31 +34,25 @@ from kaizen.agents.config import (
     resolve_settings,
     valid_keys,
 )
-from kaizen.agents.exchange import exchange
+from kaizen.agents.outcome import completed, failed
 from kaizen.agents.result import ExecutionReport, ExecutionResult
 from kaizen.aio import run_blocking
 from kaizen.errors import (
-    AgentLimitError,
     BudgetExceededError,
     ConfigError,
-    KaizenError,
     NodeExecutionError,
 )
-from kaizen.flow import Flow, run_async, run_sync
-from kaizen.missing import MISSING
-from kaizen.nodes.base import ExecutionPolicy, Node, Port
-from kaizen.nodes.registry import register_node_type
+from kaizen.nodes.base import ExecutionPolicy
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.hooks import Middleware, check_hooks
 from kaizen.runtime.stream import Done, StreamEvent, StreamHook, stream_async, stream_sync
-from kaizen.store.memory import remembering
 from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
+    from kaizen.agents.node import AgentNode
     from kaizen.runtime.local import LocalRuntime
-    from kaizen.runtime.record import NodeRun, RunRecord
     from kaizen.signatures import Signature
     from kaizen.store.db import StorePath
     from kaizen.store.memory import Memory, MemoryProvider
@@ -70,8 +64,6 @@ __all__ = [
     "AGENT_CONFIG_KEYS",
     "DEFAULT_SIGNATURE_SPEC",
     "Agent",
-    "AgentNode",
-    "LLMAgentNode",
     "coerce_signature",
     "default_signature",
 ]
@@ -439,7 +431,7 @@ class Agent:
             failure: BaseException = exc
         else:
             return self._ended(results, report, run_id, started, values, resuming, False)
-        return self._failed(failure, report, run_id, started, settings, values)
+        return failed(self, failure, report, run_id, started, settings, values)
 
     async def _execute_async(
         self,
@@ -459,7 +451,7 @@ class Agent:
             failure: BaseException = exc
         else:
             return self._ended(results, report, run_id, started, values, resuming, True)
-        return self._failed(failure, report, run_id, started, settings, values)
+        return failed(self, failure, report, run_id, started, settings, values)
 
     def _ended(
         self,
@@ -473,7 +465,7 @@ class Agent:
     ) -> ExecutionResult:
         """The result of a run that ended without an error: completed, or paused."""
         if report.waiting is None:
-            return self._result(results, report, run_id, started, values)
+            return completed(self, results, report, run_id, started, values)
         from kaizen.agents.pause import waiting_result
 
         answers = resuming[0] if resuming is not None else {}
@@ -524,103 +516,14 @@ class Agent:
                 if workflow is None:
                     from kaizen.workflow.builder import WorkflowBuilder
 
-                    node = AgentNode(self.name, agent=self, sync=sync, inputs_validated=True,
-                                     signature=signature)  # fmt: skip
+                    node = _agent_node()(self.name, agent=self, sync=sync, inputs_validated=True,
+                                         signature=signature)  # fmt: skip
                     builder = WorkflowBuilder(self.name)
                     builder.add_node_instance(node)
                     if len(self._engines) >= _MAX_ENGINES:  # a free-form agent's input sets
                         self._engines.clear()
                     workflow = self._engines[key] = builder.build()
         return workflow
-
-    def _result(
-        self,
-        results: Mapping[str, Mapping[str, Any]],
-        report: ExecutionReport,
-        run_id: str,
-        started: float,
-        values: Mapping[str, Any],
-    ) -> ExecutionResult:
-        outputs = results.get(self.name)
-        if outputs is None:  # skipped (the runtime says why) or never ran
-            node_run = self.runtime.get_record(run_id).nodes.get(self.name)
-            why = node_run.skip_reason or node_run.error if node_run is not None else None
-            raise KaizenError(
-                f"agent {self.name!r} produced no result in run {run_id!r}: {why or 'unknown'}"
-            )
-        metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
-        node_run = self._node_run(run_id)
-        plan, plan_run = self._plan_parts(node_run, values)
-        data = dict(outputs)
-        if self.free_form:
-            from kaizen.agents.freeform import noted_fields
-
-            data.update(noted_fields(node_run))
-        return ExecutionResult(
-            data,
-            raw=report.raw,
-            metadata=metadata,
-            tool_calls=node_run.tool_calls if node_run is not None else (),
-            stop_reason=(node_run.stop_reason if node_run is not None else None) or "completed",
-            plan=plan,
-            run=plan_run,
-        )
-
-    def _plan_parts(
-        self, node_run: NodeRun | None, values: Mapping[str, Any]
-    ) -> tuple[Workflow | None, RunRecord | None]:
-        """A planning agent's last plan as a `Workflow` and the `RunRecord` of its run."""
-        if node_run is None or not any(n.get("kind") == "plan" for n in node_run.notes):
-            return None, None
-        from kaizen.plans.strategy import last_plan
-
-        return last_plan(node_run.notes, self, values, self._run_tools())
-
-    def _node_run(self, run_id: str) -> NodeRun | None:
-        try:
-            return self.runtime.get_record(run_id).nodes.get(self.name)
-        except KeyError:
-            return None
-
-    def _failed(
-        self,
-        failure: BaseException,
-        report: ExecutionReport,
-        run_id: str,
-        started: float,
-        settings: ModelSettings,
-        values: Mapping[str, Any],
-    ) -> ExecutionResult:
-        error = failure
-        if isinstance(failure, NodeExecutionError) and isinstance(failure.__cause__, Exception):
-            error = failure.__cause__  # the agent's own error, its chain intact
-        node_run = self._node_run(run_id)
-        tool_calls = list(node_run.tool_calls) if node_run is not None else []
-        if isinstance(error, BudgetExceededError) and self._tool_sources:
-            error = AgentLimitError(
-                f"agent {self.name!r} stopped (budget): {error}",
-                agent=self.name,
-                stop_reason="budget",
-                tool_calls=tool_calls,
-            )
-        if isinstance(error, AgentLimitError):
-            if settings.on_limit == "raise":
-                raise error
-        elif settings.raise_on_error:
-            raise error
-        metadata = report.metadata(self.name, run_id, time.perf_counter() - started)
-        plan, plan_run = self._plan_parts(node_run, values)
-        return ExecutionResult(
-            {},
-            raw=report.raw,
-            metadata=metadata,
-            success=False,
-            error=error,
-            tool_calls=tool_calls,
-            stop_reason=error.stop_reason if isinstance(error, AgentLimitError) else "error",
-            plan=plan,
-            run=plan_run,
-        )
 
     # -- agents as nodes ------------------------------------------------------------------------
 
@@ -633,7 +536,7 @@ class Agent:
         config key `retries`).
         """
         policy = ExecutionPolicy(timeout=timeout, retries=retries)
-        return AgentNode(node_id or self.name, policy=policy, agent=self)
+        return _agent_node()(node_id or self.name, policy=policy, agent=self)
 
     def to_workflow(self, node_id: str | None = None) -> WorkflowBuilder:
         """A `WorkflowBuilder` holding just this agent's node."""
@@ -644,150 +547,24 @@ class Agent:
         return builder
 
 
-class AgentNode(Node):
-    """A node that runs an `Agent`: ports = signature fields, async on the runtime's event loop
-    (or, built with `sync=True`, sync in the runtime's threads or inline).
-
-    By type name from a config: `{"agent": agent}` uses that agent; `{"signature": ...,
-    "name": ..., <agent config keys>}` makes one. Other keys named like an input set that input.
-    """
-
-    type_name = "AgentNode"
-    model_bound = True
-    config_keys: ClassVar[frozenset[str] | None] = AGENT_CONFIG_KEYS | {
-        "agent",
-        "signature",
-        "name",
-    }
-
-    def __init__(
-        self,
-        node_id: str,
-        config: Mapping[str, Any] | None = None,
-        *,
-        policy: ExecutionPolicy | None = None,
-        agent: Agent | None = None,
-        sync: bool = False,
-        inputs_validated: bool = False,
-        signature: Signature | None = None,
-    ) -> None:
-        config = dict(config or {})
-        if agent is None:
-            agent = _agent_from_config(node_id, config)
-        elif config:
-            raise ValueError(
-                f"node {node_id!r}: pass either an agent or a config, not both "
-                "(configure the agent instead)"
-            )
-        self.agent = agent
-        # the fields of this node's ports and of its exchange (Agent.call_signature)
-        self.signature = signature if signature is not None else agent.call_signature()
-        # sync=True: the runtime calls run() (litellm's sync API) instead of arun() on its loop
-        self._sync = sync
-        # Agent.execute validated the inputs already; in a graph they are validated here
-        self._inputs_validated = inputs_validated
-        # The node's config keeps only input values (bound by the builder): what configures the
-        # agent stays with the agent, and its API key never sits in a node's config.
-        inputs = set(self.signature.input_names)
-        super().__init__(node_id, {k: v for k, v in config.items() if k in inputs}, policy=policy)
-
-    @property
-    def hooks(self) -> tuple[Any, ...]:
-        return self.agent.hooks
-
-    @property
-    def is_async(self) -> bool:
-        return not self._sync
-
-    def make_ports(self) -> tuple[Iterable[Port], Iterable[Port]]:
-        signature = self.signature
-        inputs = [Port(f.name, f.type, f.default, f.description) for f in signature.input_fields]
-        outputs = [Port(f.name, f.type, MISSING, f.description) for f in signature.output_fields]
-        return inputs, outputs
-
-    def _flow(self, inputs: dict[str, Any]) -> Flow[dict[str, Any]]:
-        agent, signature = self.agent, self.signature
-        if not self._inputs_validated:  # (execute() validated and guarded them already)
-            inputs = signature.validate_inputs(inputs)
-            agent._check_guards(inputs)
-        budget = None
-        if agent._policy is not None or agent._audit is not None:
-            # in a workflow a missing approval pauses the node; a direct execute() (which
-            # validated the inputs itself) raises ApprovalRequired, as the ADR documents
-            budget = agent._check_access(inputs, pause=not self._inputs_validated)
-        settings = agent.settings()
-        tools = agent._run_tools() if agent._tool_sources else ()
-        memory = agent.memory
-        # a plan runs as a workflow of its own, on the agent's runtime
-        runtime = agent.runtime if settings.strategy == "plan" else None
-
-        def execution(block: str | None) -> Flow[dict[str, Any]]:
-            schema = self._output_schema(settings.strategy == "plan" or bool(tools))
-            return exchange(agent.name, signature, settings, inputs, schema, tools, block, runtime)
-
-        flow = execution(None) if memory is None else remembering(memory, inputs, execution)
-        if agent.free_form:  # any fields may come back: the ports get theirs, the record the rest
-            from kaizen.agents.freeform import ports_only
-
-            flow = ports_only(flow, signature.output_names)
-        if budget is None:
-            return flow
-        from kaizen.observe.policy import charging
-
-        return charging(flow, budget)
-
-    def _output_schema(self, acts: bool) -> dict[str, Any]:
-        """The JSON Schema the model's reply must fit: open to any fields for an agent without
-        a signature answering in one call (not when it acts with tools or plans)."""
-        if self.signature is self.agent.signature:
-            return self.agent.output_schema
-        if self.agent.free_form and not acts:
-            from kaizen.agents.freeform import open_schema
-
-            return open_schema(self.signature)
-        return self.signature.output_schema
-
-    def run(self, **inputs: Any) -> dict[str, Any]:
-        return run_sync(self._flow(inputs))
-
-    async def arun(self, **inputs: Any) -> dict[str, Any]:
-        return await run_async(self._flow(inputs))
-
-
-class LLMAgentNode(AgentNode):
-    """`AgentNode` by type name; config: `signature`, optional `name`, and any agent config key."""
-
-    type_name = "LLMAgentNode"
-
-
-def _agent_from_config(node_id: str, config: Mapping[str, Any]) -> Agent:
-    given = config.get("agent")
-    if given is not None:
-        if not isinstance(given, Agent):
-            raise TypeError(
-                f"config 'agent' must be an Agent (kaizen.create_agent), got {type(given).__name__}"
-            )
-        extra = sorted(set(config) & (AGENT_CONFIG_KEYS | {"signature", "name"}))
-        if extra:
-            raise ValueError(
-                f"config {extra} cannot change the agent given as 'agent'; configure the agent "
-                "itself, or give 'signature' and agent config keys instead of 'agent'"
-            )
-        return given
-    settings = dict(config)
-    signature = coerce_signature(settings.pop("signature", None))
-    name = settings.pop("name", node_id)
-    for key in signature.input_names:  # input values, bound by the builder
-        if key not in AGENT_CONFIG_KEYS:
-            settings.pop(key, None)
-    return Agent(name, signature, settings)
-
-
-register_node_type(AgentNode)
-register_node_type(LLMAgentNode)
-
-
 def _middleware(middleware: object) -> Middleware:
     if not isinstance(middleware, Middleware):
         raise TypeError(f"{middleware!r} is not a middleware: subclass kaizen.Middleware")
     return middleware
+
+
+def _agent_node() -> type[AgentNode]:
+    """`AgentNode` (`kaizen.agents.node`, which imports this module), found by its registered
+    type name: the registry loads it on first use."""
+    from kaizen.nodes.registry import get_node_type
+
+    return get_node_type("AgentNode")  # type: ignore[return-value]
+
+
+def __getattr__(name: str) -> Any:
+    """`AgentNode` and `LLMAgentNode` moved to `kaizen.agents.node`; still found here."""
+    if name in ("AgentNode", "LLMAgentNode"):
+        from kaizen.nodes.registry import get_node_type
+
+        return get_node_type(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -250,7 +250,7 @@ def port_schema(annotation: Any) -> dict[str, Any]:
 def _checked_type(node: Any, port: str, annotation: Any) -> Any:
     """The port's type with the limits the node checks its inputs against: an agent's
     signature constraints (``ge``, ``le``, ``min_length``, ...), so a schema declares them."""
-    from kaizen.agents.agent import AgentNode
+    from kaizen.agents.node import AgentNode
 
     if not isinstance(node, AgentNode):
         return annotation
