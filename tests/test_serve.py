@@ -714,3 +714,20 @@ def test_an_agents_runs_fit_the_openapi_document(tmp_path: Path) -> None:
         document = client.get("/openapi.json").json()
     problems = exchanges.problems(document)
     assert not problems, "\n".join(problems)
+
+
+def test_kaizen_runs_prune_prunes_served_runs_but_not_unfinished_ones(tmp_path: Path) -> None:
+    from kaizen.store.runs import prune
+    from kaizen.store.served import load_served_events, load_served_run
+
+    store = Store(tmp_path / "runs.db")
+    log = ServedRunLog(store)
+    log.created("old-done", "slow", "running", "{}", created=time.time() - 100)
+    log.event("old-done", 1, "done", "{}")
+    log.finished("old-done", "completed", results="{}", error=None, record=None)
+    log.created("old-running", "slow", "running", "{}", created=time.time() - 100,
+                owner="elsewhere", lease_until=time.time() + 60)  # fmt: skip
+    log.close()
+    assert prune(store, 10) == 1
+    assert load_served_run(store, "old-done") is None and not load_served_events(store, "old-done")
+    assert load_served_run(store, "old-running") is not None  # someone may still run it

@@ -296,13 +296,21 @@ def parse_age(text: str) -> float:
 
 
 def prune(store: Store, older_than: float) -> int:
-    """Delete runs that started more than `older_than` seconds ago (with their checkpoints and
-    recordings) and expired cache entries; returns how many runs went."""
+    """Delete runs that started more than `older_than` seconds ago (with their checkpoints,
+    recordings and interrupts), the finished runs of `kaizen serve` created before then (with
+    their events), and expired cache entries; returns how many runs went."""
     cutoff = time.time() - older_than
+    finished = "('completed', 'failed', 'cancelled')"
     with store.write() as db:
-        count = db.execute("DELETE FROM runs WHERE started < ?", (cutoff,)).rowcount
+        gone = {row[0] for row in db.execute("SELECT run_id FROM runs WHERE started < ?",
+                                             (cutoff,))}  # fmt: skip
+        gone |= {row[0] for row in db.execute(
+            f"SELECT run_id FROM served_runs WHERE created < ? AND status IN {finished}",
+            (cutoff,))}  # fmt: skip
+        db.execute("DELETE FROM runs WHERE started < ?", (cutoff,))
+        db.execute(f"DELETE FROM served_runs WHERE created < ? AND status IN {finished}", (cutoff,))
         db.execute("DELETE FROM cache WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
-    return int(count)
+    return len(gone)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
