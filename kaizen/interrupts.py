@@ -23,7 +23,7 @@ the runtime all use it without importing each other.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -203,6 +203,24 @@ def interrupt(payload: Any, *, schema: Mapping[str, Any] | None = None) -> Any:
     JSON schema the answer must match: a resume with an answer of another shape is refused
     before anything is stored.
     """
+    return _ask(lambda index: InterruptRequest(index, payload, dict(schema) if schema else None))
+
+
+def ask_approval(
+    payload: Any, *, tool: str | None = None, args: Mapping[str, Any] | None = None
+) -> ApprovalDecision:
+    """Pause this node for an approval (an interrupt of kind "approval", answered in the shapes
+    of `APPROVAL_SCHEMA`); on resume, the decision. `tool` and `args` say what the approval is
+    for when it is a tool call. Outside a node, as `interrupt`."""
+    asked = dict(args) if args is not None else None
+    answer = _ask(
+        lambda index: InterruptRequest(index, payload, APPROVAL_SCHEMA, "approval", tool, asked)
+    )
+    return ApprovalDecision.parse(answer)
+
+
+def _ask(request: Callable[[int], InterruptRequest]) -> Any:
+    """The answer to this node's next interrupt, or `NodePaused` with `request(index)`."""
     current = _resumption.get()
     if current is None:
         raise RuntimeError(
@@ -213,29 +231,7 @@ def interrupt(payload: Any, *, schema: Mapping[str, Any] | None = None) -> Any:
     known, value = current.answer(index)
     if known:
         return value
-    raise NodePaused((InterruptRequest(index, payload, dict(schema) if schema else None),))
-
-
-def ask_approval(
-    payload: Any, *, tool: str | None = None, args: Mapping[str, Any] | None = None
-) -> ApprovalDecision:
-    """Pause this node for an approval (an interrupt of kind "approval", answered in the shapes
-    of `APPROVAL_SCHEMA`); on resume, the decision. `tool` and `args` say what the approval is
-    for when it is a tool call. Outside a node, as `interrupt`."""
-    current = _resumption.get()
-    if current is None:
-        raise RuntimeError(
-            "an approval was asked outside a node: run it through a Kaizen runtime "
-            "(runtime.execute, agent.execute)"
-        )
-    index = current.next_index()
-    known, value = current.answer(index)
-    if known:
-        return ApprovalDecision.parse(value)
-    request = InterruptRequest(
-        index, payload, APPROVAL_SCHEMA, "approval", tool, dict(args) if args is not None else None
-    )
-    raise NodePaused((request,))
+    raise NodePaused((request(index),))
 
 
 @dataclass(frozen=True)
