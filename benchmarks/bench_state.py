@@ -9,7 +9,8 @@ Cases (each implementation in its own fresh interpreter; medians after a warm-up
   node), "kaizen, async" is `durability="async"` (committed in batches by a background writer;
   the run's end waits for them; at-least-once after a crash). LangGraph: a `StateGraph` of N
   nodes compiled without and with `SqliteSaver` on a file (one thread per run; LangGraph's own
-  setup: WAL, synchronous=FULL), and "langgraph-normal": the same saver on a connection set to synchronous=NORMAL, as Kaizen's.
+  setup: WAL, synchronous=FULL), and "langgraph-normal": the same saver on a connection set to
+  synchronous=NORMAL, as Kaizen's.
 - checkpoint cost added per node: checkpointed minus plain, per node (target <= 50 us for
   Kaizen).
 - memory search, 10,000 memories: `Memory.search(query, 5)`, the mean over 4 queries (common
