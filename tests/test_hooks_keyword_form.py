@@ -12,6 +12,7 @@ import pytest
 
 import kaizen
 from kaizen import LocalRuntime, WorkflowBuilder, moments
+from kaizen.interrupts import Interrupt
 from kaizen.moments import MOMENTS, Moment
 from kaizen.runtime import NodeStatus, RunRecord, RunStatus
 from kaizen.runtime.hooks import HookSet, MomentHook
@@ -44,6 +45,12 @@ class KeywordLog:
 
     def on_node_finish(self, **moment: Any) -> None:
         self.seen.append(("node_finish", moment))
+
+    def on_node_wait(self, **moment: Any) -> None:
+        self.seen.append(("node_wait", moment))
+
+    def on_node_resume(self, **moment: Any) -> None:
+        self.seen.append(("node_resume", moment))
 
     def on_model_call_start(self, **moment: Any) -> None:
         self.seen.append(("model_call_start", moment))
@@ -93,6 +100,7 @@ def one_of_each() -> list[Moment]:
     record = RunRecord("r", "w", started=1.0)
     tool = moments.ToolCallRecord("c1", "add", {"a": 1}, output="2", started=3.0, duration=0.5)
     failure = ConnectionError("flaky")
+    asked = Interrupt("ask/0", "ask", 0, {"question": "ok?"}, created_at=4.5)
     return [
         moments.RunStarted("r", workflow, record),
         moments.NodeStarted("r", "n", "FunctionNode", 1, 2.0),
@@ -105,6 +113,8 @@ def one_of_each() -> list[Moment]:
         moments.ToolCallFinished("r", "n", "add", "c1", tool),
         moments.NodeFinished("r", "n", NodeStatus.COMPLETED, {"result": 1}, None, 2.0, 3.0, 2),
         moments.NodeSkipped("r", "after", "upstream failed", 4.0),
+        moments.NodeWaiting("r", "ask", (asked,), {"saved": 1}, 4.5),
+        moments.NodeResumed("r", "ask", (asked,), 4.6),
         moments.RunFinished("r", RunStatus.FAILED, record, failure),
     ]
 

@@ -281,7 +281,7 @@ def test_a_store_of_the_previous_schema_is_migrated_and_stays_searchable(tmp_pat
         "Meetings are scheduled on Mondays"
     ]
     again = sqlite3.connect(path)  # the migration is idempotent: running it again changes nothing
-    for statement in _statements(MIGRATIONS[-1]):
+    for statement in _statements(MIGRATIONS[3]):  # (the stemming one)
         again.execute(statement)
     again.commit()
     again.close()
