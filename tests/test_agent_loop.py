@@ -380,15 +380,11 @@ def test_every_tool_call_is_a_hook_moment_and_in_the_run_record() -> None:
     seen: list[tuple[str, str, str]] = []
 
     class Watch(ToolCallStartHook, ToolCallFinishHook):
-        def on_tool_call_start(
-            self, *, run_id: str, node_id: str, tool: str, arguments: Any, call_id: str
-        ) -> None:
-            seen.append(("start", node_id, tool))
+        def on_tool_call_start(self, event: kaizen.ToolCallStarted) -> None:
+            seen.append(("start", event.node_id, event.tool))
 
-        def on_tool_call_finish(
-            self, *, run_id: str, node_id: str, tool: str, call_id: str, record: ToolCallRecord
-        ) -> None:
-            seen.append(("finish", node_id, record.output or ""))
+        def on_tool_call_finish(self, event: kaizen.ToolCallFinished) -> None:
+            seen.append(("finish", event.node_id, event.record.output or ""))
 
     model = ScriptedModel([ScriptedModel.tool_call("add", {"a": 1, "b": 2}), {"answer": "3"}])
     agent = agent_with(model)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import kaizen
 from kaizen.agents import create_agent
 from kaizen.errors import WorkflowValidationError
 from kaizen.patterns import create_pipeline
@@ -118,8 +119,8 @@ def test_a_step_configured_in_the_pipeline_keeps_the_agents_hooks() -> None:
         def __init__(self) -> None:
             self.nodes: list[str] = []
 
-        def on_node_finish(self, *, node_id: str, **moment: object) -> None:
-            self.nodes.append(node_id)
+        def on_node_finish(self, event: kaizen.NodeFinished) -> None:
+            self.nodes.append(event.node_id)
 
     seen = Seen()
     model = ScriptedModel(lambda messages: {"result": "r"})

@@ -101,7 +101,7 @@ class Counter(RunStartHook):
     def __init__(self) -> None:
         self.runs = 0
 
-    def on_run_start(self, **_: Any) -> None:
+    def on_run_start(self, event: Any) -> None:
         self.runs += 1
 
 

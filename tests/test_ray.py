@@ -396,10 +396,8 @@ class Retries(NodeRetryHook):
     def __init__(self) -> None:
         self.heard: list[tuple[str, int, str]] = []
 
-    def on_node_retry(
-        self, *, run_id: str, node_id: str, attempt: int, error: Any, wait: float
-    ) -> None:
-        self.heard.append((node_id, attempt, type(error).__name__))
+    def on_node_retry(self, event: kaizen.NodeRetrying) -> None:
+        self.heard.append((event.node_id, event.attempt, type(event.error).__name__))
 
 
 def failing_workflow(marker: Path, failures: int, retries: int) -> Workflow:

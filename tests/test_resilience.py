@@ -113,9 +113,8 @@ def test_breaker_transitions_reach_the_hooks_of_the_node_that_moved_it(
     seen: list[tuple[str, str]] = []
 
     class Watch(kaizen.BreakerHook):
-        def on_breaker_change(self, *, run_id: str, node_id: str, model: str, state: Any,
-                              previous: str) -> None:  # fmt: skip
-            seen.append((node_id, state.state))
+        def on_breaker_change(self, event: kaizen.BreakerChanged) -> None:
+            seen.append((event.node_id, event.state.state))
 
     config = {"model": model, "api_base": fault_server.base_url, "api_key": "test",
               "retries": 0, "circuit_breaker": {**BREAKER, "failure_threshold": 1}}  # fmt: skip

@@ -57,3 +57,23 @@ def test_a_missing_dependency_fails_under_ci_and_skips_elsewhere(tmp_path: Path)
 
     elsewhere = outcomes(tmp_path, "")
     assert "3 skipped" in elsewhere and "failed" not in elsewhere, elsewhere
+
+
+def test_hooks_in_tests_take_the_event_not_keyword_arguments() -> None:
+    """The keyword-argument hook form is deprecated: only its own adapter test writes hooks
+    that way (tests/test_hooks_keyword_form.py); every other test uses the typed events."""
+    import ast
+
+    from kaizen.moments import MOMENTS
+
+    names = {f"on_{moment.moment}" for moment in MOMENTS}
+    offenders = []
+    for path in sorted(HERE.glob("test_*.py")):
+        if path.name == "test_hooks_keyword_form.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name in names:
+                positional = [a for a in (*node.args.posonlyargs, *node.args.args)][1:]
+                if not positional and node.args.vararg is None:
+                    offenders.append(f"{path.name}:{node.lineno} {node.name}")
+    assert not offenders, "hooks in the deprecated keyword form: " + ", ".join(offenders)
