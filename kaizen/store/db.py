@@ -238,7 +238,7 @@ class Store:
         self._local = threading.local()
         self._generation = process.generation  # the fork its connections belong to
         self._keepalive: sqlite3.Connection | None = None
-        self._wal = _WalCheckpoints(self._uri, busy_timeout)
+        self._wal = _WalCheckpoints(self._uri, f"{self.path}-wal", busy_timeout)
         if not self.in_memory:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         first = self.connection()  # opens, checks and migrates now: errors surface here
@@ -414,12 +414,16 @@ class _WalCheckpoints:
     """Copies a store's write-ahead log into its file every `EVERY` commits, on a daemon thread
     of its own with a connection of its own (SQLite's PASSIVE checkpoint: it never waits for a
     reader or writer). The store's connections turn SQLite's automatic checkpoint off, which
-    would run it inside whichever commit crossed the threshold."""
+    would run it inside whichever commit crossed the threshold. A log that writers never let a
+    passive checkpoint reset (commits without a pause) is bounded: past `LIMIT` bytes the
+    thread truncates it (a TRUNCATE checkpoint, which makes writers wait while it runs)."""
 
     EVERY = 256
+    LIMIT = 64 << 20  # bytes of write-ahead log before a truncating checkpoint
 
-    def __init__(self, uri: str, busy_timeout: float) -> None:
+    def __init__(self, uri: str, wal_path: str, busy_timeout: float) -> None:
         self.uri = uri
+        self.wal_path = wal_path
         self.busy_timeout = busy_timeout
         self.commits = 0
         self.wanted = threading.Event()
@@ -450,8 +454,10 @@ class _WalCheckpoints:
                     connection = sqlite3.connect(
                         self.uri, uri=True, timeout=self.busy_timeout, isolation_level=None
                     )
-                with contextlib.suppress(sqlite3.Error):  # a busy or vanished file: next time
+                with contextlib.suppress(sqlite3.Error, OSError):  # busy, or gone: next time
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if os.path.getsize(self.wal_path) > self.LIMIT:
+                        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             pass  # the file could not be opened: the next commits try again
         finally:
