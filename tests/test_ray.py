@@ -535,3 +535,21 @@ def test_importing_kaizen_or_naming_the_runtime_does_not_import_ray() -> None:
     code = "import sys, kaizen; kaizen.RayRuntime; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def ask_on_ray(x: int) -> int:
+    return x + kaizen.interrupt({"question": "add what?"}, schema={"type": "integer"})
+
+
+def test_a_node_on_a_ray_worker_pauses_and_resumes_with_its_answer(tmp_path: Path) -> None:
+    builder = WorkflowBuilder("ray-pause")
+    builder.add_node("FunctionNode", "ask", {"function": ask_on_ray})
+    workflow = builder.build()
+    store = tmp_path / "runs.db"
+    with RayRuntime(checkpoint=store) as runtime:  # fail_fast: a pause is not a failure
+        results, record = runtime.execute_with_record(workflow, {"ask": {"x": 1}})
+        assert record.status == "waiting" and results == {}
+        (asked,) = record.interrupts
+        assert (asked.id, asked.payload) == ("ask/0", {"question": "add what?"})
+        done, run_id = runtime.resume(record.run_id, workflow, answers={"ask/0": 41})
+    assert done == {"ask": {"result": 42}} and run_id == record.run_id

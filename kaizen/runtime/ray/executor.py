@@ -163,6 +163,7 @@ class RayExecutor(OnTheLoop):
             middleware=hooks.middleware,
             budgets=budgets,
             wants_chunks=hooks.observes(ChunkReceived),
+            resume=job.resume,
         )
         return task, upstream
 

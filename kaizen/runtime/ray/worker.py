@@ -15,7 +15,7 @@ import dataclasses
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from time import time as now
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -88,6 +88,8 @@ class NodeTask:
     middleware: tuple[Middleware, ...]
     budgets: tuple[BudgetCopy, ...]
     wants_chunks: bool
+    # a paused node resumed: its answers by interrupt index and its saved state (Job.resume)
+    resume: tuple[Mapping[int, Any], Any] | None = None
 
 
 @dataclass(slots=True)
@@ -178,6 +180,7 @@ class _WorkerAttempt:
             hooks.insert(1, BudgetGuard(lambda _node_id: copies))
         run = _WorkerRun(task.run_id, record, HookSet(hooks, record), task.max_concurrency)
         self.job = Job(p, inputs, run, task.attempt, started=now())
+        self.job.resume = task.resume
 
     def report(self, outcome: Outcome) -> bytes:
         from ray import cloudpickle
