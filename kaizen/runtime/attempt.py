@@ -150,10 +150,8 @@ def run_attempt(job: Job) -> Outcome:
         if outputs is None:
             outputs = p.node.run(**around.call.inputs)
         return succeeded(job, around.after(outputs))
-    except Exception as exc:
+    except (Exception, NodePaused) as exc:  # (a pause is a BaseException: see `failed`)
         return failed(job, exc)
-    except NodePaused as pause:
-        return failed(job, pause)
     finally:
         leave_attempt(asked)
         node_context_var.reset(token)
@@ -173,10 +171,8 @@ async def arun_attempt(job: Job) -> Outcome:
         if outputs is None:
             outputs = await p.node.arun(**around.call.inputs)
         return succeeded(job, around.after(outputs))
-    except Exception as exc:
+    except (Exception, NodePaused) as exc:  # (a pause is a BaseException: see `failed`)
         return failed(job, exc)
-    except NodePaused as pause:
-        return failed(job, pause)
     finally:
         leave_attempt(asked)
         node_context_var.reset(token)

@@ -40,8 +40,8 @@ from kaizen.serve.openapi import (
     components,
     declare_denied,
     description,
+    json_body,
     json_response,
-    ref,
 )
 from kaizen.serve.runs import RunManager, ServedRun
 from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id
@@ -141,10 +141,7 @@ def create_app(
         status_code=202,
         summary=f"Start a run of {served.name}",
         openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref("RunParameters")}},
-            },
+            "requestBody": json_body("RunParameters"),
             "responses": {
                 "202": json_response("The run started", "RunCreated"),
                 "400": json_response("The body is not JSON", "Problem"),
@@ -280,10 +277,7 @@ def create_app(
         status_code=202,
         summary="Answer a waiting run's interrupts and continue it",
         openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref("ResumeRequest")}},
-            },
+            "requestBody": json_body("ResumeRequest"),
             "responses": {
                 "202": json_response("The answers were taken; the run goes on", "RunCreated"),
                 "400": json_response("The body is not JSON", "Problem"),

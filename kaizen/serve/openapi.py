@@ -7,13 +7,26 @@ from typing import Any
 
 from kaizen.serve.target import ServedTarget
 
-__all__ = ["PUBLIC", "components", "declare_denied", "description", "json_response", "ref"]
+__all__ = [
+    "PUBLIC",
+    "components",
+    "declare_denied",
+    "description",
+    "json_body",
+    "json_response",
+    "ref",
+]
 
 PUBLIC = frozenset({"/openapi.json", "/health"})  # answered without an API key
 
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: str) -> dict[str, Any]:
+    """A required JSON request body of component `schema`."""
+    return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
 
 
 def json_response(description: str, schema: str) -> dict[str, Any]:

@@ -44,6 +44,10 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+# whether a call needs a person's approval: always, never, or decided from its arguments
+Approval = bool | Callable[[Mapping[str, Any]], bool]
+
+
 class ToolResultError(KaizenError):
     """A tool returned a value that cannot be turned into text for the model."""
 
@@ -88,7 +92,7 @@ class Tool:
         retries: int = 2,
         deterministic: bool = False,
         parameters: Mapping[str, Any] | None = None,
-        requires_approval: bool | Callable[[Mapping[str, Any]], bool] = False,
+        requires_approval: Approval = False,
     ) -> None:
         if not callable(func):
             raise TypeError(f"a tool wraps a function, not {type(func).__name__}")
@@ -192,14 +196,9 @@ def tool(func: _F, /) -> Tool: ...
 
 @overload
 def tool(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    timeout: float | None = None,
-    retries: int = 2,
-    deterministic: bool = False,
-    requires_approval: bool | Callable[[Mapping[str, Any]], bool] = False,
-) -> Callable[[_F], Tool]: ...
+    *, name: str | None = None, description: str | None = None, timeout: float | None = None,
+    retries: int = 2, deterministic: bool = False, requires_approval: Approval = False,
+) -> Callable[[_F], Tool]: ...  # fmt: skip
 
 
 def tool(
@@ -211,21 +210,16 @@ def tool(
     timeout: float | None = None,
     retries: int = 2,
     deterministic: bool = False,
-    requires_approval: bool | Callable[[Mapping[str, Any]], bool] = False,
+    requires_approval: Approval = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a typed function a `Tool`: ``@kaizen.tool`` or ``@kaizen.tool(timeout=5)``;
     ``@kaizen.tool(requires_approval=True)`` for one a person approves call by call."""
 
     def make(function: Callable[..., Any]) -> Tool:
         return Tool(
-            function,
-            name=name,
-            description=description,
-            timeout=timeout,
-            retries=retries,
-            deterministic=deterministic,
-            requires_approval=requires_approval,
-        )
+            function, name=name, description=description, timeout=timeout, retries=retries,
+            deterministic=deterministic, requires_approval=requires_approval,
+        )  # fmt: skip
 
     return make if func is None else make(func)
 
