@@ -38,6 +38,7 @@ from kaizen.interrupts import NodePaused, ask_approval, resumption
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.context import current_node_context
 from kaizen.store.db import Store, StorePath, store_of_run
+from kaizen.store.interrupts import ANSWER_APPROVALS, open_approvals
 
 if TYPE_CHECKING:
     from kaizen.observe.audit import AuditLog
@@ -57,7 +58,6 @@ __all__ = [
     "charging",
     "check_access",
     "deny",
-    "open_approvals",
     "per_user",
     "policy_from",
     "require_approval",
@@ -199,21 +199,7 @@ def approve(
             ("approved" if approved else "denied", by, decided, run_id, node_id),
         )
         # the node's open approval interrupts (a policy's, a tool's) take the same answer
-        db.execute(
-            "UPDATE interrupts SET answered = 1, answer = ?, answered_by = ?, answered_at = ?"
-            " WHERE run_id = ? AND node_id = ? AND kind = 'approval' AND answered = 0",
-            (json.dumps(answer), by, decided, run_id, node_id),
-        )
-
-
-def open_approvals(store: Store, run_id: str, node_id: str) -> list[str]:
-    """The ids of node `node_id`'s approval interrupts that wait for an answer."""
-    rows = store.read(
-        "SELECT id FROM interrupts WHERE run_id = ? AND node_id = ? AND kind = 'approval'"
-        " AND answered = 0",
-        (run_id, node_id),
-    )
-    return [row[0] for row in rows]
+        db.execute(ANSWER_APPROVALS, (json.dumps(answer), by, decided, run_id, node_id))
 
 
 def check_access(

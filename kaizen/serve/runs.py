@@ -221,15 +221,13 @@ class RunManager:
         cancelled, or resumed by another request first), `UnknownInterruptError`,
         `InterruptAnswerError`."""
         from kaizen.errors import RunNotFoundError
-        from kaizen.store.served import load_served_events, load_served_run
+        from kaizen.store.served import load_served_run
 
         assert self._loop is not None and self._log is not None
         row = await asyncio.to_thread(load_served_run, self.store, run_id)
         if row is None:
             raise RunNotFoundError(f"no run {run_id!r}", path=self.store.path)
-        events = await asyncio.to_thread(load_served_events, self.store, run_id, 0)
-        run = ServedRun(run_id, row.parameters, status="waiting", created=row.created)
-        run.events = [(e.seq, e.kind, e.data) for e in events]  # numbering goes on from here
+        run = await self._continued(run_id, row.parameters, row.created, "waiting")
         taken: asyncio.Future[None] = self._loop.create_future()
         run.task = asyncio.create_task(self._execute(run, None, (answers, by, taken)))
         await taken  # the answers were checked and stored, or this raises why not
@@ -240,6 +238,18 @@ class RunManager:
         """Stop answering for `run` from memory (the store holds what it became)."""
         if self._runs.get(run.run_id) is run:
             del self._runs[run.run_id]
+
+    async def _continued(
+        self, run_id: str, parameters: dict[str, Any], created: float, status: str = "queued"
+    ) -> ServedRun:
+        """A run another worker (or an earlier pause) left in the store, to go on here: its
+        stored events kept, so their numbering goes on from the last one."""
+        from kaizen.store.served import load_served_events
+
+        events = await asyncio.to_thread(load_served_events, self.store, run_id, 0)
+        run = ServedRun(run_id, parameters, status=status, created=created)
+        run.events = [(e.seq, e.kind, e.data) for e in events]
+        return run
 
     async def cancel_waiting(self, run_id: str) -> None:
         """Cancel waiting run `run_id` (no worker holds it): compare-and-set in the store, so
@@ -440,15 +450,12 @@ class RunManager:
     async def _adopt(self, claimed: ClaimedRun) -> None:
         """Resume a run this worker just took over (its worker died)."""
         from kaizen.serve.target import RequestProblems
-        from kaizen.store.served import load_served_events
 
         assert self._log is not None
         mine = self._runs.get(claimed.run_id)
         if mine is not None and mine.task is not None and not mine.lost:
             return  # this worker still executes it (it was late renewing): it goes on
-        events = await asyncio.to_thread(load_served_events, self.store, claimed.run_id, 0)
-        run = ServedRun(claimed.run_id, claimed.parameters, created=claimed.created)
-        run.events = [(e.seq, e.kind, e.data) for e in events]  # numbering goes on from here
+        run = await self._continued(claimed.run_id, claimed.parameters, claimed.created)
         self._runs[run.run_id] = run
         log.info("kaizen serve: taking over run %s", run.run_id)
         if claimed.cancel:

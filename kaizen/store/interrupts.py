@@ -29,6 +29,7 @@ from kaizen.store.db import Store
 from kaizen.store.encode import decode, encode
 
 __all__ = [
+    "ANSWER_APPROVALS",
     "WAITING_STATUSES",
     "Resumes",
     "answer",
@@ -36,6 +37,7 @@ __all__ = [
     "check_answer",
     "load_interrupts",
     "load_resumes",
+    "open_approvals",
     "save_pause",
 ]
 
@@ -183,6 +185,23 @@ def answer(
                             answered_at=now)
         for i in taken
     ]  # fmt: skip
+
+
+def open_approvals(store: Store, run_id: str, node_id: str) -> list[str]:
+    """The ids of node `node_id`'s approval interrupts that wait for an answer."""
+    rows = store.read(
+        "SELECT id FROM interrupts WHERE run_id = ? AND node_id = ? AND kind = 'approval'"
+        " AND answered = 0",
+        (run_id, node_id),
+    )
+    return [row[0] for row in rows]
+
+
+ANSWER_APPROVALS = (
+    "UPDATE interrupts SET answered = 1, answer = ?, answered_by = ?, answered_at = ?"
+    " WHERE run_id = ? AND node_id = ? AND kind = 'approval' AND answered = 0"
+)
+"""Give every open approval of (run, node) one answer: (answer JSON, by, at, run, node)."""
 
 
 def cancel_waiting(store: Store, run_id: str, why: str = "cancelled while waiting") -> None:
