@@ -1,4 +1,5 @@
-"""Small text helpers every layer shares: readable type names and one-line shortening.
+"""Small text helpers every layer shares: readable type names, one-line shortening, and the
+check for degenerate prose (`degenerate`: a small model's loops, like ``1.1.1.1.1``).
 
 `type_name` is the one formatter of annotations for people: error messages, port labels in
 drawings, and (through `kaizen.signatures`) the spec syntax the signature parser reads back.
@@ -6,12 +7,13 @@ drawings, and (through `kaizen.signatures`) the spec syntax the signature parser
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union
 
-__all__ = ["shorten", "type_name"]
+__all__ = ["degenerate", "shorten", "type_name"]
 
 _NONE = type(None)
 _MODULE_PREFIXES = ("typing.", "typing_extensions.", "collections.abc.", "builtins.")
@@ -73,3 +75,30 @@ def shorten(text: str, width: int) -> str:
     stripped = text.strip()
     line = stripped.splitlines()[0] if stripped else ""
     return line if len(line) <= width else line[: max(width - 1, 1)] + "…"
+
+
+# A unit of 1-12 characters (at least one not a space) said four or more times in a row, the
+# run at least 8 characters long: "1.1.1.1.", "no no no no ", "!!!!!!!!". "...." stays prose.
+_LOOP = re.compile(r"(\S.{0,11}?)\1{3,}", re.DOTALL)
+_MIN_LOOP = 8
+
+
+def degenerate(text: str) -> str | None:
+    """Why `text`, meant as prose, is degenerate, or None when it reads as prose.
+
+    Degenerate: a short unit repeated four or more times in a row (a sampling loop, such as
+    ``1.1.1.1.1``), or under half of its non-space characters letters (digits and punctuation
+    where a sentence was asked for). Empty text is not degenerate (it is empty). The demo and
+    `benchmarks/demo_quality.py` use this one rule.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return None
+    for match in _LOOP.finditer(stripped):
+        if len(match.group(0)) >= _MIN_LOOP:
+            return f"repeats {match.group(1)!r} {len(match.group(0)) // len(match.group(1))} times"
+    visible = [c for c in stripped if not c.isspace()]
+    letters = sum(c.isalpha() for c in visible)
+    if letters * 2 < len(visible):
+        return f"only {letters} of {len(visible)} characters are letters"
+    return None
