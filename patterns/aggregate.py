@@ -57,12 +57,15 @@ def upstream_error(node_id: str) -> str:
 
 
 class DebateRoundNode(Node):
-    """Collects round `round` into `arguments` ("name (position, confidence): argument").
+    """Collects round `round` into `arguments` ("name (position, confidence): argument", for the
+    judge) and `said` (the arguments alone, for the next round's debaters: a small model copies
+    a transcript's "name (for, confidence 0.80):" lines into its own answer when it sees them).
 
     Config: `round` (int), `members` ({key: {field: output name}} with the fields `argument` and,
     when the debater has them, `position` and `confidence`), `gated` (early stop: an input
     `previous_arguments` from the convergence check, so a round after the stop is skipped).
-    Outputs: `arguments` (list[str]), `positions` ({key: position}), `transcript` (one dict per
+    Outputs: `arguments` (list[str]), `said` (list[str]), `positions` ({key: position}),
+    `transcript` (one dict per
     debater). When no debater produced an argument (every one failed or was skipped), nothing is
     produced and the rest is skipped.
     """
@@ -81,6 +84,7 @@ class DebateRoundNode(Node):
             inputs.append(Port("previous_arguments", list[str], default=None))
         outputs = (
             Port("arguments", list[str], description="this round's arguments, one per debater"),
+            Port("said", list[str], description="the arguments without who said them"),
             Port("positions", dict[str, str], description="each debater's position"),
             Port("transcript", list[dict[str, Any]], description="what each debater said"),
         )
@@ -111,14 +115,21 @@ class DebateRoundNode(Node):
             arguments.append(f"{head}: {entry['argument']}")
         if not transcript:
             return {}
-        return {"arguments": arguments, "positions": positions, "transcript": transcript}
+        said = [entry["argument"] for entry in transcript]
+        return {
+            "arguments": arguments,
+            "said": said,
+            "positions": positions,
+            "transcript": transcript,
+        }
 
 
 class ConvergenceNode(Node):
     """After round `round`: converged when at least `agreement` of the debaters hold one position.
 
     Outputs `converged` (bool), then the arguments on exactly one of `next_arguments` (the debate
-    goes on) or `final_arguments` (it stops here: `stopped` says the round). Once the debate has
+    goes on; `next_said` carries the round's `said` on with them) or `final_arguments` (it stops
+    here: `stopped` says the round). Once the debate has
     stopped, the checks of later rounds receive `stopped` from the one before and pass it on, so
     every later round hears directly why it does not run: "converged after round r".
     """
@@ -129,11 +140,13 @@ class ConvergenceNode(Node):
     input_ports = (
         Port("arguments", list[str]),
         Port("positions", dict[str, str]),
+        Port("said", list[str], default=None, description="the arguments without who said them"),
         Port("stopped", int, default=None, description="the round the debate stopped after"),
     )
     output_ports = (
         Port("converged", bool),
         Port("next_arguments", list[str]),
+        Port("next_said", list[str]),
         Port("final_arguments", list[str]),
         Port("stopped", int),
     )
@@ -154,7 +167,12 @@ class ConvergenceNode(Node):
                 "final_arguments": inputs["arguments"],
                 "stopped": int(self.config["round"]),
             }
-        return {"converged": False, "next_arguments": inputs["arguments"]}
+        said = inputs.get("said")
+        return {
+            "converged": False,
+            "next_arguments": inputs["arguments"],
+            "next_said": inputs["arguments"] if said is None else said,
+        }
 
     def unproduced_reason(self, outputs: Mapping[str, Any]) -> str | None:
         """Why the ports left out of `outputs` were not produced (the runtime's skip reason)."""

@@ -2,8 +2,9 @@
 
 Graph (ids): `topic` (when the topic is a builder argument) feeds every debater and the judge;
 round r has one node per debater, `round<r>/<debater>`, and a collector `round<r>/arguments`
-whose `arguments` list every debater of round r+1 reads as `previous_arguments`. The last
-round's arguments go to the judge (node id: the judge's name), which rules: position, rationale,
+whose `said` (the arguments alone, without "name (for, confidence 0.80):") every debater of
+round r+1 reads as `previous_arguments`. The last round's `arguments` (with who said what, on
+which side) go to the judge (node id: the judge's name), which rules: position, rationale,
 confidence. With `early_stop`, `round<r>/convergence` after each round but the last routes the
 arguments either on to round r+1 or, when the positions converged, straight to the judge through
 `verdict/arguments`; the later rounds are then skipped, each node with the reason. Nodes carry a
@@ -54,6 +55,14 @@ SIDES: dict[str, str] = {
 _SIDE_BRIEF = {
     "for": "You argue FOR the proposition: give a reason it is true or good.",
     "against": "You argue AGAINST the proposition: give a reason it is false or harmful.",
+}
+#: On the embedded model only (docs/models.md), the side's brief ends with a worked example:
+#: a 135M model told to argue "against" otherwise often praises the proposition anyway.
+_SIDE_EXAMPLE = {
+    "for": 'For example, for "Cycling is better than driving": "Cycling keeps you fit and '
+    'costs almost nothing."',
+    "against": 'For example, against "Cycling is better than driving": "Cycling is slow and '
+    'unsafe in the rain, so driving is better."',
 }
 DEFAULT_JUDGE = "moderator"
 # what the debate gives agents whose own signatures lack it
@@ -147,9 +156,9 @@ def create_debate_workflow(
         group = f"round {r}"
         collector_id = f"round{r}/arguments"
         previous = (
-            (f"round{r - 1}/convergence", "next_arguments")
+            (f"round{r - 1}/convergence", "next_said")
             if early_stop
-            else (f"round{r - 1}/arguments", "arguments")
+            else (f"round{r - 1}/arguments", "said")
         )
         for member in debaters:
             node_id = f"round{r}/{member.key}"
@@ -181,6 +190,7 @@ def create_debate_workflow(
             builder.add_node_instance(gate)
             builder.add_connection(collector_id, "arguments", gate_id, "arguments")
             builder.add_connection(collector_id, "positions", gate_id, "positions")
+            builder.add_connection(collector_id, "said", gate_id, "said")
             builder.add_connection(gate_id, "final_arguments", final_id, f"round{r}")
             if r > 1:
                 builder.add_connection(f"round{r - 1}/convergence", "stopped", gate_id, "stopped")
@@ -242,6 +252,7 @@ def _on_side(member: Member, side: str) -> Member:
     from typing import Literal
 
     from kaizen.agents.agent import Agent
+    from kaizen.llm.models import is_embedded_model
     from kaizen.signatures import Signature
 
     agent = member.agent
@@ -255,10 +266,13 @@ def _on_side(member: Member, side: str) -> Member:
     # AGAINST the proposition ...", then the debater's task.
     current = agent.config.effective_instructions or ""
     who = persona(member.key)
+    brief = _SIDE_BRIEF[side]
+    if is_embedded_model(agent.config.model):
+        brief = f"{brief} {_SIDE_EXAMPLE[side]}"
     if current.startswith(who):
-        instructions = f"{who} {_SIDE_BRIEF[side]}{current[len(who) :]}"
+        instructions = f"{who} {brief}{current[len(who) :]}"
     else:
-        instructions = f"{_SIDE_BRIEF[side]} {current}".strip()
+        instructions = f"{brief} {current}".strip()
     signature = Signature(agent.signature.input_fields, outputs, instructions)
     config = agent.config.model_copy(update={"instructions": instructions, "system_prompt": None})
     return Member(member.key, Agent(agent.name, signature, config))

@@ -62,7 +62,8 @@ PARTS: dict[str, tuple[str, str]] = {
         "Read the debate arguments and rule on the topic: the position that was argued best.",
         'topic: str "the proposition under debate", '
         'arguments: list[str] "the final arguments, one per debater" '
-        '-> rationale: str "which arguments were best and why, one or two sentences", '
+        "-> rationale: str "
+        '"which arguments were best and why, one or two sentences", '
         'position: Literal["for", "against", "undecided"] "the winning position", '
         'confidence: float (ge=0, le=1) "how sure you are, from 0 to 1"',
     ),
@@ -158,12 +159,53 @@ def role_agent(
     instructions = " ".join(s for s in (persona(role), signature.instructions, extra) if s)
     settings = {**merged, "instructions": instructions}
     if framework is not None:
-        return framework.create_agent(name or role_key(role), signature, settings)
-    return Agent(name or role_key(role), signature, settings)
+        agent = framework.create_agent(name or role_key(role), signature, settings)
+    else:
+        agent = Agent(name or role_key(role), signature, settings)
+    return for_small_model(agent)
+
+
+#: The outputs of the parts that are prose ("one or two sentences").
+PROSE_OUTPUTS = frozenset({"argument", "rationale"})
+#: The least a prose output holds on the embedded model (see `for_small_model`).
+SMALL_MODEL_PROSE_MIN = 20
+
+
+def for_small_model(agent: Agent) -> Agent:
+    """`agent`, or, on the embedded model, a copy whose prose outputs (`PROSE_OUTPUTS`) ask for
+    at least `SMALL_MODEL_PROSE_MIN` characters: the embedded model's grammar then makes them
+    start like a sentence (`kaizen.llm.embedded.schema.PROSE_MIN_LENGTH`), so a 135M model's
+    loops ("1.1.1.1", "][") cannot stand in for an argument. Other models get the part as
+    written: the difference is documented in docs/models.md."""
+    from dataclasses import replace
+
+    from kaizen.llm.models import is_embedded_model
+    from kaizen.signatures import Signature
+
+    if not is_embedded_model(agent.config.model):
+        return agent
+    signature = agent.signature
+    if not any(f.name in PROSE_OUTPUTS for f in signature.output_fields):
+        return agent
+    outputs = tuple(
+        replace(f, constraints={**f.constraints, "min_length": SMALL_MODEL_PROSE_MIN})
+        if f.name in PROSE_OUTPUTS and f.type is str
+        else f
+        for f in signature.output_fields
+    )
+    return agent.with_signature(Signature(signature.input_fields, outputs, signature.instructions))
 
 
 def known_roles() -> list[str]:
     return sorted(PERSONAS)
 
 
-__all__ = ["PARTS", "PERSONAS", "known_roles", "part_signature", "persona", "role_agent"]
+__all__ = [
+    "PARTS",
+    "PERSONAS",
+    "for_small_model",
+    "known_roles",
+    "part_signature",
+    "persona",
+    "role_agent",
+]

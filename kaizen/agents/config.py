@@ -20,11 +20,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kaizen.errors import ConfigError
-from kaizen.llm.embedded import LOCAL_PROVIDER
 from kaizen.llm.models import (
     ModelHandle,
     ModelSpec,
     StructuredOutputMode,
+    is_embedded_model,
     model_name,
     resolve_model,
     uses_structured_output,
@@ -390,7 +390,7 @@ def _tool_protocol(choice: str, model: str) -> str:
     """JSON for the embedded model (no native tool calling), native otherwise, unless chosen."""
     if choice != "auto":
         return choice
-    return "json" if model.startswith(f"{LOCAL_PROVIDER}/") else "native"
+    return "json" if is_embedded_model(model) else "native"
 
 
 def environment_key() -> tuple[str | None, ...]:

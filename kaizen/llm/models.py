@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from kaizen.errors import ConfigError
-from kaizen.llm.embedded import LOCAL_MODEL, gguf_path
+from kaizen.llm.embedded import LOCAL_MODEL, LOCAL_PROVIDER, gguf_path
 from kaizen.llm.litellm_adapter import is_kaizen_model, load_litellm
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "ModelHandle",
     "ModelSpec",
     "StructuredOutputMode",
+    "is_embedded_model",
     "local_model_installed",
     "model_name",
     "resolve_model",
@@ -73,6 +74,17 @@ def resolve_model(explicit: ModelSpec | None = None) -> ModelSpec:
 def model_name(model: ModelSpec) -> str:
     """The litellm model name of a model spec (a handle answers to its own `model_name`)."""
     return model if isinstance(model, str) else model.model_name
+
+
+def is_embedded_model(model: ModelSpec | None) -> bool:
+    """Whether `model` (or, when None, the model `resolve_model` picks) runs on the embedded
+    engine (``local/...``): the prompts and grammars some callers tailor to a small model."""
+    if model is None or model == "":
+        try:
+            model = resolve_model(None)
+        except ConfigError:
+            return False
+    return model_name(model).startswith(f"{LOCAL_PROVIDER}/")
 
 
 def supports_structured_output(model: ModelSpec) -> bool:

@@ -62,13 +62,36 @@ class ContextTooSmall(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Sampling:
-    """How tokens are drawn: ``temperature`` 0 is greedy; ``seed`` None is random."""
+    """How tokens are drawn: ``temperature`` 0 is greedy; ``seed`` None is random.
+
+    Repetition control, per sequence (llama.cpp's samplers, applied before top-k): the
+    penalties sampler (``repeat_penalty`` > 1 divides the logit of a token seen in the last
+    ``repeat_last_n``; ``frequency_penalty`` / ``presence_penalty`` subtract per occurrence /
+    once) and DRY ("don't repeat yourself": a token that would extend a sequence already said
+    longer than ``dry_allowed_length`` tokens is penalised by ``dry_multiplier *
+    dry_base ** (length - allowed)``; newlines, colons, quotes and asterisks break sequences,
+    so JSON keys may repeat). With ``penalize_prompt`` the prompt counts as said: a reply that
+    copies a long run of its prompt is penalised like one that loops. The defaults switch all
+    of it off; the embedded model's calls turn it on (`kaizen.llm.embedded.model`).
+    """
 
     temperature: float = 0.2
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.05
     seed: int | None = None
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    penalize_prompt: bool = False
+
+    @property
+    def penalizes(self) -> bool:
+        return self.repeat_penalty != 1.0 or bool(self.frequency_penalty or self.presence_penalty)
 
 
 @dataclass(slots=True)
@@ -114,7 +137,7 @@ class Sequence:
     request: Request
     seq_id: int
     admitted: float
-    chain: Any  # llama_sampler_p: top-k, top-p, min-p, temperature, draw
+    chain: Any  # llama_sampler_p: penalties, DRY, top-k, top-p, min-p, temperature, draw
     grammar: Any  # llama_sampler_p or None
     n_past: int = 0  # tokens of this sequence in the KV cache
     pending: list[int] = field(default_factory=list)  # tokens to decode in the next batch

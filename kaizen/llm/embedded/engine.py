@@ -13,7 +13,9 @@ One step of the decode loop (`BatchEngine._step`):
    prompt prefix from a cached or running sequence (``llama_memory_seq_cp``: shared cells, no
    recomputation) and only the rest of its prompt goes into the batch: continuous batching;
 3. one ``llama_decode`` of the batch;
-4. `sample` per sequence. With a grammar, the token is sampled first without it and only that one
+4. `sample` per sequence, through its own sampler chain (repetition penalties and DRY, then
+   top-k, top-p, min-p, temperature, the draw; see `Sampling`); only the token kept is accepted
+   into the chain's history. With a grammar, the token is drawn first without it and only that one
    token is checked against the grammar; only when the grammar rejects it is the grammar applied
    to the whole vocabulary (llama.cpp's own trick in ``common_sampler_sample``). Applying the
    grammar to all 49k tokens at every step is what made long constrained replies slow;
@@ -56,6 +58,8 @@ from kaizen.llm.embedded.batching import (
 )
 
 __all__ = ["BatchEngine"]
+
+DRY_WINDOW = 2048  # tokens DRY looks back over (the prompt too, with penalize_prompt)
 
 
 class BatchEngine:
@@ -114,6 +118,8 @@ class BatchEngine:
         self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._np = np
         self._one = llama_cpp.llama_token_data()
+        breakers = (b"\n", b":", b'"', b"*")  # llama.cpp's default DRY sequence breakers
+        self._dry_breakers = (ctypes.c_char_p * len(breakers))(*breakers)
 
         template = llama_cpp.llama_model_chat_template(self._model, None)
         eos = llama_cpp.llama_vocab_eos(self._vocab)
@@ -272,7 +278,7 @@ class BatchEngine:
             request=request,
             seq_id=seq_id,
             admitted=now,
-            chain=self._chain(request.sampling),
+            chain=self._chain(request.sampling, request.prompt),
             grammar=self._grammar(request.grammar),
             n_past=shared,
             pending=request.prompt[shared:],
@@ -280,9 +286,33 @@ class BatchEngine:
         )
         state.running[seq_id] = seq
 
-    def _chain(self, sampling: Sampling) -> Any:
+    def _chain(self, sampling: Sampling, prompt: list[int]) -> Any:
+        """The sequence's sampler chain: repetition control, then the draw (see `Sampling`)."""
         ll = self._ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if sampling.penalizes:
+            penalties = ll.llama_sampler_init_penalties(
+                self.n_vocab,
+                sampling.repeat_last_n,
+                sampling.repeat_penalty,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
+            )
+            ll.llama_sampler_chain_add(chain, penalties)
+        if sampling.dry_multiplier > 0:
+            dry = ll.llama_sampler_init_dry(
+                self._vocab,
+                sampling.dry_multiplier,
+                sampling.dry_base,
+                sampling.dry_allowed_length,
+                DRY_WINDOW,
+                self._dry_breakers,
+                len(self._dry_breakers),
+            )
+            ll.llama_sampler_chain_add(chain, dry)
+        if sampling.penalize_prompt and (sampling.penalizes or sampling.dry_multiplier > 0):
+            for token in prompt:
+                ll.llama_sampler_accept(chain, token)
         if sampling.temperature <= 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
             return chain
@@ -323,9 +353,11 @@ class BatchEngine:
 
     def _sample(self, seq: Sequence) -> None:
         ll = self._ll
-        token = ll.llama_sampler_sample(seq.chain, self._ctx, seq.logits_index)
+        token = self._draw(seq, with_grammar=False)
         if seq.grammar is not None and not self._grammar_allows(seq.grammar, token):
-            token = self._constrained_sample(seq)
+            token = self._draw(seq, with_grammar=True)
+        # Only the token kept is accepted: the repetition samplers' history is what was said.
+        ll.llama_sampler_accept(seq.chain, token)
         if seq.grammar is not None:
             ll.llama_sampler_accept(seq.grammar, token)
         request = seq.request
@@ -349,8 +381,10 @@ class BatchEngine:
         self._ll.llama_sampler_apply(grammar, ctypes.byref(single))
         return math.isfinite(one.logit)
 
-    def _constrained_sample(self, seq: Sequence) -> int:
-        """The full pass: the grammar masks the whole vocabulary, then the chain draws."""
+    def _draw(self, seq: Sequence, *, with_grammar: bool) -> int:
+        """One token from the sequence's logits through its chain (nothing accepted). With the
+        grammar, the grammar first masks the whole vocabulary: the slow pass, taken only when
+        the token drawn without it was not allowed."""
         ll = self._ll
         logits = ll.llama_get_logits_ith(self._ctx, seq.logits_index)
         view = self._candidate_view
@@ -358,7 +392,8 @@ class BatchEngine:
         view["logit"] = self._np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
         view["p"] = 0.0
         array = ll.llama_token_data_array(self._candidates, self.n_vocab, -1, False)
-        ll.llama_sampler_apply(seq.grammar, ctypes.byref(array))
+        if with_grammar:
+            ll.llama_sampler_apply(seq.grammar, ctypes.byref(array))
         ll.llama_sampler_apply(seq.chain, ctypes.byref(array))
         return int(array.data[array.selected].id)
 

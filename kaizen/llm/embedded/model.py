@@ -64,6 +64,15 @@ __all__ = [
 N_CTX = 4096  # one call at a time (batching off)
 N_CTX_BATCH = 8192  # shared by the sequences decoded together (batching on)
 DEFAULT_MAX_TOKENS = 512
+#: Repetition control on the batched path (`kaizen.llm.embedded.batching.Sampling`), tuned on
+#: `benchmarks/demo_quality.py`: a 135M model sampled without it loops ("1.1.1.1...") and copies
+#: its prompt. A call's own ``repeat_penalty`` / ``frequency_penalty`` / ``presence_penalty``
+#: options override these.
+REPETITION: dict[str, Any] = {
+    "repeat_penalty": 1.1,
+    "dry_multiplier": 0.8,
+    "penalize_prompt": True,
+}
 
 #: Decode concurrent calls together (True), or one at a time behind a lock (False); None
 #: follows the environment variable ``KAIZEN_LOCAL_BATCH`` (``0`` turns batching off).
@@ -164,7 +173,7 @@ def _plan(
         "temperature": float(optional_params.get("temperature", 0.2)),
         "max_tokens": int(optional_params.get("max_tokens") or DEFAULT_MAX_TOKENS),
     }
-    for key in ("top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
+    for key in ("top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "repeat_penalty"):
         if optional_params.get(key) is not None:
             options[key] = optional_params[key]
     schema = requested_schema(optional_params.get("response_format"))
@@ -285,10 +294,16 @@ def _batch_request(engine: BatchEngine, plan: _Plan, string_cap: int, array_cap:
     if plan.schema is not None:
         bounded = bounded_schema(plan.schema, string_cap, array_cap)
         grammar = json_schema_to_gbnf(json.dumps(bounded))
+    options = plan.options
     sampling = Sampling(
-        temperature=plan.options["temperature"],
-        top_p=float(plan.options.get("top_p", 0.95)),
-        seed=plan.options.get("seed"),
+        temperature=options["temperature"],
+        top_p=float(options.get("top_p", 0.95)),
+        seed=options.get("seed"),
+        repeat_penalty=float(options.get("repeat_penalty", REPETITION["repeat_penalty"])),
+        frequency_penalty=float(options.get("frequency_penalty", 0.0)),
+        presence_penalty=float(options.get("presence_penalty", 0.0)),
+        dry_multiplier=float(REPETITION["dry_multiplier"]),
+        penalize_prompt=bool(REPETITION["penalize_prompt"]),
     )
     return Request(
         prompt=prompt,

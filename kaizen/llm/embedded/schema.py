@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "ARRAY_CAP",
     "CAP_SLACK",
+    "PROSE_MIN_LENGTH",
     "STRING_CAP",
     "bounded_schema",
     "end_cleanly",
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 STRING_CAP = 100  # characters, for schema strings that set no maxLength
+#: A string whose schema asks for at least this many characters is prose (an argument, a
+#: rationale): its grammar also makes it start like a sentence (see `bounded_schema`).
+PROSE_MIN_LENGTH = 10
 ARRAY_CAP = 4  # items, for schema arrays that set no maxItems
 
 
@@ -50,7 +54,10 @@ def bounded_schema(
     """A copy of `schema` whose strings and arrays are bounded, so generated JSON can close, and
     whose numbers bounded within [0, 1] (a confidence, a probability) are the multiples of 0.05
     in their range (a small grammar): llama.cpp's grammars cannot bound a number, and the small
-    model otherwise writes a confidence as a percentage (100.0) about a third of the time."""
+    model otherwise writes a confidence as a percentage (100.0) about a third of the time.
+    A string that asks for at least `PROSE_MIN_LENGTH` characters is prose: its grammar (a
+    pattern) also makes it start with a letter and keeps quotes, backslashes and control
+    characters out, so ``1.1.1.1`` or ``][`` cannot stand in for a sentence."""
     bounded = copy.deepcopy(dict(schema))
 
     def visit(node: Any) -> None:
@@ -63,7 +70,10 @@ def bounded_schema(
         kinds = node.get("type")
         kinds = kinds if isinstance(kinds, list) else [kinds]
         if "string" in kinds and not ({"enum", "const", "format", "pattern"} & node.keys()):
-            node["maxLength"] = min(int(node.get("maxLength", string_cap)), string_cap)
+            low = int(node.get("minLength", 0))
+            node["maxLength"] = max(low, min(int(node.get("maxLength", string_cap)), string_cap))
+            if low >= PROSE_MIN_LENGTH and kinds == ["string"]:
+                _prose(node, low, node["maxLength"])
         if "array" in kinds:
             node["maxItems"] = min(int(node.get("maxItems", array_cap)), array_cap)
         if kinds == ["number"] and (choices := _unit_interval(node)) is not None:
@@ -76,6 +86,15 @@ def bounded_schema(
 
     visit(bounded)
     return bounded
+
+
+def _prose(node: dict[str, Any], low: int, high: int) -> None:
+    """A prose string's grammar: it starts with a letter (or an opening quote or bracket) and
+    holds no quote, backslash or control character, so a sampling loop of digits and dots or
+    a stray bracket cannot stand in for a sentence."""
+    node.pop("minLength", None)
+    node.pop("maxLength", None)
+    node["pattern"] = f"^[A-Za-z'(][^\"\\\\\\x00-\\x1f]{{{low - 1},{high - 1}}}$"
 
 
 def _unit_interval(node: Mapping[str, Any]) -> list[float] | None:
