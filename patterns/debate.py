@@ -56,14 +56,6 @@ _SIDE_BRIEF = {
     "for": "You argue FOR the proposition: give a reason it is true or good.",
     "against": "You argue AGAINST the proposition: give a reason it is false or harmful.",
 }
-#: On the embedded model only (docs/models.md), the side's brief ends with a worked example:
-#: a 135M model told to argue "against" otherwise often praises the proposition anyway.
-_SIDE_EXAMPLE = {
-    "for": 'For example, for "Cycling is better than driving": "Cycling keeps you fit and '
-    'costs almost nothing."',
-    "against": 'For example, against "Cycling is better than driving": "Cycling is slow and '
-    'unsafe in the rain, so driving is better."',
-}
 DEFAULT_JUDGE = "moderator"
 # what the debate gives agents whose own signatures lack it
 ARGUMENTS = SignatureField("arguments", list[str], "the debaters' final arguments, one per debater")
@@ -252,7 +244,6 @@ def _on_side(member: Member, side: str) -> Member:
     from typing import Literal
 
     from kaizen.agents.agent import Agent
-    from kaizen.llm.models import is_embedded_model
     from kaizen.signatures import Signature
 
     agent = member.agent
@@ -266,9 +257,10 @@ def _on_side(member: Member, side: str) -> Member:
     # AGAINST the proposition ...", then the debater's task.
     current = agent.config.effective_instructions or ""
     who = persona(member.key)
+    # Tried on the embedded model and measured (benchmarks/demo_quality.py, --runs 10): a worked
+    # example on another topic made it argue about the example's topic; naming the topic in the
+    # brief ("You argue AGAINST this: ...") did not change the side contradictions (10/40 both).
     brief = _SIDE_BRIEF[side]
-    if is_embedded_model(agent.config.model):
-        brief = f"{brief} {_SIDE_EXAMPLE[side]}"
     if current.startswith(who):
         instructions = f"{who} {brief}{current[len(who) :]}"
     else:
