@@ -39,7 +39,7 @@ from kaizen.errors import AgentLimitError, BudgetExceededError, ModelError, Outp
 from kaizen.flow import Flow
 from kaizen.interrupts import NodePaused
 from kaizen.llm.call import ModelReply, ModelRequest, model_call, prepare
-from kaizen.llm.models import response_format_for
+from kaizen.llm.models import is_embedded_model, response_format_for
 from kaizen.llm.transport import ToolCallRequest
 from kaizen.runtime.context import current_node_context
 from kaizen.runtime.record import ToolCallRecord
@@ -60,6 +60,12 @@ __all__ = ["JsonProtocol", "Native", "act", "complete_spec"]
 LOOP_REPEATS = 3  # the same call this many times in a row is a loop
 
 # The user message of an agent with tools (a user's own `prompt_template` replaces it).
+#: The embedded model's user message with tools: the inputs alone (the system message says the
+#: rest; a 135M model loses the question in a long prompt).
+SMALL_MODEL_USER_TEMPLATE = """{% for field in inputs %}
+{{ field.name }}: {{ field.value }}
+{% endfor %}"""
+
 TOOLS_USER_TEMPLATE = """{{ instructions }}
 
 Your input fields are:
@@ -157,8 +163,13 @@ class Native:
 class JsonProtocol:
     """Tool calls as one JSON object per turn, constrained by a schema (no native tools)."""
 
-    def __init__(self, tools: Sequence[Tool], output_schema: Mapping[str, Any]) -> None:
+    def __init__(
+        self, tools: Sequence[Tool], output_schema: Mapping[str, Any], *, compact: bool = False
+    ) -> None:
         self.tools = list(tools)
+        self.compact = compact  # the embedded model's short prompt (see `system_note`)
+        self.answered = False  # a tool returned a result (compact: the next turn completes)
+        self.output_schema = output_schema
         self.turn = 0  # numbers the calls: call_1, call_2, ...
         definitions: dict[str, Any] = {}
         choices = []
@@ -170,6 +181,9 @@ class JsonProtocol:
             definitions.update(defs)  # at the root, where every `$ref` points
             choices.append(_call_schema(name, arguments))
         finish = choices[-1]
+        if compact:  # the embedded model closes an empty string at once when it may
+            finish = _non_empty_strings(finish)
+            choices[-1] = finish
         self.schema: dict[str, Any] = {"anyOf": choices} if len(choices) > 1 else dict(finish)
         self.finish_schema = dict(finish)
         if definitions:
@@ -179,6 +193,8 @@ class JsonProtocol:
                 self.finish_schema["$defs"] = finish_defs
 
     def system_note(self) -> str:
+        if self.compact:
+            return self._compact_note()
         lines = [
             "You act by replying with one JSON object and nothing else: "
             '{"tool": <tool name>, "arguments": {<the tool\'s arguments>}}.',
@@ -196,10 +212,30 @@ class JsonProtocol:
         )
         return "\n".join(lines)
 
+    def _compact_note(self) -> str:
+        """The protocol for the embedded model (docs/models.md): each tool as one line with
+        its arguments' names and types, and one worked example (on a tool not in the list, so
+        it cannot be copied: the grammar only admits the listed names). Measured on
+        `benchmarks/bench_local_tools.py`."""
+        lines = ["Reply with one JSON object: a tool call. The tools:"]
+        for found in self.tools:
+            about = f": {found.description}" if found.description else ""
+            lines.append(f"- {found.name}({_argument_list(found.parameters)}){about}")
+        lines.append(f"- {COMPLETE}({_argument_list(self.output_schema)}): give the final answer.")
+        lines.append(
+            'Example. Question: "What is 5 squared?" Reply: {"tool": "square", "arguments": '
+            '{"x": 5}}'
+        )
+        lines.append(
+            f"Use a tool when the question needs one; then call {COMPLETE} with its result. "
+            f"When no tool is needed, call {COMPLETE} at once."
+        )
+        return "\n".join(lines)
+
     def request(
         self, base: ModelRequest, messages: list[dict[str, Any]], *, force: bool
     ) -> ModelRequest:
-        schema = self.finish_schema if force else self.schema
+        schema = self.finish_schema if force or (self.compact and self.answered) else self.schema
         kwargs = {
             key: value for key, value in base.kwargs.items() if key not in ("tools", "tool_choice")
         }
@@ -226,6 +262,9 @@ class JsonProtocol:
         return {"role": "assistant", "content": reply.text}
 
     def results(self, records: Sequence[ToolCallRecord]) -> list[dict[str, Any]]:
+        # The embedded model, once a tool answered, is asked to complete (and only that): it
+        # otherwise calls the same tool again and again (measured: bench_local_tools.py).
+        self.answered = self.answered or any(record.error is None for record in records)
         parts = [
             f"Result of {record.name}: {record.output}"
             if record.error is None
@@ -310,8 +349,9 @@ def act(
     """The flow of one execution of agent `name` with `tools` (see the module docstring);
     `memory_block` is remembered context for the prompt (`kaizen.store.memory`)."""
     context = current_node_context()
+    small = settings.tool_protocol == "json" and is_embedded_model(settings.model)
     protocol: Protocol = (
-        JsonProtocol(tools, output_schema)
+        JsonProtocol(tools, output_schema, compact=small)
         if settings.tool_protocol == "json"
         else Native(tools, output_schema)
     )
@@ -319,11 +359,16 @@ def act(
         signature,
         inputs,
         template=settings.system_template,
-        user_template=settings.prompt_template or TOOLS_USER_TEMPLATE,
+        user_template=settings.prompt_template
+        or (SMALL_MODEL_USER_TEMPLATE if small else TOOLS_USER_TEMPLATE),
         schema_in_prompt=False,
     )
     note = protocol.system_note()
-    if note:
+    if small and not settings.system_template:
+        # the embedded model gets the protocol alone, with the agent's own instructions
+        own = signature.instructions
+        messages[0] = {**messages[0], "content": "\n\n".join(filter(None, (own, note)))}
+    elif note:
         messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{note}"}
     messages = with_memory_block(messages, memory_block)
     trajectory = _Trajectory(list(messages))
@@ -527,3 +572,32 @@ def _plain_options(base: ModelRequest) -> dict[str, Any]:
         "transport": base.transport,
         **options,
     }
+
+
+def _argument_list(schema: Mapping[str, Any]) -> str:
+    """``a: number, b: number``: a tool's (or `complete`'s) arguments in one short line."""
+    properties = schema.get("properties") or {}
+    return ", ".join(
+        f"{name}: {spec.get('type', 'any') if isinstance(spec, Mapping) else 'any'}"
+        for name, spec in properties.items()
+    )
+
+
+_ANSWER_PATTERN = r'^[A-Za-z0-9-][^"\\\x00-\x1f]{0,99}$'
+
+
+def _non_empty_strings(call: dict[str, Any]) -> dict[str, Any]:
+    """`complete`'s call schema with its free top-level string outputs made to hold an answer:
+    at least one character, the first a letter, a digit or a minus (the embedded
+    model otherwise "answers" ``}}`` or ``.15.0``), no quote, backslash or control character,
+    at most 100 characters."""
+    arguments = dict(call["properties"]["arguments"])
+    free = ("enum", "const", "pattern", "format")
+    properties = {
+        name: {"type": "string", "pattern": _ANSWER_PATTERN}
+        if isinstance(spec, Mapping) and spec.get("type") == "string" and not (free & spec.keys())
+        else spec
+        for name, spec in (arguments.get("properties") or {}).items()
+    }
+    arguments["properties"] = properties
+    return {**call, "properties": {**call["properties"], "arguments": arguments}}

@@ -70,9 +70,10 @@ class Sampling:
     once) and DRY ("don't repeat yourself": a token that would extend a sequence already said
     longer than ``dry_allowed_length`` tokens is penalised by ``dry_multiplier *
     dry_base ** (length - allowed)``; newlines, colons, quotes and asterisks break sequences,
-    so JSON keys may repeat). With ``penalize_prompt`` the prompt counts as said: a reply that
-    copies a long run of its prompt is penalised like one that loops. The defaults switch all
-    of it off; the embedded model's calls turn it on (`kaizen.llm.embedded.model`).
+    so JSON keys may repeat). With ``penalize_prompt`` the prompt counts as said for DRY: a
+    reply that copies a long run of its prompt is penalised like one that loops (a tool call,
+    which must copy its arguments, turns it off). The defaults switch all of it off; the
+    embedded model's calls turn it on (`kaizen.llm.embedded.model`).
     """
 
     temperature: float = 0.2

@@ -309,10 +309,10 @@ class BatchEngine:
                 self._dry_breakers,
                 len(self._dry_breakers),
             )
+            if sampling.penalize_prompt:  # DRY only: a token penalty would stop copying digits
+                for token in prompt:
+                    ll.llama_sampler_accept(dry, token)
             ll.llama_sampler_chain_add(chain, dry)
-        if sampling.penalize_prompt and (sampling.penalizes or sampling.dry_multiplier > 0):
-            for token in prompt:
-                ll.llama_sampler_accept(chain, token)
         if sampling.temperature <= 0:
             ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
             return chain

@@ -176,9 +176,17 @@ def _plan(
     for key in ("top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "repeat_penalty"):
         if optional_params.get(key) is not None:
             options[key] = optional_params[key]
-    schema = requested_schema(optional_params.get("response_format"))
+    response_format = optional_params.get("response_format")
+    schema = requested_schema(response_format)
+    if _schema_name(response_format) == "tool_call":  # arguments are copied from the prompt
+        options["penalize_prompt"] = False
     seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
     return _Plan(chat, schema, options, seconds)
+
+
+def _schema_name(response_format: Any) -> str | None:
+    inner = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
+    return inner.get("name") if isinstance(inner, Mapping) else None
 
 
 def _settle(plan: _Plan, reply: LocalReply, string_cap: int, last: bool) -> LocalReply | None:
@@ -263,6 +271,7 @@ def _serial_attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
     """One attempt through `llama_cpp.Llama`, one call at a time (batching off)."""
     llama = _model()
     options = dict(plan.options)
+    options.pop("penalize_prompt", None)  # the batched path's setting (no DRY here)
     if plan.schema is not None:
         options["response_format"] = {
             "type": "json_object",
@@ -303,7 +312,7 @@ def _batch_request(engine: BatchEngine, plan: _Plan, string_cap: int, array_cap:
         frequency_penalty=float(options.get("frequency_penalty", 0.0)),
         presence_penalty=float(options.get("presence_penalty", 0.0)),
         dry_multiplier=float(REPETITION["dry_multiplier"]),
-        penalize_prompt=bool(REPETITION["penalize_prompt"]),
+        penalize_prompt=bool(options.get("penalize_prompt", REPETITION["penalize_prompt"])),
     )
     return Request(
         prompt=prompt,
