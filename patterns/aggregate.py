@@ -115,10 +115,9 @@ class DebateRoundNode(Node):
             arguments.append(f"{head}: {entry['argument']}")
         if not transcript:
             return {}
-        said = [entry["argument"] for entry in transcript]
         return {
             "arguments": arguments,
-            "said": said,
+            "said": [item["argument"] for item in transcript],
             "positions": positions,
             "transcript": transcript,
         }

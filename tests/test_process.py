@@ -28,7 +28,7 @@ from tests.test_layout import modules
 STATE = {
     "kaizen.agents.facade": ("agents.facade", {"_default"}),
     "kaizen.llm.http.session": ("llm.http.session", {"_sessions", "_closers"}),
-    "kaizen.llm.embedded.model": ("llm.embedded", {"_llama", "_batch_engine"}),
+    "kaizen.llm.embedded.model": ("llm.embedded", {"_llama", "_batch_engine", "_weights"}),
     "kaizen.llm.http.openai_compat": ("llm.openai_compat", {"_endpoints"}),
     "kaizen.llm.resilience": ("llm.resilience", {"_breakers", "_limiters", "_watchers"}),
     "kaizen.mcp.session": ("mcp.session", {"_live_connections"}),

@@ -128,7 +128,7 @@ class LocalTransport:
 
         model = str(kwargs["model"])
         embedded.check_model(model)
-        reply = embedded.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        reply = embedded.generate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"), model)
         return _whole(_from_local(reply), on_text)
 
     async def asend(self, *, kwargs: Mapping[str, Any], on_text: OnText | None = None) -> RawReply:
@@ -136,7 +136,9 @@ class LocalTransport:
 
         model = str(kwargs["model"])
         embedded.check_model(model)
-        reply = await embedded.agenerate(list(kwargs["messages"]), kwargs, kwargs.get("timeout"))
+        reply = await embedded.agenerate(
+            list(kwargs["messages"]), kwargs, kwargs.get("timeout"), model
+        )
         return _whole(_from_local(reply), on_text)
 
 

@@ -56,6 +56,7 @@ from kaizen.llm.embedded.batching import (
     ThreadTuner,
     best_prefix,
 )
+from kaizen.llm.embedded.weights import LocalModelError
 
 __all__ = ["BatchEngine"]
 
@@ -91,9 +92,22 @@ class BatchEngine:
             log.setLevel(logging.ERROR)
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
+        self.model_path = model_path
         self._model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), model_params)
         if not self._model:
-            raise RuntimeError(f"llama.cpp could not load {model_path}")
+            raise LocalModelError(
+                f"llama.cpp could not load the local model {str(model_path)!r}: the file may be "
+                "truncated or of a model architecture this llama.cpp does not know (upgrade "
+                "llama-cpp-python, or use another GGUF)"
+            )
+        template = llama_cpp.llama_model_chat_template(self._model, None)
+        if not template:
+            llama_cpp.llama_model_free(self._model)
+            raise LocalModelError(
+                f"the local model {str(model_path)!r} has no chat template in its metadata "
+                "(tokenizer.chat_template): use an instruct or chat model's GGUF, or add the "
+                "template with llama.cpp's gguf_set_metadata / gguf-new-metadata"
+            )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         params = llama_cpp.llama_context_default_params()
@@ -121,11 +135,10 @@ class BatchEngine:
         breakers = (b"\n", b":", b'"', b"*")  # llama.cpp's default DRY sequence breakers
         self._dry_breakers = (ctypes.c_char_p * len(breakers))(*breakers)
 
-        template = llama_cpp.llama_model_chat_template(self._model, None)
         eos = llama_cpp.llama_vocab_eos(self._vocab)
         bos = llama_cpp.llama_vocab_bos(self._vocab)
         self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=(template or b"").decode("utf-8"),
+            template=template.decode("utf-8"),
             eos_token=self._token_text(eos),
             bos_token=self._token_text(bos),
             stop_token_ids=[eos],
@@ -160,8 +173,9 @@ class BatchEngine:
         `DecodeTimeout` / `ContextTooSmall`."""
         if len(request.prompt) >= self.n_ctx:
             raise ContextTooSmall(
-                f"the prompt is {len(request.prompt)} tokens; the embedded model's context "
-                f"holds {self.n_ctx}: shorten the prompt (fewer inputs, less memory context)"
+                f"the prompt is {len(request.prompt)} tokens; the context of the local model "
+                f"{self.model_path.name!r} holds {self.n_ctx}: shorten the prompt (fewer or "
+                "shorter inputs, less memory context)"
             )
         request.max_tokens = max(1, min(request.max_tokens, self.n_ctx - len(request.prompt)))
         with self._wake:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kaizen import process
@@ -38,12 +39,11 @@ from kaizen.llm.embedded.schema import (
 )
 from kaizen.llm.embedded.weights import (
     LOCAL_MODEL,
+    LOCAL_MODEL_ENV,
     LOCAL_PROVIDER,
-    MODEL_NAME,
     N_THREADS,
-    LocalModelError,
     LocalModelTruncated,
-    installed_weights,
+    weights_for,
 )
 from kaizen.llm.litellm_adapter import set_queue_time, set_response_cost
 
@@ -80,8 +80,12 @@ BATCHING: bool | None = None
 
 _load_lock = threading.Lock()
 _generate_lock = threading.Lock()
-_llama: Any = None
-_batch_engine: BatchEngine | None = None
+# Loaded models, by the weights they run (`weights_for`): the embedded model, or a user's GGUF.
+_llama: dict[Path, Any] = {}
+_batch_engine: dict[Path, BatchEngine] = {}
+# What each model name (and the KAIZEN_LOCAL_MODEL it was read with) resolved to: no file is
+# checked again on later calls.
+_weights: dict[tuple[str, str], Path] = {}
 
 
 def batching_enabled() -> bool:
@@ -92,50 +96,62 @@ def batching_enabled() -> bool:
     return setting not in ("0", "false", "no", "off")
 
 
-def _model() -> Any:
+def resolved_weights(model: str = LOCAL_MODEL) -> Path:
+    """The weights `model` runs (`weights_for`), resolved once per name and environment."""
+    key = (model, os.environ.get(LOCAL_MODEL_ENV, ""))
+    found = _weights.get(key)
+    if found is None:
+        found = _weights[key] = weights_for(model)
+    return found
+
+
+def _model(weights: Path | None = None) -> Any:
     """The loaded `llama_cpp.Llama` (the serialised path), created on first use (thread-safe)."""
-    global _llama
-    if _llama is not None:
-        return _llama
+    weights = weights or resolved_weights()
+    loaded = _llama.get(weights)
+    if loaded is not None:
+        return loaded
     with _load_lock:
-        if _llama is None:
+        if weights not in _llama:
             from llama_cpp import Llama
 
-            path = installed_weights()
-            _llama = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
+            _llama[weights] = Llama(
+                model_path=str(weights), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False
+            )
             # Free the model before interpreter teardown: Llama.__del__ at exit finds the
             # llama.cpp bindings already gone and prints a TypeError.
             atexit.register(_close)
-    return _llama
+    return _llama[weights]
 
 
-def _engine() -> BatchEngine:
-    """The batched decoder (`kaizen.llm.embedded.engine`), started on first use (thread-safe)."""
-    global _batch_engine
-    if _batch_engine is not None:
-        return _batch_engine
+def _engine(weights: Path | None = None) -> BatchEngine:
+    """The batched decoder (`kaizen.llm.embedded.engine`) of `weights` (default: the embedded
+    model's), started on first use (thread-safe)."""
+    weights = weights or resolved_weights()
+    engine = _batch_engine.get(weights)
+    if engine is not None:
+        return engine
     with _load_lock:
-        if _batch_engine is None:
+        if weights not in _batch_engine:
             from kaizen.llm.embedded.engine import BatchEngine
 
-            path = installed_weights()
-            _batch_engine = BatchEngine(path, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
+            _batch_engine[weights] = BatchEngine(weights, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
             atexit.register(_close_engine)
-    return _batch_engine
+    return _batch_engine[weights]
 
 
 def _close() -> None:
-    global _llama
     with _generate_lock:
-        model, _llama = _llama, None
-        if model is not None:
+        models = list(_llama.values())
+        _llama.clear()
+        for model in models:
             model.close()
 
 
 def _close_engine() -> None:
-    global _batch_engine
-    engine, _batch_engine = _batch_engine, None
-    if engine is not None:
+    engines = list(_batch_engine.values())
+    _batch_engine.clear()
+    for engine in engines:
         engine.close()
 
 
@@ -156,6 +172,7 @@ class _Plan:
     schema: dict[str, Any] | None
     options: dict[str, Any]
     timeout: float | None
+    weights: Path  # the model file (`resolved_weights`)
 
     def caps(self) -> list[tuple[int, int]]:
         """The string and array caps of each attempt: the second is tighter (see above)."""
@@ -163,7 +180,7 @@ class _Plan:
 
 
 def _plan(
-    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any
+    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any, model: str
 ) -> _Plan:
     chat = [
         {"role": str(m.get("role", "user")), "content": str(m.get("content") or "")}
@@ -181,7 +198,7 @@ def _plan(
     if _schema_name(response_format) == "tool_call":  # arguments are copied from the prompt
         options["penalize_prompt"] = False
     seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
-    return _Plan(chat, schema, options, seconds)
+    return _Plan(chat, schema, options, seconds, resolved_weights(model))
 
 
 def _schema_name(response_format: Any) -> str | None:
@@ -218,10 +235,14 @@ def _add(total: LocalReply | None, reply: LocalReply) -> LocalReply:
 
 
 def generation(
-    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+    messages: list[dict[str, Any]],
+    optional_params: Mapping[str, Any],
+    timeout: Any = None,
+    model: str = LOCAL_MODEL,
 ) -> Flow[LocalReply]:
-    """The flow of one chat completion: its attempts (each an effect), and what they mean."""
-    plan = _plan(messages, optional_params, timeout)
+    """The flow of one chat completion on `model` (a ``local/...`` name, see `weights_for`):
+    its attempts (each an effect), and what they mean."""
+    plan = _plan(messages, optional_params, timeout, model)
     caps = plan.caps()
     total: LocalReply | None = None
     for number, (string_cap, array_cap) in enumerate(caps):
@@ -235,24 +256,30 @@ def generation(
 
 
 def generate(
-    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+    messages: list[dict[str, Any]],
+    optional_params: Mapping[str, Any],
+    timeout: Any = None,
+    model: str = LOCAL_MODEL,
 ) -> LocalReply:
     """Run one chat completion (batched with concurrent calls, unless batching is off).
     Thread-safe; blocks until the reply is complete."""
-    return run_sync(generation(messages, optional_params, timeout))
+    return run_sync(generation(messages, optional_params, timeout, model))
 
 
 async def agenerate(
-    messages: list[dict[str, Any]], optional_params: Mapping[str, Any], timeout: Any = None
+    messages: list[dict[str, Any]],
+    optional_params: Mapping[str, Any],
+    timeout: Any = None,
+    model: str = LOCAL_MODEL,
 ) -> LocalReply:
     """`generate` for asyncio: cancelling the awaiting task frees the request's sequence."""
-    return await run_async(generation(messages, optional_params, timeout))
+    return await run_async(generation(messages, optional_params, timeout, model))
 
 
 def _attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
     if not batching_enabled():
         return _serial_attempt(plan, string_cap, array_cap)
-    engine = _engine()
+    engine = _engine(plan.weights)
     request = _batch_request(engine, plan, string_cap, array_cap)
     return _from_decoded(engine.submit(request).result())
 
@@ -262,14 +289,16 @@ async def _aattempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
         return await asyncio.to_thread(_serial_attempt, plan, string_cap, array_cap)
     # The first call loads the model (a second or more): not on the event loop, whose other
     # nodes go on meanwhile.
-    engine = _batch_engine if _batch_engine is not None else await asyncio.to_thread(_engine)
+    engine = _batch_engine.get(plan.weights)
+    if engine is None:
+        engine = await asyncio.to_thread(_engine, plan.weights)
     request = _batch_request(engine, plan, string_cap, array_cap)
     return _from_decoded(await asyncio.wrap_future(engine.submit(request)))
 
 
 def _serial_attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
     """One attempt through `llama_cpp.Llama`, one call at a time (batching off)."""
-    llama = _model()
+    llama = _model(plan.weights)
     options = dict(plan.options)
     options.pop("penalize_prompt", None)  # the batched path's setting (no DRY here)
     if plan.schema is not None:
@@ -333,11 +362,9 @@ def _from_decoded(decoded: Any) -> LocalReply:
 
 
 def check_model(model: str) -> None:
-    """Raise `LocalModelError` unless `model` names the embedded model."""
-    if model.removeprefix(f"{LOCAL_PROVIDER}/") != MODEL_NAME:
-        raise LocalModelError(
-            f"unknown local model {model!r}: the embedded model is {LOCAL_MODEL!r}"
-        )
+    """Raise `LocalModelError` unless `model` names a model the engine can run: the embedded
+    one, or a GGUF file (`weights_for`: a missing or non-GGUF file is named in the error)."""
+    resolved_weights(f"{LOCAL_PROVIDER}/{model.removeprefix(f'{LOCAL_PROVIDER}/')}")
 
 
 def make_local_handler() -> Any:
@@ -353,7 +380,7 @@ def make_local_handler() -> Any:
         choice = response.choices[0]
         choice.message.content = outcome.text
         choice.finish_reason = outcome.finish_reason or "stop"
-        response.model = LOCAL_MODEL
+        response.model = f"{LOCAL_PROVIDER}/{model.removeprefix(f'{LOCAL_PROVIDER}/')}"
         set_response_cost(response, 0.0)  # free by definition
         set_queue_time(response, outcome.queue_time)
         response.created = int(time.time())
@@ -375,7 +402,7 @@ def make_local_handler() -> Any:
             **kwargs: Any,
         ) -> Any:
             check(model)
-            outcome = generate(messages, optional_params or {}, kwargs.get("timeout"))
+            outcome = generate(messages, optional_params or {}, kwargs.get("timeout"), model)
             return fill(model_response, model, outcome)
 
         async def acompletion(
@@ -388,7 +415,7 @@ def make_local_handler() -> Any:
             **kwargs: Any,
         ) -> Any:
             check(model)
-            outcome = await agenerate(messages, optional_params or {}, kwargs.get("timeout"))
+            outcome = await agenerate(messages, optional_params or {}, kwargs.get("timeout"), model)
             return fill(model_response, model, outcome)
 
     return LocalHandler()
@@ -397,8 +424,9 @@ def make_local_handler() -> Any:
 def _forget_model() -> None:
     """After a fork: the child loads its own model (the batch engine's thread is not there)."""
     global _llama, _batch_engine
-    _llama = None
-    _batch_engine = None
+    _llama = {}
+    _batch_engine = {}
+    _weights.clear()
 
 
 process.register("llm.embedded", _forget_model, fork_only=True)

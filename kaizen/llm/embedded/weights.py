@@ -7,8 +7,12 @@
 - `fast_weights`: the shipped Q4_1 weights are converted once to Q8_0 into a cache folder
   (``KAIZEN_MODEL_CACHE``; ``KAIZEN_LOCAL_WEIGHTS=shipped`` keeps the shipped file): the CPU
   kernels multiply Q8_0 much faster when a step holds many tokens, as batched steps do.
-- `installed_weights` is what loading uses: the weights to decode with, or a `LocalModelError`
-  saying what to install.
+- `installed_weights` is what loading the embedded model uses: the weights to decode with, or a
+  `LocalModelError` saying what to install.
+- `weights_for` is what a ``local/...`` model name loads: ``local/smollm2`` the embedded model
+  (or the GGUF file ``KAIZEN_LOCAL_MODEL`` names), ``local/<path>.gguf`` that file; any instruct
+  GGUF runs through the same engine, with the chat template read from the file. A file that is
+  missing or is not GGUF is a `LocalModelError` naming it and what to do.
 """
 
 from __future__ import annotations
@@ -22,16 +26,20 @@ from pathlib import Path
 __all__ = [
     "CACHED_FORMAT",
     "GGUF_FILE",
+    "GGUF_MAGIC",
     "LOCAL_MODEL",
+    "LOCAL_MODEL_ENV",
     "LOCAL_PROVIDER",
     "MODEL_NAME",
     "N_THREADS",
     "LocalModelError",
     "LocalModelTruncated",
+    "checked_gguf",
     "fast_weights",
     "gguf_path",
     "installed_weights",
     "weights_cache_dir",
+    "weights_for",
 ]
 
 LOCAL_PROVIDER = "local"
@@ -150,3 +158,50 @@ def installed_weights() -> Path:
             "`CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --no-cache-dir llama-cpp-python`"
         ) from exc
     return fast_weights(path)
+
+
+#: The environment variable naming a GGUF file that ``local/smollm2`` runs instead of SmolLM2.
+LOCAL_MODEL_ENV = "KAIZEN_LOCAL_MODEL"
+GGUF_MAGIC = b"GGUF"
+
+
+def weights_for(model: str) -> Path:
+    """The weights a ``local/...`` model name runs: ``local/smollm2`` the embedded model, or the
+    file `LOCAL_MODEL_ENV` names; ``local/<path>.gguf`` that file (relative to the working
+    directory; ``local//abs/path.gguf`` or ``local/~/m.gguf`` for others)."""
+    name = model.removeprefix(f"{LOCAL_PROVIDER}/")
+    if name == MODEL_NAME:
+        chosen = os.environ.get(LOCAL_MODEL_ENV, "").strip()
+        return checked_gguf(Path(chosen), LOCAL_MODEL_ENV) if chosen else installed_weights()
+    if name.lower().endswith(".gguf"):
+        return checked_gguf(Path(name).expanduser(), f"the model name {model!r}")
+    raise LocalModelError(
+        f"unknown local model {model!r}: use {LOCAL_MODEL!r} (the embedded model) or "
+        f"'{LOCAL_PROVIDER}/<path to a .gguf file>'"
+    )
+
+
+def checked_gguf(path: Path, named_by: str) -> Path:
+    """`path` when it is a readable GGUF file, else a `LocalModelError` naming it, what named it
+    (`named_by`: the variable or the model name) and what to do."""
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise LocalModelError(
+            f"the local model file {str(path)!r} (from {named_by}) {what}: give the path of a "
+            ".gguf file (an instruct model's, e.g. from Hugging Face), absolute or relative to "
+            f"the working directory {os.getcwd()!r}"
+        )
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise LocalModelError(
+            f"cannot read the local model file {str(path)!r} (from {named_by}): {exc}"
+        ) from exc
+    if head != GGUF_MAGIC:
+        raise LocalModelError(
+            f"the local model file {str(path)!r} (from {named_by}) is not a GGUF file (it "
+            f"starts with {head!r}, not {GGUF_MAGIC!r}): download the model's .gguf, or convert "
+            "it with llama.cpp's convert_hf_to_gguf.py"
+        )
+    return path
