@@ -78,8 +78,9 @@ def shorten(text: str, width: int) -> str:
 
 
 # A unit of 1-12 characters (at least one not a space) said four or more times in a row, the
-# run at least 8 characters long: "1.1.1.1.", "no no no no ", "!!!!!!!!". "...." stays prose.
-_LOOP = re.compile(r"(\S.{0,11}?)\1{3,}", re.DOTALL)
+# run at least 8 characters long: "1.1.1.1.", "no no no no", "!!!!!!!!". "...." stays prose.
+# The last time may lack the unit's trailing spaces ("no no no no" is "no " four times).
+_RUN = re.compile(r"(\S.{0,11}?)\1{2,}", re.DOTALL)
 _MIN_LOOP = 8
 
 
@@ -94,9 +95,15 @@ def degenerate(text: str) -> str | None:
     stripped = text.strip()
     if not stripped:
         return None
-    for match in _LOOP.finditer(stripped):
-        if len(match.group(0)) >= _MIN_LOOP:
-            return f"repeats {match.group(1)!r} {len(match.group(0)) // len(match.group(1))} times"
+    for match in _RUN.finditer(stripped):
+        unit = match.group(1)
+        times = len(match.group(0)) // len(unit)
+        span = len(match.group(0))
+        last = unit.rstrip()
+        if last != unit and stripped.startswith(last, match.end()):
+            times, span = times + 1, span + len(last)
+        if times >= 4 and span >= _MIN_LOOP:
+            return f"repeats {unit!r} {times} times"
     visible = [c for c in stripped if not c.isspace()]
     letters = sum(c.isalpha() for c in visible)
     if letters * 2 < len(visible):
