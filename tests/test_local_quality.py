@@ -311,3 +311,48 @@ def test_the_demo_roles_answer_in_prose_on_the_embedded_model() -> None:
         argument = results[node]["argument"]
         assert len(argument) >= SMALL_MODEL_PROSE_MIN and argument[0].isalpha(), argument
         assert degenerate(argument) is None, argument
+
+
+# -- honest when weak: one seeded re-sample, noted ------------------------------------------------
+
+PROSE_SIGNATURE = 'topic: str -> argument: str (min_length=20) "one sentence"'
+
+
+def run_one_agent(replies: list[str], **config: Any) -> tuple[Any, Any, ScriptedModel]:
+    """An agent in a one-node workflow, so its notes land in the run record."""
+    from kaizen import Agent
+    from kaizen.agents.node import AgentNode
+    from kaizen.runtime.local import LocalRuntime
+    from kaizen.workflow.builder import WorkflowBuilder
+
+    model = ScriptedModel([json.dumps({"argument": text}) for text in replies])
+    agent = Agent("arguer", PROSE_SIGNATURE, {"model": model, **config})
+    builder = WorkflowBuilder("one")
+    builder.add_node_instance(AgentNode("arguer", agent=agent))
+    runtime = LocalRuntime()
+    results, run_id = runtime.execute(builder.build(), parameters={"arguer": {"topic": "t"}})
+    return results["arguer"], runtime.get_record(run_id).nodes["arguer"], model
+
+
+def test_a_degenerate_answer_is_asked_for_once_more_with_a_seed() -> None:
+    loop = "1.1.1.1.1.1.1.1.1.1.1.1.1"
+    good = "Remote work saves an hour of commuting every day."
+    outputs, node, model = run_one_agent([loop, good], resample_degenerate=True)
+    assert outputs["argument"] == good
+    assert [n["kind"] for n in node.notes] == ["resample"]
+    assert node.notes[0]["why"]["argument"].startswith("repeats")
+    assert "seed" not in model.calls[0].params and model.calls[1].params["seed"] == 7
+
+
+def test_one_still_degenerate_is_kept_and_marked_not_hidden() -> None:
+    loop = "1.1.1.1.1.1.1.1.1.1.1.1.1"
+    outputs, node, model = run_one_agent([loop, loop], resample_degenerate=True)
+    assert outputs["argument"] == loop
+    assert [n["kind"] for n in node.notes] == ["resample", "degenerate"]
+    assert len(model.calls) == 2
+
+
+def test_without_the_option_nothing_is_re_sampled() -> None:
+    loop = "1.1.1.1.1.1.1.1.1.1.1.1.1"
+    outputs, node, model = run_one_agent([loop, "never asked for"])
+    assert outputs["argument"] == loop and not node.notes and len(model.calls) == 1

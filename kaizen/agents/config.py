@@ -102,6 +102,13 @@ class AgentConfig(BaseModel):
         description="how tool calls travel: the provider's native tool calling, or JSON "
         "constrained by a schema (auto: JSON for the embedded model, native otherwise)",
     )
+    resample_degenerate: bool = Field(
+        default=False,
+        description="a prose output (a str output with min_length >= 10) that reads as a loop "
+        "or not as prose (kaizen.text.degenerate) is asked for once more with a fixed seed; "
+        "both tries are noted in the run record, and an answer still degenerate is kept, "
+        "marked there (the demo sets it)",
+    )
     strategy: Literal["auto", "plan"] = Field(
         default="auto",
         description="'auto': the reason-act loop for an agent with tools, one structured call "
@@ -338,6 +345,7 @@ class ModelSettings:
     on_interrupt: str = "return"
     tool_protocol: str = "native"  # resolved: "native" or "json"
     strategy: str = "auto"
+    resample_degenerate: bool = False
     validate_plan: bool = False
     max_plan_attempts: int = 3
     max_step_recoveries: int = 2
@@ -380,6 +388,7 @@ def resolve_settings(config: AgentConfig) -> ModelSettings:
         on_interrupt=effective.on_interrupt,
         tool_protocol=_tool_protocol(effective.tool_protocol, model_name(model)),
         strategy=effective.strategy,
+        resample_degenerate=effective.resample_degenerate,
         validate_plan=effective.validate_plan,
         max_plan_attempts=effective.max_plan_attempts,
         max_step_recoveries=effective.max_step_recoveries,

@@ -5,6 +5,8 @@
         call the model (the `kaizen.llm.call.model_call` flow: retries, hooks, usage)
         parse the reply into the signature's typed outputs -> done
         or show the model its reply and what was wrong with it, and ask again
+    with `resample_degenerate`: a prose output that is degenerate (`kaizen.text.degenerate`) is
+        asked for once more with a fixed seed; both are noted in the run record
 
 An agent with tools runs the reason-act loop instead (`kaizen.agents.loop.act`), a flow too;
 an agent with the config `strategy="plan"` makes a plan and runs it as a workflow
@@ -18,6 +20,7 @@ to the model for an agent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +28,11 @@ from kaizen.agents.freeform import is_open, parse_open_output
 from kaizen.agents.loop import act
 from kaizen.flow import Flow
 from kaizen.llm.answer import answer
+from kaizen.llm.embedded.schema import PROSE_MIN_LENGTH
 from kaizen.runtime.context import current_node_context
 from kaizen.signatures import parse_output, render_messages
 from kaizen.store.memory import with_memory_block
+from kaizen.text import degenerate
 
 if TYPE_CHECKING:
     from kaizen.agents.config import ModelSettings
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
     from kaizen.signatures import Signature
     from kaizen.tools.tool import Tool
 
-__all__ = ["exchange"]
+__all__ = ["RESAMPLE_SEED", "degenerate_prose", "exchange"]
 
 
 def exchange(
@@ -76,4 +81,35 @@ def exchange(
     messages = with_memory_block(messages, memory_block)  # remembered context (docs/state.md)
     # a schema open to more fields (an agent without a signature) keeps every field given
     parse = parse_open_output if is_open(output_schema) else parse_output
-    return (yield from answer(name, signature, settings, messages, output_schema, on_text, parse))
+    outputs = yield from answer(name, signature, settings, messages, output_schema, on_text, parse)
+    weak = degenerate_prose(signature, outputs)
+    if not weak or not settings.resample_degenerate:
+        return outputs
+    # Honest when weak: one more try, seeded (the same answer on a re-run), both noted.
+    note = context.note if context is not None else (lambda entry: None)
+    note({"kind": "resample", "why": weak, "seed": RESAMPLE_SEED})
+    seeded = dataclasses.replace(
+        settings, call_options={**settings.call_options, "seed": RESAMPLE_SEED}
+    )
+    again = yield from answer(name, signature, seeded, messages, output_schema, on_text, parse)
+    still = degenerate_prose(signature, again)
+    if still:
+        note({"kind": "degenerate", "why": still})
+    return again
+
+
+#: The seed of the one re-sample of a degenerate answer (`resample_degenerate`).
+RESAMPLE_SEED = 7
+
+
+def degenerate_prose(signature: Signature, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """{field: why} for the prose outputs of `signature` (str outputs asking for at least
+    `PROSE_MIN_LENGTH` characters) whose value `kaizen.text.degenerate` rejects."""
+    found: dict[str, str] = {}
+    for field in signature.output_fields:
+        if field.type is not str or int(field.constraints.get("min_length", 0)) < PROSE_MIN_LENGTH:
+            continue
+        why = degenerate(str(outputs.get(field.name, "")))
+        if why:
+            found[field.name] = why
+    return found

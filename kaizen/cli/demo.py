@@ -37,12 +37,15 @@ ROUNDS = 2
 # embedded model's default temperature (0.2) five voters with different roles gave the very same
 # sentence; 0.5 gives each role its own answer and still keeps the replies on topic
 # (benchmarks/demo_quality.py counts both).
+# A degenerate answer (a loop like "1.1.1.1", kaizen.text.degenerate) is re-sampled once,
+# seeded; one still degenerate is shown marked as such, never hidden (the record notes both).
 AGENT_CONFIG: dict[str, Any] = {
     "max_tokens": 200,
     "temperature": 0.5,
     "retries": 1,
     "max_parse_attempts": 2,
     "timeout": 180,
+    "resample_degenerate": True,
 }
 
 
@@ -164,9 +167,35 @@ def _problems(record: RunRecord) -> dict[str, list[dict[str, str]]]:
     return {"failed": failed, "skipped": skipped}
 
 
+def _weak_answers(record: RunRecord) -> dict[str, dict[str, Any]]:
+    """{node: {"resampled": bool, "degenerate": {field: why}}} from the agents' notes."""
+    weak: dict[str, dict[str, Any]] = {}
+    for node_id, node in record.nodes.items():
+        for note in node.notes:
+            if note.get("kind") == "resample":
+                weak.setdefault(node_id, {"resampled": True, "degenerate": {}})
+            elif note.get("kind") == "degenerate":
+                entry = weak.setdefault(node_id, {"resampled": True, "degenerate": {}})
+                entry["degenerate"] = dict(note.get("why") or {})
+    return weak
+
+
+def _marked(text: str, node_id: str, summary: Mapping[str, Any]) -> str:
+    """`text` as shown: escaped, and marked when it is still degenerate after its re-sample."""
+    from rich.markup import escape
+
+    weak = summary["weak_answers"].get(node_id)
+    if weak and weak["degenerate"]:
+        return f"[red]\\[degenerate after a re-sample][/red] {escape(text)}"
+    if weak:
+        return f"{escape(text)} [dim](re-sampled once)[/dim]"
+    return escape(text)
+
+
 def _run_facts(run: PatternRun) -> dict[str, Any]:
     record = run.record
     return {
+        "weak_answers": _weak_answers(record),
         "status": str(record.status),
         "seconds": round((record.finished or time.time()) - record.started, 2),
         "tokens": record.usage.total_tokens,
@@ -196,10 +225,11 @@ def _print_debate(console: Console, summary: Mapping[str, Any]) -> None:
 
     for r, transcript in enumerate(summary["rounds"], start=1):
         for entry in transcript:
+            node_id = f"round{r}/{entry['debater']}"
             console.print(
                 f"  round {r} [bold]{entry['debater']}[/bold] "
                 f"({entry.get('position', '?')}, {entry.get('confidence', 0):.2f}): "
-                f"{escape(str(entry['argument']))}"
+                f"{_marked(str(entry['argument']), node_id, summary)}"
             )
     verdict = summary["verdict"]
     if verdict is None:
@@ -208,7 +238,7 @@ def _print_debate(console: Console, summary: Mapping[str, Any]) -> None:
         body = (
             f"position: [bold]{escape(str(verdict.get('position')))}[/bold]   "
             f"confidence: {float(verdict.get('confidence', 0.0)):.2f}\n"
-            f"{escape(str(verdict.get('rationale', '')))}"
+            f"{_marked(str(verdict.get('rationale', '')), JUDGE, summary)}"
         )
         if summary["failed"] or summary["skipped"]:
             body += "\n[yellow]degraded run:[/yellow]\n" + _problem_lines(summary)
@@ -231,7 +261,7 @@ def _print_consensus(console: Console, summary: Mapping[str, Any]) -> None:
             vote["agent"],
             escape(vote["answer"]),
             f"{vote['confidence']:.2f}",
-            escape(vote["rationale"]),
+            _marked(vote["rationale"], vote["agent"], summary),
         )
     for failure in result["failures"]:
         table.add_row(failure["agent"], "[red]failed[/red]", "", escape(failure["error"][:70]))
