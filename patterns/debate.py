@@ -259,7 +259,9 @@ def _on_side(member: Member, side: str) -> Member:
     who = persona(member.key)
     # Tried on the embedded model and measured (benchmarks/demo_quality.py, --runs 10): a worked
     # example on another topic made it argue about the example's topic; naming the topic in the
-    # brief ("You argue AGAINST this: ...") did not change the side contradictions (10/40 both).
+    # brief ("You argue AGAINST this: ...") did not change the side contradictions (10/40 both);
+    # describing the argument output by its side ("why the proposition is false or harmful")
+    # made them worse (19/40).
     brief = _SIDE_BRIEF[side]
     if current.startswith(who):
         instructions = f"{who} {brief}{current[len(who) :]}"
