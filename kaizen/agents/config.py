@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "timeout": "KAIZEN_TIMEOUT",
     "api_base": "KAIZEN_API_BASE",
     "transport": "KAIZEN_TRANSPORT",
+    "structured_output": "KAIZEN_STRUCTURED_OUTPUT",
 }
 
 
