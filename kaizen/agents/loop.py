@@ -35,6 +35,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kaizen.agents import pause
+from kaizen.agents.small import (
+    SMALL_MODEL_USER_TEMPLATE,
+    answer_that_reads_as_one,
+    compact_note,
+)
 from kaizen.errors import AgentLimitError, BudgetExceededError, ModelError, OutputParseError
 from kaizen.flow import Flow
 from kaizen.interrupts import NodePaused
@@ -60,12 +65,6 @@ __all__ = ["JsonProtocol", "Native", "act", "complete_spec"]
 LOOP_REPEATS = 3  # the same call this many times in a row is a loop
 
 # The user message of an agent with tools (a user's own `prompt_template` replaces it).
-#: The embedded model's user message with tools: the inputs alone (the system message says the
-#: rest; a 135M model loses the question in a long prompt).
-SMALL_MODEL_USER_TEMPLATE = """{% for field in inputs %}
-{{ field.name }}: {{ field.value }}
-{% endfor %}"""
-
 TOOLS_USER_TEMPLATE = """{{ instructions }}
 
 Your input fields are:
@@ -182,7 +181,7 @@ class JsonProtocol:
             choices.append(_call_schema(name, arguments))
         finish = choices[-1]
         if compact:  # the embedded model closes an empty string at once when it may
-            finish = _non_empty_strings(finish)
+            finish = answer_that_reads_as_one(finish)
             choices[-1] = finish
         self.schema: dict[str, Any] = {"anyOf": choices} if len(choices) > 1 else dict(finish)
         self.finish_schema = dict(finish)
@@ -194,7 +193,7 @@ class JsonProtocol:
 
     def system_note(self) -> str:
         if self.compact:
-            return self._compact_note()
+            return compact_note(self.tools, self.output_schema)
         lines = [
             "You act by replying with one JSON object and nothing else: "
             '{"tool": <tool name>, "arguments": {<the tool\'s arguments>}}.',
@@ -209,26 +208,6 @@ class JsonProtocol:
         lines.append(
             f'- {COMPLETE}: finish, with the output fields as the arguments: {{"tool": '
             f'"{COMPLETE}", "arguments": {{...}}}}.'
-        )
-        return "\n".join(lines)
-
-    def _compact_note(self) -> str:
-        """The protocol for the embedded model (docs/models.md): each tool as one line with
-        its arguments' names and types, and one worked example (on a tool not in the list, so
-        it cannot be copied: the grammar only admits the listed names). Measured on
-        `benchmarks/bench_local_tools.py`."""
-        lines = ["Reply with one JSON object: a tool call. The tools:"]
-        for found in self.tools:
-            about = f": {found.description}" if found.description else ""
-            lines.append(f"- {found.name}({_argument_list(found.parameters)}){about}")
-        lines.append(f"- {COMPLETE}({_argument_list(self.output_schema)}): give the final answer.")
-        lines.append(
-            'Example. Question: "What is 5 squared?" Reply: {"tool": "square", "arguments": '
-            '{"x": 5}}'
-        )
-        lines.append(
-            f"Use a tool when the question needs one; then call {COMPLETE} with its result. "
-            f"When no tool is needed, call {COMPLETE} at once."
         )
         return "\n".join(lines)
 
@@ -572,32 +551,3 @@ def _plain_options(base: ModelRequest) -> dict[str, Any]:
         "transport": base.transport,
         **options,
     }
-
-
-def _argument_list(schema: Mapping[str, Any]) -> str:
-    """``a: number, b: number``: a tool's (or `complete`'s) arguments in one short line."""
-    properties = schema.get("properties") or {}
-    return ", ".join(
-        f"{name}: {spec.get('type', 'any') if isinstance(spec, Mapping) else 'any'}"
-        for name, spec in properties.items()
-    )
-
-
-_ANSWER_PATTERN = r'^[A-Za-z0-9-][^"\\\x00-\x1f]{0,99}$'
-
-
-def _non_empty_strings(call: dict[str, Any]) -> dict[str, Any]:
-    """`complete`'s call schema with its free top-level string outputs made to hold an answer:
-    at least one character, the first a letter, a digit or a minus (the embedded
-    model otherwise "answers" ``}}`` or ``.15.0``), no quote, backslash or control character,
-    at most 100 characters."""
-    arguments = dict(call["properties"]["arguments"])
-    free = ("enum", "const", "pattern", "format")
-    properties = {
-        name: {"type": "string", "pattern": _ANSWER_PATTERN}
-        if isinstance(spec, Mapping) and spec.get("type") == "string" and not (free & spec.keys())
-        else spec
-        for name, spec in (arguments.get("properties") or {}).items()
-    }
-    arguments["properties"] = properties
-    return {**call, "properties": {**call["properties"], "arguments": arguments}}
