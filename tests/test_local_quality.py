@@ -356,3 +356,35 @@ def test_without_the_option_nothing_is_re_sampled() -> None:
     loop = "1.1.1.1.1.1.1.1.1.1.1.1.1"
     outputs, node, model = run_one_agent([loop, "never asked for"])
     assert outputs["argument"] == loop and not node.notes and len(model.calls) == 1
+
+
+def test_the_demo_shows_a_still_degenerate_answer_marked() -> None:
+    import io
+
+    from rich.console import Console
+
+    from kaizen.cli.demo import _print_debate
+
+    def said(debater: str, position: str, argument: str) -> dict[str, Any]:
+        return {"debater": debater, "position": position, "confidence": 0.5, "argument": argument}
+
+    summary = {
+        "rounds": [
+            [
+                said("optimist", "for", "1.1.1.1.1.1.1.1"),
+                said("pessimist", "against", "Offices keep teams close."),
+            ]
+        ],
+        "verdict": {"position": "for", "confidence": 0.5, "rationale": "The optimist was clearer."},
+        "failed": [],
+        "skipped": [],
+        "weak_answers": {
+            "round1/optimist": {"resampled": True, "degenerate": {"argument": "repeats"}},
+            "round1/pessimist": {"resampled": True, "degenerate": {}},
+        },
+    }  # fmt: skip
+    console = Console(file=io.StringIO(), width=200)
+    _print_debate(console, summary)
+    shown = console.file.getvalue()
+    assert "[degenerate after a re-sample] 1.1.1.1.1.1.1.1" in shown
+    assert "Offices keep teams close. (re-sampled once)" in shown

@@ -301,6 +301,7 @@ def _serial_attempt(plan: _Plan, string_cap: int, array_cap: int) -> LocalReply:
     llama = _model(plan.weights)
     options = dict(plan.options)
     options.pop("penalize_prompt", None)  # the batched path's setting (no DRY here)
+    options.setdefault("repeat_penalty", REPETITION["repeat_penalty"])
     if plan.schema is not None:
         options["response_format"] = {
             "type": "json_object",
