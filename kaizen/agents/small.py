@@ -12,7 +12,9 @@ all. `kaizen.agents.loop.JsonProtocol` (with ``compact=True``) uses instead:
   or a minus (the model otherwise "answers" ``}}`` or ``.15.0``).
 
 Every other model gets the full prompt and each tool's JSON Schema (docs/models.md lists the
-differences).
+differences). Tried and measured worse: a lookup example instead of the arithmetic one (35 %
+correct tool use instead of 50 %), and a second example of completing at once (15 %: the model
+then completes at once for every task).
 """
 
 from __future__ import annotations
