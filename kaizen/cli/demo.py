@@ -82,6 +82,9 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = chosen if isinstance(chosen, str) else repr(chosen)
+    own_file = os.environ.get("KAIZEN_LOCAL_MODEL", "").strip()
+    if chosen == LOCAL_MODEL and own_file:
+        name = f"{LOCAL_MODEL} running {own_file} (KAIZEN_LOCAL_MODEL)"
     console.rule(f"[bold]Kaizen demo[/bold]: {topic}")
     console.print(f"model: [cyan]{name}[/cyan]   output: [cyan]{out}/[/cyan]")
 
