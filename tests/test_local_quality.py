@@ -388,3 +388,21 @@ def test_the_demo_shows_a_still_degenerate_answer_marked() -> None:
     shown = console.file.getvalue()
     assert "[degenerate after a re-sample] 1.1.1.1.1.1.1.1" in shown
     assert "Offices keep teams close. (re-sampled once)" in shown
+
+
+@pytest.mark.local_model
+@needs_model
+def test_a_grammar_llama_cpp_refuses_fails_only_its_own_request() -> None:
+    from kaizen.llm.embedded.batching import Request, Sampling
+    from kaizen.llm.embedded.model import _engine
+
+    engine = _engine()
+    prompt, stops = engine.chat_prompt([{"role": "user", "content": "Say hello."}])
+    bad = Request(prompt=list(prompt), max_tokens=8, grammar=r"root ::= [\s]+", stop=stops)
+    good = Request(prompt=list(prompt), max_tokens=8, sampling=Sampling(temperature=0), stop=stops)
+    engine.submit(bad)
+    engine.submit(good)
+    with pytest.raises(ValueError, match="rejected the grammar"):
+        bad.future.result(timeout=120)
+    assert good.future.result(timeout=120).text.strip()
+    assert engine.stats()["running"] == 0

@@ -280,6 +280,11 @@ class BatchEngine:
 
     def _start(self, request: Request, now: float) -> None:
         state, ll = self._state, self._ll
+        try:
+            grammar = self._grammar(request.grammar)
+        except ValueError as exc:  # this request's schema, not the engine: only it fails
+            _resolve(request.future, error=exc)
+            return
         seq_id = state.free_ids.pop(0)
         source, shared = best_prefix(state, request.prompt)
         ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
@@ -293,7 +298,7 @@ class BatchEngine:
             seq_id=seq_id,
             admitted=now,
             chain=self._chain(request.sampling, request.prompt),
-            grammar=self._grammar(request.grammar),
+            grammar=grammar,
             n_past=shared,
             pending=request.prompt[shared:],
             prefix_reused=shared,
@@ -343,7 +348,10 @@ class BatchEngine:
             return None
         grammar = self._ll.llama_sampler_init_grammar(self._vocab, gbnf.encode(), b"root")
         if not grammar:
-            raise ValueError("llama.cpp rejected the grammar made from the response schema")
+            raise ValueError(
+                "llama.cpp rejected the grammar made from the response schema (a `pattern` "
+                "it cannot parse, such as one using \\s): simplify the schema"
+            )
         return grammar
 
     def _fill_batch(self) -> bool:
