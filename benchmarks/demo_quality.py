@@ -104,6 +104,7 @@ def stance(text: str) -> str:
     score = 0.0
     for sentence in re.split(r"[.!?;]+", lowered):
         clauses = re.split(r",", sentence)
+        mentions = _mentions(_WORD.findall(sentence))
         weight = 1.0
         for n, clause in enumerate(clauses):
             words = _WORD.findall(clause)
@@ -113,18 +114,23 @@ def stance(text: str) -> str:
                 weight = 2.0
             elif not clause.strip().startswith(_CONTINUING):
                 weight = 1.0
-            score += weight * _clause_score(_WORD.findall(sentence), words, clause, sentence)
+            offset = len(_WORD.findall(sentence[: sentence.find(clause)])) if clause else 0
+            score += weight * _clause_score(words, offset, mentions)
     return "for" if score > 0 else "against" if score < 0 else "unclear"
 
 
-def _clause_score(sentence_words: list[str], words: list[str], clause: str, sentence: str) -> float:
-    """The evaluative words of one clause, each signed by what it is said of (see `stance`)."""
-    offset = _WORD.findall(sentence[: sentence.find(clause)]).__len__() if clause else 0
-    mentions = [
+def _mentions(sentence_words: list[str]) -> list[tuple[int, int]]:
+    """Where a sentence names the subject (+1) or what it is compared with (-1), by word index."""
+    return [
         (i, 1 if w in SUBJECT else -1)
         for i, w in enumerate(sentence_words)
         if w in SUBJECT or w in CONTRAST
     ]
+
+
+def _clause_score(words: list[str], offset: int, mentions: list[tuple[int, int]]) -> float:
+    """The evaluative words of one clause (its first word at `offset` in the sentence), each
+    signed by what it is said of (see `stance`)."""
     total = 0.0
     for j, word in enumerate(words):
         polarity = 1 if word in _GOOD else -1 if word in _BAD else 0

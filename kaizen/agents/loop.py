@@ -44,6 +44,7 @@ from kaizen.errors import AgentLimitError, BudgetExceededError, ModelError, Outp
 from kaizen.flow import Flow
 from kaizen.interrupts import NodePaused
 from kaizen.llm.call import ModelReply, ModelRequest, model_call, prepare
+from kaizen.llm.embedded.schema import TOOL_CALL_FORMAT
 from kaizen.llm.models import is_embedded_model, response_format_for
 from kaizen.llm.transport import ToolCallRequest
 from kaizen.runtime.context import current_node_context
@@ -219,7 +220,7 @@ class JsonProtocol:
             key: value for key, value in base.kwargs.items() if key not in ("tools", "tool_choice")
         }
         kwargs["messages"] = messages
-        kwargs["response_format"] = response_format_for(schema, "tool_call")
+        kwargs["response_format"] = response_format_for(schema, TOOL_CALL_FORMAT)
         return dataclasses.replace(base, kwargs=kwargs)
 
     def calls(self, reply: ModelReply) -> tuple[list[ToolCallRequest], str | None]:

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaizen.llm.embedded.schema import asks_for_a_tool_call
 from kaizen.llm.transport import FAST_TRANSPORTS, OnText, RawReply, StreamAssembler, ToolCallRequest
 
 SCRIPTED_PROVIDER = "kaizen-scripted"
@@ -122,8 +123,7 @@ class ScriptedCall:
     @property
     def json_tool_protocol(self) -> bool:
         """Whether the request asks for a tool call as JSON text (the JSON tool protocol)."""
-        inner = (self.response_format or {}).get("json_schema") or {}
-        return isinstance(inner, dict) and inner.get("name") == "tool_call"
+        return asks_for_a_tool_call(self.response_format)
 
 
 @dataclass(frozen=True, slots=True)

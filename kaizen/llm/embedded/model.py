@@ -33,6 +33,7 @@ from kaizen.flow import Call, Flow, run_async, run_sync
 from kaizen.llm.embedded.schema import (
     ARRAY_CAP,
     STRING_CAP,
+    asks_for_a_tool_call,
     bounded_schema,
     normalise_json,
     requested_schema,
@@ -115,12 +116,13 @@ def _model(weights: Path | None = None) -> Any:
         if weights not in _llama:
             from llama_cpp import Llama
 
+            if not _llama:
+                # Free the models before interpreter teardown: Llama.__del__ at exit finds the
+                # llama.cpp bindings already gone and prints a TypeError.
+                atexit.register(_close)
             _llama[weights] = Llama(
                 model_path=str(weights), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False
             )
-            # Free the model before interpreter teardown: Llama.__del__ at exit finds the
-            # llama.cpp bindings already gone and prints a TypeError.
-            atexit.register(_close)
     return _llama[weights]
 
 
@@ -135,8 +137,9 @@ def _engine(weights: Path | None = None) -> BatchEngine:
         if weights not in _batch_engine:
             from kaizen.llm.embedded.engine import BatchEngine
 
+            if not _batch_engine:
+                atexit.register(_close_engine)
             _batch_engine[weights] = BatchEngine(weights, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
-            atexit.register(_close_engine)
     return _batch_engine[weights]
 
 
@@ -195,15 +198,10 @@ def _plan(
             options[key] = optional_params[key]
     response_format = optional_params.get("response_format")
     schema = requested_schema(response_format)
-    if _schema_name(response_format) == "tool_call":  # arguments are copied from the prompt
+    if asks_for_a_tool_call(response_format):  # its arguments are copied from the prompt
         options["penalize_prompt"] = False
     seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
     return _Plan(chat, schema, options, seconds, resolved_weights(model))
-
-
-def _schema_name(response_format: Any) -> str | None:
-    inner = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
-    return inner.get("name") if isinstance(inner, Mapping) else None
 
 
 def _settle(plan: _Plan, reply: LocalReply, string_cap: int, last: bool) -> LocalReply | None:

@@ -21,6 +21,8 @@ __all__ = [
     "CAP_SLACK",
     "PROSE_MIN_LENGTH",
     "STRING_CAP",
+    "TOOL_CALL_FORMAT",
+    "asks_for_a_tool_call",
     "bounded_schema",
     "end_cleanly",
     "normalise_json",
@@ -32,6 +34,20 @@ STRING_CAP = 100  # characters, for schema strings that set no maxLength
 #: rationale): its grammar also makes it start like a sentence (see `bounded_schema`).
 PROSE_MIN_LENGTH = 10
 ARRAY_CAP = 4  # items, for schema arrays that set no maxItems
+
+
+#: The name a ``json_schema`` response format carries when it asks for a tool call (the JSON tool
+#: protocol, `kaizen.agents.loop.JsonProtocol`): the embedded model lets such a reply copy its
+#: prompt, and `ScriptedModel` tells such calls apart by it.
+TOOL_CALL_FORMAT = "tool_call"
+
+
+def asks_for_a_tool_call(response_format: Any) -> bool:
+    """Whether an OpenAI-style ``response_format`` asks for a tool call (`TOOL_CALL_FORMAT`)."""
+    if not isinstance(response_format, Mapping):
+        return False
+    inner = response_format.get("json_schema")
+    return isinstance(inner, Mapping) and inner.get("name") == TOOL_CALL_FORMAT
 
 
 def requested_schema(response_format: Any) -> dict[str, Any] | None:
