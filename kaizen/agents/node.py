@@ -102,9 +102,14 @@ class AgentNode(Node):
 
         def execution(block: str | None) -> Flow[dict[str, Any]]:
             schema = self._output_schema(settings.strategy == "plan" or bool(tools))
+            if memory is not None:  # what the agent remembered, for the run's record
+                _note_memory("memory_read", memory, block=block)
             return exchange(agent.name, signature, settings, inputs, schema, tools, block, runtime)
 
-        flow = execution(None) if memory is None else remembering(memory, inputs, execution)
+        if memory is None:
+            flow = execution(None)
+        else:
+            flow = _noting_written(remembering(memory, inputs, execution), memory)
         if agent.free_form:  # any fields may come back: the ports get theirs, the record the rest
             from kaizen.agents.freeform import ports_only
 
@@ -164,3 +169,19 @@ def _agent_from_config(node_id: str, config: Mapping[str, Any]) -> Agent:
 
 register_node_type(AgentNode)
 register_node_type(LLMAgentNode)
+
+
+def _note_memory(kind: str, memory: Any, **details: Any) -> None:
+    """A note on the running node (the run browser shows memory read and written)."""
+    from kaizen.runtime.context import current_node_context
+
+    context = current_node_context()
+    if context is not None:
+        context.note({"kind": kind, "namespace": memory.namespace,
+                      "session": memory.session, **details})  # fmt: skip
+
+
+def _noting_written(flow: Flow[dict[str, Any]], memory: Any) -> Flow[dict[str, Any]]:
+    outputs = yield from flow
+    _note_memory("memory_written", memory, fields=sorted(outputs))
+    return outputs

@@ -24,7 +24,11 @@ from kaizen.text import shorten, type_name
 
 if TYPE_CHECKING:
     from kaizen.nodes.base import Node, Port
+    from kaizen.workflow.shape import NodeShape, PortShape, WorkflowShape
     from kaizen.workflow.workflow import Workflow
+
+    # what can be drawn: a built workflow, or its shape as a store keeps it
+    Drawable = Workflow | WorkflowShape
 
 #: Output formats `render_workflow` / `render_run` write, keyed by file suffix.
 FORMATS: Mapping[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
@@ -36,7 +40,7 @@ _VALUE_WIDTH = 24  # characters of a bound input's value shown in a port row
 # --------------------------------------------------------------------------- naming helpers
 
 
-def node_group(node: Node) -> str | None:
+def node_group(node: Node | NodeShape) -> str | None:
     """The cluster a node is drawn in: its `group` attribute, else its id before the last "/"."""
     group = node.group
     if group:
@@ -55,7 +59,7 @@ class _Group:
     children: dict[str, _Group] = field(default_factory=dict)
 
 
-def _group_tree(wf: Workflow) -> _Group:
+def _group_tree(wf: Drawable) -> _Group:
     root = _Group("")
     for node_id in wf.order:
         group = node_group(wf.nodes[node_id])
@@ -71,7 +75,7 @@ def _group_tree(wf: Workflow) -> _Group:
     return root
 
 
-def _ids(wf: Workflow) -> dict[str, str]:
+def _ids(wf: Drawable) -> dict[str, str]:
     """Safe identifiers for the drawing languages; the real ids only ever appear in labels."""
     return {node_id: f"n{i}" for i, node_id in enumerate(wf.order)}
 
@@ -94,11 +98,11 @@ def _mermaid_text(text: str) -> str:
     return "".join(out)
 
 
-def _mermaid_ports(ports: Iterable[Port]) -> str:
+def _mermaid_ports(ports: Iterable[Port | PortShape]) -> str:
     return ", ".join(f"{p.name}: {type_name(p.type)}" for p in ports)
 
 
-def workflow_to_mermaid(wf: Workflow) -> str:
+def workflow_to_mermaid(wf: Drawable) -> str:
     """Mermaid `flowchart LR` source for `wf` (paste into Markdown, GitHub, mermaid.live)."""
     ids = _ids(wf)
     lines = ["flowchart LR"]
@@ -132,7 +136,7 @@ def workflow_to_mermaid(wf: Workflow) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _edges(wf: Workflow) -> list[tuple[str, str, list[tuple[str, str]]]]:
+def _edges(wf: Drawable) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """`(source, target, [(source_port, target_port), ...])`, one entry per connected node pair."""
     grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for c in wf.connections:
@@ -157,7 +161,7 @@ def _h(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _port_rows(node: Node, bound: Mapping[str, Any], side: str) -> str:
+def _port_rows(node: Node | NodeShape, bound: Mapping[str, Any], side: str) -> str:
     ports = node.inputs if side == "in" else node.outputs
     align = "LEFT" if side == "in" else "RIGHT"
     rows: list[str] = []
@@ -176,7 +180,7 @@ def _port_rows(node: Node, bound: Mapping[str, Any], side: str) -> str:
     return "".join(rows)
 
 
-def _node_label(node: Node, bound: Mapping[str, Any], style: NodeStyle) -> str:
+def _node_label(node: Node | NodeShape, bound: Mapping[str, Any], style: NodeStyle) -> str:
     notes = "".join(
         f'<TR><TD COLSPAN="2"><FONT POINT-SIZE="9" COLOR="#37474f">{_h(n)}</FONT></TD></TR>'
         for n in style.notes
@@ -197,13 +201,16 @@ def _node_label(node: Node, bound: Mapping[str, Any], style: NodeStyle) -> str:
 
 
 def build_dot(
-    wf: Workflow,
+    wf: Drawable,
     style_of: Callable[[str], NodeStyle] | None = None,
     *,
     title: str | None = None,
+    link_of: Callable[[str], str] | None = None,
 ) -> Any:
-    """The workflow as a `graphviz.Digraph`; `style_of(node_id)` paints nodes (default: plain),
-    `title` labels the drawing (default: the workflow's name)."""
+    """The workflow (or its stored shape) as a `graphviz.Digraph`; `style_of(node_id)` paints
+    nodes (default: plain), `title` labels the drawing (default: the workflow's name).
+    `link_of(node_id)`: makes each node a link to that URL, its SVG group's id
+    ``node-<node_id>`` (the run browser colours and opens nodes by it)."""
     import graphviz
 
     ids = _ids(wf)
@@ -215,8 +222,12 @@ def build_dot(
     def add_node(graph: Any, node_id: str) -> None:
         node = wf.nodes[node_id]
         style = style_of(node_id) if style_of else NodeStyle()
+        linked = (
+            {"id": f"node-{node_id}", "URL": link_of(node_id), "target": "_top"} if link_of else {}
+        )
         graph.node(
             ids[node_id],
+            **linked,
             label=_node_label(node, wf.bound_inputs.get(node_id, {}), style),
             fillcolor=style.fill,
             color=style.border,
@@ -269,7 +280,7 @@ def build_dot(
     return dot
 
 
-def workflow_to_dot(wf: Workflow) -> str:
+def workflow_to_dot(wf: Drawable) -> str:
     """Graphviz DOT source for `wf`."""
     return str(build_dot(wf).source)
 

@@ -10,7 +10,8 @@ importable from here too.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from kaizen import seams
@@ -45,6 +46,8 @@ class ModelCallSpan:
     finished: float
     queue_time: float = 0.0
     failed: bool = False
+    # the models tried before `model` answered, each with why it did not: [model, reason]
+    fallbacks: list[list[str]] = field(default_factory=list)
 
     @property
     def generation_started(self) -> float:
@@ -133,6 +136,33 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (used for results files)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        """The record `to_dict` (or the store's JSON of it) describes. Fields it does not know
+        are left out, fields it lacks take their defaults, so records written by another
+        version of Kaizen still read."""
+
+        def made(kind: type[Any], values: Any) -> Any:
+            known = {f.name for f in fields(kind)}
+            return kind(**{k: v for k, v in dict(values or {}).items() if k in known})
+
+        def node(values: Mapping[str, Any]) -> NodeRun:
+            run = made(NodeRun, values)
+            run.status = NodeStatus(values.get("status", "pending"))
+            run.usage = made(Usage, values.get("usage"))
+            run.tool_calls = [made(ToolCallRecord, c) for c in values.get("tool_calls") or ()]
+            run.model_calls = [made(ModelCallSpan, c) for c in values.get("model_calls") or ()]
+            run.notes = list(values.get("notes") or ())
+            return run
+
+        record = made(cls, data)
+        record.status = RunStatus(data.get("status", "running"))
+        record.nodes = {str(k): node(v) for k, v in dict(data.get("nodes") or {}).items()}
+        record.usage = made(Usage, data.get("usage"))
+        record.hook_errors = [made(HookError, e) for e in data.get("hook_errors") or ()]
+        record.interrupts = [made(Interrupt, i) for i in data.get("interrupts") or ()]
+        return record
 
     def render(self, path: str | Path, workflow: Workflow | None = None) -> Path:
         """Draw the run as SVG: the status-coloured graph (given `workflow`) above the timeline.

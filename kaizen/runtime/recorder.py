@@ -70,12 +70,14 @@ class Recorder(ModelCallFinishHook, ToolCallFinishHook):
     def on_model_call_finish(self, event: ModelCallFinished) -> None:
         node_run = self.record.nodes.get(event.node_id)
         finished = now()
+        answered_by = getattr(event.reply, "model", None)
         span = ModelCallSpan(
-            model=event.model,
+            model=answered_by if isinstance(answered_by, str) and answered_by else event.model,
             started=finished - event.latency,
             finished=finished,
             queue_time=float(getattr(event.reply, "queue_time", 0.0) or 0.0),
             failed=event.error is not None,
+            fallbacks=[[str(m), str(why)] for m, why in getattr(event.reply, "fallbacks", ())],
         )
         with self._usage_lock:
             if node_run is not None:

@@ -4,6 +4,10 @@
     GET  /runs/{id}            status, results, error and the RunRecord (JSON)
     GET  /runs/{id}/events     Server-Sent Events: ids, replay after Last-Event-ID, keepalives
     POST /runs/{id}/cancel     202 while it stops; 409 when it had finished
+    POST /runs/{id}/resume     answers for a waiting run's interrupts; it goes on
+    POST /runs/{id}/retry      a failed or cancelled run resumed from its checkpoints
+    POST /runs/{id}/replay     a new run, its model and tool calls from a recorded run's
+    GET  /ui                   the run browser (kaizen.serve.ui), unless ui=False
     GET  /openapi.json         request and response schemas from the target's inputs, outputs
     GET  /health               {"status": "ok"} (for load balancers)
 
@@ -36,7 +40,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from kaizen.serve.leases import DEFAULT_LEASE_EXPIRY, DEFAULT_LEASE_INTERVAL, Leases
 from kaizen.serve.openapi import (
+    KEY_COOKIE,
     PUBLIC,
+    UI_PUBLIC,
+    UI_STATIC,
     components,
     declare_denied,
     description,
@@ -44,14 +51,10 @@ from kaizen.serve.openapi import (
     json_response,
 )
 from kaizen.serve.runs import RunManager, ServedRun
-from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id
+from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id, stored_frames
 from kaizen.serve.target import RequestProblems, ServedTarget, served_target
 from kaizen.store.db import Store, StorePath
-from kaizen.store.served import (
-    load_served_events,
-    load_served_run,
-    request_cancel,
-)
+from kaizen.store.served import load_served_run, request_cancel
 
 if TYPE_CHECKING:
     from kaizen.runtime.local import LocalRuntime
@@ -60,7 +63,6 @@ __all__ = ["DEFAULT_KEEPALIVE", "DEFAULT_MAX_BODY", "create_app", "keys_from_env
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes of a POST /runs body
 DEFAULT_KEEPALIVE = 15.0  # seconds between keepalive comments on an idle event stream
-STORED_POLL_SECONDS = 0.25  # how often the events of another process's run are looked for
 KEYS_VARIABLE = "KAIZEN_SERVE_KEYS"
 
 
@@ -82,6 +84,9 @@ def create_app(
     stream_content: bool = True,
     lease_interval: float = DEFAULT_LEASE_INTERVAL,
     lease_expiry: float = DEFAULT_LEASE_EXPIRY,
+    ui: bool = True,
+    actions: bool = True,
+    record: bool = False,
 ) -> FastAPI:
     """The app serving `target`: an `Agent`, a built `Workflow`, a `WorkflowBuilder`, or a
     ``module:attr`` naming one (as `kaizen mcp serve` reads it).
@@ -98,6 +103,10 @@ def create_app(
     leases, and how long one lasts unrenewed (docs/serve.md, "When a server dies").
     `stream_content`: send agents' replies as ``content`` events as they arrive (streamed
     model calls cost about 4x the CPU of plain ones; off: only the other events).
+    `ui`: serve the run browser at ``/ui`` (`kaizen.serve.ui`). `actions`: accept requests
+    that change runs (start, cancel, resume, retry, replay); off, they answer 403 (a read-only
+    server, as `kaizen ui` without ``--allow-actions``). `record`: record every model and tool
+    call of each run (for the run browser's prompts and replies, and for replay).
     """
     served = _resolve(target)
     # the runtime's own store (its checkpoints) holds its served runs too, unless told otherwise
@@ -106,7 +115,7 @@ def create_app(
     leases = Leases(the_store, lease_interval, lease_expiry)
     manager = RunManager(
         served, the_store, runtime=runtime, max_active=max_active,
-        stream_content=stream_content, leases=leases, take_over=recover,
+        stream_content=stream_content, leases=leases, take_over=recover, record=record,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager
@@ -129,8 +138,17 @@ def create_app(
     app.state.target = served
     app.state.store = the_store
 
+    if not actions:
+        app.add_middleware(_ReadOnly)
     if api_keys:
         app.add_middleware(_RequireKey, keys=api_keys)
+    if ui:
+        from kaizen.serve.ui.pages import browser_router, login_routes
+
+        app.include_router(browser_router(the_store, target=served, actions=actions,
+                                          keys=bool(api_keys)))  # fmt: skip
+        if api_keys:
+            app.include_router(login_routes(api_keys))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -218,7 +236,7 @@ def create_app(
             row = await asyncio.to_thread(load_served_run, the_store, run_id)
             if row is None:
                 return _no_run(run_id)
-            frames = _stored_frames(the_store, run_id, after, keepalive)
+            frames = stored_frames(the_store, run_id, after, keepalive)
         return StreamingResponse(
             frames,
             media_type="text/event-stream",
@@ -319,6 +337,54 @@ def create_app(
         links = _links(run.run_id)
         return JSONResponse({"run_id": run.run_id, "status": run.status, **links}, 202)
 
+    @app.post(
+        "/runs/{run_id}/retry",
+        status_code=202,
+        summary="Resume a failed or cancelled run from its checkpoints",
+        openapi_extra={
+            "responses": {
+                "202": json_response("The run goes on under its own id", "RunCreated"),
+                "404": json_response("No such run", "Problem"),
+                "409": json_response("The run did not fail, or is resumed already", "Problem"),
+            }
+        },
+    )
+    async def retry_run(run_id: str) -> Response:
+        from kaizen.errors import RunNotFoundError, RunNotWaitingError
+
+        try:
+            run = await manager.retry(run_id)
+        except RunNotFoundError:
+            return _no_run(run_id)
+        except RunNotWaitingError as exc:
+            return _error(409, str(exc))
+        await manager.committed()
+        return JSONResponse({"run_id": run.run_id, "status": run.status, **_links(run.run_id)},
+                            202)  # fmt: skip
+
+    @app.post(
+        "/runs/{run_id}/replay",
+        status_code=202,
+        summary="Replay a recorded run: a new run, every model and tool call from the recording",
+        openapi_extra={
+            "responses": {
+                "202": json_response("The replay started (a new run id)", "RunCreated"),
+                "404": json_response("No such run, or it was not recorded", "Problem"),
+            }
+        },
+    )
+    async def replay_run(run_id: str) -> Response:
+        from kaizen.errors import RunNotFoundError
+
+        try:
+            run = await manager.replay(run_id)
+        except RunNotFoundError as exc:
+            return _error(404, str(exc))
+        await manager.committed()
+        links = _links(run.run_id)
+        return JSONResponse({"run_id": run.run_id, "status": run.status, **links}, 202,
+                            headers={"Location": links["url"]})  # fmt: skip
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
@@ -348,6 +414,34 @@ _DENIED = (
 )
 
 
+def _cookie(header: bytes, name: str) -> bytes:
+    """The value of cookie `name` in a ``Cookie`` header (empty when absent)."""
+    for part in header.split(b";"):
+        key, _, value = part.strip().partition(b"=")
+        if key == name.encode():
+            return value.strip()
+    return b""
+
+
+class _ReadOnly:
+    """ASGI middleware: 403 for every request that would change a run (a read-only server)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+            and (scope["path"] not in UI_PUBLIC)
+        ):
+            from kaizen.serve.ui.app import READ_ONLY
+
+            await _error(403, READ_ONLY)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class _RequireKey:
     """ASGI middleware: 401 for a request to anything but `PUBLIC` without a valid key.
 
@@ -359,8 +453,21 @@ class _RequireKey:
         self.keys = [key.encode() for key in keys]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC or self._valid(scope):
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in PUBLIC
+            or path in UI_PUBLIC
+            or path.startswith(UI_STATIC)
+            or self._valid(scope)
+        ):
             await self.app(scope, receive, send)
+            return
+        if path == "/ui" or path.startswith("/ui/"):  # a person at a browser: ask for the key
+            from kaizen.serve.ui.pages import login_redirect
+
+            query = scope.get("query_string", b"").decode("latin-1")
+            await login_redirect(path + (f"?{query}" if query else ""))(scope, receive, send)
             return
         denied = _error(401, _DENIED, headers={"WWW-Authenticate": "Bearer"})
         await denied(scope, receive, send)
@@ -375,6 +482,8 @@ class _RequireKey:
                     break
             elif name == b"x-api-key":
                 given = value.strip()
+            elif name == b"cookie" and not given:  # the run browser's pages (same-site cookie)
+                given = _cookie(value, KEY_COOKIE)
         # compared with every key, in constant time: timing tells nothing about any of them
         found = False
         for key in self.keys:
@@ -496,27 +605,3 @@ async def _live_frames(
             await asyncio.wait_for(changed.wait(), keepalive)
         except TimeoutError:
             yield KEEPALIVE
-
-
-async def _stored_frames(
-    store: Store, run_id: str, after: int, keepalive: float
-) -> AsyncIterator[bytes]:
-    """The events of a run this process does not hold: from the store, followed until the run
-    ends (another worker process may be running it)."""
-    sent = after
-    idle = 0.0
-    while True:
-        row = await asyncio.to_thread(load_served_run, store, run_id)
-        events = await asyncio.to_thread(load_served_events, store, run_id, sent)
-        for event in events:
-            yield encode_event(event.seq, event.kind, event.data)
-            sent = event.seq
-        if row is None or row.is_finished or (row.status == "waiting" and not events):
-            return  # (a waiting run's stream ends too: reconnect to follow its resume)
-        if events:
-            idle = 0.0
-        elif idle >= keepalive:
-            idle = 0.0
-            yield KEEPALIVE
-        await asyncio.sleep(STORED_POLL_SECONDS)
-        idle += STORED_POLL_SECONDS

@@ -8,7 +8,10 @@ from typing import Any
 from kaizen.serve.target import ServedTarget
 
 __all__ = [
+    "KEY_COOKIE",
     "PUBLIC",
+    "UI_PUBLIC",
+    "UI_STATIC",
     "components",
     "declare_denied",
     "description",
@@ -18,6 +21,11 @@ __all__ = [
 ]
 
 PUBLIC = frozenset({"/openapi.json", "/health"})  # answered without an API key
+# the run browser's login page and its assets are answered without a key; its pages send the
+# key in a same-site cookie the login page sets
+UI_PUBLIC = frozenset({"/ui/login"})
+UI_STATIC = "/ui/static/"
+KEY_COOKIE = "kaizen_key"
 
 
 def ref(name: str) -> dict[str, str]:

@@ -106,12 +106,14 @@ class RunManager:
         stream_content: bool = True,
         leases: Leases | None = None,
         take_over: bool = True,
+        record: bool = False,
     ) -> None:
         """`stream_content`: send agents' replies as ``content`` events as they arrive. Their
         model calls then stream, which costs litellm about 4x the CPU of a plain call (7 ms
         more per call, measured here); turn it off for throughput. Tool calls are sent either
         way. `leases`: this worker's leases (default: `Leases(store)`); `take_over`: claim
-        and resume the runs whose lease expired (a dead worker's)."""
+        and resume the runs whose lease expired (a dead worker's). `record`: record every
+        model and tool call of each run (prompts and replies for the run browser; replay)."""
         if max_active < 1:
             raise ValueError(f"max_active must be at least 1, got {max_active!r}")
         self.target = target
@@ -131,6 +133,7 @@ class RunManager:
         self._stored = asyncio.Event()
         self.leases = leases if leases is not None else Leases(store)
         self.take_over = take_over
+        self.record = record
         self._held: set[str] = set()  # the runs the last renewal said this worker holds
 
     @property
@@ -140,7 +143,9 @@ class RunManager:
 
             # every served run is checkpointed into the serve store: a run that waits for a
             # person is resumed from there, by whichever worker gets the answers
-            self._runtime = LocalRuntime(keep_records=16, checkpoint=self.store)
+            self._runtime = LocalRuntime(
+                keep_records=16, checkpoint=self.store, record=self.store if self.record else False
+            )
         return self._runtime
 
     async def open(self) -> None:
@@ -233,6 +238,77 @@ class RunManager:
         await taken  # the answers were checked and stored, or this raises why not
         self._runs[run_id] = run
         return run
+
+    async def retry(self, run_id: str) -> ServedRun:
+        """Resume failed or cancelled run `run_id` from its checkpoints, under its own id: what
+        completed is not run again. `RunNotFoundError`; `RunNotWaitingError` when it did not
+        fail (or another request resumed it first)."""
+        from kaizen.errors import RunNotFoundError, RunNotWaitingError
+        from kaizen.serve.target import RequestProblems
+        from kaizen.store.served import load_served_run, reopen
+
+        row = await asyncio.to_thread(load_served_run, self.store, run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r}", path=self.store.path)
+        try:
+            parameters = self.target.check(row.parameters)
+        except RequestProblems as exc:
+            raise RunNotWaitingError(f"run {run_id!r} cannot be resumed here: {exc}") from None
+        taken = await asyncio.to_thread(
+            reopen, self.store, run_id, self.leases.owner, self.leases.until()
+        )
+        if not taken:
+            raise RunNotWaitingError(
+                f"run {run_id!r} is {row.status}: only a failed or cancelled run is resumed "
+                "from its checkpoints"
+            )
+        run = await self._continued(run_id, row.parameters, row.created)
+        self._runs[run_id] = run
+        self._set_status(run, "running")
+        run.task = asyncio.create_task(self._execute(run, parameters, taken_over=True))
+        return run
+
+    async def replay(self, run_id: str) -> ServedRun:
+        """A new run with recorded run `run_id`'s parameters, every model and tool call served
+        from its recording (`kaizen.replay`). `RunNotFoundError` when the run is unknown or
+        was not recorded."""
+        from kaizen.errors import RunNotFoundError
+        from kaizen.store.runs import load_run
+
+        assert self._log is not None
+        info = await asyncio.to_thread(load_run, self.store, run_id)
+        if not info.recorded:
+            raise RunNotFoundError(
+                f"run {run_id!r} was not recorded: serve with record=True (`kaizen serve "
+                "--record`) to replay its runs",
+                path=self.store.path,
+            )
+        body = {"replay_of": run_id}
+        run = ServedRun(os.urandom(16).hex(), body)
+        self._runs[run.run_id] = run
+        self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created,
+                          self.leases.owner, self.leases.until())  # fmt: skip
+        run.task = asyncio.create_task(self._replayed(run, run_id))
+        return run
+
+    async def _replayed(self, run: ServedRun, original: str) -> None:
+        assert self._active is not None
+        results: Any = None
+        record: RunRecord | None = None
+        try:
+            async with self._active:
+                self._set_status(run, "running")
+                raw, record = await self.runtime.run(
+                    self._workflow, run_id=original, hooks=[_Frames(self, run)], replay=True
+                )
+            results = self.target.results(raw)
+            status = "completed" if str(record.status) == "completed" else "failed"
+            error = None if status == "completed" else _failure_of(record)
+        except asyncio.CancelledError:
+            status, error = "cancelled", "the run was cancelled"
+        except Exception as exc:
+            status, error = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
+        self._finish(run, status, results, error, record or run.record)
 
     def forget(self, run: ServedRun) -> None:
         """Stop answering for `run` from memory (the store holds what it became)."""

@@ -17,14 +17,22 @@ and error.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kaizen.moments import Moment
+from kaizen.store.db import Store
+from kaizen.store.served import load_served_events, load_served_run
 
-__all__ = ["KEEPALIVE", "encode_event", "frame", "parse_last_event_id"]
+__all__ = [
+    "KEEPALIVE", "STORED_POLL_SECONDS", "encode_event", "frame", "parse_last_event_id",
+    "stored_frames",
+]  # fmt: skip
 
 KEEPALIVE = b": keepalive\n\n"
+STORED_POLL_SECONDS = 0.25  # how often the events of another process's run are looked for
 
 
 def encode_event(seq: int, kind: str, data_json: str) -> bytes:
@@ -62,3 +70,27 @@ def frame(event: Moment) -> tuple[str, dict[str, Any]] | None:
 def dumps(value: Any) -> str:
     """Compact JSON; values JSON cannot hold become their `str`."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+async def stored_frames(
+    store: Store, run_id: str, after: int, keepalive: float
+) -> AsyncIterator[bytes]:
+    """The events of a run this process does not hold: from the store, followed until the run
+    ends (another worker process may be running it)."""
+    sent = after
+    idle = 0.0
+    while True:
+        row = await asyncio.to_thread(load_served_run, store, run_id)
+        events = await asyncio.to_thread(load_served_events, store, run_id, sent)
+        for event in events:
+            yield encode_event(event.seq, event.kind, event.data)
+            sent = event.seq
+        if row is None or row.is_finished or (row.status == "waiting" and not events):
+            return  # (a waiting run's stream ends too: reconnect to follow its resume)
+        if events:
+            idle = 0.0
+        elif idle >= keepalive:
+            idle = 0.0
+            yield KEEPALIVE
+        await asyncio.sleep(STORED_POLL_SECONDS)
+        idle += STORED_POLL_SECONDS

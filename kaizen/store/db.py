@@ -186,6 +186,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE served_runs ADD COLUMN owner TEXT;
     ALTER TABLE served_runs ADD COLUMN lease_until REAL;
     """,
+    # the run browser (kaizen.serve.ui): each workflow's drawable shape, one row per version
+    # (fingerprint), so a run can be drawn by a process that has not got the workflow; and the
+    # runs list filtered by status or workflow, newest first, as an index walk
+    """
+    CREATE TABLE IF NOT EXISTS workflows (
+        fingerprint  TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        shape        TEXT NOT NULL  -- JSON: kaizen.workflow.shape.WorkflowShape
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started);
+    CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow, started);
+    CREATE INDEX IF NOT EXISTS served_runs_status ON served_runs (status, created);
+    """,
 )
 
 _shared: dict[str, Store] = {}

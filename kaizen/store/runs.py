@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from kaizen.errors import EncodeError, RunNotFoundError, WorkflowChangedError
 from kaizen.store.db import Store
 from kaizen.store.encode import canonical_json, decode, decode_outputs, encode
+from kaizen.workflow.shape import shape_of
 
 if TYPE_CHECKING:
     from kaizen.moments import RunStatus
@@ -189,7 +190,13 @@ def begin_run(
             f"run parameters cannot be stored: {exc}", node_id=exc.node_id, port=exc.port,
             type_name=exc.type_name,
         ) from exc  # fmt: skip
+    new_shape = _shape_unknown(store, digest)
     with store.write() as db:
+        if new_shape:
+            db.execute(
+                "INSERT OR IGNORE INTO workflows VALUES (?, ?, ?)",
+                (digest, workflow.name, json.dumps(shape_of(workflow).to_json())),
+            )
         db.execute(
             "INSERT INTO runs (run_id, workflow, fingerprint, nodes, parameters, status, started,"
             " checkpoint, recorded) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)"
@@ -201,6 +208,18 @@ def begin_run(
                 time.time(), int(checkpoint), int(recorded),
             ),
         )  # fmt: skip
+    if new_shape:
+        _shapes_stored.setdefault(store, set()).add(digest)
+
+
+# (store, fingerprint) pairs whose shape is stored: a workflow's shape is written once per store
+_shapes_stored: weakref.WeakKeyDictionary[Store, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _shape_unknown(store: Store, digest: str) -> bool:
+    """Whether this process has not yet stored the shape of workflow `digest` in `store`
+    (``INSERT OR IGNORE`` keeps it right when another process has)."""
+    return digest not in _shapes_stored.get(store, ())
 
 
 FINISH_RUN = "UPDATE runs SET status = ?, finished = ?, record = ? WHERE run_id = ?"

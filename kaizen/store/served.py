@@ -46,6 +46,7 @@ __all__ = [
     "load_served_events",
     "load_served_run",
     "renew_leases",
+    "reopen",
     "request_cancel",
 ]
 
@@ -261,6 +262,20 @@ def request_cancel(store: Store, run_id: str) -> bool:
             "UPDATE served_runs SET cancel = 1"
             " WHERE run_id = ? AND status IN ('queued', 'running')",
             (run_id,),
+        ).rowcount
+    return bool(count)
+
+
+def reopen(store: Store, run_id: str, owner: str, until: float) -> bool:
+    """Take finished-but-not-completed run `run_id` (failed or cancelled) back to ``queued``
+    under `owner`'s lease, to resume it from its checkpoints; compare-and-set, so of two
+    requests to resume it exactly one gets True."""
+    with store.write() as db:
+        count = db.execute(
+            "UPDATE served_runs SET status = 'queued', finished = NULL, error = NULL,"
+            " cancel = 0, owner = ?, lease_until = ?"
+            " WHERE run_id = ? AND status IN ('failed', 'cancelled')",
+            (owner, until, run_id),
         ).rowcount
     return bool(count)
 
