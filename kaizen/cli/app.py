@@ -425,12 +425,21 @@ def serve_command(
             "another worker on the store takes the run over.",
         ),
     ] = 10.0,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="Record every model and tool call (the run browser shows prompts and replies; "
+            "runs can be replayed).",
+        ),
+    ] = False,
 ) -> None:
     """Serve an agent or a workflow over HTTP (needs the serve extra).
 
     POST /runs starts a run, GET /runs/{id} reads it, GET /runs/{id}/events streams its events
     (Server-Sent Events), POST /runs/{id}/cancel stops it; /openapi.json describes the inputs
-    and outputs. Set KAIZEN_SERVE_KEYS=key1,key2 to require an API key. See docs/serve.md.
+    and outputs; /ui is the run browser. Set KAIZEN_SERVE_KEYS=key1,key2 to require an API
+    key. See docs/serve.md and docs/ui.md.
     """
     from kaizen.errors import KaizenError
 
@@ -451,7 +460,72 @@ def serve_command(
     try:
         serve(target, host=host, port=port, workers=workers, store=store, max_body=max_body,
               proxy_headers=proxy_headers, stream_content=stream_content, loaded=loaded,
-              lease_interval=lease_interval, lease_expiry=lease_expiry)  # fmt: skip
+              lease_interval=lease_interval, lease_expiry=lease_expiry,
+              record=record)  # fmt: skip
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.command("ui")
+def ui_command(
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help="The store to browse (default: $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db).",
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    allow_actions: Annotated[
+        bool,
+        typer.Option(
+            "--allow-actions",
+            help="Let the pages act: cancel runs; with --target also start, answer, resume "
+            "and replay them.",
+        ),
+    ] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="module:attr of the agent or workflow whose runs can be started and resumed "
+            "from the pages (served as `kaizen serve` serves it).",
+        ),
+    ] = None,
+) -> None:
+    """Review runs in a browser: every run in the store, its graph, timeline, nodes, prompts
+    and replies (needs the serve extra). Read-only unless --allow-actions. See docs/ui.md."""
+    from kaizen.errors import KaizenError
+
+    try:
+        import uvicorn
+
+        from kaizen.store.db import Store, default_store_path
+
+        path = store if store is not None else default_store_path()
+        if not Path(path).exists():
+            _fail(f"no store at {path}: run something first (`make demo`, `kaizen demo`), "
+                  "or point --store at a Kaizen store")  # fmt: skip
+        if target is not None:
+            from kaizen.mcp.serve import load_target
+            from kaizen.serve.app import create_app
+
+            app = create_app(load_target(target), store=path, actions=allow_actions)
+        else:
+            from kaizen.serve.ui.app import create_browser_app
+
+            app = create_browser_app(Store.open(path), allow_actions=allow_actions)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
+            _fail("kaizen ui needs FastAPI and uvicorn: pip install 'kaizen[serve]'")
+        raise
+    except (CliError, KaizenError) as exc:
+        _fail(str(exc))
+    mode = "actions on" if allow_actions else "read-only"
+    typer.echo(f"kaizen ui: {path} at http://{host}:{port}/ui ({mode}); Ctrl-C stops it")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 

@@ -118,6 +118,12 @@ def run_demo(
     for run in (debate_run, consensus_run):
         for path in run.files.values():
             console.print(f"  {path}")
+    from kaizen.store.db import default_store_path
+
+    console.rule("review in a browser")
+    console.print(f"  both runs are in {default_store_path()}: `kaizen ui` (or `make ui`), then")
+    for run in (debate_run, consensus_run):
+        console.print(f"  http://127.0.0.1:8765/ui/runs/{run.record.run_id}")
     return {
         "topic": topic,
         "model": name,
@@ -146,7 +152,9 @@ def _run(workflow: Workflow, out: Path, console: Console) -> PatternRun:
     from kaizen.cli.support import write_run_files
     from kaizen.runtime.local import LocalRuntime
 
-    runtime = LocalRuntime(failure_policy="continue")
+    # checkpointed and recorded into the default store, so `kaizen ui` shows every node's
+    # inputs, outputs, prompts and replies
+    runtime = LocalRuntime(failure_policy="continue", checkpoint=True, record=True)
     console.rule(f"[bold]{workflow.name}[/bold] ({len(workflow.nodes)} nodes)")
     with RunProgress(workflow, console, lines=True) as progress:
         results, run_id = runtime.execute(workflow, hooks=[progress])

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from kaizen.errors import RenderError
 from kaizen.text import shorten, type_name
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from kaizen.workflow.shape import NodeShape, PortShape, WorkflowShape
     from kaizen.workflow.workflow import Workflow
 
-    # what can be drawn: a built workflow, or its shape as a store keeps it
-    Drawable = Workflow | WorkflowShape
+# what can be drawn: a built workflow, or its shape as a store keeps it
+Drawable: TypeAlias = "Workflow | WorkflowShape"
 
 #: Output formats `render_workflow` / `render_run` write, keyed by file suffix.
 FORMATS: Mapping[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
@@ -162,7 +162,7 @@ def _h(text: str) -> str:
 
 
 def _port_rows(node: Node | NodeShape, bound: Mapping[str, Any], side: str) -> str:
-    ports = node.inputs if side == "in" else node.outputs
+    ports: Mapping[str, Port | PortShape] = node.inputs if side == "in" else node.outputs
     align = "LEFT" if side == "in" else "RIGHT"
     rows: list[str] = []
     for i, port in enumerate(ports.values()):

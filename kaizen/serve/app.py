@@ -350,13 +350,14 @@ def create_app(
         },
     )
     async def retry_run(run_id: str) -> Response:
-        from kaizen.errors import RunNotFoundError, RunNotWaitingError
+        from kaizen.errors import RunNotFoundError
+        from kaizen.serve.runs import RunConflictError
 
         try:
             run = await manager.retry(run_id)
         except RunNotFoundError:
             return _no_run(run_id)
-        except RunNotWaitingError as exc:
+        except RunConflictError as exc:
             return _error(409, str(exc))
         await manager.committed()
         return JSONResponse({"run_id": run.run_id, "status": run.status, **_links(run.run_id)},

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kaizen.errors import KaizenError
 from kaizen.moments import ChunkReceived, Moment, RunStarted, ToolCallFinished, ToolCallStarted
 from kaizen.runtime.hooks import MomentHook
 from kaizen.serve.leases import Leases
@@ -48,11 +49,15 @@ if TYPE_CHECKING:
     from kaizen.store.db import Store
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["RunManager", "ServedRun"]
+__all__ = ["RunConflictError", "RunManager", "ServedRun"]
 
 log = logging.getLogger("kaizen.serve")
 
 CANCEL_POLL_SECONDS = 1.0  # how often cancels asked through another process are looked for
+
+
+class RunConflictError(KaizenError):
+    """What was asked of a run does not fit its state (resume a run that did not fail)."""
 
 
 @dataclass(eq=False)
@@ -242,8 +247,8 @@ class RunManager:
     async def retry(self, run_id: str) -> ServedRun:
         """Resume failed or cancelled run `run_id` from its checkpoints, under its own id: what
         completed is not run again. `RunNotFoundError`; `RunNotWaitingError` when it did not
-        fail (or another request resumed it first)."""
-        from kaizen.errors import RunNotFoundError, RunNotWaitingError
+        fail (`RunConflictError`, also when another request resumed it first)."""
+        from kaizen.errors import RunNotFoundError
         from kaizen.serve.target import RequestProblems
         from kaizen.store.served import load_served_run, reopen
 
@@ -253,12 +258,12 @@ class RunManager:
         try:
             parameters = self.target.check(row.parameters)
         except RequestProblems as exc:
-            raise RunNotWaitingError(f"run {run_id!r} cannot be resumed here: {exc}") from None
+            raise RunConflictError(f"run {run_id!r} cannot be resumed here: {exc}") from None
         taken = await asyncio.to_thread(
             reopen, self.store, run_id, self.leases.owner, self.leases.until()
         )
         if not taken:
-            raise RunNotWaitingError(
+            raise RunConflictError(
                 f"run {run_id!r} is {row.status}: only a failed or cancelled run is resumed "
                 "from its checkpoints"
             )

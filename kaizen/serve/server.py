@@ -28,6 +28,7 @@ _STORE = "KAIZEN_SERVE_STORE"
 _MAX_BODY = "KAIZEN_SERVE_MAX_BODY"
 _STREAM_CONTENT = "KAIZEN_SERVE_STREAM_CONTENT"
 _LEASES = "KAIZEN_SERVE_LEASES"  # "interval,expiry" in seconds
+_FLAGS = "KAIZEN_SERVE_FLAGS"  # "record,actions": the options that are on
 
 
 def serve(
@@ -44,10 +45,13 @@ def serve(
     loaded: Any = None,
     lease_interval: float | None = None,
     lease_expiry: float | None = None,
+    record: bool = False,
+    actions: bool = True,
 ) -> None:
     """Serve `target` (``module:attr``) until stopped. `loaded`: the object `target` names,
     when the caller loaded it already (one worker serves it as it is; several import `target`
-    each). The store path is made absolute here so every worker opens the same file."""
+    each). The store path is made absolute here so every worker opens the same file.
+    `record`, `actions`: as `create_app`'s."""
     import uvicorn
 
     from kaizen.serve.app import DEFAULT_MAX_BODY, create_app
@@ -64,6 +68,7 @@ def serve(
         app = create_app(
             target if loaded is None else loaded, store=store, max_body=limit,
             stream_content=stream_content, lease_interval=interval, lease_expiry=expiry,
+            record=record, actions=actions,
         )  # fmt: skip
         uvicorn.run(app, **options)
         return
@@ -73,6 +78,9 @@ def serve(
     os.environ[_MAX_BODY] = str(limit)
     os.environ[_STREAM_CONTENT] = "1" if stream_content else "0"
     os.environ[_LEASES] = f"{interval},{expiry}"
+    os.environ[_FLAGS] = ",".join(
+        name for name, on in (("record", record), ("actions", actions)) if on
+    )
     uvicorn.run(
         "kaizen.serve.server:app_from_environment", factory=True, workers=workers, **options
     )
@@ -87,6 +95,7 @@ def app_from_environment() -> FastAPI:
     if not target:
         raise RuntimeError(f"{_TARGET} is not set: start workers with `kaizen serve`")
     leases = os.environ.get(_LEASES, "").split(",")
+    flags = set(os.environ.get(_FLAGS, "actions").split(","))
     return create_app(
         target,
         store=os.environ.get(_STORE) or None,
@@ -94,6 +103,8 @@ def app_from_environment() -> FastAPI:
         stream_content=os.environ.get(_STREAM_CONTENT, "1") != "0",
         lease_interval=float(leases[0]) if leases[0] else DEFAULT_LEASE_INTERVAL,
         lease_expiry=float(leases[1]) if len(leases) > 1 else DEFAULT_LEASE_EXPIRY,
+        record="record" in flags,
+        actions="actions" in flags,
     )
 
 

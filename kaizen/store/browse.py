@@ -176,7 +176,7 @@ def _chunked(store: Store, query: str, ids: list[str], extra: str = "") -> list[
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         if chunk:
-            found += store.read(f"{query} WHERE run_id IN {_in(tuple(chunk))}{extra}", chunk)
+            found += store.read(f"{query} WHERE run_id IN {_in(tuple(chunk))}{extra}", tuple(chunk))
     return found
 
 
