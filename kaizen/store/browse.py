@@ -246,6 +246,8 @@ _EVENT_STATUS = {
     "node_failed": "failed",
     "node_cancelled": "cancelled",
     "node_skipped": "skipped",
+    "interrupt": "waiting",
+    "node_resumed": "running",
 }
 
 
@@ -341,15 +343,15 @@ def run_details(store: Store, run_id: str, *, value_limit: int | None = None) ->
 
 def _follow_events(store: Store, details: RunDetails) -> None:
     """Node statuses from a served run's events (what its record will say once it ends)."""
-    for seq, kind, data in store.read(
-        "SELECT seq, kind, data FROM served_events WHERE run_id = ? AND kind LIKE 'node_%'"
+    kinds = tuple(_EVENT_STATUS)
+    for kind, data in store.read(
+        f"SELECT kind, data FROM served_events WHERE run_id = ? AND kind IN {_in(kinds)}"
         " ORDER BY seq",
-        (details.run_id,),
+        (details.run_id, *kinds),
     ):
-        node = _json(data) or {}
-        if kind in _EVENT_STATUS and isinstance(node, dict) and "node_id" in node:
+        node = _json(data)
+        if isinstance(node, dict) and "node_id" in node:
             details.live_status[str(node["node_id"])] = _EVENT_STATUS[kind]
-        details.last_event = max(details.last_event, int(seq))
     last = store.read("SELECT max(seq) FROM served_events WHERE run_id = ?", (details.run_id,))
     details.last_event = int(last[0][0] or 0)
 

@@ -222,6 +222,8 @@ def browser_router(
         for run_id, found in ((a, left), (b, right)):
             if found is None:
                 return _no_run(problem, run_id, store)
+        if picked and left.started > right.started:  # ticked in the list: the older run is A
+            left, right, a, b = right, left, b, a
         rows = views.compare_views(left, right)
         return page(
             "compare.html",

@@ -10,6 +10,7 @@
   const EVENT_STATUS = {
     node_started: "running", node_retrying: "running", node_finished: "completed",
     node_failed: "failed", node_cancelled: "cancelled", node_skipped: "skipped",
+    node_resumed: "running",
   };
   const ICONS = {
     completed: "✓", failed: "✗", running: "▶", queued: "…", waiting: "‖", waiting_approval: "‖",
@@ -82,7 +83,13 @@
         if (data.node_id !== undefined) setNodeStatus(data.node_id, EVENT_STATUS[kind]);
       });
     });
-    source.addEventListener("interrupt", () => { setRunStatus("waiting"); source.close(); finish(); });
+    source.addEventListener("interrupt", (event) => {
+      const data = JSON.parse(event.data);
+      if (data.node_id !== undefined) setNodeStatus(data.node_id, "waiting");
+      setRunStatus("waiting");
+      source.close();
+      finish();
+    });
     source.addEventListener("done", (event) => {
       const data = JSON.parse(event.data);
       setRunStatus(data.status);
