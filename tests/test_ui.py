@@ -123,8 +123,9 @@ def test_no_model_reply_input_or_output_reaches_a_page_unescaped(
     client, _ = served
     run_id = client.post("/runs", json={"question": XSS}).json()["run_id"]
     until(client, run_id, {"completed"})
-    for path in ("/ui", f"/ui/runs/{run_id}", f"/ui/runs/{run_id}?node=qa",
-                 f"/ui/runs/{run_id}?node=shout", f"/ui/compare?a={run_id}&b={run_id}"):  # fmt: skip
+    pages = ("/ui", f"/ui/runs/{run_id}", f"/ui/runs/{run_id}?node=qa",
+             f"/ui/runs/{run_id}?node=shout", f"/ui/compare?a={run_id}&b={run_id}")  # fmt: skip
+    for path in pages:
         page = client.get(path).text
         assert "<script>alert" not in page and "<img src=x" not in page, path
         assert "<SCRIPT>" not in page, path
@@ -309,8 +310,11 @@ def test_the_runs_list_reads_a_page_not_the_store(tmp_path: Path) -> None:
     """At 100,000 runs a page is an index walk: the query plan names the index, and the
     records opened are the page's (no unit test times anything; benchmarks/bench_ui.py does)."""
     store = Store(tmp_path / "runs.db")
-    _fill(store, [(f"r{i:06d}", "alpha" if i % 2 else "beta",
-                   "completed" if i % 3 else "failed", float(i)) for i in range(100_000)], [])  # fmt: skip
+    rows = [
+        (f"r{i:06d}", "alpha" if i % 2 else "beta", "completed" if i % 3 else "failed", float(i))
+        for i in range(100_000)
+    ]
+    _fill(store, rows, [])
     with store.write() as db:
         db.execute("UPDATE runs SET record = '{\"usage\": {\"prompt_tokens\": 3, "
                    "\"completion_tokens\": 4, \"cost\": 0.5}}'")  # fmt: skip

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip("fastapi")
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 import httpx
+from playwright.sync_api import sync_playwright
 
 import kaizen
 from kaizen import WorkflowBuilder
@@ -43,7 +44,7 @@ def browser() -> Iterator[Any]:
             "Debian's chromium is not installed: `make setup` installs it (apt-get install "
             "chromium); the browser tests never download one"
         )
-    with playwright.sync_playwright() as driver:
+    with sync_playwright() as driver:
         launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         launched.close()
