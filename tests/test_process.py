@@ -51,9 +51,11 @@ KEPT = {
     "kaizen.observe.metrics": {"_made"},
     "kaizen.process": {"generation"},
     "kaizen.signatures.fieldtypes": {"_registry", "_registry_version"},
-    "kaizen.store.runs": {"_fingerprints", "_adapter"},
+    # (which stores hold a workflow's shape: keyed weakly on the Store, which reset forgets)
+    "kaizen.store.runs": {"_fingerprints", "_adapter", "_shapes_stored"},
     "kaizen.testing.scripted": {"_instances"},
     "kaizen.testing.tls": {"_made"},
+    "kaizen.workflow.shape": {"_shapes"},
 }
 _CONTAINERS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "WeakSet"}
 _CONTAINERS |= {"WeakValueDictionary", "WeakKeyDictionary"}

@@ -36,6 +36,7 @@ from kaizen.store.browse import BROWSER_STATUSES, run_details, runs_page
 from kaizen.store.db import Store
 from kaizen.testing import ScriptedModel
 from kaizen.workflow.shape import WorkflowShape, shape_of
+from tests.test_interrupts_serve import _until as until
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -59,16 +60,6 @@ def qa_workflow(
 
 def shout(answer: str) -> str:
     return answer.upper()
-
-
-def until(client: httpx.Client, run_id: str, statuses: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        state = client.get(f"/runs/{run_id}").json()
-        if state["status"] in statuses:
-            return state
-        assert time.monotonic() < deadline, f"run {run_id} stayed {state['status']}"
-        time.sleep(0.02)
 
 
 def text_of(page: str) -> str:
@@ -113,6 +104,7 @@ def test_list_run_and_node_pages_show_the_run(served: tuple[httpx.Client, Path])
     assert "confidence : float 0.9" in panel
     assert "user question: capital of France?" in panel  # the recorded prompt
     assert "reply {" in panel  # and the reply
+    assert re.search(r"kaizen-scripted/\S+ · [0-9.]+ .?s \(.+ queued\) · \d+ tokens · \$0", panel)
     shouted = text_of(client.get(f"/ui/runs/{run_id}?node=shout").text)
     assert "answer : str from qa.answer" in shouted and XSS.upper() in shouted
 

@@ -452,9 +452,7 @@ def serve_command(
 
         loaded = load_target(target)  # a bad target fails here, in one line
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
-            _fail("kaizen serve needs FastAPI and uvicorn: pip install 'kaizen[serve]'")
-        raise
+        _fail_without_serve_extra(exc, "kaizen serve")
     except (CliError, KaizenError) as exc:
         _fail(str(exc))
     try:
@@ -464,6 +462,16 @@ def serve_command(
               record=record)  # fmt: skip
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _fail_without_serve_extra(exc: ModuleNotFoundError, command: str) -> NoReturn:
+    """Exit saying how to install the serve extra when `exc` is its absence; else re-raise."""
+    if exc.name and exc.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
+        _fail(f"{command} needs FastAPI and uvicorn: pip install 'kaizen[serve]'")
+    raise exc
+
+
+UI_BUSY_TIMEOUT = 5.0  # seconds `kaizen ui` waits for a store another process has locked
 
 
 @app.command("ui")
@@ -515,11 +523,10 @@ def ui_command(
         else:
             from kaizen.serve.ui.app import create_browser_app
 
-            app = create_browser_app(Store.open(path), allow_actions=allow_actions)
+            browsed = Store(path, busy_timeout=UI_BUSY_TIMEOUT)
+            app = create_browser_app(browsed, allow_actions=allow_actions)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
-            _fail("kaizen ui needs FastAPI and uvicorn: pip install 'kaizen[serve]'")
-        raise
+        _fail_without_serve_extra(exc, "kaizen ui")
     except (CliError, KaizenError) as exc:
         _fail(str(exc))
     mode = "actions on" if allow_actions else "read-only"

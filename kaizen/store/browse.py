@@ -105,10 +105,11 @@ def runs_page(
         + " ORDER BY started DESC, run_id DESC LIMIT ?",
         (*args, *cursor_args, *([workflow] if workflow else []), limit + 1),
     )
-    # served runs that never began (no row in ``runs``) in the same stretch of time: a served
-    # run's ``created`` comes before its ``started``, so its twin, if any, is on this page
+    # served runs that never began (no row in ``runs``: queued, or cancelled while queued),
+    # newer than the page's last run: their ``created`` bounds the walk (a served run that
+    # began has its twin in ``runs``, started after it was created)
     oldest = rows[-1][3] if len(rows) > limit else None
-    served_where = [w.replace("started", "created") for w in where]
+    served_where = [*where, "NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"]
     served_args: list[Any] = list(args)
     if before:
         served_where.append("(created, run_id) < (?, ?)")
@@ -119,22 +120,21 @@ def runs_page(
     if workflow:
         served_where.append("target = ?")
         served_args.append(workflow)
-    candidates = store.read(
-        "SELECT run_id, target, status, created, finished FROM served_runs"
-        + (" WHERE " + " AND ".join(served_where) if served_where else "")
+    unstarted = store.read(
+        "SELECT run_id, target, status, created, finished FROM served_runs s WHERE "
+        + " AND ".join(served_where)
         + " ORDER BY created DESC, run_id DESC LIMIT ?",
-        (*served_args, 4 * limit + 1),
+        (*served_args, limit + 1),
     )
-    ids = [r[0] for r in rows] + [r[0] for r in candidates]
-    served_status = dict(_chunked(store, "SELECT run_id, status FROM served_runs", ids))
-    in_runs = {r[0] for r in rows} | {
-        r[0] for r in _chunked(store, "SELECT run_id, 1 FROM runs", [r[0] for r in candidates])
-    }
+    served_status = dict(
+        _chunked(store, "SELECT run_id, status FROM served_runs", [r[0] for r in rows])
+    )
+    served_status.update((r[0], r[2]) for r in unstarted)
     merged: list[tuple[Any, ...]] = [
         (run_id, name, served_status.get(run_id, state), started, finished, bool(cp), bool(rec))
         for run_id, name, state, started, finished, cp, rec in rows
     ]
-    merged += [(*r, False, False) for r in candidates if r[0] not in in_runs]
+    merged += [(*r, False, False) for r in unstarted]
     merged.sort(key=lambda r: (r[3], r[0]), reverse=True)
     page = merged[:limit]
     usage = {

@@ -148,8 +148,10 @@ class ModelCallView:
     failed: bool
     messages: list[tuple[str, Shown]] = field(default_factory=list)  # (role, content)
     reply: Shown | None = None
-    answered_by: str | None = None  # which model answered (the recorded reply says)
-    fallbacks: list[str] = field(default_factory=list)  # models tried before it
+    answered_by: str | None = None  # which model answered
+    fallbacks: list[str] = field(default_factory=list)  # models tried before it, and why
+    tokens: int | None = None  # this call's (from its recording)
+    cost: float | None = None
 
 
 @dataclass(slots=True)
@@ -273,11 +275,7 @@ def run_view(details: RunDetails, node: str | None = None) -> RunView:
 def _lines(details: RunDetails, record: RunRecord | None) -> list[NodeLine]:
     order = list(details.shape.nodes) if details.shape else []
     if record is not None:
-        order += (
-            [n for n in record.nodes if n not in details.shape.nodes]
-            if details.shape
-            else [*record.nodes]
-        )
+        order += [n for n in record.nodes if n not in order]
     order += [n for n in details.outputs if n not in order]
     lines = []
     for node_id in order:
@@ -432,6 +430,11 @@ def _add_recording(call: ModelCallView, recording: StoredCall) -> None:
     reply = recording.response
     if isinstance(reply, dict) and "text" in reply:  # a recorded RawReply (kaizen.store.calls)
         text, calls = reply.get("text"), reply.get("tool_calls")
+        counts = (reply.get("prompt_tokens"), reply.get("completion_tokens"))
+        if all(isinstance(n, int) for n in counts):
+            call.tokens = int(counts[0] or 0) + int(counts[1] or 0)
+        if isinstance(reply.get("cost"), int | float):
+            call.cost = float(reply["cost"])
         call.reply = shown(text if text or not calls else {"tool_calls": calls})
     else:
         call.reply = shown(reply)
