@@ -7,7 +7,6 @@ drawings, and (through `kaizen.signatures`) the spec syntax the signature parser
 
 from __future__ import annotations
 
-import re
 import types
 import typing
 from collections.abc import Callable
@@ -77,11 +76,33 @@ def shorten(text: str, width: int) -> str:
     return line if len(line) <= width else line[: max(width - 1, 1)] + "…"
 
 
-# A unit of 1-12 characters (at least one not a space) said four or more times in a row, the
-# run at least 8 characters long: "1.1.1.1.", "no no no no", "!!!!!!!!". "...." stays prose.
-# The last time may lack the unit's trailing spaces ("no no no no" is "no " four times).
-_RUN = re.compile(r"(\S.{0,11}?)\1{2,}", re.DOTALL)
+# A unit of 1-12 characters (starting with one that is not a space) said four or more times in
+# a row, the run at least 8 characters long: "1.1.1.1.", "no no no no", "!!!!!!!!". "...."
+# stays prose. The last time may lack the unit's trailing spaces ("no no no no" is "no " four
+# times).
+_LONGEST_UNIT = 12
 _MIN_LOOP = 8
+
+
+def _loop(text: str) -> tuple[str, int] | None:
+    """`(unit, times)` of the first loop in `text` (see above), or None. Every start and every
+    unit length is tried: a regex's leftmost match can swallow the start of a loop of another
+    unit ("aaa1aaa1aaa1aaa1" begins with "aaa")."""
+    for length in range(1, _LONGEST_UNIT + 1):
+        for start in range(len(text) - length + 1):
+            unit = text[start : start + length]
+            if unit[0].isspace():
+                continue
+            end = start + length
+            while text.startswith(unit, end):
+                end += length
+            times, span = (end - start) // length, end - start
+            last = unit.rstrip()
+            if last != unit and text.startswith(last, end):
+                times, span = times + 1, span + len(last)
+            if times >= 4 and span >= _MIN_LOOP:
+                return unit, times
+    return None
 
 
 def degenerate(text: str) -> str | None:
@@ -95,15 +116,9 @@ def degenerate(text: str) -> str | None:
     stripped = text.strip()
     if not stripped:
         return None
-    for match in _RUN.finditer(stripped):
-        unit = match.group(1)
-        times = len(match.group(0)) // len(unit)
-        span = len(match.group(0))
-        last = unit.rstrip()
-        if last != unit and stripped.startswith(last, match.end()):
-            times, span = times + 1, span + len(last)
-        if times >= 4 and span >= _MIN_LOOP:
-            return f"repeats {unit!r} {times} times"
+    loop = _loop(stripped)
+    if loop is not None:
+        return f"repeats {loop[0]!r} {loop[1]} times"
     visible = [c for c in stripped if not c.isspace()]
     letters = sum(c.isalpha() for c in visible)
     if letters * 2 < len(visible):

@@ -2,8 +2,8 @@
 command with apt; never a downloaded browser) against real `kaizen serve` apps on loopback.
 
 Clicks through list → run → node panel, watches a live run's nodes turn green in order (the
-nodes wait on events the test sets: no sleeps), answers an interrupt in the page, starts a run
-from the form, compares two runs, moves through the graph with the keyboard, and checks that no
+nodes wait on events the test sets: no sleeps), answers an interrupt and approves a tool call in
+the page, starts a run from the form, compares two runs, moves through the graph with the keyboard, and checks that no
 script in a reply ever runs. Each page's screenshot goes to out/ui/ (docs/ui.md shows them).
 """
 
@@ -224,3 +224,42 @@ def test_a_form_started_run_appears_and_two_runs_compare(tmp_path: Path, page: A
         assert "outputs" in row and row.index("Paris") < row.index("Lyon")  # the older is A
         assert page.inner_text('tr[data-node="shout"] .differs-list') == "outputs"
         shot(page, "compare")
+
+
+SENT: list[tuple[str, str]] = []
+
+
+@kaizen.tool(requires_approval=True)
+def send_email(to: str, body: str) -> str:
+    """Send an email."""
+    SENT.append((to, body))
+    return f"sent to {to}"
+
+
+def test_a_tool_call_approved_in_the_page_runs_and_the_run_finishes(
+    tmp_path: Path, page: Any
+) -> None:
+    SENT.clear()
+    email = ScriptedModel.tool_call("send_email", {"to": "ann@example.com", "body": "hello"})
+    model = ScriptedModel([email, {"answer": "done"}])
+    mailer = kaizen.create_agent("mailer", "task -> answer", {"model": model}, tools=[send_email])
+    builder = WorkflowBuilder("mail")
+    builder.add_agent(mailer, "mail")
+    app = create_app(builder.build(), store=tmp_path / "runs.db", keys=[], record=True)
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        run_id = client.post("/runs", json={"task": "email ann"}).json()["run_id"]
+        until(client, run_id, {"waiting"})
+        page.goto(f"{server.url}/ui/runs/{run_id}")
+        asks = page.inner_text(".asks")
+        assert "approval of tool send_email" in asks and "ann@example.com" in asks
+        assert SENT == []
+        page.check(".asks input[name=decision][value=approve]")
+        page.fill(".asks input[name=by]", "dana")
+        page.click(".asks button[type=submit]")
+        page.wait_for_selector('#run-status[data-status="completed"]')
+        assert SENT == [("ann@example.com", "hello")]
+        page.goto(f"{server.url}/ui/runs/{run_id}?node=mail")
+        page.click("#panel details.tool-call summary")  # unfold the tool call
+        panel = page.inner_text("#panel")
+        assert "send_email" in panel and "sent to ann@example.com" in panel
+        assert "by dana" in panel
