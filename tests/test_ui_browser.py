@@ -4,7 +4,8 @@ command with apt; never a downloaded browser) against real `kaizen serve` apps o
 Clicks through list → run → node panel, watches a live run's nodes turn green in order (the
 nodes wait on events the test sets: no sleeps), answers an interrupt and approves a tool call in
 the page, starts a run from the form, compares two runs, moves through the graph with the
-keyboard, and checks that no script in a reply ever runs. Each page's screenshot goes to out/ui/ (docs/ui.md shows them).
+keyboard, and checks that no script in a reply ever runs. Each page's screenshot goes to
+out/ui/ (docs/ui.md shows them).
 """
 
 from __future__ import annotations
