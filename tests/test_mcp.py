@@ -185,10 +185,24 @@ def test_calls_from_inside_running_event_loops(stdio: MCPServer) -> None:
     assert outcomes == {100 * k: [str(100 * k + i) for i in range(10)] for k in range(1, 4)}
 
 
-def test_a_cancelled_caller_cancels_its_call_and_the_session_goes_on(stdio: MCPServer) -> None:
+def started(marker: Path) -> bool:
+    """Wait until the demo server's `slow` call made `marker` (it began); False after 30 s."""
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_cancelled_caller_cancels_its_call_and_the_session_goes_on(
+    stdio: MCPServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "slow-started"
+
     async def main() -> str:
-        task = asyncio.ensure_future(stdio.acall("slow", {"seconds": 30}))
-        await asyncio.sleep(0.3)
+        task = asyncio.ensure_future(stdio.acall("slow", {"seconds": 30, "started": str(marker)}))
+        assert await asyncio.to_thread(started, marker)  # the call is on the server
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -351,12 +365,13 @@ def test_importing_kaizen_mcp_does_not_import_the_sdk() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_closing_fails_calls_still_running_instead_of_reconnecting() -> None:
+def test_closing_fails_calls_still_running_instead_of_reconnecting(tmp_path: Path) -> None:
+    marker = tmp_path / "slow-started"
     with stdio_demo() as server:
         pid = server.call("pid")
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(server.call, "slow", {"seconds": 30})
-            time.sleep(0.5)
+            pending = pool.submit(server.call, "slow", {"seconds": 30, "started": str(marker)})
+            assert started(marker)  # the call is on the server
             server.close()
             with pytest.raises(MCPConnectionError, match="closed while tool 'slow' was running"):
                 pending.result(20)

@@ -17,7 +17,7 @@ import pytest
 import kaizen
 from kaizen.errors import CircuitOpenError, ConfigError, ModelError
 from kaizen.llm import acomplete, complete
-from kaizen.llm.resilience import RateLimiter, reset_resilience
+from kaizen.llm.resilience import RateLimiter, limiter_for, reset_resilience
 from kaizen.testing.fault_server import Fault, FaultServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -195,7 +195,11 @@ def test_a_429_storm_pauses_every_caller_for_its_retry_after(
                 rate_limit=limits,
             )
         )
-        await asyncio.sleep(0.1)  # the 429 has arrived: the model's bucket is paused
+        limiter = limiter_for(model, 6000, None)
+        deadline = time.monotonic() + 30
+        while limiter.paused_for == 0.0:  # until the 429 has arrived and paused the model
+            assert time.monotonic() < deadline, "the 429 never paused the model's callers"
+            await asyncio.sleep(0.005)
         started = time.monotonic()
         second = await acomplete(
             MESSAGES, model=model, api_base=fault_server.base_url, api_key="test",

@@ -227,6 +227,12 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
+    @property
+    def paused_for(self) -> float:
+        """Seconds every caller is still held back by a pause (0: none)."""
+        with self._lock:
+            return max(0.0, self._paused_until - time.monotonic())
+
 
 class _Bucket:
     __slots__ = ("capacity", "last", "level", "rate")

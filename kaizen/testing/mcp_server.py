@@ -45,8 +45,12 @@ def demo_server(name: str = "kaizen-demo") -> MCPServer:
         raise ToolError(message)
 
     @server.tool()
-    async def slow(seconds: float) -> str:
-        """Sleep, then say how long."""
+    async def slow(seconds: float, started: str = "") -> str:
+        """Sleep, then say how long. `started`: a file made when the call begins (a test
+        waits for it instead of guessing when the call reached the server)."""
+        if started:
+            with open(started, "w"):
+                pass
         await asyncio.sleep(seconds)
         return f"slept {seconds}s"
 
