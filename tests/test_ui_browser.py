@@ -60,10 +60,20 @@ def page(browser: Any) -> Iterator[Any]:
     errors: list[str] = []
     opened.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    # a Content-Security-Policy violation is a console error ("Refused to ..."); an answer the
+    # API refused on purpose ("Failed to load resource: ... 422") is the test's, not the page's
+    opened.on(
+        "console",
+        lambda line: (
+            errors.append(line.text)
+            if line.type == "error" and not line.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     opened.dialogs, opened.errors = dialogs, errors
     yield opened
     assert dialogs == [], f"a page ran script from a value: {dialogs}"
-    assert errors == [], f"the page's JavaScript failed: {errors}"
+    assert errors == [], f"the page's JavaScript failed, or broke its policy: {errors}"
     context.close()
 
 
