@@ -7,6 +7,7 @@
     POST /runs/{id}/resume     answers for a waiting run's interrupts; it goes on
     POST /runs/{id}/retry      a failed or cancelled run resumed from its checkpoints
     POST /runs/{id}/replay     a new run, its model and tool calls from a recorded run's
+    POST /ag-ui                the AG-UI protocol: a RunAgentInput in, its events out (agui.py)
     GET  /ui                   the run browser (kaizen.serve.ui), unless ui=False
     GET  /openapi.json         request and response schemas from the target's inputs, outputs
     GET  /health               {"status": "ok"} (for load balancers)
@@ -386,6 +387,104 @@ def create_app(
         return JSONResponse({"run_id": run.run_id, "status": run.status, **links}, 202,
                             headers={"Location": links["url"]})  # fmt: skip
 
+    @app.post(
+        "/ag-ui",
+        summary="Run it with the AG-UI protocol: a RunAgentInput in, AG-UI events out (SSE)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": {"description": "AG-UI events", "content": {"text/event-stream": {}}},
+                "400": json_response("The body is not JSON", "Problem"),
+                "404": json_response("A resume names no run of this server", "Problem"),
+                "409": json_response("The resumed run waits for no answer", "Problem"),
+                "413": json_response("The body is too large", "Problem"),
+                "422": json_response("Not a RunAgentInput this target can run", "Problem"),
+                "501": json_response("The ag-ui extra is not installed", "Problem"),
+            },
+        },
+    )
+    async def ag_ui(request: Request) -> Response:
+        try:
+            from kaizen.serve import agui
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("ag_ui"):
+                raise
+            return _error(501, "AG-UI needs the ag-ui extra: pip install 'kaizen[ag-ui]'")
+        body = await _read_json(request, max_body)
+        if isinstance(body, Response):
+            return body
+        try:
+            started = await _agui_run(agui, body)
+        except agui.AguiInputError as exc:
+            return _error(422, f"not a RunAgentInput {served.name!r} can run", exc.problems)
+        except RequestProblems as problems:
+            return _error(422, f"the inputs do not fit {served.name!r}", problems.problems)
+        if isinstance(started, Response):
+            return started
+        stream, run, after = started
+        return StreamingResponse(
+            _agui_frames(agui, stream, run, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _agui_run(agui: Any, body: Any) -> Any:
+        """(the AG-UI stream, the served run, the events already sent) for a RunAgentInput;
+        an error response for a resume that cannot be taken."""
+        from kaizen.errors import (
+            InterruptAnswerError,
+            RunNotFoundError,
+            RunNotWaitingError,
+            UnknownInterruptError,
+        )
+        from kaizen.store.served import load_served_events
+
+        run_input = agui.parse_input(body)
+        if not run_input.resume:
+            inputs = agui.inputs_of(run_input, served.request_schema)
+            run = manager.submit(inputs, served.check(inputs))
+            await manager.committed()
+            return agui.AguiStream(run_input, run.run_id), run, 0
+        run_id, answers, cancelled = agui.answers_of(run_input)
+        stream = agui.AguiStream(run_input, run_id)
+        events = await asyncio.to_thread(load_served_events, the_store, run_id, 0)
+        try:
+            if cancelled:
+                await manager.cancel_waiting(run_id)
+                return stream, None, 0
+            run = await manager.resume(run_id, answers, None)
+        except RunNotFoundError:
+            return _no_run(run_id)
+        except RunNotWaitingError as exc:
+            return _error(409, str(exc))
+        except UnknownInterruptError as exc:
+            return _error(422, str(exc), [("resume.interruptId", f"{run_id}:{exc.interrupt_id} "
+                                           "is no open interrupt")])  # fmt: skip
+        except InterruptAnswerError as exc:
+            return _error(422, str(exc), [("resume.payload", exc.problem)])
+        return stream, run, events[-1].seq if events else 0
+
+    async def _agui_frames(
+        agui: Any, stream: Any, run: ServedRun | None, after: int
+    ) -> AsyncIterator[bytes]:
+        for event in stream.start():
+            yield agui.encode(event)
+        if run is None:  # a resume that cancelled the run
+            for event in stream.end("cancelled"):
+                yield agui.encode(event)
+            return
+        async for item in _live_events(run, after, keepalive, manager.committed):
+            if item is None:
+                yield KEEPALIVE
+                continue
+            for event in stream.feed(item[1], json.loads(item[2])):
+                yield agui.encode(event)
+        for event in stream.end(run.status, run.results, run.error):  # (waiting, or lost)
+            yield agui.encode(event)
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
@@ -589,20 +688,29 @@ def _live_state(run: ServedRun, target: str) -> dict[str, Any]:
 async def _live_frames(
     run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
 ) -> AsyncIterator[bytes]:
-    """A live run's events: only once committed (group commit), so a client never saw an
-    event a worker that took the run over would number again."""
+    """A live run's events as SSE frames (see `_live_events`)."""
+    async for event in _live_events(run, after, keepalive, committed):
+        yield KEEPALIVE if event is None else encode_event(*event)
+
+
+async def _live_events(
+    run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
+) -> AsyncIterator[tuple[int, str, str] | None]:
+    """A live run's events after the `after`-th, `(seq, kind, JSON)`, None after `keepalive`
+    idle seconds; until it ends or waits. Only once committed (group commit), so a client
+    never saw an event a worker that took the run over would number again."""
     sent = after
     while True:
         changed = run.changed()
         fresh = run.events[sent:]
         if fresh:
             await committed()
-        for seq, kind, text in fresh:
-            yield encode_event(seq, kind, text)
-            sent = seq
+        for event in fresh:
+            yield event
+            sent = event[0]
         if (run.is_finished or run.status == "waiting" or run.lost) and sent >= len(run.events):
             return  # (a waiting run's stream ends: a client reconnecting follows the store)
         try:
             await asyncio.wait_for(changed.wait(), keepalive)
         except TimeoutError:
-            yield KEEPALIVE
+            yield None
