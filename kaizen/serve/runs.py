@@ -246,8 +246,9 @@ class RunManager:
 
     async def retry(self, run_id: str) -> ServedRun:
         """Resume failed or cancelled run `run_id` from its checkpoints, under its own id: what
-        completed is not run again. `RunNotFoundError`; `RunNotWaitingError` when it did not
-        fail (`RunConflictError`, also when another request resumed it first)."""
+        completed is not run again. `RunNotFoundError` when the store has no such run;
+        `RunConflictError` when it did not fail or was not cancelled, when another request
+        resumed it first (compare-and-set in the store), or when its inputs no longer fit."""
         from kaizen.errors import RunNotFoundError
         from kaizen.serve.target import RequestProblems
         from kaizen.store.served import load_served_run, reopen
