@@ -69,7 +69,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("kaizen.agents",),
     ("kaizen.patterns",),
     ("kaizen.targets",),
-    ("kaizen.mcp",),
+    ("kaizen.mcp", "kaizen.a2a"),
     ("kaizen.serve",),
     ("kaizen.cli", "kaizen.testing"),
     # the package root (every public name, loaded on first use; the seams' providers) and

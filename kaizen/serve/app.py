@@ -51,7 +51,7 @@ from kaizen.serve.openapi import (
     json_body,
     json_response,
 )
-from kaizen.serve.runs import RunManager, ServedRun
+from kaizen.serve.runs import RunManager, ServedRun, live_events
 from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id, stored_frames
 from kaizen.serve.target import RequestProblems, ServedTarget, served_target
 from kaizen.store.db import Store, StorePath
@@ -88,6 +88,7 @@ def create_app(
     ui: bool = True,
     actions: bool = True,
     record: bool = False,
+    a2a: bool = True,
 ) -> FastAPI:
     """The app serving `target`: an `Agent`, a built `Workflow`, a `WorkflowBuilder`, or a
     ``module:attr`` naming one (as `kaizen mcp serve` reads it).
@@ -107,7 +108,9 @@ def create_app(
     `ui`: serve the run browser at ``/ui`` (`kaizen.serve.ui`). `actions`: accept requests
     that change runs (start, cancel, resume, retry, replay); off, they answer 403 (a read-only
     server, as `kaizen ui` without ``--allow-actions``). `record`: record every model and tool
-    call of each run (for the run browser's prompts and replies, and for replay).
+    call of each run (for the run browser's prompts and replies, and for replay). `a2a`: serve
+    the A2A protocol too (`kaizen.serve.a2a`: the agent card and ``POST /a2a``) when the
+    ``a2a`` extra is installed.
     """
     served = _resolve(target)
     # the runtime's own store (its checkpoints) holds its served runs too, unless told otherwise
@@ -143,6 +146,10 @@ def create_app(
         app.add_middleware(_ReadOnly)
     if api_keys:
         app.add_middleware(_RequireKey, keys=api_keys)
+    if a2a and _installed("a2a"):
+        from kaizen.serve.a2a import mount_a2a
+
+        mount_a2a(app, served, manager, keepalive)
     if ui:
         from kaizen.serve.ui.pages import browser_router, login_routes
 
@@ -476,7 +483,7 @@ def create_app(
             for event in stream.end("cancelled"):
                 yield agui.encode(event)
             return
-        async for item in _live_events(run, after, keepalive, manager.committed):
+        async for item in live_events(run, after, keepalive, manager.committed):
             if item is None:
                 yield KEEPALIVE
                 continue
@@ -591,6 +598,12 @@ class _RequireKey:
         return found
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _resolve(target: Any) -> ServedTarget:
     from kaizen.agents.agent import Agent
     from kaizen.mcp.serve import load_target
@@ -689,28 +702,5 @@ async def _live_frames(
     run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
 ) -> AsyncIterator[bytes]:
     """A live run's events as SSE frames (see `_live_events`)."""
-    async for event in _live_events(run, after, keepalive, committed):
+    async for event in live_events(run, after, keepalive, committed):
         yield KEEPALIVE if event is None else encode_event(*event)
-
-
-async def _live_events(
-    run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
-) -> AsyncIterator[tuple[int, str, str] | None]:
-    """A live run's events after the `after`-th, `(seq, kind, JSON)`, None after `keepalive`
-    idle seconds; until it ends or waits. Only once committed (group commit), so a client
-    never saw an event a worker that took the run over would number again."""
-    sent = after
-    while True:
-        changed = run.changed()
-        fresh = run.events[sent:]
-        if fresh:
-            await committed()
-        for event in fresh:
-            yield event
-            sent = event[0]
-        if (run.is_finished or run.status == "waiting" or run.lost) and sent >= len(run.events):
-            return  # (a waiting run's stream ends: a client reconnecting follows the store)
-        try:
-            await asyncio.wait_for(changed.wait(), keepalive)
-        except TimeoutError:
-            yield None

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from kaizen.store.db import Store
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["RunConflictError", "RunManager", "ServedRun"]
+__all__ = ["RunConflictError", "RunManager", "ServedRun", "live_events"]
 
 log = logging.getLogger("kaizen.serve")
 
@@ -621,3 +621,26 @@ def _failure_of(record: RunRecord) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def live_events(
+    run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
+) -> AsyncIterator[tuple[int, str, str] | None]:
+    """A live run's events after the `after`-th, `(seq, kind, JSON)`, None after `keepalive`
+    idle seconds; until it ends or waits. Only once committed (group commit), so a client
+    never saw an event a worker that took the run over would number again."""
+    sent = after
+    while True:
+        changed = run.changed()
+        fresh = run.events[sent:]
+        if fresh:
+            await committed()
+        for event in fresh:
+            yield event
+            sent = event[0]
+        if (run.is_finished or run.status == "waiting" or run.lost) and sent >= len(run.events):
+            return  # (a waiting run's stream ends: a client reconnecting follows the store)
+        try:
+            await asyncio.wait_for(changed.wait(), keepalive)
+        except TimeoutError:
+            yield None
