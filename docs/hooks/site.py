@@ -48,8 +48,21 @@ def on_files(files: Files, config: Any) -> Files:
     return files
 
 
+# public names that live in the package's rooms rather than at its root
+ROOM_NAMES = (
+    "kaizen.mcp.client.MCPServer",
+    "kaizen.a2a.remote.RemoteAgent",
+    "kaizen.a2a.remote.RemoteAgentError",
+    "kaizen.serve.app.create_app",
+    "kaizen.serve.server.BackgroundServer",
+    "kaizen.serve.ui.app.create_browser_app",
+    "kaizen.testing.scripted.ScriptedModel",
+)
+
+
 def reference_page() -> str:
-    """Every public name of `kaizen`, grouped by the module that defines it."""
+    """Every public name of `kaizen`, grouped by the module that defines it, then the public
+    names of its rooms (MCP and A2A toolsets, serving, testing)."""
     import kaizen
 
     by_module: dict[str, list[str]] = {}
@@ -70,4 +83,7 @@ def reference_page() -> str:
         lines += [f"## `{module}`", ""]
         for name in by_module[module]:
             lines += [f"::: {module}.{name}", "    options:", "      heading_level: 3", ""]
+    lines += ["## The rooms", ""]
+    for path in ROOM_NAMES:
+        lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
     return "\n".join(lines)
