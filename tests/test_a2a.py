@@ -164,7 +164,7 @@ def test_send_message_unary_and_streaming_give_the_typed_results(serve: Any) -> 
     task = reply.task
     assert task.status.state == TaskState.TASK_STATE_COMPLETED
     assert results_of(task) == {"answer": "Paris", "confidence": 0.9}
-    run_id = part_value(task.artifacts[0].parts[0]) and dict(task.metadata)["kaizen_run_id"]
+    run_id = dict(task.metadata)["kaizen_run_id"]
     assert httpx.get(f"{url}/runs/{run_id}", timeout=30).json()["status"] == "completed"
 
     streamed = asyncio.run(send(url, message(Part(text="capital?")), streaming=True))
@@ -176,31 +176,26 @@ def test_send_message_unary_and_streaming_give_the_typed_results(serve: Any) -> 
     assert part_value(artifact.parts[0]) == {"answer": "Paris", "confidence": 0.9}
 
 
-def test_get_task_subscribe_and_cancel(serve: Any) -> None:
+def test_get_task_and_cancel_task(serve: Any) -> None:
     GATE.clear()
     url = serve(slow())
 
-    async def go() -> tuple[Any, Any, list[Any]]:
+    async def go() -> tuple[Any, Any]:
         (first,) = await send(url, message(Part(text="wait")), return_immediately=True)
-        task_id = first.task.id
         client = await create_client(url, client_config=ClientConfig(streaming=True))
         try:
-            got = await client.get_task(GetTaskRequest(id=task_id))
-            cancelled = await client.cancel_task(CancelTaskRequest(id=task_id))
-            updates = [u async for u in client.subscribe(SubscribeToTaskRequest(id=task_id))]
-        except Exception as exc:  # (a finished task may refuse a subscription)
-            updates = [exc]
+            got = await client.get_task(GetTaskRequest(id=first.task.id))
+            cancelled = await client.cancel_task(CancelTaskRequest(id=first.task.id))
+            return got, cancelled
         finally:
             await client.close()
             GATE.set()
-        return got, cancelled, updates
 
-    got, cancelled, _ = asyncio.run(go())
+    got, cancelled = asyncio.run(go())
     assert got.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
     assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
     run_id = dict(got.metadata)["kaizen_run_id"]
-    deadline = asyncio.run(_until_status(url, run_id, {"cancelled"}))
-    assert deadline == "cancelled"
+    assert asyncio.run(_until_status(url, run_id, {"cancelled"})) == "cancelled"
 
 
 async def _until_status(url: str, run_id: str, wanted: set[str]) -> str:
