@@ -249,9 +249,13 @@ def test_the_embedded_model_answers_streamed_requests_in_one_piece(embedded_mode
     assert len(deltas) == 1 and json.loads(deltas[0].text) == done.result.data
 
 
-def test_the_demo_runs_on_the_embedded_model(embedded_model: None, tmp_path: Any) -> None:
+def test_the_demo_runs_on_the_embedded_model(
+    embedded_model: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`make demo` as a user runs it: every agent answers (structure, not facts)."""
     import io
+
+    monkeypatch.setenv("KAIZEN_HOME", str(tmp_path / "home"))  # its runs go to the default store
 
     from rich.console import Console
 
