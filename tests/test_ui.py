@@ -206,6 +206,10 @@ def test_long_values_fold_with_their_size() -> None:
     typed = shown({"__kaizen__": "pydantic", "type": "mod:Answer", "data": {"a": 1}})
     assert typed.type == "Answer" and json.loads(typed.text) == {"a": 1}
     assert shown("key sk-abcdefghijklmnopqrstuvwxyz0123456789").text == "key [redacted]"
+    from kaizen.serve.ui.views import interrupt_shown
+
+    asked = {"payload": {"token": "sk-abcdefghijklmnopqrstuvwxyz0123456789"}, "args": None}
+    assert interrupt_shown(asked)["payload"] == {"token": "[redacted]"}
 
 
 def test_compare_names_what_differs(tmp_path: Path) -> None:

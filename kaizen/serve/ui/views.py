@@ -32,6 +32,7 @@ __all__ = [
     "Shown",
     "compare_views",
     "duration_text",
+    "interrupt_shown",
     "run_view",
     "shown",
     "time_text",
@@ -254,7 +255,7 @@ def run_view(details: RunDetails, node: str | None = None) -> RunView:
         critical_path=path,
         critical_seconds=seconds,
         nodes=lines,
-        open_interrupts=[i for i in details.interrupts if not i["answered"]],
+        open_interrupts=[interrupt_shown(i) for i in details.interrupts if not i["answered"]],
         error=redact(details.error) if details.error else None,
         results=None if details.results is None else shown(details.results),
         parameters=[
@@ -413,8 +414,18 @@ def _panel(details: RunDetails, record: RunRecord | None, line: NodeLine) -> Nod
         for note in run.notes:
             target = panel.memory if str(note.get("kind", "")).startswith("memory") else panel.notes
             target.append(shown(note))
-    panel.interrupts = [i for i in details.interrupts if i["node_id"] == node_id]
+    panel.interrupts = [interrupt_shown(i) for i in details.interrupts if i["node_id"] == node_id]
     return panel
+
+
+def interrupt_shown(interrupt: dict[str, Any]) -> dict[str, Any]:
+    """An interrupt with key-shaped tokens in what it asked, its arguments and its answer
+    redacted (they are shown as JSON)."""
+    cleaned = dict(interrupt)
+    for key in ("payload", "args", "answer"):
+        if cleaned.get(key) is not None:
+            cleaned[key] = json.loads(redact(json.dumps(cleaned[key], default=str)))
+    return cleaned
 
 
 def _add_recording(call: ModelCallView, recording: StoredCall) -> None:
