@@ -54,6 +54,7 @@ from kaizen.a2a.parts import data_part, part_value
 from kaizen.serve.app import create_app
 from kaizen.serve.server import BackgroundServer
 from kaizen.testing import ScriptedModel
+from tests.test_agui import failing
 
 
 def qa_agent() -> Any:
@@ -93,16 +94,6 @@ def pair(first: str, second: int) -> str:
 def pairs() -> Any:
     builder = WorkflowBuilder("pairs")
     builder.add_node(pair, "pair")
-    return builder.build()
-
-
-def explode(question: str) -> str:
-    raise RuntimeError(f"cannot handle {question!r}")
-
-
-def failing() -> Any:
-    builder = WorkflowBuilder("failing")
-    builder.add_node(explode, "explode")
     return builder.build()
 
 

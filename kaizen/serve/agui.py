@@ -244,7 +244,6 @@ class AguiStream:
                 delta=_patch("replace", "/status", status),
             )
         )
-        thread, run = self.request.thread_id, self.request.run_id
         if status == "failed":
             events.append(
                 RunErrorEvent(
@@ -255,39 +254,23 @@ class AguiStream:
                 )
             )
         elif status == "cancelled":
-            events.append(
-                RunFinishedEvent(
-                    type=EventType.RUN_FINISHED,
-                    thread_id=thread,
-                    run_id=run,
-                    timestamp=_ms(),
-                    outcome=RunFinishedCancelledOutcome(type="cancelled"),
-                )
-            )
+            events.append(self._finished(outcome=RunFinishedCancelledOutcome(type="cancelled")))
         elif status == "waiting" and self._interrupts:
             asked = [self._interrupt(i) for i in self._interrupts if not i.get("answered")]
-            events.append(
-                RunFinishedEvent(
-                    type=EventType.RUN_FINISHED,
-                    thread_id=thread,
-                    run_id=run,
-                    timestamp=_ms(),
-                    outcome=RunFinishedInterruptOutcome(type="interrupt", interrupts=asked),
-                )
-            )
+            outcome = RunFinishedInterruptOutcome(type="interrupt", interrupts=asked)
+            events.append(self._finished(outcome=outcome))
         else:
-            events.append(
-                RunFinishedEvent(
-                    type=EventType.RUN_FINISHED,
-                    thread_id=thread,
-                    run_id=run,
-                    result=results,
-                    timestamp=_ms(),
-                )
-            )
+            events.append(self._finished(result=results))
         return events
 
     # -- the parts ---------------------------------------------------------------------------------
+
+    def _finished(self, **how: Any) -> RunFinishedEvent:
+        """RUN_FINISHED for this request's thread and run (`how`: its result or outcome)."""
+        return RunFinishedEvent(
+            type=EventType.RUN_FINISHED, thread_id=self.request.thread_id,
+            run_id=self.request.run_id, timestamp=_ms(), **how,
+        )  # fmt: skip
 
     def _status(self, node: str, status: str) -> StateDeltaEvent:
         op = "replace" if node in self.nodes else "add"
