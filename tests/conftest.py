@@ -1,6 +1,8 @@
 """Shared fixtures and rules for the whole suite.
 
 - `fault_server`: a real OpenAI-compatible server on loopback.
+- `serve`: ``serve(target)`` starts a real `kaizen serve` app (or any ASGI app) on loopback and
+  gives its URL; every server it started stops after the test.
 - Every test starts and ends with the process-wide state forgotten (`kaizen.process.reset`).
 - `in_ci()`: whether ``CI`` is set to a true value. Under CI a `pytest.importorskip` of a missing
   dependency FAILS instead of skipping (the hooks below): the test command installs every dev
@@ -89,4 +91,28 @@ def fault_server() -> Iterator[FaultServer]:
     try:
         yield server
     finally:
+        server.stop()
+
+
+@pytest.fixture
+def serve(tmp_path: Any) -> Iterator[Any]:
+    """`serve(target)`: the URL of a server of `target`, an app as it is, or a Kaizen target
+    served by `create_app` with a store of its own (needs the serve extra)."""
+    from starlette.applications import Starlette
+
+    from kaizen.serve.app import create_app
+    from kaizen.serve.server import BackgroundServer
+
+    servers: list[BackgroundServer] = []
+
+    def start(target: Any) -> str:
+        if isinstance(target, Starlette):  # an app (FastAPI) as it is
+            app = target
+        else:
+            app = create_app(target, store=tmp_path / f"runs-{len(servers)}.db", keys=[])
+        servers.append(BackgroundServer(app).start())
+        return servers[-1].url
+
+    yield start
+    for server in servers:
         server.stop()

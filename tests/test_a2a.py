@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,8 +49,6 @@ import kaizen
 from kaizen import LocalRuntime, WorkflowBuilder
 from kaizen.a2a import RemoteAgent, RemoteAgentError
 from kaizen.a2a.parts import data_part, part_value
-from kaizen.serve.app import create_app
-from kaizen.serve.server import BackgroundServer
 from kaizen.testing import ScriptedModel
 from tests.test_agui import failing
 
@@ -95,21 +91,6 @@ def pairs() -> Any:
     builder = WorkflowBuilder("pairs")
     builder.add_node(pair, "pair")
     return builder.build()
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
-    servers: list[BackgroundServer] = []
-
-    def start(target: Any) -> str:
-        store = tmp_path / f"runs-{len(servers)}.db"
-        app = target if isinstance(target, FastAPI) else create_app(target, store=store, keys=[])
-        servers.append(BackgroundServer(app).start())
-        return servers[-1].url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def message(*parts: Part, task_id: str | None = None, context_id: str | None = None) -> Message:

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from ag_ui_validate.pytest_plugin import assert_valid_agui
 
 import kaizen
 from kaizen import WorkflowBuilder
-from kaizen.serve.app import create_app
-from kaizen.serve.server import BackgroundServer
 from kaizen.testing import ScriptedModel
 
 VALIDATOR = shutil.which("ag-ui-validate") or str(Path(sys.executable).with_name("ag-ui-validate"))
@@ -80,21 +77,6 @@ def asking() -> Any:
     builder.add_node(shout, "shout")
     builder.add_connection("ask", "result", "shout", "answer")
     return builder.build()
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
-    servers: list[BackgroundServer] = []
-
-    def start(target: Any) -> str:
-        store = tmp_path / f"runs-{len(servers)}.db"
-        server = BackgroundServer(create_app(target, store=store, keys=[])).start()
-        servers.append(server)
-        return server.url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def events_of(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:

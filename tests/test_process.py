@@ -56,6 +56,8 @@ KEPT = {
     "kaizen.testing.scripted": {"_instances"},
     "kaizen.testing.tls": {"_made"},
     "kaizen.workflow.shape": {"_shapes"},
+    # the run browser's drawn graphs, by workflow fingerprint (a shape never changes)
+    "kaizen.serve.ui.pages": {"_DRAWN", "_drawn_lock"},
 }
 _CONTAINERS = {"dict", "list", "set", "OrderedDict", "defaultdict", "deque", "WeakSet"}
 _CONTAINERS |= {"WeakValueDictionary", "WeakKeyDictionary"}

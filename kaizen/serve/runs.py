@@ -294,27 +294,8 @@ class RunManager:
         self._runs[run.run_id] = run
         self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created,
                           self.leases.owner, self.leases.until())  # fmt: skip
-        run.task = asyncio.create_task(self._replayed(run, run_id))
+        run.task = asyncio.create_task(self._execute(run, None, replay_of=run_id))
         return run
-
-    async def _replayed(self, run: ServedRun, original: str) -> None:
-        assert self._active is not None
-        results: Any = None
-        record: RunRecord | None = None
-        try:
-            async with self._active:
-                self._set_status(run, "running")
-                raw, record = await self.runtime.run(
-                    self._workflow, run_id=original, hooks=[_Frames(self, run)], replay=True
-                )
-            results = self.target.results(raw)
-            status = "completed" if str(record.status) == "completed" else "failed"
-            error = None if status == "completed" else _failure_of(record)
-        except asyncio.CancelledError:
-            status, error = "cancelled", "the run was cancelled"
-        except Exception as exc:
-            status, error = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
-        self._finish(run, status, results, error, record or run.record)
 
     def forget(self, run: ServedRun) -> None:
         """Stop answering for `run` from memory (the store holds what it became)."""
@@ -356,6 +337,7 @@ class RunManager:
         parameters: Mapping[str, Any] | None,
         resuming: tuple[Mapping[str, Any], str | None, asyncio.Future[None]] | None = None,
         taken_over: bool = False,
+        replay_of: str | None = None,
     ) -> None:
         from kaizen.errors import BudgetExceededError, NodeExecutionError, RunNotFoundError
 
@@ -374,6 +356,11 @@ class RunManager:
                         raw, record = await self.runtime.execute_async_with_record(
                             self._workflow, parameters, run_id=run.run_id, hooks=[frames]
                         )
+                elif replay_of is not None:  # calls served from that run's recording
+                    self._set_status(run, "running")
+                    raw, record = await self.runtime.run(
+                        self._workflow, run_id=replay_of, hooks=[frames], replay=True
+                    )
                 elif resuming is None:
                     self._set_status(run, "running")
                     raw, record = await self.runtime.execute_async_with_record(

@@ -251,9 +251,12 @@ _EVENT_STATUS = {
 }
 
 
-def run_details(store: Store, run_id: str, *, value_limit: int | None = None) -> RunDetails | None:
+def run_details(
+    store: Store, run_id: str, *, value_limit: int | None = None, calls: bool = True
+) -> RunDetails | None:
     """Run `run_id` (None: the store has no such run). Outputs larger than `value_limit`
-    bytes are not parsed (their size is reported; `stored_outputs` reads one whole)."""
+    bytes are not parsed (their size is reported; `stored_outputs` reads one whole).
+    `calls`: read its recorded model and tool calls too (the largest rows of a run)."""
     rows = store.read(
         "SELECT r.workflow, r.status, r.started, r.finished, r.parameters, r.record,"
         " r.fingerprint, r.checkpoint, r.recorded, w.shape FROM runs r"
@@ -306,11 +309,12 @@ def run_details(store: Store, run_id: str, *, value_limit: int | None = None) ->
     ):
         value = json.loads(bytes(data)) if data is not None else None
         details.outputs[node_id] = StoredOutputs(encoding, size, value, done, attempts)
-    for node_id, kind, occurrence, request, response in store.read(
+    recorded = store.read(
         "SELECT node_id, kind, occurrence, request, response FROM recordings WHERE run_id = ?"
         " ORDER BY rowid",
         (run_id,),
-    ):
+    ) if calls else []  # fmt: skip
+    for node_id, kind, occurrence, request, response in recorded:
         details.calls.setdefault(node_id, []).append(
             StoredCall(kind, occurrence, _json(request), _json(response))
         )

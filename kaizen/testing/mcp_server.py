@@ -10,6 +10,7 @@ a tool error (`fail`), a slow call (`slow`), an image (`pixel`), and the server'
 
 import asyncio
 import os
+from pathlib import Path
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Image
@@ -49,8 +50,7 @@ def demo_server(name: str = "kaizen-demo") -> MCPServer:
         """Sleep, then say how long. `started`: a file made when the call begins (a test
         waits for it instead of guessing when the call reached the server)."""
         if started:
-            with open(started, "w"):
-                pass
+            Path(started).touch()
         await asyncio.sleep(seconds)
         return f"slept {seconds}s"
 

@@ -25,6 +25,8 @@ import functools
 import json
 import logging
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -132,7 +134,6 @@ def browser_router(
     @router.get("", response_class=HTMLResponse)
     @guarded
     async def runs_list(
-        request: Request,
         status: str | None = None,
         workflow: str | None = None,
         q: str | None = None,
@@ -193,7 +194,7 @@ def browser_router(
     @router.get("/runs/{run_id}/state.json")
     @guarded
     async def run_state(run_id: str) -> Response:
-        details = await read(run_details, run_id, value_limit=0)
+        details = await read(run_details, run_id, value_limit=0, calls=False)
         if details is None:
             return JSONResponse({"detail": f"no run {run_id!r}"}, 404)
         view = views.run_view(details)
@@ -329,31 +330,37 @@ def _no_run(
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _svg_for(shape_json: str) -> str:
-    """The drawn graph of a stored shape (laid out once per shape per process)."""
-    from kaizen.render.graph import build_dot, svg_text
-    from kaizen.workflow.shape import WorkflowShape
-
-    shape = WorkflowShape.from_json(json.loads(shape_json))
-    svg = svg_text(
-        str(build_dot(shape, link_of=lambda node: f"?node={quote(node, safe='')}").source)
-    )
-    start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
+_DRAWN: OrderedDict[str, str] = OrderedDict()  # workflow fingerprint -> its drawn graph
+_DRAWN_KEPT = 64
+_drawn_lock = threading.Lock()  # (pages are drawn on worker threads)
 
 
 def _graph_svg(details: Any) -> str | None:
-    """The run's workflow drawn as inline SVG (None: the store has no shape of it)."""
+    """The run's workflow drawn as inline SVG (None: the store has no shape of it), laid out
+    once per workflow version (fingerprint) per process."""
     if details.shape is None:
         return None
+    key = str(details.fingerprint)
+    with _drawn_lock:
+        drawn = _DRAWN.get(key)
+        if drawn is not None:
+            _DRAWN.move_to_end(key)
+            return drawn
     from kaizen.errors import RenderError
+    from kaizen.render.graph import build_dot, svg_text
 
+    dot = build_dot(details.shape, link_of=lambda node: f"?node={quote(node, safe='')}")
     try:
-        return _svg_for(json.dumps(details.shape.to_json(), sort_keys=True))
+        svg = svg_text(str(dot.source))
     except RenderError as exc:
         log.warning("kaizen ui: the graph cannot be drawn: %s", exc)
         return None
+    drawn = svg[max(svg.find("<svg"), 0) :]
+    with _drawn_lock:
+        _DRAWN[key] = drawn
+        while len(_DRAWN) > _DRAWN_KEPT:
+            _DRAWN.popitem(last=False)
+    return drawn
 
 
 def _timeline_svg(details: Any) -> str | None:
