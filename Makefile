@@ -37,11 +37,13 @@ $(VENV)/.local-model: $(VENV)/.llama-wheel $(VENV)/.deps
 
 # Debian packages, in one apt-get (two at once would fight over apt's lock): Graphviz's `dot`
 # draws graphs; chromium runs the run browser's tests through Playwright (never a downloaded
-# browser).
+# browser); PostgreSQL's server binaries run the store suite's throwaway database (the tests
+# start and stop it themselves: kaizen/testing/postgres.py).
 system-packages:
 	@missing=""; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian's$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

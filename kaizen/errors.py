@@ -318,6 +318,16 @@ class StoreLockedError(StoreError):
     """Another process or thread held the store's write lock for longer than the busy timeout."""
 
 
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The store's server could not be reached or refused the login (a wrong URL, host, port,
+    user, password or database; the server down), the pool had no free connection in time, or
+    the connection was lost where Kaizen could not safely retry."""
+
+
+class StorePermissionError(StoreError, PermissionError):
+    """The store's database role lacks a permission the schema or an operation needs."""
+
+
 class StoreFullError(StoreError):
     """A write to the store failed for lack of space (disk full, or the file could not grow)."""
 
@@ -433,6 +443,8 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
+    "StorePermissionError",
+    "StoreUnavailableError",
     "UnknownInterruptError",
     "UnknownNodeTypeError",
     "VetoError",

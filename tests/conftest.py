@@ -116,3 +116,33 @@ def serve(tmp_path: Any) -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server for the session (`kaizen.testing.postgres`). Without one,
+    the tests that need it skip with the reason, except under CI, where they fail."""
+    from kaizen.testing.postgres import PostgresUnavailable, TemporaryPostgres
+
+    try:
+        import psycopg  # noqa: F401
+
+        server = TemporaryPostgres().start()
+    except (ImportError, PostgresUnavailable) as exc:
+        reason = f"no PostgreSQL for the Postgres store tests: {exc}"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """Where a test's store lives, once per backend: a SQLite file, then a new database on the
+    session's throwaway PostgreSQL server. The store suite takes this instead of a file."""
+    if request.param == "sqlite":
+        return str(tmp_path / "kaizen.db")
+    return str(request.getfixturevalue("postgres_server").database())

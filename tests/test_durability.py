@@ -7,7 +7,6 @@ are all there when the run ends. The SIGKILL half of the promise is tests/test_d
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ import pytest
 
 from kaizen import LocalRuntime, WorkflowBuilder
 from kaizen.runtime.hooks import NodeFinishHook, NodeStartHook
+from kaizen.store import Store
 
 
-def _committed(path: Path) -> set[str]:
+def _committed(reader: Store) -> set[str]:
     """The nodes whose checkpoints another connection (another process) can read now."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        return {row[0] for row in db.execute("SELECT node_id FROM checkpoints")}
+    return {row[0] for row in reader.read("SELECT node_id FROM checkpoints")}
 
 
 def _diamond() -> Any:
@@ -52,25 +51,26 @@ def _diamond() -> Any:
 class _SeesTheStore(NodeStartHook, NodeFinishHook):
     """Reads the store, as another process would, whenever a node starts or finishes."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: str) -> None:
+        self.reader = Store(path)  # connections of its own, apart from the runtime's
         self.at_finish: dict[str, set[str]] = {}
         self.at_start: dict[str, set[str]] = {}
         self.lock = threading.Lock()
 
     def on_node_start(self, event: Any) -> None:
         with self.lock:
-            self.at_start[event.node_id] = _committed(self.path)
+            self.at_start[event.node_id] = _committed(self.reader)
 
     def on_node_finish(self, event: Any) -> None:
         with self.lock:
-            self.at_finish[event.node_id] = _committed(self.path)
+            self.at_finish[event.node_id] = _committed(self.reader)
 
 
 def test_sync_is_the_default_and_a_finished_node_is_stored_before_anyone_hears_of_it(
+    store_location: str,
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "runs.db"
+    path = store_location
     seen = _SeesTheStore(path)
     runtime = LocalRuntime(checkpoint=path, hooks=[seen])
     assert runtime.durability == "sync"
@@ -83,18 +83,22 @@ def test_sync_is_the_default_and_a_finished_node_is_stored_before_anyone_hears_o
         assert needed <= seen.at_start[node], f"{node} started before {needed} were stored"
 
 
-def test_async_durability_stores_every_node_by_the_end_of_the_run(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
+def test_async_durability_stores_every_node_by_the_end_of_the_run(
+    store_location: str, tmp_path: Path
+) -> None:
+    path = store_location
     runtime = LocalRuntime(checkpoint=path, durability="async")
     results, run_id = runtime.execute(_diamond(), {"top": {"x": 1}})
     assert results["join"] == {"result": 10}
-    assert _committed(path) == {"top", "left", "right", "join"}
+    assert _committed(Store(path)) == {"top", "left", "right", "join"}
     again, _ = LocalRuntime(checkpoint=path, durability="async").resume(run_id, _diamond())
     assert again == results
 
 
-def test_sync_durability_resume_returns_every_result_and_reruns_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
+def test_sync_durability_resume_returns_every_result_and_reruns_nothing(
+    store_location: str, tmp_path: Path
+) -> None:
+    path = store_location
     results, run_id = LocalRuntime(checkpoint=path).execute(_diamond(), {"top": {"x": 1}})
     ran: list[str] = []
 

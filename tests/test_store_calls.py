@@ -48,9 +48,11 @@ def test_every_generation_field_changes_the_key(request: dict[str, Any], name: s
     assert request_key(request_fields(changed)) != request_key(request_fields(request))
 
 
-def test_an_agent_cache_serves_repeats_for_free_and_marks_them(tmp_path: Path) -> None:
+def test_an_agent_cache_serves_repeats_for_free_and_marks_them(
+    store_location: str, tmp_path: Path
+) -> None:
     model = ScriptedModel([{"answer": "4"}, {"answer": "second call"}])
-    cache = {"path": str(tmp_path / "k.db")}
+    cache = {"path": store_location}
     agent = kaizen.create_agent("calc", "question -> answer", {"model": model, "cache": cache})
     first = agent.execute(question="2+2?")
     again = agent.execute(question="2+2?")
@@ -64,9 +66,9 @@ def test_an_agent_cache_serves_repeats_for_free_and_marks_them(tmp_path: Path) -
     assert len(model.calls) == 1
 
 
-def test_sampled_calls_are_not_cached_unless_asked(tmp_path: Path) -> None:
+def test_sampled_calls_are_not_cached_unless_asked(store_location: str, tmp_path: Path) -> None:
     model = ScriptedModel(lambda messages: {"answer": "x"})
-    path = str(tmp_path / "k.db")
+    path = store_location
     config = {"model": model, "temperature": 0.7, "cache": {"path": path}}
     hot = kaizen.create_agent("a", "q -> answer", config)
     hot.execute(q="1")
@@ -93,9 +95,11 @@ def two_agents(model: ScriptedModel) -> Any:
     return wf.build()
 
 
-def test_a_recorded_run_replays_offline_with_the_same_results(tmp_path: Path) -> None:
+def test_a_recorded_run_replays_offline_with_the_same_results(
+    store_location: str, tmp_path: Path
+) -> None:
     live = ScriptedModel(lambda messages: {"answer": str(len(messages[-1]["content"]))})
-    path = tmp_path / "k.db"
+    path = store_location
     runtime = LocalRuntime(record=path)
     results, run_id = runtime.execute(two_agents(live), {"topic": "cats and dogs"})
     made = len(live.calls)
@@ -106,10 +110,11 @@ def test_a_recorded_run_replays_offline_with_the_same_results(tmp_path: Path) ->
 
 
 def test_a_replay_that_asks_something_else_names_the_node_and_the_difference(
+    store_location: str,
     tmp_path: Path,
 ) -> None:
     model = ScriptedModel(lambda messages: {"answer": "a"})
-    path = tmp_path / "k.db"
+    path = store_location
     _, run_id = LocalRuntime(record=path).execute(two_agents(model), {"topic": "cats"})
 
     changed = two_agents(model)
@@ -129,6 +134,8 @@ def test_a_replay_that_asks_something_else_names_the_node_and_the_difference(
     assert "dogs" in mismatch.value.diff
 
 
-def test_replaying_a_run_that_was_not_recorded_is_a_clear_error(tmp_path: Path) -> None:
+def test_replaying_a_run_that_was_not_recorded_is_a_clear_error(
+    store_location: str, tmp_path: Path
+) -> None:
     with pytest.raises(kaizen.RunNotFoundError):
-        kaizen.replay("nothing", two_agents(ScriptedModel([])), path=tmp_path / "k.db")
+        kaizen.replay("nothing", two_agents(ScriptedModel([])), path=store_location)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import kaizen
 from kaizen import LocalRuntime, WorkflowBuilder
+from kaizen.store.db import is_store_url
 from kaizen.store.memory import MEMORY_HEADER, RECENT_HEADER, Memory
 
 ADR = textwrap.dedent(
@@ -31,10 +32,15 @@ ADR = textwrap.dedent(
 
 
 @pytest.mark.parametrize("provider", ["sqlite", "vector_db"])
-def test_the_adr_example_remembers_across_processes(tmp_path: Path, provider: str) -> None:
+def test_the_adr_example_remembers_across_processes(
+    store_location: str, tmp_path: Path, provider: str
+) -> None:
+    """Each process finds the default store through KAIZEN_HOME, or KAIZEN_STORE_URL."""
     script = tmp_path / "adr.py"
     script.write_text(ADR)
     env = {**os.environ, "KAIZEN_HOME": str(tmp_path / "home")}
+    if is_store_url(store_location):
+        env["KAIZEN_STORE_URL"] = store_location
 
     def execute(task: str) -> str:
         done = subprocess.run(
@@ -57,8 +63,8 @@ def test_the_adr_example_remembers_across_processes(tmp_path: Path, provider: st
     assert "task: Remember: User prefers technical details | result: noted" in relevant
 
 
-def test_search_ranks_matching_words_over_mere_recency(tmp_path: Path) -> None:
-    memory = Memory("a", path=tmp_path / "k.db")
+def test_search_ranks_matching_words_over_mere_recency(store_location: str, tmp_path: Path) -> None:
+    memory = Memory("a", path=store_location)
     memory.add("the user likes bullet points")
     for n in range(5):
         memory.add(f"unrelated chatter {n}")
@@ -68,8 +74,8 @@ def test_search_ranks_matching_words_over_mere_recency(tmp_path: Path) -> None:
     assert [m.text for m in memory.recent(2)] == ["unrelated chatter 4", "unrelated chatter 3"]
 
 
-def test_namespaces_sessions_clear_and_no_duplicates(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
+def test_namespaces_sessions_clear_and_no_duplicates(store_location: str, tmp_path: Path) -> None:
+    path = store_location
     alice = Memory("agent", path=path, session="alice")
     bob = Memory("agent", path=path, session="bob")
     other = Memory("other", path=path, session="alice")
@@ -82,12 +88,12 @@ def test_namespaces_sessions_clear_and_no_duplicates(tmp_path: Path) -> None:
     assert len(alice) == 0 and len(bob) == 1
 
 
-def test_max_history_and_ttl_prune(tmp_path: Path) -> None:
-    memory = Memory("a", path=tmp_path / "k.db", max_history=3)
+def test_max_history_and_ttl_prune(store_location: str, tmp_path: Path) -> None:
+    memory = Memory("a", path=store_location, max_history=3)
     for n in range(5):
         memory.add(f"fact {n}")
     assert sorted(m.text for m in memory.search("fact", 10)) == ["fact 2", "fact 3", "fact 4"]
-    short = Memory("b", path=tmp_path / "k.db", ttl=0.2)
+    short = Memory("b", path=store_location, ttl=0.2)
     short.add("fleeting")
     time.sleep(0.3)
     assert short.search("fleeting", 5) == []
@@ -102,18 +108,18 @@ def test_the_memory_provider_stays_in_this_process(tmp_path: Path) -> None:
     assert len(Memory("a", provider="memory")) == 0
 
 
-def test_failed_executions_are_not_remembered(tmp_path: Path) -> None:
+def test_failed_executions_are_not_remembered(store_location: str, tmp_path: Path) -> None:
     from kaizen.testing import ScriptedModel
 
     model = ScriptedModel([ValueError("the provider broke")])
     agent = kaizen.create_agent("a", {"model": model, "raise_on_error": False, "retries": 0})
-    memory = agent.enable_memory(path=tmp_path / "k.db")
+    memory = agent.enable_memory(path=store_location)
     assert not agent.execute(task="x").success
     assert len(memory) == 0
 
 
-def test_memory_nodes_read_and_write_in_a_graph(tmp_path: Path) -> None:
-    memory = Memory("notes", path=tmp_path / "k.db")
+def test_memory_nodes_read_and_write_in_a_graph(store_location: str, tmp_path: Path) -> None:
+    memory = Memory("notes", path=store_location)
     wf = WorkflowBuilder("notes")
     wf.add_node("MemoryWrite", "keep", {"memory": memory})
     wf.add_node("MemoryRead", "recall", {"memory": memory})
@@ -148,6 +154,7 @@ def test_search_ranks_exactly_the_best_matches_of_its_own_scope(
     ranking of its matches would give them (pool and candidates shrunk to exercise that)."""
     from kaizen.store import Store
     from kaizen.store import memory as memory_module
+    from kaizen.store import sqlite as sqlite_module
 
     store = Store(":memory:")
     me, other = Memory("me", path=store), Memory("other", path=store)
@@ -157,9 +164,9 @@ def test_search_ranks_exactly_the_best_matches_of_its_own_scope(
         other.add(" ".join(words))
     terms = me._informative(query)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(memory_module, "_POOL", 2)
+        patch.setattr(sqlite_module, "_POOL", 2)
         patch.setattr(memory_module, "_CANDIDATES", 3)
-        found = me._matching(terms, ("me", ""), "") if terms else []
+        found = me._matching(terms, ("me", "")) if terms else []
     if not terms:
         return
     match = " OR ".join(f'"{w}"' for w in terms)
@@ -172,8 +179,10 @@ def test_search_ranks_exactly_the_best_matches_of_its_own_scope(
     assert [rank[i] for i, _ in found] == [r for _, r in everything][:3]
 
 
-def test_words_nearly_every_memory_holds_do_not_bury_the_informative_one(tmp_path: Path) -> None:
-    memory = Memory("a", path=tmp_path / "k.db")
+def test_words_nearly_every_memory_holds_do_not_bury_the_informative_one(
+    store_location: str, tmp_path: Path
+) -> None:
+    memory = Memory("a", path=store_location)
     memory.add("task: what does the user drink | result: green tea")
     for n in range(30):
         memory.add(f"task: chatter number {n} | result: the task is done")
@@ -193,8 +202,10 @@ ISSUE_MEMORIES = (
 
 
 @pytest.mark.parametrize("provider", ["sqlite", "memory"])
-def test_a_question_finds_the_memory_in_another_word_form(tmp_path: Path, provider: str) -> None:
-    memory = Memory("a", provider=provider, path=tmp_path / "k.db")  # type: ignore[arg-type]
+def test_a_question_finds_the_memory_in_another_word_form(
+    store_location: str, tmp_path: Path, provider: str
+) -> None:
+    memory = Memory("a", provider=provider, path=store_location)  # type: ignore[arg-type]
     for text in ISSUE_MEMORIES:
         memory.add(text)
     found = memory.search("how should summaries be formatted?", k=3)
@@ -203,8 +214,8 @@ def test_a_question_finds_the_memory_in_another_word_form(tmp_path: Path, provid
     assert memory.search("what is it?", k=3) == []  # no informative word at all
 
 
-def test_recency_breaks_ties_between_matches(tmp_path: Path) -> None:
-    memory = Memory("a", path=tmp_path / "k.db")
+def test_recency_breaks_ties_between_matches(store_location: str, tmp_path: Path) -> None:
+    memory = Memory("a", path=store_location)
     for n in range(3):
         memory.add(f"deploy note {n}")
     memory.add("lunch was pasta")
@@ -258,12 +269,13 @@ def test_a_store_of_the_previous_schema_is_migrated_and_stays_searchable(tmp_pat
     import sqlite3
 
     from kaizen.store import Store
-    from kaizen.store.db import MIGRATIONS, _statements
+    from kaizen.store.schema import MIGRATIONS
+    from kaizen.store.sqlite import _statements
 
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     for number, script in enumerate(MIGRATIONS[:3], 1):  # the schema before stemming
-        for statement in _statements(script):
+        for statement in _statements(script.sqlite):
             old.execute(statement)
         old.execute(f"PRAGMA user_version={number}")
     for n, text in enumerate(ISSUE_MEMORIES):
@@ -281,15 +293,17 @@ def test_a_store_of_the_previous_schema_is_migrated_and_stays_searchable(tmp_pat
         "Meetings are scheduled on Mondays"
     ]
     again = sqlite3.connect(path)  # the migration is idempotent: running it again changes nothing
-    for statement in _statements(MIGRATIONS[3]):  # (the stemming one)
+    for statement in _statements(MIGRATIONS[3].sqlite):  # (the stemming one)
         again.execute(statement)
     again.commit()
     again.close()
     assert len(Memory("a", path=Store(path)).search("summary", k=3)) == 1
 
 
-def test_the_prompt_block_keeps_recent_memories_apart_from_relevant_ones(tmp_path: Path) -> None:
-    memory = Memory("a", path=tmp_path / "k.db", k=3)
+def test_the_prompt_block_keeps_recent_memories_apart_from_relevant_ones(
+    store_location: str, tmp_path: Path
+) -> None:
+    memory = Memory("a", path=store_location, k=3)
     for text in ISSUE_MEMORIES:
         memory.add(text)
     block = memory.block_for({"task": "how should summaries be formatted?"}) or ""

@@ -383,10 +383,11 @@ def serve_command(
         int, typer.Option("--workers", min=1, help="Worker processes (they share the store).")
     ] = 1,
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
-            help="Where runs live (default: $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db).",
+            help="Where runs live: a file, or a postgresql:// URL shared by several servers "
+            "(default: $KAIZEN_STORE_URL, $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db).",
         ),
     ] = None,
     max_body: Annotated[
@@ -477,10 +478,11 @@ UI_BUSY_TIMEOUT = 5.0  # seconds `kaizen ui` waits for a store another process h
 @app.command("ui")
 def ui_command(
     store: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--store",
-            help="The store to browse (default: $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db).",
+            help="The store to browse: a file or a postgresql:// URL (default: "
+            "$KAIZEN_STORE_URL, $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db).",
         ),
     ] = None,
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
@@ -509,28 +511,28 @@ def ui_command(
     try:
         import uvicorn
 
-        from kaizen.store.db import Store, default_store_path
+        from kaizen.store.db import Store, default_store_location, is_store_url
 
-        path = store if store is not None else default_store_path()
-        if not Path(path).exists():
-            _fail(f"no store at {path}: run something first (`make demo`, `kaizen demo`), "
+        where = store if store is not None else default_store_location()
+        if not is_store_url(where) and not Path(where).exists():
+            _fail(f"no store at {where}: run something first (`make demo`, `kaizen demo`), "
                   "or point --store at a Kaizen store")  # fmt: skip
+        browsed = Store(where, busy_timeout=UI_BUSY_TIMEOUT)
         if target is not None:
             from kaizen.mcp.serve import load_target
             from kaizen.serve.app import create_app
 
-            app = create_app(load_target(target), store=path, actions=allow_actions)
+            app = create_app(load_target(target), store=browsed, actions=allow_actions)
         else:
             from kaizen.serve.ui.app import create_browser_app
 
-            browsed = Store(path, busy_timeout=UI_BUSY_TIMEOUT)
             app = create_browser_app(browsed, allow_actions=allow_actions)
     except ModuleNotFoundError as exc:
         _fail_without_serve_extra(exc, "kaizen ui")
     except (CliError, KaizenError) as exc:
         _fail(str(exc))
     mode = "actions on" if allow_actions else "read-only"
-    typer.echo(f"kaizen ui: {path} at http://{host}:{port}/ui ({mode}); Ctrl-C stops it")
+    typer.echo(f"kaizen ui: {browsed.path} at http://{host}:{port}/ui ({mode}); Ctrl-C stops it")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
     except KeyboardInterrupt:

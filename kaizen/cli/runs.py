@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import json
-from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -25,9 +24,9 @@ runs_app = typer.Typer(name="runs", help="Runs in the store: list, show, resume,
                        no_args_is_help=True)  # fmt: skip
 
 StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", help="The store file (default: $KAIZEN_HOME/kaizen.db or "
-                 ".kaizen/kaizen.db)."),
+    str | None,
+    typer.Option("--store", help="The store: a file, or a postgresql:// URL (default: "
+                 "$KAIZEN_STORE_URL, $KAIZEN_HOME/kaizen.db or .kaizen/kaizen.db)."),
 ]  # fmt: skip
 
 

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kaizen.store.db import is_store_url
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -50,7 +52,8 @@ def serve(
 ) -> None:
     """Serve `target` (``module:attr``) until stopped. `loaded`: the object `target` names,
     when the caller loaded it already (one worker serves it as it is; several import `target`
-    each). The store path is made absolute here so every worker opens the same file.
+    each). A store file's path is made absolute here so every worker opens the same file (a
+    ``postgresql://`` URL is passed on as it is).
     `record`, `actions`: as `create_app`'s."""
     import uvicorn
 
@@ -74,7 +77,9 @@ def serve(
         return
     os.environ[_TARGET] = target
     if store is not None:
-        os.environ[_STORE] = str(Path(store).expanduser().absolute())
+        os.environ[_STORE] = (
+            str(store) if is_store_url(store) else str(Path(store).expanduser().absolute())
+        )
     os.environ[_MAX_BODY] = str(limit)
     os.environ[_STREAM_CONTENT] = "1" if stream_content else "0"
     os.environ[_LEASES] = f"{interval},{expiry}"

@@ -141,9 +141,9 @@ def runs_page(
         run_id: (prompt, completion, cost)
         for run_id, prompt, completion, cost in _chunked(
             store,
-            "SELECT run_id, json_extract(record, '$.usage.prompt_tokens'),"
-            " json_extract(record, '$.usage.completion_tokens'),"
-            " json_extract(record, '$.usage.cost') FROM runs",
+            f"SELECT run_id, {store.json_number('record', 'usage', 'prompt_tokens')},"
+            f" {store.json_number('record', 'usage', 'completion_tokens')},"
+            f" {store.json_number('record', 'usage', 'cost')} FROM runs",
             [r[0] for r in page],
             extra=" AND record IS NOT NULL",
         )
@@ -311,7 +311,7 @@ def run_details(
         details.outputs[node_id] = StoredOutputs(encoding, size, value, done, attempts)
     recorded = store.read(
         "SELECT node_id, kind, occurrence, request, response FROM recordings WHERE run_id = ?"
-        " ORDER BY rowid",
+        f" ORDER BY {store.insertion_order}",
         (run_id,),
     ) if calls else []  # fmt: skip
     for node_id, kind, occurrence, request, response in recorded:

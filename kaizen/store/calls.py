@@ -197,7 +197,9 @@ def _cache_put(policy: CachePolicy, key: str, kind: str, value: Any) -> None:
     expires = None if policy.ttl is None else now + policy.ttl
     with store.write() as db:
         db.execute(
-            "INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO cache VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+            " kind = excluded.kind, response = excluded.response, created = excluded.created,"
+            " expires = excluded.expires",
             (key, kind, json.dumps(value), now, expires),
         )
     _lru(store).put(key, value, expires)
@@ -241,7 +243,7 @@ class RunCalls:
     ) -> None:
         with self.store.write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO recordings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO recordings VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     self.run_id, node_id, kind, key, occurrence, canonical_json(fields),
                     json.dumps(response),

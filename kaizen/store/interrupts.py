@@ -78,12 +78,13 @@ def save_pause(
     saved = _dump(state, node_id, "state")
     with store.write() as db:
         db.executemany(
-            "INSERT OR IGNORE INTO interrupts (run_id, id, node_id, idx, kind, payload, schema,"
-            " tool, args, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO interrupts (run_id, id, node_id, idx, kind, payload, schema, tool, args,"
+            " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             rows,
         )
         db.execute(
-            "INSERT OR REPLACE INTO paused_nodes (run_id, node_id, state) VALUES (?, ?, ?)",
+            "INSERT INTO paused_nodes (run_id, node_id, state) VALUES (?, ?, ?)"
+            " ON CONFLICT (run_id, node_id) DO UPDATE SET state = excluded.state",
             (run_id, node_id, saved),
         )
 

@@ -12,14 +12,17 @@ appended to the system message (`memory_block`):
     - task: What is the capital of France? | result: Paris.
 
 Relevance (`Memory.search`): only memories sharing an informative word with the query count
-(words are stemmed: the FTS5 index uses the porter tokenizer, and the query's words are looked
-up as that index spells them), and for ``"vector_db"`` those whose embeddings are near it. Their
-rankings fuse by reciprocal rank fusion (each list adds 1 / (60 + rank)): SQLite FTS5 BM25 and
-the cosine similarity of embeddings, scored in numpy (this platform's sqlite3 cannot load vector
-extensions); recency orders memories of equal relevance and never makes one relevant. When fewer
-than `k` are relevant, the block adds the newest others under their own heading. Embeddings
-come from wordllama (extra ``vector``; its weights ship in the wheel, loaded offline) or any
-litellm embedding model (`embedding_model="openai/text-embedding-3-small"`).
+(words are stemmed: the store's text index spells words by their stems, and the query's words
+are looked up as that index spells them), and for ``"vector_db"`` those whose embeddings are
+near it. Their rankings fuse by reciprocal rank fusion (each list adds 1 / (60 + rank)): the
+text index's ranking (SQLite FTS5 BM25 with the porter tokenizer; on a Postgres store,
+``ts_rank`` over an English ``tsvector``) and the cosine similarity of embeddings, scored in
+numpy (stored with the rows: this platform's sqlite3 cannot load vector extensions and the
+Postgres here has no pgvector); recency orders memories of equal relevance and never makes one
+relevant. When fewer than `k` are relevant, the block adds the newest others under their own
+heading. Embeddings come from wordllama (extra ``vector``; its weights ship in the wheel,
+loaded offline) or any litellm embedding model
+(`embedding_model="openai/text-embedding-3-small"`).
 
 Providers: ``"sqlite"`` and ``"vector_db"`` persist in the store (`path`, else the default
 store); ``"memory"`` lives in this process only. Junk is kept out: failed executions are not
@@ -32,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,7 +65,6 @@ MEMORY_HEADER = "Relevant earlier interactions (from memory, most relevant first
 RECENT_HEADER = "Other recent interactions (from memory, newest first; none matched this request):"
 _RRF = 60  # reciprocal rank fusion constant
 _CANDIDATES = 50  # per ranking
-_POOL = 4 * _CANDIDATES  # best FTS matches ranked per try, before keeping this scope's
 # words that carry no meaning for search (dropped from a query while others remain)
 _STOPWORDS = frozenset(
     ["a", "about", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "for", "from",
@@ -149,12 +150,13 @@ class Memory:
                 db.execute("UPDATE memories SET created = ? WHERE id = ?", (now, row[0]))
                 memory_id = int(row[0])
             else:
-                cursor = db.execute(
-                    "INSERT INTO memories (namespace, session, text, created, embedding)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (self.namespace, self.session, text, now, embedding),
+                memory_id = int(
+                    db.execute(
+                        "INSERT INTO memories (namespace, session, text, created, embedding)"
+                        " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                        (self.namespace, self.session, text, now, embedding),
+                    ).fetchone()[0]
                 )
-                memory_id = int(cursor.lastrowid or 0)
             pruned = self._prune(db, now)
         if pruned:
             self._vectors = None
@@ -206,11 +208,10 @@ class Memory:
         informative word with it (in any form: words are stemmed), or, for ``"vector_db"``,
         whose embeddings are near; none when nothing matches (see the module docstring)."""
         scope = (self.namespace, self.session, *self._fresh_args())
-        fresh = self._fresh_clause()
         scores: dict[int, float] = {}
         terms = self._informative(_WORD.findall(query.lower()))
         if terms:
-            _fuse(scores, self._matching(terms, scope, fresh))
+            _fuse(scores, self._matching(terms, scope))
         if self._embedder is not None and query.strip():
             _fuse(scores, [(i, float(n)) for n, i in enumerate(self._nearest(query, _CANDIDATES))])
         if not scores:
@@ -245,12 +246,7 @@ class Memory:
         every = sorted({stem for word in candidates for stem in stems.get(word, ())})
         if not every:
             return []
-        marks = ",".join("?" * len(every))
-        frequency = dict(
-            self.store.read(
-                f"SELECT term, doc FROM temp.memories_vocab WHERE term IN ({marks})", tuple(every)
-            )
-        )
+        frequency = self.store.memory_frequencies(every)
         # how many memories hold a word: those holding its rarest stem, at most
         held = {
             word: min(frequency.get(stem, 0) for stem in stems[word])
@@ -265,52 +261,15 @@ class Memory:
         return informative or [min(found, key=lambda word: held[word])]
 
     def _stems(self, words: list[str]) -> dict[str, tuple[str, ...]]:
-        """Each word as the memory index spells it: its tokenizer's tokens (porter stems)."""
-        connection = self.store.connection()
-        try:
-            # the words go into a per-connection table only for as long as this transaction,
-            # which touches no shared table and is rolled back
-            connection.execute("BEGIN")
-            try:
-                connection.executemany(
-                    "INSERT INTO temp.memory_query (rowid, text) VALUES (?, ?)",
-                    list(enumerate(words, 1)),
-                )
-                rows = connection.execute(
-                    "SELECT doc, term FROM temp.memory_query_terms ORDER BY doc, offset"
-                ).fetchall()
-            finally:
-                connection.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise self.store.translate(exc, "read") from exc
-        stems: dict[str, tuple[str, ...]] = {}
-        for doc, term in rows:
-            word = words[doc - 1]
-            stems[word] = (*stems.get(word, ()), term)
-        return stems
+        """Each word as the memory index spells it (its stems)."""
+        return self.store.memory_stems(words)
 
-    def _matching(
-        self, terms: list[str], scope: tuple[Any, ...], fresh: str
-    ) -> list[tuple[int, float]]:
-        """This scope's best BM25 matches for any of `terms` with their BM25 rank (lower is
-        better), best first. FTS5 ranks its best `pool` matches across every scope (ORDER BY
-        rank LIMIT is its fast path); when other scopes crowd this one's out of them, the pool
-        grows until it holds enough or all."""
-        match = " OR ".join(f'"{w}"' for w in terms)
-        pool = _POOL
-        while True:
-            rows = self.store.read(
-                "SELECT f.rowid, f.rank, m.id IS NOT NULL FROM (SELECT rowid, rank"
-                " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f"
-                " LEFT JOIN memories m ON m.id = f.rowid AND m.namespace = ? AND m.session = ?"
-                + fresh.replace("created", "m.created")
-                + " ORDER BY f.rank",
-                (match, pool, *scope),
-            )
-            ranked = [(i, rank) for i, rank, in_scope in rows if in_scope][:_CANDIDATES]
-            if len(ranked) == _CANDIDATES or len(rows) < pool:
-                return ranked
-            pool *= 8
+    def _matching(self, terms: list[str], scope: tuple[Any, ...]) -> list[tuple[int, float]]:
+        """This scope's best matches for any of `terms`, best first (the store's text index:
+        BM25 on SQLite, ``ts_rank`` on Postgres)."""
+        namespace, session, *fresh = scope
+        since = fresh[0] if fresh else None
+        return self.store.memory_matches(terms, namespace, session, since, _CANDIDATES)
 
     def _fresh_clause(self) -> str:
         return " AND created >= ?" if self.ttl is not None else ""

@@ -8,7 +8,7 @@ encodes a node's outputs on the driver thread, the moment the node completes (so
 to those objects cannot leak in), and hands the row to the store's `BatchWriter`
 (`kaizen.store.writer`), which commits rows in batches on its own thread; the run's end waits
 until all of its rows are committed. A checkpoint is written once: the first outputs recorded
-for (run, node) stay (``INSERT OR IGNORE``), so a node that ran again after a crash never
+for (run, node) stay (``ON CONFLICT DO NOTHING``), so a node that ran again after a crash never
 replaces what the resumed run already used: at-least-once execution, exactly-once recording.
 A process killed within the writer's durability window (a few milliseconds) loses the rows not
 yet committed, whole: those nodes simply run again on resume.
@@ -194,15 +194,17 @@ def begin_run(
     with store.write() as db:
         if new_shape:
             db.execute(
-                "INSERT OR IGNORE INTO workflows VALUES (?, ?, ?)",
+                "INSERT INTO workflows VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (digest, workflow.name, json.dumps(shape_of(workflow).to_json())),
             )
         db.execute(
             "INSERT INTO runs (run_id, workflow, fingerprint, nodes, parameters, status, started,"
             " checkpoint, recorded) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)"
             " ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished = NULL,"
-            " checkpoint = max(checkpoint, excluded.checkpoint),"
-            " recorded = max(recorded, excluded.recorded)",
+            " checkpoint = CASE WHEN excluded.checkpoint > runs.checkpoint"
+            " THEN excluded.checkpoint ELSE runs.checkpoint END,"
+            " recorded = CASE WHEN excluded.recorded > runs.recorded"
+            " THEN excluded.recorded ELSE runs.recorded END",
             (
                 run_id, workflow.name, digest, json.dumps(nodes), json.dumps(params),
                 time.time(), int(checkpoint), int(recorded),
@@ -218,7 +220,7 @@ _shapes_stored: weakref.WeakKeyDictionary[Store, set[str]] = weakref.WeakKeyDict
 
 def _shape_unknown(store: Store, digest: str) -> bool:
     """Whether this process has not yet stored the shape of workflow `digest` in `store`
-    (``INSERT OR IGNORE`` keeps it right when another process has)."""
+    (``ON CONFLICT DO NOTHING`` keeps it right when another process has)."""
     return digest not in _shapes_stored.get(store, ())
 
 
@@ -343,7 +345,7 @@ def load_checkpoints(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     return {node_id: decode_outputs(encoding, bytes(data)) for node_id, encoding, data in rows}
 
 
-INSERT_CHECKPOINT = "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_CHECKPOINT = "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 def stored_status(status: RunStatus, record: RunRecord) -> str:

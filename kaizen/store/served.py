@@ -84,11 +84,14 @@ class ServedEvent:
 
 
 _INSERT_RUN = (
-    "INSERT OR REPLACE INTO served_runs (run_id, target, status, parameters, created, owner,"
-    " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO served_runs (run_id, target, status, parameters, created, owner, lease_until)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET target = excluded.target,"
+    " status = excluded.status, parameters = excluded.parameters, created = excluded.created,"
+    " owner = excluded.owner, lease_until = excluded.lease_until, finished = NULL,"
+    " results = NULL, error = NULL, record = NULL, cancel = 0"
 )
 _SET_STATUS = "UPDATE served_runs SET status = ? WHERE run_id = ?"
-_INSERT_EVENT = "INSERT OR IGNORE INTO served_events VALUES (?, ?, ?, ?)"
+_INSERT_EVENT = "INSERT INTO served_events VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _FINISH = (
     "UPDATE served_runs SET status = ?, finished = ?, results = ?, error = ?, record = ?,"
     " lease_until = NULL WHERE run_id = ? AND (? IS NULL OR owner IS NULL OR owner = ?)"

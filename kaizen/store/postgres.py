@@ -1,0 +1,632 @@
+"""`PostgresStore`: the store on a PostgreSQL server, so several servers and a Ray cluster share
+one truth (extra ``postgres``: psycopg 3 and psycopg_pool, imported only when a
+``postgresql://`` store is opened). See `kaizen.store.db` for the interface every feature uses;
+this module holds all the SQL and behaviour that differ from SQLite.
+
+Opening: `Store.open("postgresql://user:password@host:5432/db")` (or ``$KAIZEN_STORE_URL``, or
+``--store URL``). The first connection is made at once, so a wrong URL, a refused connection, a
+wrong password or a missing database is a `StoreUnavailableError` naming the store (its URL
+without the password) before anything runs. The schema is then brought up to date
+(`kaizen.store.schema`, the `Migration.postgres` scripts) in one transaction under an advisory
+lock: processes opening a new database at once migrate it exactly once. A role without the
+right to create tables gets a `StorePermissionError` saying what to grant.
+
+Connections: a `psycopg_pool.ConnectionPool` per store and process, sized by
+``KAIZEN_STORE_POOL_MIN`` (default 1) and ``KAIZEN_STORE_POOL_MAX`` (default 10), or
+`PostgresStore(url, pool_min=, pool_max=)`; a caller waits at most `timeout` seconds
+(``KAIZEN_STORE_TIMEOUT``, default 30) for a free connection or a new one, then gets a
+`StoreUnavailableError`.
+
+Writes keep SQLite's meaning: each `write()` is one transaction that first takes a transaction
+advisory lock (`WRITE_LOCK`), so writers run one at a time, as under SQLite's ``BEGIN
+IMMEDIATE``, and a read followed by a write inside a transaction sees no other writer in
+between; readers never wait. A writer that waits longer than `busy_timeout` for that lock gets
+`StoreLockedError`. A connection lost in the middle of a transaction (a server restart, a
+network cut) is retried once: a new connection replays the transaction's statements, and goes
+on only if each gives what the first gave; otherwise nothing of it landed and the error is a
+`StoreUnavailableError`. A connection lost during the commit itself leaves the outcome unknown:
+that is said, never guessed.
+
+Followers of served runs (`follow`): one connection per store and process LISTENs on
+``kaizen_served`` (a run's new events or status, from triggers on its tables) and
+``kaizen_cancel`` (a cancel asked), so a server streaming another server's run hears each new
+event at once instead of polling.
+
+Credentials: the store's `path` is its URL with the password masked; the password is scrubbed
+from every error message that could carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from kaizen import process
+from kaizen.errors import (
+    ConfigError,
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+    StorePermissionError,
+    StoreUnavailableError,
+)
+from kaizen.store.db import DEFAULT_BUSY_TIMEOUT, Follower, Store, StorePath
+from kaizen.store.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+__all__ = ["MIGRATE_LOCK", "WRITE_LOCK", "PostgresStore", "redact_url"]
+
+# advisory lock keys (any 64-bit numbers no other application is likely to pick)
+WRITE_LOCK = 0x6B61697A656E01  # held by each write transaction
+MIGRATE_LOCK = 0x6B61697A656E02  # held while the schema is brought up to date
+CHANNELS = ("kaizen_served", "kaizen_cancel")
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password masked (``postgresql://user:***@host/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+
+
+def _import_driver() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:
+        raise ConfigError(
+            "a postgresql:// store needs the postgres extra: pip install 'kaizen[postgres]' "
+            "(psycopg 3 and psycopg_pool)"
+        ) from None
+    return psycopg, psycopg_pool
+
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?|%")
+
+
+def to_pyformat(sql: str) -> str:
+    """SQL written with ``?`` placeholders as psycopg wants it (``%s``; a literal ``%`` doubled);
+    string literals are left as they are."""
+    return _PLACEHOLDER.sub(
+        lambda m: "%s" if m.group() == "?" else "%%" if m.group() == "%" else m.group(), sql
+    )
+
+
+_sql_cache: dict[str, str] = {}
+
+
+def _pg(sql: str) -> str:
+    converted = _sql_cache.get(sql)
+    if converted is None:
+        if len(_sql_cache) > 4096:
+            _sql_cache.clear()
+        converted = _sql_cache[sql] = to_pyformat(sql)
+    return converted
+
+
+class _Rows:
+    """What a statement gave (fetched at once): a cursor's reading methods."""
+
+    __slots__ = ("_at", "rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+        self._at = 0
+
+    def fetchone(self) -> Any:
+        if self._at >= len(self.rows):
+            return None
+        self._at += 1
+        return self.rows[self._at - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest, self._at = self.rows[self._at :], len(self.rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+@dataclass
+class _Statement:
+    sql: str
+    parameters: Any
+    many: bool
+    rows: list[Any] = field(default_factory=list)
+    rowcount: int = -1
+
+
+class _Transaction:
+    """The connection a `write()` block gets: ``?`` SQL, results fetched at once, and every
+    statement kept so that a lost connection can be replaced and the transaction replayed
+    once (see the module docstring)."""
+
+    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
+        self.store = store
+        self.connection = connection
+        self.statements: list[_Statement] = []
+        self.replayed = False
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
+        statement = _Statement(sql, tuple(parameters), many=False)
+        self._run(statement)
+        self.statements.append(statement)
+        return _Rows(list(statement.rows), statement.rowcount)
+
+    def executemany(self, sql: str, parameters: Sequence[Sequence[Any]]) -> _Rows:
+        statement = _Statement(sql, [tuple(p) for p in parameters], many=True)
+        self._run(statement)
+        self.statements.append(statement)
+        return _Rows([], statement.rowcount)
+
+    def _run(self, statement: _Statement) -> None:
+        try:
+            _execute(self.connection, statement)
+        except self.store.driver.OperationalError as exc:
+            if not _lost(self.connection) or self.replayed:
+                raise
+            self._replace(exc)
+            _execute(self.connection, statement)
+
+    def _replace(self, lost: Exception) -> None:
+        """A new connection, the transaction so far replayed on it (once)."""
+        self.replayed = True
+        self.store.pool.putconn(self.connection)  # the pool discards a broken connection
+        self.connection = self.store.pool.getconn(timeout=self.store.timeout)
+        self.store.begin(self.connection)
+        for statement in self.statements:
+            again = _Statement(statement.sql, statement.parameters, statement.many)
+            _execute(self.connection, again)
+            if (again.rows, again.rowcount) != (statement.rows, statement.rowcount):
+                raise StoreUnavailableError(
+                    f"store {self.store.path}: the connection was lost mid-transaction and the "
+                    "store changed meanwhile, so the transaction was not replayed; nothing of "
+                    "it landed, try again",
+                    path=self.store.path,
+                ) from lost
+
+
+def _execute(connection: psycopg.Connection[Any], statement: _Statement) -> None:
+    with connection.cursor() as cursor:
+        if statement.many:
+            cursor.executemany(_pg(statement.sql), statement.parameters)
+            statement.rowcount = cursor.rowcount
+            return
+        cursor.execute(_pg(statement.sql), statement.parameters or None)
+        statement.rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        statement.rowcount = cursor.rowcount
+
+
+def _lost(connection: psycopg.Connection[Any]) -> bool:
+    return bool(connection.closed or getattr(connection, "broken", False))
+
+
+class PostgresStore(Store):
+    """The store on a PostgreSQL server (see the module docstring)."""
+
+    dialect = "postgres"
+    insertion_order = "seq"
+
+    def __init__(
+        self,
+        path: StorePath | None = None,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        pool_min: int | None = None,
+        pool_max: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """`pool_min`/`pool_max`: connections kept open / at most (default
+        ``$KAIZEN_STORE_POOL_MIN`` or 1, ``$KAIZEN_STORE_POOL_MAX`` or 10); `timeout`: seconds
+        to wait for a connection (default ``$KAIZEN_STORE_TIMEOUT`` or 30); `busy_timeout`:
+        seconds a writer waits for another one."""
+        psycopg, psycopg_pool = _import_driver()
+        self.driver = psycopg
+        self.url = str(path if path is not None else os.environ.get("KAIZEN_STORE_URL", ""))
+        self.path = redact_url(self.url)
+        self._password = urlsplit(self.url).password or ""
+        self.busy_timeout = busy_timeout
+        self.timeout = timeout if timeout is not None else _env_float("KAIZEN_STORE_TIMEOUT", 30.0)
+        self.pool_min = pool_min if pool_min is not None else _env_int("KAIZEN_STORE_POOL_MIN", 1)
+        self.pool_max = pool_max if pool_max is not None else _env_int("KAIZEN_STORE_POOL_MAX", 10)
+        if not 0 <= self.pool_min <= self.pool_max or self.pool_max < 1:
+            raise ConfigError(
+                f"store {self.path}: the pool needs 0 <= pool_min <= pool_max and pool_max >= 1 "
+                f"(got {self.pool_min} and {self.pool_max}; KAIZEN_STORE_POOL_MIN / _MAX)"
+            )
+        self._pool_class = psycopg_pool.ConnectionPool
+        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._pool_lock = threading.Lock()
+        self._generation = process.generation
+        self._listener: _Listener | None = None
+        connection = self._connect()  # errors surface here: the URL, the server, the login
+        try:
+            self._migrate(connection)
+        finally:
+            connection.close()
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return self.driver.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, int(self.timeout)),
+                application_name="kaizen",
+            )
+        except self.driver.Error as exc:
+            raise self.translate(exc, "connect") from None
+        except Exception as exc:  # a URL libpq cannot parse
+            raise self.translate(exc, "connect") from None
+
+    def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        connection.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
+
+    @property
+    def pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        """This process's connection pool (a forked child opens its own)."""
+        with self._pool_lock:
+            if self._generation != process.generation:
+                self._pool, self._listener = None, None  # the parent's sockets are not ours
+                self._generation = process.generation
+            if self._pool is None:
+                self._pool = self._pool_class(
+                    self.url,
+                    min_size=self.pool_min,
+                    max_size=self.pool_max,
+                    timeout=self.timeout,
+                    kwargs={"autocommit": True, "application_name": "kaizen"},
+                    configure=self._configure,
+                    name=f"kaizen {self.path}",
+                    open=True,
+                )
+            return self._pool
+
+    @contextmanager
+    def _connection(self, doing: str) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            connection = self.pool.getconn(timeout=self.timeout)
+        except Exception as exc:
+            raise self.translate(exc, doing) from None
+        try:
+            yield connection
+        finally:
+            self.pool.putconn(connection)
+
+    def begin(self, connection: psycopg.Connection[Any]) -> None:
+        """Start a write transaction on `connection`: BEGIN, then the writers' lock."""
+        connection.execute("BEGIN")
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+    def _migrate(self, connection: psycopg.Connection[Any]) -> None:
+        try:
+            if self._version(connection) == len(MIGRATIONS):
+                return
+            with connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                connection.execute("CREATE TABLE IF NOT EXISTS kaizen_schema (version INTEGER)")
+                version = self._version(connection) or 0  # another process may have migrated
+                if version > len(MIGRATIONS):
+                    raise StoreError(
+                        f"store {self.path} has schema version {version}, newer than this "
+                        f"Kaizen knows ({len(MIGRATIONS)}): upgrade Kaizen, or use another "
+                        "database",
+                        path=self.path,
+                    )
+                for number in range(version, len(MIGRATIONS)):
+                    connection.execute(MIGRATIONS[number].postgres.encode())
+                connection.execute("DELETE FROM kaizen_schema")
+                connection.execute(
+                    "INSERT INTO kaizen_schema VALUES (%s)", (max(version, len(MIGRATIONS)),)
+                )
+        except self.driver.Error as exc:
+            raise self.translate(exc, "migrate") from None
+
+    def _version(self, connection: psycopg.Connection[Any]) -> int | None:
+        exists = connection.execute("SELECT to_regclass('kaizen_schema')").fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        row = connection.execute("SELECT max(version) FROM kaizen_schema").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    # -- reading and writing -----------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[_Transaction]:
+        """One write transaction (see the module docstring)."""
+        with self._connection("write") as connection:
+            transaction = _Transaction(self, connection)
+            try:
+                try:
+                    self.begin(connection)
+                except self.driver.OperationalError as exc:
+                    if not _lost(connection):
+                        raise
+                    transaction._replace(exc)  # nothing to replay yet: a fresh connection
+                yield transaction
+            except BaseException as exc:
+                _rollback(transaction.connection)
+                if isinstance(exc, self.driver.Error):
+                    raise self.translate(exc, "write") from None
+                raise
+            finally:
+                connection = transaction.connection  # (replaced, when it was lost)
+            try:
+                connection.execute("COMMIT")
+            except self.driver.OperationalError as exc:
+                if _lost(connection):
+                    raise StoreUnavailableError(
+                        f"store {self.path}: the connection was lost while committing, so this "
+                        "write may or may not have landed; check, then try again "
+                        f"({self._scrub(str(exc))})",
+                        path=self.path,
+                    ) from None
+                raise self.translate(exc, "write") from None
+            except self.driver.Error as exc:
+                _rollback(connection)
+                raise self.translate(exc, "write") from None
+
+    def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one query; a lost connection is retried once on another."""
+        for attempt in (1, 2):
+            with self._connection("read") as connection:
+                try:
+                    cursor = connection.execute(_pg(sql), tuple(parameters) or None)
+                    return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+                except self.driver.OperationalError as exc:
+                    if attempt == 1 and _lost(connection):
+                        continue
+                    raise self.translate(exc, "read") from None
+                except self.driver.Error as exc:
+                    raise self.translate(exc, "read") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text.replace(self.url, self.path)
+
+    def translate(self, exc: Exception, doing: str) -> StoreError:
+        """A psycopg error as the typed error a user can act on (no password in it)."""
+        errors = self.driver.errors
+        text = self._scrub(str(exc).strip()) or type(exc).__name__
+        where = f"store {self.path}"
+        if isinstance(exc, errors.InsufficientPrivilege):
+            return StorePermissionError(
+                f"{where}: could not {doing}, the role lacks a permission ({text}); grant it "
+                "what the schema needs (CREATE on the schema, and SELECT, INSERT, UPDATE, "
+                "DELETE on Kaizen's tables), or let the database owner open the store once",
+                path=self.path,
+            )
+        if isinstance(exc, errors.LockNotAvailable) or "lock timeout" in text:
+            return StoreLockedError(
+                f"{where}: could not {doing}, another writer held the store for "
+                f"{self.busy_timeout:g} s ({text}); wait for it, or give this feature its own "
+                "store",
+                path=self.path,
+            )
+        if isinstance(exc, errors.DiskFull):
+            return StoreFullError(
+                f"{where}: could not {doing}, the server has no space left ({text}); free some "
+                "space or prune old runs (`kaizen runs prune --older-than 7d`); what was "
+                "stored before is intact",
+                path=self.path,
+            )
+        if type(exc).__name__ == "PoolTimeout":
+            return StoreUnavailableError(
+                f"{where}: could not {doing}, no connection became free within "
+                f"{self.timeout:g} s ({text}); raise KAIZEN_STORE_POOL_MAX or "
+                "KAIZEN_STORE_TIMEOUT, or check that the server is up",
+                path=self.path,
+            )
+        if isinstance(exc, self.driver.OperationalError | self.driver.InterfaceError) or (
+            not isinstance(exc, self.driver.Error)
+        ):
+            return StoreUnavailableError(
+                f"{where}: could not {doing} ({text}); check the URL (user, password, host, "
+                "port, database), that the server is running and reachable, and that the "
+                "database exists",
+                path=self.path,
+            )
+        return StoreError(f"{where}: could not {doing}: {text}", path=self.path)
+
+    def release(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close this store's pool and listener (a later use opens new ones). In a forked
+        child the parent's are only dropped: their sockets are the parent's."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+            if self._generation != process.generation:
+                return
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.close()
+        if listener is not None:
+            listener.stop()
+
+    # -- what Postgres spells its own way ----------------------------------------------------------
+
+    def json_number(self, column: str, *keys: str) -> str:
+        path = ",".join(keys)
+        return f"CAST({column}::jsonb #>> '{{{path}}}' AS DOUBLE PRECISION)"
+
+    def memory_stems(self, words: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The English stems Postgres indexes each word by (none for a stopword)."""
+        rows = self.read(
+            "SELECT w, tsvector_to_array(to_tsvector('english', w)) FROM unnest(?::text[]) AS w",
+            (list(words),),
+        )
+        return {word: tuple(stems) for word, stems in rows if stems}
+
+    def memory_frequencies(self, stems: Sequence[str]) -> dict[str, int]:
+        if not stems:
+            return {}
+        rows = self.read(
+            "SELECT s, (SELECT count(*) FROM memories WHERE words @@ quote_literal(s)::tsquery)"
+            " FROM unnest(?::text[]) AS s",
+            (list(stems),),
+        )
+        return {stem: int(count) for stem, count in rows}
+
+    def memory_matches(
+        self, words: Sequence[str], namespace: str, session: str, since: float | None, limit: int
+    ) -> list[tuple[int, float]]:
+        """``ts_rank`` scores (higher is better) of the scope's memories holding any of the
+        words (each stemmed as the index is)."""
+        fresh = " AND created >= ?" if since is not None else ""
+        rows = self.read(
+            "SELECT id, ts_rank(words, q) AS score FROM memories, (SELECT to_tsquery('english',"
+            " array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(?::text[]) AS w),"
+            " ' | ')) AS q)"
+            " AS query WHERE namespace = ? AND session = ? AND words @@ q"
+            + fresh
+            + " ORDER BY score DESC, id DESC LIMIT ?",
+            (list(words), namespace, session, *([since] if since is not None else []), limit),
+        )
+        return [(int(i), float(score)) for i, score in rows]
+
+    def follow(self, channel: str, key: str | None = None) -> Follower:
+        with self._pool_lock:
+            if self._generation != process.generation:
+                self._pool, self._listener = None, None
+                self._generation = process.generation
+            if self._listener is None or not self._listener.alive():
+                self._listener = _Listener(self)
+            listener = self._listener
+        return listener.follower(channel, key)
+
+
+def _rollback(connection: psycopg.Connection[Any]) -> None:
+    if not _lost(connection):
+        with contextlib.suppress(Exception):
+            connection.execute("ROLLBACK")
+
+
+class _PostgresFollower(Follower):
+    """Hears `channel` notices for `key` (any, for None) from the store's listener."""
+
+    def __init__(self, listener: _Listener, channel: str, key: str | None) -> None:
+        self.listener = listener
+        self.channel = channel
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.heard = asyncio.Event()
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            self.loop.call_soon_threadsafe(self.heard.set)
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.heard.wait(), timeout)
+        except TimeoutError:
+            return False
+        self.heard.clear()
+        return True
+
+    def close(self) -> None:
+        self.listener.forget(self)
+
+
+class _Listener:
+    """One LISTEN connection per store and process, on a daemon thread: wakes the followers
+    of each notice. Reconnects after a lost connection (followers fall back to their timeout
+    meanwhile)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.followers: set[_PostgresFollower] = set()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._listen, name=f"kaizen-store-listener {store.path}", daemon=True
+        )
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.stopped.is_set()
+
+    def follower(self, channel: str, key: str | None) -> Follower:
+        follower = _PostgresFollower(self, channel, key)
+        with self.lock:
+            self.followers.add(follower)
+        return follower
+
+    def forget(self, follower: _PostgresFollower) -> None:
+        with self.lock:
+            self.followers.discard(follower)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _listen(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection = self.store.driver.connect(
+                    self.store.url, autocommit=True, application_name="kaizen listener"
+                )
+            except Exception:
+                self.stopped.wait(1.0)
+                continue
+            try:
+                for channel in CHANNELS:
+                    connection.execute(f"LISTEN {channel}")
+                while not self.stopped.is_set():
+                    for notice in connection.notifies(timeout=0.5):
+                        self._heard(notice.channel, notice.payload)
+            except Exception:
+                self.stopped.wait(0.2)  # lost: listen again on a new connection
+            finally:
+                with contextlib.suppress(Exception):
+                    connection.close()
+
+    def _heard(self, channel: str, payload: str) -> None:
+        with self.lock:
+            woken = [
+                f
+                for f in self.followers
+                if f.channel == channel and (f.key is None or f.key == payload)
+            ]
+        for follower in woken:
+            follower.wake()
