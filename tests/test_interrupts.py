@@ -87,16 +87,16 @@ def _workflow(asker: Any = ask, *, broken_branch: bool = False) -> Any:
 PARAMS = {"ask": {"x": 1}, "other": {"x": 3}}
 
 
-def _runtime(tmp_path: Path, **options: Any) -> LocalRuntime:
-    return LocalRuntime(checkpoint=tmp_path / "runs.db", **options)
+def _runtime(store_location: str, **options: Any) -> LocalRuntime:
+    return LocalRuntime(checkpoint=store_location, **options)
 
 
 @pytest.mark.parametrize("policy", ["fail_fast", "continue"])
 @pytest.mark.parametrize("asker", [ask, ask_async], ids=["sync", "async"])
 def test_a_pause_ends_the_run_waiting_and_execute_returns_normally(
-    tmp_path: Path, policy: Any, asker: Any
+    store_location: str, tmp_path: Path, policy: Any, asker: Any
 ) -> None:
-    runtime = _runtime(tmp_path, failure_policy=policy)
+    runtime = _runtime(store_location, failure_policy=policy)
     results, record = runtime.execute_with_record(_workflow(asker), PARAMS)
     assert record.status == "waiting"
     assert results == {"other": {"result": 6}}  # the independent branch ran on
@@ -105,15 +105,16 @@ def test_a_pause_ends_the_run_waiting_and_execute_returns_normally(
     (asked,) = record.interrupts
     assert asked.id == "ask/0" and asked.node_id == "ask" and not asked.answered
     assert asked.payload == ({"question": "how many?", "x": 1} if asker is ask else "add what?")
-    stored = load_run(Store.open(tmp_path / "runs.db"), record.run_id)
+    stored = load_run(Store.open(store_location), record.run_id)
     assert stored.status == "waiting"
     assert stored.record is not None and stored.record["interrupts"][0]["id"] == "ask/0"
 
 
 def test_resuming_with_the_answer_reruns_the_node_from_its_start_and_finishes(
+    store_location: str,
     tmp_path: Path,
 ) -> None:
-    runtime = _runtime(tmp_path)
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
     results, resumed = runtime.resume_with_record(
         record.run_id, _workflow(), answers={"ask/0": 41}, by="ann"
@@ -127,8 +128,10 @@ def test_resuming_with_the_answer_reruns_the_node_from_its_start_and_finishes(
     assert answered.answered_at is not None
 
 
-def test_a_node_asking_twice_waits_again_until_every_answer_is_in(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_a_node_asking_twice_waits_again_until_every_answer_is_in(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(twice), PARAMS)
     _, again = runtime.resume_with_record(record.run_id, _workflow(twice), answers={"ask/0": 10})
     assert again.status == "waiting"
@@ -140,17 +143,19 @@ def test_a_node_asking_twice_waits_again_until_every_answer_is_in(tmp_path: Path
     assert done.status == "completed" and results["ask"] == {"result": 111}
 
 
-def test_a_pause_is_not_retried_and_not_an_error(tmp_path: Path) -> None:
+def test_a_pause_is_not_retried_and_not_an_error(store_location: str, tmp_path: Path) -> None:
     wf = WorkflowBuilder("retrying")
     wf.add_node("FunctionNode", "ask", {"function": ask}, retries=3)
-    results, record = _runtime(tmp_path).execute_with_record(wf.build(), {"ask": {"x": 1}})
+    results, record = _runtime(store_location).execute_with_record(wf.build(), {"ask": {"x": 1}})
     assert record.status == "waiting" and results == {}
     assert RUNS == {"ask": 1}
     assert record.nodes["ask"].attempts == 1 and record.nodes["ask"].error is None
 
 
-def test_a_failed_node_beside_a_waiting_one_makes_the_run_failed(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path, failure_policy="continue")
+def test_a_failed_node_beside_a_waiting_one_makes_the_run_failed(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location, failure_policy="continue")
     _, record = runtime.execute_with_record(_workflow(broken_branch=True), {**PARAMS,
                                             "broken": {"x": 0}})  # fmt: skip
     assert record.status == "failed"
@@ -158,7 +163,7 @@ def test_a_failed_node_beside_a_waiting_one_makes_the_run_failed(tmp_path: Path)
     assert [i.id for i in record.interrupts] == ["ask/0"]
 
 
-def test_hooks_and_subscribers_hear_the_pause(tmp_path: Path) -> None:
+def test_hooks_and_subscribers_hear_the_pause(store_location: str, tmp_path: Path) -> None:
     heard: list[Any] = []
     events: list[Any] = []
 
@@ -166,7 +171,7 @@ def test_hooks_and_subscribers_hear_the_pause(tmp_path: Path) -> None:
         def on_node_wait(self, event: Any) -> None:
             heard.append(event)
 
-    runtime = _runtime(tmp_path, hooks=[Listen()])
+    runtime = _runtime(store_location, hooks=[Listen()])
     runtime.subscribe(events.append)
     runtime.execute_with_record(_workflow(), PARAMS)
     (event,) = heard
@@ -178,43 +183,49 @@ def test_hooks_and_subscribers_hear_the_pause(tmp_path: Path) -> None:
 # -- resumes that cannot be taken: typed, and nothing stored changes ---------------------------
 
 
-def _snapshot(tmp_path: Path, run_id: str) -> tuple[str, list[Interrupt]]:
-    store = Store.open(tmp_path / "runs.db")
+def _snapshot(store_location: str, run_id: str) -> tuple[str, list[Interrupt]]:
+    store = Store.open(store_location)
     return load_run(store, run_id).status, load_interrupts(store, run_id)
 
 
-def test_an_answer_for_an_interrupt_never_asked_names_the_open_ones(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_an_answer_for_an_interrupt_never_asked_names_the_open_ones(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
-    before = _snapshot(tmp_path, record.run_id)
+    before = _snapshot(store_location, record.run_id)
     with pytest.raises(UnknownInterruptError) as caught:
         runtime.resume(record.run_id, _workflow(), answers={"ask/7": 1, "ask/0": 2})
     assert caught.value.interrupt_id == "ask/7" and caught.value.open == ["ask/0"]
     assert "ask/0" in str(caught.value)
-    assert _snapshot(tmp_path, record.run_id) == before  # ask/0's answer was not kept either
+    assert _snapshot(store_location, record.run_id) == before  # ask/0's answer was not kept either
     assert RUNS == {"ask": 1, "double": 1}
 
 
-def test_an_answer_of_the_wrong_shape_says_where_and_changes_nothing(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_an_answer_of_the_wrong_shape_says_where_and_changes_nothing(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
-    before = _snapshot(tmp_path, record.run_id)
+    before = _snapshot(store_location, record.run_id)
     with pytest.raises(InterruptAnswerError) as caught:
         runtime.resume(record.run_id, _workflow(), answers={"ask/0": "forty-one"})
     assert caught.value.interrupt_id == "ask/0"
     assert "integer" in caught.value.problem
-    assert _snapshot(tmp_path, record.run_id) == before
+    assert _snapshot(store_location, record.run_id) == before
 
 
-def test_a_double_resume_and_a_resume_of_a_finished_run_are_refused(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_a_double_resume_and_a_resume_of_a_finished_run_are_refused(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
     runtime.resume(record.run_id, _workflow(), answers={"ask/0": 1})
-    before = _snapshot(tmp_path, record.run_id)
+    before = _snapshot(store_location, record.run_id)
     with pytest.raises(RunNotWaitingError) as caught:
         runtime.resume(record.run_id, _workflow(), answers={"ask/0": 2})
     assert caught.value.status == "completed"
-    assert _snapshot(tmp_path, record.run_id) == before
+    assert _snapshot(store_location, record.run_id) == before
 
     _, plain = runtime.execute(_workflow_only(), {"only": {"value": 1}})
     with pytest.raises(RunNotWaitingError, match="waits for no answer"):
@@ -227,13 +238,17 @@ def _workflow_only() -> Any:
     return wf.build()
 
 
-def test_resuming_a_run_the_store_never_held_says_how_to_keep_one(tmp_path: Path) -> None:
+def test_resuming_a_run_the_store_never_held_says_how_to_keep_one(
+    store_location: str, tmp_path: Path
+) -> None:
     with pytest.raises(RunNotFoundError, match="checkpoint"):
-        _runtime(tmp_path).resume("nope", _workflow(), answers={"ask/0": 1})
+        _runtime(store_location).resume("nope", _workflow(), answers={"ask/0": 1})
 
 
-def test_two_resumes_racing_for_one_waiting_run_one_wins(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_two_resumes_racing_for_one_waiting_run_one_wins(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
     start = threading.Barrier(2)
     outcomes: list[str] = []
@@ -241,7 +256,7 @@ def test_two_resumes_racing_for_one_waiting_run_one_wins(tmp_path: Path) -> None
     def resume(answer: int) -> None:
         start.wait()
         try:
-            LocalRuntime(checkpoint=tmp_path / "runs.db").resume(
+            LocalRuntime(checkpoint=store_location).resume(
                 record.run_id, _workflow(), answers={"ask/0": answer}
             )
             outcomes.append("resumed")
@@ -257,11 +272,13 @@ def test_two_resumes_racing_for_one_waiting_run_one_wins(tmp_path: Path) -> None
     assert RUNS["ask"] == 2  # the first run, and the one resume that won
 
 
-def test_a_waiting_run_can_be_cancelled_and_then_not_resumed(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_a_waiting_run_can_be_cancelled_and_then_not_resumed(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
     runtime.cancel_waiting(record.run_id)
-    status, asked = _snapshot(tmp_path, record.run_id)
+    status, asked = _snapshot(store_location, record.run_id)
     assert status == "cancelled" and not asked[0].answered
     with pytest.raises(RunNotWaitingError) as caught:
         runtime.resume(record.run_id, _workflow(), answers={"ask/0": 1})
@@ -270,8 +287,10 @@ def test_a_waiting_run_can_be_cancelled_and_then_not_resumed(tmp_path: Path) -> 
         runtime.cancel_waiting(record.run_id)  # cancelling twice: nothing waits
 
 
-def test_a_resume_racing_a_cancel_gives_exactly_one_outcome(tmp_path: Path) -> None:
-    runtime = _runtime(tmp_path)
+def test_a_resume_racing_a_cancel_gives_exactly_one_outcome(
+    store_location: str, tmp_path: Path
+) -> None:
+    runtime = _runtime(store_location)
     _, record = runtime.execute_with_record(_workflow(), PARAMS)
     start = threading.Barrier(2)
     outcomes: dict[str, str] = {}
@@ -279,7 +298,7 @@ def test_a_resume_racing_a_cancel_gives_exactly_one_outcome(tmp_path: Path) -> N
     def resume() -> None:
         start.wait()
         try:
-            LocalRuntime(checkpoint=tmp_path / "runs.db").resume(
+            LocalRuntime(checkpoint=store_location).resume(
                 record.run_id, _workflow(), answers={"ask/0": 1}
             )
             outcomes["resume"] = "won"
@@ -289,7 +308,7 @@ def test_a_resume_racing_a_cancel_gives_exactly_one_outcome(tmp_path: Path) -> N
     def cancel() -> None:
         start.wait()
         try:
-            LocalRuntime(checkpoint=tmp_path / "runs.db").cancel_waiting(record.run_id)
+            LocalRuntime(checkpoint=store_location).cancel_waiting(record.run_id)
             outcomes["cancel"] = "won"
         except RunNotWaitingError:
             outcomes["cancel"] = "lost"
@@ -300,7 +319,7 @@ def test_a_resume_racing_a_cancel_gives_exactly_one_outcome(tmp_path: Path) -> N
     for thread in threads:
         thread.join()
     assert sorted(outcomes.values()) == ["lost", "won"]
-    status, _ = _snapshot(tmp_path, record.run_id)
+    status, _ = _snapshot(store_location, record.run_id)
     assert status == ("completed" if outcomes["resume"] == "won" else "cancelled")
 
 
@@ -355,6 +374,7 @@ def _gated(model: Any, audit_path: Path | None = None) -> Any:
 
 
 def test_an_approval_required_by_the_policy_pauses_under_fail_fast_and_the_cli_answers(
+    store_location: str,
     tmp_path: Path,
 ) -> None:
     import json
@@ -367,15 +387,15 @@ def test_an_approval_required_by_the_policy_pauses_under_fail_fast_and_the_cli_a
     model = ScriptedModel(lambda messages: {"answer": "approved answer"})
     audit = tmp_path / "audit.jsonl"
     workflow = _gated(model, audit)
-    runtime = _runtime(tmp_path)  # fail_fast, the default: a pause is not a failure
+    runtime = _runtime(store_location)  # fail_fast, the default: a pause is not a failure
     results, record = runtime.execute_with_record(workflow)
     assert record.status == "waiting" and "gate" not in results and model.calls == []
     (asked,) = record.interrupts
     assert asked.kind == "approval" and asked.payload["access_policy"] == "team_lead"
-    stored = Store.open(tmp_path / "runs.db")
+    stored = Store.open(store_location)
     assert load_run(stored, record.run_id).status == "waiting_approval"  # as the ADR names it
 
-    store = str(tmp_path / "runs.db")
+    store = store_location
     cli = CliRunner().invoke(app, ["approve", record.run_id, "gate", "--by", "dana",
                                    "--store", store])  # fmt: skip
     assert cli.exit_code == 0, cli.output
@@ -389,16 +409,18 @@ def test_an_approval_required_by_the_policy_pauses_under_fail_fast_and_the_cli_a
     assert ("access", "approved") in actions
 
 
-def test_an_approval_denied_with_a_reason_fails_the_node_with_it(tmp_path: Path) -> None:
+def test_an_approval_denied_with_a_reason_fails_the_node_with_it(
+    store_location: str, tmp_path: Path
+) -> None:
     from kaizen.observe.policy import approve
     from kaizen.testing import ScriptedModel
 
     model = ScriptedModel(lambda messages: {"answer": "never"})
     workflow = _gated(model)
-    runtime = _runtime(tmp_path, failure_policy="continue")
+    runtime = _runtime(store_location, failure_policy="continue")
     _, record = runtime.execute_with_record(workflow)
     approve(record.run_id, "gate", by="dana", approved=False, reason="not this quarter",
-            store=tmp_path / "runs.db")  # fmt: skip
+            store=store_location)  # fmt: skip
     _, done = runtime.resume_with_record(record.run_id, workflow)
     assert done.status == "failed" and model.calls == []
     assert "not this quarter" in (done.nodes["gate"].error or "")
@@ -418,7 +440,9 @@ workflow = wf.build()
 """
 
 
-def test_kaizen_runs_resume_takes_answers_and_shows_interrupts(tmp_path: Path) -> None:
+def test_kaizen_runs_resume_takes_answers_and_shows_interrupts(
+    store_location: str, tmp_path: Path
+) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -427,7 +451,7 @@ def test_kaizen_runs_resume_takes_answers_and_shows_interrupts(tmp_path: Path) -
 
     (tmp_path / "flow.py").write_text(FLOW_FILE)
     target = f"{tmp_path / 'flow.py'}:workflow"
-    store = str(tmp_path / "runs.db")
+    store = store_location
     from kaizen.cli.support import load_workflow
 
     _, record = LocalRuntime(checkpoint=store).execute_with_record(

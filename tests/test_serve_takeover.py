@@ -1,15 +1,16 @@
 """A served run outlives its server: two `kaizen serve` processes on one store, 50 runs in
 flight, one process killed with SIGKILL. Every run completes exactly once, no node whose
 checkpoint was committed runs again, and an event stream resumed on the other server with
-`Last-Event-ID` sees no gap and no repeated id. Real processes, a real SQLite store, nothing
-mocked."""
+`Last-Event-ID` sees no gap and no repeated id. On SQLite the two servers share the file; on
+Postgres they share nothing but the database (each its own working directory and KAIZEN_HOME),
+as two hosts would. A cancel asked of either server reaches the one running the run. Real
+processes, a real store, nothing mocked."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from kaizen.store import Store
+from kaizen.store.db import is_store_url
 from tests.test_serve import free_port, parse_sse
 
 pytestmark = pytest.mark.slow
@@ -63,15 +66,21 @@ FLOW = textwrap.dedent(
 RUNS = 50
 
 
-def _server(folder: Path, store: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "NODE_LOG": str(folder / "nodes.log"), "KAIZEN_SERVE_KEYS": ""}
+def _server(folder: Path, store: str, port: int) -> subprocess.Popen[str]:
+    """A `kaizen serve` process of its own folder: its working directory, KAIZEN_HOME, copy of
+    the flow and log of the nodes it ran."""
+    folder.mkdir(exist_ok=True)
+    (folder / "flow.py").write_text(FLOW)
+    env = {**os.environ, "NODE_LOG": str(folder / "nodes.log"), "KAIZEN_SERVE_KEYS": "",
+           "KAIZEN_HOME": str(folder / "home")}  # fmt: skip
+    env.pop("KAIZEN_STORE_URL", None)
     command = [
-        sys.executable, "-m", "kaizen", "serve", f"{folder / 'flow.py'}:workflow",
-        "--port", str(port), "--store", str(store), "--lease-interval", "0.2",
+        sys.executable, "-m", "kaizen", "serve", "flow:workflow",
+        "--port", str(port), "--store", store, "--lease-interval", "0.2",
         "--lease-expiry", "1.5",
     ]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    return subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
 def _healthy(url: str, process: subprocess.Popen[str]) -> None:
@@ -87,16 +96,21 @@ def _healthy(url: str, process: subprocess.Popen[str]) -> None:
     raise AssertionError(f"{url} never answered")
 
 
-def _committed(store: Path) -> set[tuple[str, str]]:
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-        return {(r[0], r[1]) for r in db.execute("SELECT run_id, node_id FROM checkpoints")}
+def _committed(store: Store) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in store.read("SELECT run_id, node_id FROM checkpoints")}
 
 
-def test_runs_of_a_killed_server_are_finished_by_the_other_exactly_once(tmp_path: Path) -> None:
-    (tmp_path / "flow.py").write_text(FLOW)
-    store = tmp_path / "runs.db"
+def test_runs_of_a_killed_server_are_finished_by_the_other_exactly_once(
+    store_location: str, tmp_path: Path
+) -> None:
+    if not is_store_url(store_location):
+        Store.open(store_location)  # the file exists before both servers open it
+    store = Store(store_location)  # the test's own connections, read as a third process
     ports = free_port(), free_port()
-    killed, survivor = (_server(tmp_path, store, port) for port in ports)
+    folders = tmp_path / "host-a", tmp_path / "host-b"
+    killed, survivor = (
+        _server(folder, store_location, port) for folder, port in zip(folders, ports, strict=True)
+    )
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for url, process in zip(urls, (killed, survivor), strict=True):
@@ -140,25 +154,31 @@ def test_runs_of_a_killed_server_are_finished_by_the_other_exactly_once(tmp_path
                 process.wait(timeout=30)
 
     assert {s["status"] for s in states.values()} == {"completed"}
+    stored = dict(store.read("SELECT run_id, status FROM served_runs"))  # as a third host sees
+    assert {stored[run_id] for run_id in run_ids} == {"completed"}
+    survivor_log = survivor.stdout.read() if survivor.stdout else ""
+    assert "could not be stored" not in survivor_log, survivor_log
     for i, run_id in enumerate(run_ids):
         assert states[run_id]["results"]["third"] == {"result": (i + 1) * 10 - 3}
     executions = Counter(
-        tuple(line.split()) for line in (tmp_path / "nodes.log").read_text().splitlines()
+        tuple(line.split())
+        for folder in folders
+        if (folder / "nodes.log").exists()
+        for line in (folder / "nodes.log").read_text().splitlines()
     )
     again = sorted(key for key in done_before_kill if executions[key] != 1)
     assert not again, f"nodes committed before the kill ran again: {again[:5]}"
     assert all(executions[(r, n)] >= 1 for r in run_ids for n in ("first", "second", "third"))
-    with sqlite3.connect(store) as db:
-        dones = Counter(r[0] for r in db.execute("SELECT run_id FROM served_events WHERE kind"
-                                                 " = 'done'"))  # fmt: skip
-        for run_id in run_ids:
-            ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT seq FROM served_events WHERE run_id = ? ORDER BY seq", (run_id,)
-                )
-            ]
-            assert ids == list(range(1, len(ids) + 1)), f"run {run_id}: ids {ids}"
+    dones = Counter(r[0] for r in store.read("SELECT run_id FROM served_events WHERE kind"
+                                             " = 'done'"))  # fmt: skip
+    for run_id in run_ids:
+        ids = [
+            r[0]
+            for r in store.read(
+                "SELECT seq FROM served_events WHERE run_id = ? ORDER BY seq", (run_id,)
+            )
+        ]
+        assert ids == list(range(1, len(ids) + 1)), f"run {run_id}: ids {ids}"
     assert all(dones[run_id] == 1 for run_id in run_ids)  # each run ended exactly once
     ids = [int(e["id"]) for e in [*seen, *rest]]
     assert ids == list(range(1, len(ids) + 1)), f"the client saw ids {ids}"
@@ -186,3 +206,83 @@ def _finished(client: httpx.Client, run_id: str) -> dict[str, Any]:
             return dict(state)
         assert time.monotonic() < deadline, f"run {run_id} never finished: {state['status']}"
         time.sleep(0.05)
+
+
+WAITING_FLOW = textwrap.dedent(
+    """
+    import asyncio, os
+    from pathlib import Path
+    from kaizen import WorkflowBuilder
+
+    def first(x: int) -> int:
+        return x + 1
+
+    async def hold(value: int) -> int:
+        Path(os.environ["NODE_LOG"]).write_text("holding")
+        await asyncio.sleep(120)  # until cancelled
+        return value
+
+    wf = WorkflowBuilder("held")
+    wf.add_node("FunctionNode", "first", {"function": first})
+    wf.add_node("FunctionNode", "hold", {"function": hold})
+    wf.add_connection("first", "result", "hold", "value")
+    workflow = wf.build()
+    """
+)
+
+
+def test_any_server_streams_and_cancels_a_run_another_server_holds(
+    store_location: str, tmp_path: Path
+) -> None:
+    """Server B follows A's run from the store (on Postgres, woken by LISTEN/NOTIFY) and a
+    cancel asked of B reaches A, which holds the run's lease."""
+    if not is_store_url(store_location):
+        Store.open(store_location)
+    folders = tmp_path / "host-a", tmp_path / "host-b"
+    ports = free_port(), free_port()
+    servers = [
+        _server(folder, store_location, port) for folder, port in zip(folders, ports, strict=True)
+    ]
+    for folder in folders:
+        (folder / "flow.py").write_text(WAITING_FLOW)
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for url, process in zip(urls, servers, strict=True):
+            _healthy(url, process)
+        with (
+            httpx.Client(base_url=urls[0], timeout=30) as a,
+            httpx.Client(base_url=urls[1], timeout=30) as b,
+        ):
+            run_id = a.post("/runs", json={"x": 1}).json()["run_id"]
+            deadline = time.monotonic() + 60
+            while not (folders[0] / "nodes.log").exists():
+                assert time.monotonic() < deadline, "the held node never started on host A"
+                time.sleep(0.02)
+            streamed: list[dict[str, Any]] = []
+
+            def follow() -> None:
+                with httpx.stream("GET", f"{urls[1]}/runs/{run_id}/events", timeout=60) as r:
+                    streamed.extend(_events(r.iter_lines()))
+
+            reader = threading.Thread(target=follow)
+            reader.start()
+            assert b.post(f"/runs/{run_id}/cancel").status_code == 202
+            state = _finished(b, run_id)
+            reader.join(timeout=60)
+            assert a.get(f"/runs/{run_id}").json()["status"] == "cancelled"
+    finally:
+        for process in servers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    assert state["status"] == "cancelled"
+    assert Store(store_location).read(
+        "SELECT status FROM served_runs WHERE run_id = ?", (run_id,)
+    ) == [("cancelled",)]
+    for process in servers:
+        output = process.stdout.read() if process.stdout else ""
+        assert "could not be stored" not in output, output
+    assert not (folders[1] / "nodes.log").exists()  # host B never ran a node of it
+    ids = [int(event["id"]) for event in streamed]
+    assert ids == list(range(1, len(ids) + 1)) and streamed[-1]["event"] == "done"
+    assert {"run_started", "node_finished"} <= {event["event"] for event in streamed}

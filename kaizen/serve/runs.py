@@ -539,19 +539,25 @@ class RunManager:
         run.task = asyncio.create_task(self._execute(run, parameters, taken_over=True))
 
     async def _watch_cancels(self) -> None:
-        """Cancel the runs of this process that another process was asked to cancel."""
-        while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
-            live = [run_id for run_id, run in self._runs.items() if not run.is_finished]
-            if not live:
-                continue
-            try:
-                asked = await asyncio.to_thread(cancel_requests, self.store, live)
-            except Exception:
-                log.exception("kaizen serve: could not read cancel requests")
-                continue
-            for run_id in asked:
-                self.cancel(run_id)
+        """Cancel the runs of this process that another process was asked to cancel (heard at
+        once on a store that notifies, else looked for every `CANCEL_POLL_SECONDS`)."""
+        with self.store.follow("kaizen_cancel") as news:
+            while True:
+                await news.wait(CANCEL_POLL_SECONDS)
+                await self._cancel_asked()
+
+    async def _cancel_asked(self) -> None:
+        """Cancel this process's live runs that the store says were asked to cancel."""
+        live = [run_id for run_id, run in self._runs.items() if not run.is_finished]
+        if not live:
+            return
+        try:
+            asked = await asyncio.to_thread(cancel_requests, self.store, live)
+        except Exception:
+            log.exception("kaizen serve: could not read cancel requests")
+            return
+        for run_id in asked:
+            self.cancel(run_id)
 
 
 class _Frames(MomentHook):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,21 +77,25 @@ async def stored_frames(
     store: Store, run_id: str, after: int, keepalive: float
 ) -> AsyncIterator[bytes]:
     """The events of a run this process does not hold: from the store, followed until the run
-    ends (another worker process may be running it)."""
+    ends (another worker process, or another server, may be running it). A store that hears
+    other processes (Postgres' LISTEN/NOTIFY) wakes this at each new event; otherwise it looks
+    every `STORED_POLL_SECONDS`."""
     sent = after
     idle = 0.0
-    while True:
-        row = await asyncio.to_thread(load_served_run, store, run_id)
-        events = await asyncio.to_thread(load_served_events, store, run_id, sent)
-        for event in events:
-            yield encode_event(event.seq, event.kind, event.data)
-            sent = event.seq
-        if row is None or row.is_finished or (row.status == "waiting" and not events):
-            return  # (a waiting run's stream ends too: reconnect to follow its resume)
-        if events:
-            idle = 0.0
-        elif idle >= keepalive:
-            idle = 0.0
-            yield KEEPALIVE
-        await asyncio.sleep(STORED_POLL_SECONDS)
-        idle += STORED_POLL_SECONDS
+    with store.follow("kaizen_served", run_id) as news:  # before the first read: none missed
+        while True:
+            row = await asyncio.to_thread(load_served_run, store, run_id)
+            events = await asyncio.to_thread(load_served_events, store, run_id, sent)
+            for event in events:
+                yield encode_event(event.seq, event.kind, event.data)
+                sent = event.seq
+            if row is None or row.is_finished or (row.status == "waiting" and not events):
+                return  # (a waiting run's stream ends too: reconnect to follow its resume)
+            if events:
+                idle = 0.0
+            elif idle >= keepalive:
+                idle = 0.0
+                yield KEEPALIVE
+            started = time.monotonic()
+            await news.wait(STORED_POLL_SECONDS)
+            idle += time.monotonic() - started

@@ -94,7 +94,8 @@ _SET_STATUS = "UPDATE served_runs SET status = ? WHERE run_id = ?"
 _INSERT_EVENT = "INSERT INTO served_events VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _FINISH = (
     "UPDATE served_runs SET status = ?, finished = ?, results = ?, error = ?, record = ?,"
-    " lease_until = NULL WHERE run_id = ? AND (? IS NULL OR owner IS NULL OR owner = ?)"
+    " lease_until = NULL WHERE run_id = ? AND (CAST(? AS TEXT) IS NULL OR owner IS NULL"
+    " OR owner = ?)"
 )
 _TAKE = "UPDATE served_runs SET owner = ?, lease_until = ? WHERE run_id = ?"
 
