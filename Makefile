@@ -92,8 +92,9 @@ ui: setup
 $(BENCH_VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[vector]' 'kailash==2.65.0' \
-	  'langgraph==1.2.22' 'langgraph-checkpoint-sqlite==3.1.2' 'dspy==3.4.1' \
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[vector,postgres]' 'kailash==2.65.0' \
+	  'langgraph==1.2.22' 'langgraph-checkpoint-sqlite==3.1.2' \
+	  'langgraph-checkpoint-postgres==3.2.0' 'dspy==3.4.1' \
 	  'kailash-kaizen==2.46.1' 'pydantic-ai-slim==2.68.0' prometheus_client 'ray>=2.60,<3'
 	# kailash-kaizen's import name is also `kaizen`: in site-packages it would shadow this repo's
 	# package. Keep its dependencies, move the package itself (with kaizen-agents, which holds its

@@ -13,6 +13,12 @@ Cases (each implementation in its own fresh interpreter; medians after a warm-up
   synchronous=NORMAL, as Kaizen's.
 - checkpoint cost added per node: checkpointed minus plain, per node (target <= 50 us for
   Kaizen).
+- the same chain checkpointed on Postgres: a throwaway Debian PostgreSQL on loopback
+  (`kaizen.testing.postgres`, fsync=off, as tests run it; the server's own fsync is not what is
+  compared), one database per implementation. Kaizen: `LocalRuntime(checkpoint="postgresql://
+  ...")`, both durability modes; LangGraph: `PostgresSaver` (langgraph-checkpoint-postgres).
+  Target (DESIGN.md): Kaizen's cost per node on Postgres <= 10x its cost on SQLite, and below
+  PostgresSaver's.
 - memory search, 10,000 memories: `Memory.search(query, 5)`, the mean over 4 queries (common
   words, a rare word, no match), provider "sqlite" (FTS5 BM25 + recency; target <= 10 ms) and
   "vector_db" (plus wordllama embeddings scored in numpy; skipped without the `vector` extra).
@@ -25,6 +31,7 @@ compare runs only at a similar load (printed in the header).
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +69,13 @@ def case_names(n: int) -> tuple[str, str, str]:
     return f"chain {n}, plain", f"chain {n}, checkpointed", "checkpoint cost added per node"
 
 
+def postgres_cases(n: int) -> tuple[str, str]:
+    return f"chain {n}, checkpointed on Postgres", "checkpoint cost per node, Postgres"
+
+
+POSTGRES_URL = "BENCH_POSTGRES_URL_"  # + the worker's name: its database (set by the report)
+
+
 MEMORY = f"memory search, {MEMORIES:,} memories"
 CACHE = "agent.execute, cache hit"
 
@@ -92,6 +106,7 @@ def kaizen_rows(quick: bool) -> list[Row]:
         timed_row(saved_case, KAIZEN_ASYNC, lambda: saved_async.execute(workflow, params),
                   units=n, reps=reps, check=right, note='durability="async"'),
     ]  # fmt: skip
+    rows += kaizen_postgres_rows(workflow, params, n, reps, right)
     rows.append(memory_row(KAIZEN, "sqlite", folder, quick))
     why = try_import("wordllama")
     rows.append(
@@ -101,6 +116,23 @@ def kaizen_rows(quick: bool) -> list[Row]:
     )
     rows.extend(cache_rows(folder, quick))
     return rows
+
+
+def kaizen_postgres_rows(workflow: Any, params: Any, n: int, reps: int, right: Any) -> list[Row]:
+    from kaizen import LocalRuntime
+
+    saved_case, _ = postgres_cases(n)
+    url = os.environ.get(POSTGRES_URL + KAIZEN)
+    if not url:
+        return [skipped(saved_case, KAIZEN, os.environ.get(POSTGRES_URL + "why", "no server"))]
+    on_pg = LocalRuntime(checkpoint=url)
+    on_pg_async = LocalRuntime(checkpoint=url, durability="async")
+    return [
+        timed_row(saved_case, KAIZEN, lambda: on_pg.execute(workflow, params), units=n,
+                  reps=reps, check=right, note='durability="sync" (default)'),
+        timed_row(saved_case, KAIZEN_ASYNC, lambda: on_pg_async.execute(workflow, params),
+                  units=n, reps=reps, check=right, note='durability="async"'),
+    ]  # fmt: skip
 
 
 def kaizen_chain(n: int) -> Any:
@@ -219,12 +251,39 @@ def langgraph_rows(quick: bool) -> list[Row]:
 
     plain = graph.compile()
     return [
+        *langgraph_postgres_rows(graph, n, limit, threads, reps, right),
         timed_row(plain_case, LANGGRAPH, lambda: plain.invoke({"value": 0}, limit), units=n,
                   reps=reps, check=right),
         timed_row(saved_case, LANGGRAPH, saved("FULL"), units=n, reps=reps, check=right,
                   note="SqliteSaver, its defaults"),
         timed_row(saved_case, LANGGRAPH_NORMAL, saved("NORMAL"), units=n, reps=reps,
                   check=right, note="SqliteSaver, synchronous=NORMAL"),
+    ]  # fmt: skip
+
+
+def langgraph_postgres_rows(
+    graph: Any, n: int, limit: Any, threads: Any, reps: int, right: Any
+) -> list[Row]:
+    saved_case, _ = postgres_cases(n)
+    url = os.environ.get(POSTGRES_URL + LANGGRAPH)
+    why = try_import("langgraph.checkpoint.postgres")
+    if why or not url:
+        reason = why or os.environ.get(POSTGRES_URL + "why", "no server")
+        return [skipped(saved_case, LANGGRAPH, reason + " (langgraph-checkpoint-postgres)")]
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    saver_context = PostgresSaver.from_conn_string(url)
+    saver = saver_context.__enter__()  # held open for the process (the worker ends after)
+    saver.setup()
+    app = graph.compile(checkpointer=saver)
+
+    def run() -> Any:
+        config = {**limit, "configurable": {"thread_id": str(next(threads))}}
+        return app.invoke({"value": 0}, config)
+
+    return [
+        timed_row(saved_case, LANGGRAPH, run, units=n, reps=reps, check=right,
+                  note="PostgresSaver, its defaults"),
     ]  # fmt: skip
 
 
@@ -253,17 +312,72 @@ def added_rows(report: Report, n: int) -> list[Row]:
     return rows
 
 
+def postgres_added_rows(report: Report, n: int) -> list[Row]:
+    """Checkpointed on Postgres minus plain, per node; Kaizen's also as a ratio to SQLite's."""
+    plain_case, _, added_case = case_names(n)
+    pg_saved, pg_added = postgres_cases(n)
+    plain = {r.impl: r for r in report.rows if r.case == plain_case}
+    plain[KAIZEN_ASYNC] = plain.get(KAIZEN, Row(plain_case, KAIZEN))
+    on_sqlite = {r.impl: r for r in report.rows if r.case == added_case}
+    rows = []
+    for row in [r for r in report.rows if r.case == pg_saved]:
+        base = plain.get(row.impl)
+        if row.seconds is None or base is None or base.seconds is None:
+            rows.append(skipped(pg_added, row.impl, "needs both chain rows"))
+            continue
+        added = row.seconds - base.seconds
+        sqlite = on_sqlite.get(row.impl)
+        note = row.note
+        if sqlite is not None and sqlite.per_unit_us:
+            note = f"{added / n * 1e6 / sqlite.per_unit_us:.1f}x its SQLite cost; {note}"
+        rows.append(Row(pg_added, row.impl, added, added / n * 1e6, row.reps, note.strip("; ")))
+    return rows
+
+
+def start_postgres() -> Any:
+    """A throwaway server with one database per worker (their URLs in the environment the
+    workers inherit); None, with the reason in the environment, when none can start."""
+    try:
+        from kaizen.testing.postgres import TemporaryPostgres
+
+        server = TemporaryPostgres().start()
+        for worker in (KAIZEN, LANGGRAPH):
+            os.environ[POSTGRES_URL + worker] = server.database()
+        return server
+    except Exception as exc:
+        os.environ[POSTGRES_URL + "why"] = f"no PostgreSQL: {exc}"
+        return None
+
+
 def build_report(quick: bool) -> Report:
     n = chain_size(quick)
     plain_case, saved_case, added_case = case_names(n)
-    cases = (plain_case, saved_case, added_case, MEMORY, CACHE)
+    pg_saved, pg_added = postgres_cases(n)
+    cases = (plain_case, saved_case, added_case, pg_saved, pg_added, MEMORY, CACHE)
     report = Report("State: checkpoints, memory search, cache hits", unit="µs/node")
     report.targets = {
         added_case: Target("≤ 50 µs/node", 50.0),
         MEMORY: Target("≤ 10 ms/query", 0.010, "seconds"),
     }
-    collect_workers(report, __file__, [KAIZEN, LANGGRAPH], quick, cases, timeout=900)
+    server = start_postgres()
+    try:
+        collect_workers(report, __file__, [KAIZEN, LANGGRAPH], quick, cases, timeout=900)
+    finally:
+        if server is not None:
+            server.stop()
     report.extend(added_rows(report, n))
+    report.extend(postgres_added_rows(report, n))
+    sqlite_cost = next(
+        (r.per_unit_us for r in report.rows if r.case == added_case and r.impl == KAIZEN), None
+    )
+    peer_cost = next(
+        (r.per_unit_us for r in report.rows if r.case == pg_added and r.impl == LANGGRAPH), None
+    )
+    if sqlite_cost:
+        bound = 10 * sqlite_cost if peer_cost is None else min(10 * sqlite_cost, peer_cost)
+        report.targets[pg_added] = Target(
+            f"≤ 10x SQLite's ({10 * sqlite_cost:.0f}) and ≤ PostgresSaver's", bound
+        )
     sort_rows(report, cases, (KAIZEN, KAIZEN_ASYNC, VECTOR, NO_CACHE, LANGGRAPH, LANGGRAPH_NORMAL))
     return report
 

@@ -12,6 +12,11 @@ lost); and without faults with ``stream_content=False`` (agents' replies not str
 again with the model behind HTTP (the loopback FaultServer, 200 ms, in the server process)
 reached through Kaizen's pooled OpenAI-compatible fast path instead of litellm.
 
+With ``--stores``, a second table compares the stores under the first round's load: one server
+on SQLite, one server on Postgres, and two servers on one Postgres (a throwaway Debian
+PostgreSQL on loopback, `kaizen.testing.postgres`; runs posted to the two servers in turn, each
+followed and read back on the server it was posted to).
+
 Figures: end-to-end latency per run (POST sent -> ``done`` received) p50/p99, the POST's own
 response time p50/p99, the run's duration on the server (its RunRecord) p50/p99, and throughput
 (runs / wall time from the first POST to the last ``done``).
@@ -19,6 +24,7 @@ response time p50/p99, the run's duration on the server (its RunRecord) p50/p99,
     .venv/bin/python benchmarks/load_serve.py            # 1,000 runs per round
     QUICK=1 .venv/bin/python benchmarks/load_serve.py    # 200 runs per round (or --quick)
     .venv/bin/python benchmarks/load_serve.py --runs 500
+    .venv/bin/python benchmarks/load_serve.py --stores   # SQLite vs Postgres, 1 and 2 servers
 
 Bounded: loopback only, one server process, N runs per round, 300 s timeout per round.
 """
@@ -118,7 +124,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-async def one_run(session: Any, url: str, i: int) -> dict[str, Any]:
+async def one_run(session: Any, urls: list[str], i: int) -> dict[str, Any]:
+    url = urls[i % len(urls)]
     sent = time.perf_counter()
     async with session.post(f"{url}/runs", json={"question": f"question {i}"}) as response:
         body = await response.json()
@@ -138,10 +145,10 @@ async def one_run(session: Any, url: str, i: int) -> dict[str, Any]:
                 break
     ended = time.perf_counter()
     return {"i": i, "run_id": run_id, "sent": sent, "post": posted - sent, "ended": ended,
-            "latency": ended - sent, "done": done}  # fmt: skip
+            "latency": ended - sent, "done": done, "url": url}  # fmt: skip
 
 
-async def load_round(url: str, runs: int) -> dict[str, Any]:
+async def load_round(urls: list[str], runs: int) -> dict[str, Any]:
     """Post `runs` runs at once and follow each to its end (aiohttp: httpx's connection pool
     costs more CPU than the server under test at these counts)."""
     import aiohttp
@@ -150,14 +157,16 @@ async def load_round(url: str, runs: int) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=ROUND_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(one_run(session, url, i) for i in range(runs)))
+        outcomes = await asyncio.gather(*(one_run(session, urls, i) for i in range(runs)))
         wall = time.perf_counter() - started
 
-        async def state(run_id: str) -> Any:  # every run read back: none lost
+        async def state(url: str, run_id: str) -> Any:  # every run read back: none lost
             async with session.get(f"{url}/runs/{run_id}") as response:
                 return await response.json()
 
-        records = await asyncio.gather(*(state(o["run_id"]) for o in outcomes if "run_id" in o))
+        records = await asyncio.gather(
+            *(state(o["url"], o["run_id"]) for o in outcomes if "run_id" in o)
+        )
     return {"outcomes": outcomes, "records": records, "wall": wall}
 
 
@@ -201,33 +210,56 @@ def summarise(name: str, runs: int, result: dict[str, Any], fault_every: int) ->
 
 
 def run_round(
-    name: str, runs: int, fault_every: int, stream: bool, http: bool, folder: Path
-) -> dict[str, Any]:
-    port = free_port()
-    store = folder / f"{name}.db"
-    code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import load_serve; "
-        f"load_serve.serve({port}, {str(store)!r}, {fault_every}, {stream}, {http})"
-    )
-    server = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        import httpx
+    name: str, runs: int, fault_every: int, stream: bool, http: bool, folder: Path,
+    store: str | None = None, servers: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """One round: `servers` server processes on `store` (default: a new SQLite file)."""
+    import httpx
 
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
-        result = asyncio.run(load_round(f"http://127.0.0.1:{port}", runs))
+    store = store or str(folder / f"{name}.db")
+    started: list[tuple[subprocess.Popen[bytes], int]] = []
+    try:
+        for _ in range(servers):
+            port = free_port()
+            code = (
+                f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                f"import load_serve; "
+                f"load_serve.serve({port}, {store!r}, {fault_every}, {stream}, {http})"
+            )
+            started.append((subprocess.Popen([sys.executable, "-c", code]), port))
+        for server, port in started:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start")
+                time.sleep(0.1)
+        urls = [f"http://127.0.0.1:{port}" for _, port in started]
+        result = asyncio.run(load_round(urls, runs))
     finally:
-        server.terminate()
-        server.wait(30)
+        for server, _ in started:
+            server.terminate()
+        for server, _ in started:
+            server.wait(30)
     return summarise(name, runs, result, fault_every)
+
+
+def store_rounds(runs: int, folder: Path) -> list[dict[str, Any]]:
+    """The first round's load on one SQLite server, one Postgres server, two Postgres servers."""
+    from kaizen.testing.postgres import TemporaryPostgres
+
+    rows = [run_round("stores0", runs, 0, True, False, folder)]
+    rows[-1]["round"] = "1 server, SQLite"
+    with TemporaryPostgres() as postgres:
+        for servers in (1, 2):
+            rows.append(run_round(f"stores{servers}", runs, 0, True, False, folder,
+                                  store=postgres.database(), servers=servers))  # fmt: skip
+            rows[-1]["round"] = f"{servers} server{'s' if servers > 1 else ''}, one Postgres"
+    return rows
 
 
 def main() -> None:
@@ -235,6 +267,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 runs per round")
     parser.add_argument("--runs", type=int, default=None, help="runs per round (default 1000)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--stores", action="store_true", help="SQLite vs Postgres, one and two servers"
+    )
     args = parser.parse_args()
     quick = args.quick or os.environ.get("QUICK", "") not in ("", "0")
     runs = args.runs or (200 if quick else 1000)
@@ -245,7 +280,9 @@ def main() -> None:
           f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for number, (name, fault_every, stream, http) in enumerate(ROUNDS):
+        if args.stores:
+            rows = store_rounds(runs, Path(folder))
+        for number, (name, fault_every, stream, http) in enumerate(() if args.stores else ROUNDS):
             folder_path = Path(folder)
             rows.append(run_round(f"round{number}", runs, fault_every, stream, http, folder_path))
             rows[-1]["round"] = name

@@ -171,7 +171,7 @@ assert "flowchart" in builder.build().to_mermaid()
 from kaizen.runtime import LocalRuntime
 runtime = LocalRuntime(checkpoint=tempfile.mkdtemp() + "/k.db")
 results, run_id = runtime.execute(builder.build())
-assert results["c"]["value"] == 1 and type(runtime.store).__module__ == "kaizen.store.db"
+assert results["c"]["value"] == 1 and type(runtime.store).__module__ == "kaizen.store.sqlite"
 print(sorted(m for m in ("kaizen.render", "kaizen.agents", "kaizen.durable") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

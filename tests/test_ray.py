@@ -553,3 +553,91 @@ def test_a_node_on_a_ray_worker_pauses_and_resumes_with_its_answer(tmp_path: Pat
         assert (asked.id, asked.payload) == ("ask/0", {"question": "add what?"})
         done, run_id = runtime.resume(record.run_id, workflow, answers={"ask/0": 41})
     assert done == {"ask": {"result": 42}} and run_id == record.run_id
+
+
+# -- a shared store: a run started by one driver process resumes from another ---------------------
+
+DRIVER = """
+import os, sys, time
+from pathlib import Path
+from kaizen import RayRuntime, WorkflowBuilder
+
+COUNTS = Path(os.environ["COUNTS"])
+
+def _ran(name):
+    with open(COUNTS / name, "a") as f:
+        f.write("x")
+
+def a(x: int) -> int:
+    _ran("a"); return x + 1
+
+def b(value: int) -> int:
+    _ran("b"); return value * 10
+
+def c(value: int) -> int:
+    _ran("c")
+    if not (COUNTS / "go").exists():
+        time.sleep(120)  # the first driver is killed while this waits
+    return value - 3
+
+def build():
+    wf = WorkflowBuilder("shared-ray")
+    for name, fn in (("a", a), ("b", b), ("c", c)):
+        wf.add_node("FunctionNode", name, {"function": fn})
+    wf.add_connection("a", "result", "b", "value")
+    wf.add_connection("b", "result", "c", "value")
+    return wf.build()
+
+if __name__ == "__main__":
+    import ray
+    ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    mode, store, run_id = sys.argv[1:4]
+    with RayRuntime(checkpoint=store, num_cpus=0.25) as runtime:
+        if mode == "run":
+            runtime.execute(build(), {"a": {"x": 1}}, run_id=run_id)
+        else:
+            results, _ = runtime.resume(run_id, build())
+            print(results["c"]["result"])
+"""
+
+
+def test_a_run_started_by_one_ray_driver_resumes_from_another(
+    store_location: str, tmp_path: Path
+) -> None:
+    """`RayRuntime(checkpoint=...)`: the driver writes each node's checkpoint to the store; a
+    driver process killed mid-run leaves them there, and another driver resumes the run
+    without running its finished nodes again (on Postgres, the two share only the database)."""
+    from kaizen.store import Store
+    from kaizen.store.runs import load_checkpoints
+
+    (tmp_path / "driver.py").write_text(DRIVER)
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    env = {**os.environ, "COUNTS": str(counts),
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address}  # fmt: skip
+    command = [sys.executable, str(tmp_path / "driver.py")]
+    first = subprocess.Popen([*command, "run", store_location, "shared-1"], env=env, cwd=tmp_path)
+    store = Store(store_location)
+    deadline = time.monotonic() + 120
+    while not (counts / "c").exists() or set(_checkpoints(store, "shared-1")) != {"a", "b"}:
+        assert first.poll() is None, "the first driver ended before it was killed"
+        assert time.monotonic() < deadline, "node c never started"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    (counts / "go").touch()
+    second = subprocess.run(
+        [*command, "resume", store_location, "shared-1"], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().splitlines()[-1] == "17"  # ((1 + 1) * 10) - 3
+    ran = {name: len((counts / name).read_text()) for name in "abc"}
+    assert ran == {"a": 1, "b": 1, "c": 2}  # only c, killed mid-way, ran again
+    assert load_checkpoints(store, "shared-1")["c"] == {"result": 17}
+
+
+def _checkpoints(store: Any, run_id: str) -> list[str]:
+    return [row[0] for row in store.read("SELECT node_id FROM checkpoints WHERE run_id = ?",
+                                         (run_id,))]  # fmt: skip

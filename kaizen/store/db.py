@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from pathlib import Path
@@ -113,9 +113,13 @@ class Store:
     in_memory: bool = False
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
 
+    # the backend class for a location (a URL, or an absolute path): provided by the store
+    # package (kaizen/store/__init__.py), which knows the backends; this interface does not
+    backend_for: ClassVar[Callable[[str], type[Store]]]
+
     def __new__(cls, path: StorePath | None = None, *args: Any, **options: Any) -> Store:
         if cls is Store:
-            cls = _backend_for(path)
+            cls = Store.backend_for(default_store_location() if path is None else str(path))
         return super().__new__(cls)
 
     @classmethod
@@ -211,17 +215,6 @@ class Follower:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _backend_for(where: StorePath | None) -> type[Store]:
-    location = default_store_location() if where is None else where
-    if is_store_url(location):
-        from kaizen.store.postgres import PostgresStore
-
-        return PostgresStore
-    from kaizen.store.sqlite import SqliteStore
-
-    return SqliteStore
 
 
 def _forget_shared() -> None:

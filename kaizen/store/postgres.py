@@ -75,7 +75,11 @@ CHANNELS = ("kaizen_served", "kaizen_cancel")
 
 def redact_url(url: str) -> str:
     """`url` with its password masked (``postgresql://user:***@host/db``)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed on access: a bad port raises here)
+    except ValueError:  # not a URL urllib can parse: mask whatever stands before the '@'
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     if parts.password is None:
         return url
     user = parts.username or ""
@@ -83,6 +87,14 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _password_of(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        found = re.search(r"://[^:/@]*:([^@]*)@", url)
+        return found.group(1) if found else ""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -209,6 +221,7 @@ class _Transaction:
         """A new connection, the transaction so far replayed on it (once)."""
         self.replayed = True
         self.store.pool.putconn(self.connection)  # the pool discards a broken connection
+        self.store.discard_lost()
         self.connection = self.store.pool.getconn(timeout=self.store.timeout)
         self.store.begin(self.connection)
         for statement in self.statements:
@@ -261,7 +274,7 @@ class PostgresStore(Store):
         self.driver = psycopg
         self.url = str(path if path is not None else os.environ.get("KAIZEN_STORE_URL", ""))
         self.path = redact_url(self.url)
-        self._password = urlsplit(self.url).password or ""
+        self._password = _password_of(self.url)
         self.busy_timeout = busy_timeout
         self.timeout = timeout if timeout is not None else _env_float("KAIZEN_STORE_TIMEOUT", 30.0)
         self.pool_min = pool_min if pool_min is not None else _env_int("KAIZEN_STORE_POOL_MIN", 1)
@@ -330,6 +343,12 @@ class PostgresStore(Store):
             yield connection
         finally:
             self.pool.putconn(connection)
+
+    def discard_lost(self) -> None:
+        """Drop the pool's idle connections that are lost too (a server restart loses them
+        all), so the retry gets a live one."""
+        with contextlib.suppress(Exception):
+            self.pool.check()
 
     def begin(self, connection: psycopg.Connection[Any]) -> None:
         """Start a write transaction on `connection`: BEGIN, then the writers' lock."""
@@ -413,6 +432,7 @@ class PostgresStore(Store):
                     return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
                 except self.driver.OperationalError as exc:
                     if attempt == 1 and _lost(connection):
+                        self.discard_lost()
                         continue
                     raise self.translate(exc, "read") from None
                 except self.driver.Error as exc:
@@ -457,8 +477,10 @@ class PostgresStore(Store):
                 "KAIZEN_STORE_TIMEOUT, or check that the server is up",
                 path=self.path,
             )
-        if isinstance(exc, self.driver.OperationalError | self.driver.InterfaceError) or (
-            not isinstance(exc, self.driver.Error)
+        if (
+            doing == "connect"
+            or isinstance(exc, self.driver.OperationalError | self.driver.InterfaceError)
+            or not isinstance(exc, self.driver.Error)
         ):
             return StoreUnavailableError(
                 f"{where}: could not {doing} ({text}); check the URL (user, password, host, "

@@ -126,6 +126,13 @@ class TemporaryPostgres:
         with psycopg.connect(self.database_url(database), autocommit=True) as connection:
             connection.execute(sql.encode())
 
+    def restart(self) -> None:
+        """Restart the server (``pg_ctl restart -m fast``): every connection to it is lost."""
+        assert self.directory is not None, "the server was never started"
+        # (-l: the server's output goes to its log, not to the pipe pg_ctl's caller reads)
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"),
+                  "-m", "fast", "-w", "-t", "60", "restart")  # fmt: skip
+
     def stop(self) -> None:
         """Stop the server at once and remove its files."""
         if self.directory is None:
