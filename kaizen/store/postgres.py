@@ -188,34 +188,60 @@ class _Statement:
 class _Transaction:
     """The connection a `write()` block gets: ``?`` SQL, results fetched at once, and every
     statement kept so that a lost connection can be replaced and the transaction replayed
-    once (see the module docstring)."""
+    once (see the module docstring).
+
+    Round trips are what a write costs on a server: the transaction's ``BEGIN`` and lock go
+    out with its first statement, and `executemany` is sent with the next `execute` or the
+    commit (its cursor's `rowcount` is -1: nothing waits for it), all in one pipeline; the
+    ``COMMIT`` goes alone, so a connection lost before it loses nothing that cannot be
+    replayed. A checkpoint is two round trips."""
 
     def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
         self.store = store
         self.connection = connection
-        self.statements: list[_Statement] = []
+        self.statements: list[_Statement] = []  # sent and answered, in order
+        self.deferred: list[_Statement] = []  # executemany's not sent yet
+        self.begun = False
         self.replayed = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
         statement = _Statement(sql, tuple(parameters), many=False)
-        self._run(statement)
-        self.statements.append(statement)
+        self._send([*self.deferred, statement])
         return _Rows(list(statement.rows), statement.rowcount)
 
     def executemany(self, sql: str, parameters: Sequence[Sequence[Any]]) -> _Rows:
-        statement = _Statement(sql, [tuple(p) for p in parameters], many=True)
-        self._run(statement)
-        self.statements.append(statement)
-        return _Rows([], statement.rowcount)
+        self.deferred.append(_Statement(sql, [tuple(p) for p in parameters], many=True))
+        return _Rows([], -1)
 
-    def _run(self, statement: _Statement) -> None:
+    def flush(self) -> None:
+        """Send what is deferred (before the commit)."""
+        if self.deferred or not self.begun:
+            self._send(list(self.deferred))
+
+    def _send(self, batch: list[_Statement]) -> None:
         try:
-            _execute(self.connection, statement)
+            self._pipeline(batch)
         except self.store.driver.OperationalError as exc:
             if not _lost(self.connection) or self.replayed:
                 raise
             self._replace(exc)
-            _execute(self.connection, statement)
+            self._pipeline(batch)
+        self.deferred.clear()
+        self.statements += batch
+
+    def _pipeline(self, batch: list[_Statement]) -> None:
+        connection = self.connection
+        with connection.pipeline():  # sent, and every result received, when the block ends
+            if not self.begun:
+                connection.execute("BEGIN")
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            cursors = [(statement, _queue(connection, statement)) for statement in batch]
+        self.begun = True
+        for statement, cursor in cursors:
+            statement.rowcount = cursor.rowcount
+            if not statement.many and cursor.description:
+                statement.rows = [tuple(row) for row in cursor.fetchall()]
+            cursor.close()
 
     def _replace(self, lost: Exception) -> None:
         """A new connection, the transaction so far replayed on it (once)."""
@@ -223,28 +249,29 @@ class _Transaction:
         self.store.pool.putconn(self.connection)  # the pool discards a broken connection
         self.store.discard_lost()
         self.connection = self.store.pool.getconn(timeout=self.store.timeout)
-        self.store.begin(self.connection)
-        for statement in self.statements:
-            again = _Statement(statement.sql, statement.parameters, statement.many)
-            _execute(self.connection, again)
-            if (again.rows, again.rowcount) != (statement.rows, statement.rowcount):
+        self.begun = False
+        sent, self.statements = self.statements, []
+        again = [_Statement(s.sql, s.parameters, s.many) for s in sent]
+        self._pipeline(again)
+        for before, after in zip(sent, again, strict=True):
+            if (after.rows, after.rowcount) != (before.rows, before.rowcount):
                 raise StoreUnavailableError(
                     f"store {self.store.path}: the connection was lost mid-transaction and the "
                     "store changed meanwhile, so the transaction was not replayed; nothing of "
                     "it landed, try again",
                     path=self.store.path,
                 ) from lost
+        self.statements = again
 
 
-def _execute(connection: psycopg.Connection[Any], statement: _Statement) -> None:
-    with connection.cursor() as cursor:
-        if statement.many:
-            cursor.executemany(_pg(statement.sql), statement.parameters)
-            statement.rowcount = cursor.rowcount
-            return
+def _queue(connection: psycopg.Connection[Any], statement: _Statement) -> psycopg.Cursor[Any]:
+    """Queue `statement` on `connection`'s pipeline; its cursor holds the result after sync."""
+    cursor = connection.cursor()
+    if statement.many:
+        cursor.executemany(_pg(statement.sql), statement.parameters)
+    else:
         cursor.execute(_pg(statement.sql), statement.parameters or None)
-        statement.rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
-        statement.rowcount = cursor.rowcount
+    return cursor
 
 
 def _lost(connection: psycopg.Connection[Any]) -> bool:
@@ -350,11 +377,6 @@ class PostgresStore(Store):
         with contextlib.suppress(Exception):
             self.pool.check()
 
-    def begin(self, connection: psycopg.Connection[Any]) -> None:
-        """Start a write transaction on `connection`: BEGIN, then the writers' lock."""
-        connection.execute("BEGIN")
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-
     def _migrate(self, connection: psycopg.Connection[Any]) -> None:
         try:
             if self._version(connection) == len(MIGRATIONS):
@@ -391,37 +413,39 @@ class PostgresStore(Store):
     @contextmanager
     def write(self) -> Iterator[_Transaction]:
         """One write transaction (see the module docstring)."""
-        with self._connection("write") as connection:
-            transaction = _Transaction(self, connection)
+        try:
+            connection = self.pool.getconn(timeout=self.timeout)
+        except Exception as exc:
+            raise self.translate(exc, "write") from None
+        transaction = _Transaction(self, connection)
+        try:
             try:
-                try:
-                    self.begin(connection)
-                except self.driver.OperationalError as exc:
-                    if not _lost(connection):
-                        raise
-                    transaction._replace(exc)  # nothing to replay yet: a fresh connection
                 yield transaction
+                transaction.flush()
             except BaseException as exc:
                 _rollback(transaction.connection)
                 if isinstance(exc, self.driver.Error):
                     raise self.translate(exc, "write") from None
                 raise
-            finally:
-                connection = transaction.connection  # (replaced, when it was lost)
-            try:
-                connection.execute("COMMIT")
-            except self.driver.OperationalError as exc:
-                if _lost(connection):
-                    raise StoreUnavailableError(
-                        f"store {self.path}: the connection was lost while committing, so this "
-                        "write may or may not have landed; check, then try again "
-                        f"({self._scrub(str(exc))})",
-                        path=self.path,
-                    ) from None
-                raise self.translate(exc, "write") from None
-            except self.driver.Error as exc:
-                _rollback(connection)
-                raise self.translate(exc, "write") from None
+            self._commit(transaction.connection)
+        finally:
+            self.pool.putconn(transaction.connection)  # (a new one, when the first was lost)
+
+    def _commit(self, connection: psycopg.Connection[Any]) -> None:
+        try:
+            connection.execute("COMMIT")
+        except self.driver.OperationalError as exc:
+            if _lost(connection):
+                raise StoreUnavailableError(
+                    f"store {self.path}: the connection was lost while committing, so this "
+                    "write may or may not have landed; check, then try again "
+                    f"({self._scrub(str(exc))})",
+                    path=self.path,
+                ) from None
+            raise self.translate(exc, "write") from None
+        except self.driver.Error as exc:
+            _rollback(connection)
+            raise self.translate(exc, "write") from None
 
     def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """The rows of one query; a lost connection is retried once on another."""
