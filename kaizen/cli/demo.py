@@ -118,10 +118,10 @@ def run_demo(
     for run in (debate_run, consensus_run):
         for path in run.files.values():
             console.print(f"  {path}")
-    from kaizen.store.db import default_store_path
+    from kaizen.store.db import Store
 
     console.rule("review in a browser")
-    console.print(f"  both runs are in {default_store_path()}: `kaizen ui` (or `make ui`), then")
+    console.print(f"  both runs are in {Store.open().path}: `kaizen ui` (or `make ui`), then")
     for run in (debate_run, consensus_run):
         console.print(f"  http://127.0.0.1:8765/ui/runs/{run.record.run_id}")
     return {

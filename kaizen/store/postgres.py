@@ -297,8 +297,8 @@ class PostgresStore(Store):
         ``$KAIZEN_STORE_POOL_MIN`` or 1, ``$KAIZEN_STORE_POOL_MAX`` or 10); `timeout`: seconds
         to wait for a connection (default ``$KAIZEN_STORE_TIMEOUT`` or 30); `busy_timeout`:
         seconds a writer waits for another one."""
-        psycopg, psycopg_pool = _import_driver()
-        self.driver = psycopg
+        driver, pools = _import_driver()
+        self.driver = driver
         self.url = str(path if path is not None else os.environ.get("KAIZEN_STORE_URL", ""))
         self.path = redact_url(self.url)
         self._password = _password_of(self.url)
@@ -311,7 +311,7 @@ class PostgresStore(Store):
                 f"store {self.path}: the pool needs 0 <= pool_min <= pool_max and pool_max >= 1 "
                 f"(got {self.pool_min} and {self.pool_max}; KAIZEN_STORE_POOL_MIN / _MAX)"
             )
-        self._pool_class = psycopg_pool.ConnectionPool
+        self._pool_class = pools.ConnectionPool
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
         self._generation = process.generation
