@@ -300,7 +300,7 @@ class Checkpointer(NodeFinishHook, NodeWaitHook, RunFinishHook):
         if not rows:
             return
         try:
-            with self.store.write() as db:
+            with self.store.write(idempotent=True) as db:  # (ON CONFLICT DO NOTHING)
                 db.executemany(INSERT_CHECKPOINT, rows)
         except Exception as exc:
             self.write_failed(exc)

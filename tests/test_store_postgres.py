@@ -142,6 +142,26 @@ def test_a_connection_lost_mid_write_is_replayed_once_and_lands_whole(
     assert sorted(store.read("SELECT key FROM cache")) == [("one",), ("two",)]
 
 
+def test_an_idempotent_write_is_sent_with_its_commit_and_again_when_the_connection_is_lost(
+    postgres_server: Any, url: str
+) -> None:
+    """Checkpoints and the batch writer declare their writes idempotent: one round trip with
+    the COMMIT, sent whole again on a new connection when the first was lost."""
+    store = Store(url)
+    with store.write(idempotent=True) as db:
+        db.executemany(
+            "INSERT INTO cache VALUES (?, 'model', '1', 0, NULL) ON CONFLICT DO NOTHING",
+            [("a",), ("b",)],
+        )
+        _kill_connections(postgres_server, url)
+    with store.write(idempotent=True) as db:
+        db.executemany(
+            "INSERT INTO cache VALUES (?, 'model', '1', 0, NULL) ON CONFLICT DO NOTHING",
+            [("b",), ("c",)],
+        )
+    assert sorted(store.read("SELECT key FROM cache")) == [("a",), ("b",), ("c",)]
+
+
 def test_a_write_whose_reads_changed_meanwhile_is_not_replayed_and_nothing_lands(
     postgres_server: Any, url: str
 ) -> None:

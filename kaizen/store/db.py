@@ -143,8 +143,12 @@ class Store:
 
     # -- what every backend provides ---------------------------------------------------------------
 
-    def write(self) -> AbstractContextManager[Any]:
-        """One write transaction: everything inside lands together, or nothing does."""
+    def write(self, *, idempotent: bool = False) -> AbstractContextManager[Any]:
+        """One write transaction: everything inside lands together, or nothing does.
+        `idempotent`: the caller promises its statements have the same effect whether the
+        transaction lands once or twice (inserts ``ON CONFLICT DO NOTHING``, updates to given
+        values), so a server store may send the commit with them (one round trip) and, if the
+        connection is lost then, simply send them again."""
         raise NotImplementedError
 
     def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:

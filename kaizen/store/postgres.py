@@ -192,12 +192,14 @@ class _Transaction:
 
     Round trips are what a write costs on a server: the transaction's ``BEGIN`` and lock go
     out with its first statement, and `executemany` is sent with the next `execute` or the
-    commit (its cursor's `rowcount` is -1: nothing waits for it), all in one pipeline; the
+    commit (its cursor's `rowcount` is -1: nothing waits for it), all as one query text; the
     ``COMMIT`` goes alone, so a connection lost before it loses nothing that cannot be
-    replayed. A checkpoint is two round trips."""
+    replayed; for a write the caller declares idempotent, the ``COMMIT`` goes with the rest (a
+    checkpoint is one round trip)."""
 
     def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
         self.store = store
+        self.driver = store.driver
         self.connection = connection
         self.statements: list[_Statement] = []  # sent and answered, in order
         self.deferred: list[_Statement] = []  # executemany's not sent yet
@@ -218,29 +220,55 @@ class _Transaction:
         if self.deferred or not self.begun:
             self._send(list(self.deferred))
 
-    def _send(self, batch: list[_Statement]) -> None:
+    def flush_and_commit(self) -> None:
+        """Send what is deferred with the COMMIT (an idempotent write: sent again whole on a
+        new connection if this one is lost, whether or not it had landed)."""
+        self._send(list(self.deferred), commit=True)
+
+    def _send(self, batch: list[_Statement], commit: bool = False) -> None:
         try:
-            self._pipeline(batch)
+            self._pipeline(batch, commit)
         except self.store.driver.OperationalError as exc:
             if not _lost(self.connection) or self.replayed:
                 raise
             self._replace(exc)
-            self._pipeline(batch)
+            self._pipeline(batch, commit)
         self.deferred.clear()
         self.statements += batch
 
-    def _pipeline(self, batch: list[_Statement]) -> None:
-        connection = self.connection
-        with connection.pipeline():  # sent, and every result received, when the block ends
+    def _pipeline(self, batch: list[_Statement], commit: bool = False) -> None:
+        """Send `batch` (after BEGIN and the writers' lock, when not begun) as one query text,
+        its parameters bound by the driver's client-side binding (escaped literals), and read
+        each statement's result: one round trip."""
+        cursor = self.driver.ClientCursor(self.connection)
+        parts: list[str] = []
+        if not self.begun:
+            parts += ["BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"]
+        for statement in batch:
+            sql = _pg(statement.sql)
+            rows = statement.parameters if statement.many else [statement.parameters]
+            parts += [cursor.mogrify(sql, row or None) for row in rows]
+        if commit:
+            parts.append("COMMIT")
+        try:
+            cursor.execute(";\n".join(parts).encode(), prepare=False)
             if not self.begun:
-                connection.execute("BEGIN")
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            cursors = [(statement, _queue(connection, statement)) for statement in batch]
-        self.begun = True
-        for statement, cursor in cursors:
-            statement.rowcount = cursor.rowcount
-            if not statement.many and cursor.description:
-                statement.rows = [tuple(row) for row in cursor.fetchall()]
+                cursor.nextset()  # BEGIN
+                cursor.nextset()  # the lock
+            self.begun = True
+            for statement in batch:
+                count = len(statement.parameters) if statement.many else 1
+                statement.rowcount = 0 if statement.many else -1
+                for _ in range(count):
+                    if statement.many:
+                        statement.rowcount += max(cursor.rowcount, 0)
+                    else:
+                        statement.rowcount = cursor.rowcount
+                        statement.rows = (
+                            [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+                        )
+                    cursor.nextset()
+        finally:
             cursor.close()
 
     def _replace(self, lost: Exception) -> None:
@@ -262,16 +290,6 @@ class _Transaction:
                     path=self.store.path,
                 ) from lost
         self.statements = again
-
-
-def _queue(connection: psycopg.Connection[Any], statement: _Statement) -> psycopg.Cursor[Any]:
-    """Queue `statement` on `connection`'s pipeline; its cursor holds the result after sync."""
-    cursor = connection.cursor()
-    if statement.many:
-        cursor.executemany(_pg(statement.sql), statement.parameters)
-    else:
-        cursor.execute(_pg(statement.sql), statement.parameters or None)
-    return cursor
 
 
 def _lost(connection: psycopg.Connection[Any]) -> bool:
@@ -411,8 +429,9 @@ class PostgresStore(Store):
     # -- reading and writing -----------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[_Transaction]:
-        """One write transaction (see the module docstring)."""
+    def write(self, *, idempotent: bool = False) -> Iterator[_Transaction]:
+        """One write transaction (see the module docstring); `idempotent` (see
+        `Store.write`): the COMMIT goes with the last statements, one round trip fewer."""
         try:
             connection = self.pool.getconn(timeout=self.timeout)
         except Exception as exc:
@@ -421,13 +440,17 @@ class PostgresStore(Store):
         try:
             try:
                 yield transaction
-                transaction.flush()
+                if idempotent:
+                    transaction.flush_and_commit()
+                else:
+                    transaction.flush()
             except BaseException as exc:
                 _rollback(transaction.connection)
                 if isinstance(exc, self.driver.Error):
                     raise self.translate(exc, "write") from None
                 raise
-            self._commit(transaction.connection)
+            if not idempotent:
+                self._commit(transaction.connection)
         finally:
             self.pool.putconn(transaction.connection)  # (a new one, when the first was lost)
 

@@ -165,8 +165,9 @@ class SqliteStore(Store):
     # -- reading and writing -----------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: everything inside lands together, or nothing does."""
+    def write(self, *, idempotent: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside lands together, or nothing does
+        (`idempotent` changes nothing here: a local commit is no round trip)."""
         connection = self.connection()
         try:
             connection.execute("BEGIN IMMEDIATE")

@@ -6,11 +6,12 @@ outputs from the driver thread, and waits for them (`flush`) when the run ends.
 
 How it works. `attach(store)` gives the store's writer (one per `Store` and process, its thread
 started on demand) and counts one more user; `submit(sql, parameters, owner)` queues a write and
-returns at once. The thread takes everything queued, runs it in one transaction (consecutive
-writes with the same SQL through one `executemany`), commits, then takes what queued meanwhile:
-the busier the run, the bigger the batches. `flush()` returns once everything submitted before
-it is committed or has failed. `detach(writer)` when done; a writer with no users and nothing to
-do for `IDLE_SECONDS` ends its thread.
+returns at once; a write must be idempotent (an insert ``ON CONFLICT``, an update to given
+values): the same whether it lands once or twice. The thread takes everything queued, runs it
+in one transaction (consecutive writes with the same SQL through one `executemany`), commits,
+then takes what queued meanwhile: the busier the run, the bigger the batches. `flush()` returns
+once everything submitted before it is committed or has failed. `detach(writer)` when done; a
+writer with no users and nothing to do for `IDLE_SECONDS` ends its thread.
 
 Failures. A batch that fails is retried write by write, each in its own transaction, so one write
 that cannot land (a full disk, a too-big value) does not take the others down with it; each
@@ -135,7 +136,9 @@ class BatchWriter:
 
     def _commit(self, writes: list[_Write]) -> None:
         try:
-            with self.store.write() as db:
+            # every write submitted here lands the same whether applied once or twice (inserts
+            # ON CONFLICT, updates to given values): a server store may send it with its commit
+            with self.store.write(idempotent=True) as db:
                 for sql, group in itertools.groupby(writes, key=lambda write: write[0]):
                     db.executemany(sql, [write[1] for write in group])
             return
@@ -147,7 +150,7 @@ class BatchWriter:
             pass  # retried one by one below, where each failure is told to its owner
         for sql, parameters, owner in writes:
             try:
-                with self.store.write() as db:
+                with self.store.write(idempotent=True) as db:
                     db.execute(sql, parameters)
             except Exception as exc:
                 _tell(owner, exc)
