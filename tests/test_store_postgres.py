@@ -234,6 +234,15 @@ def test_the_password_reaches_no_message_record_or_command_output(
                     ["runs", "show", record.run_id, "--store", url],
                     ["runs", "show", "missing", "--store", url]):  # fmt: skip
         _password_free(runner.invoke(app, command).output, postgres_server)
+    import httpx
+
+    from kaizen.serve.server import BackgroundServer
+    from kaizen.serve.ui.app import create_browser_app
+
+    with BackgroundServer(create_browser_app(Store(url))) as server:
+        for page in ("/ui", f"/ui/runs/{record.run_id}", f"/ui/runs/{record.run_id}?node=boom",
+                     "/ui/runs/missing"):  # fmt: skip
+            _password_free(httpx.get(server.url + page, timeout=30).text, postgres_server)
 
 
 def test_redaction_and_placeholders() -> None:

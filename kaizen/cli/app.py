@@ -6,7 +6,7 @@
     kaizen demo [--topic T] [--out DIR] [--model M]
     kaizen runs list | show RUN | resume RUN module:attr | replay RUN module:attr | prune
     kaizen mcp serve module:attr [--transport stdio|http --host H --port P]
-    kaizen serve module:attr [--host H --port P --workers N --store PATH]
+    kaizen serve module:attr [--host H --port P --workers N --store PATH|URL]
 
 `module:attr` names a `WorkflowBuilder`, a `Workflow`, or a function returning either; the module
 is imported with the current directory on `sys.path`, or given as a file (`path/to/flow.py:attr`).

@@ -1,7 +1,7 @@
 """`kaizen audit verify PATH` and `kaizen approve RUN NODE --by NAME`: the production commands.
 
     kaizen audit verify PATH               exit 0 and the entry count, or 1 and the broken line
-    kaizen approve RUN NODE --by NAME [--resume module:attr] [--deny] [--store PATH]
+    kaizen approve RUN NODE --by NAME [--resume module:attr] [--deny] [--store PATH|URL]
 
 `approve` records the decision in the store; with `--resume` it then finishes the run, as
 `kaizen runs resume` does.

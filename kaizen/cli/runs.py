@@ -1,12 +1,13 @@
 """`kaizen runs`: the runs in the store: list, show, resume, replay, prune.
 
-    kaizen runs list [--store PATH] [--limit N]
-    kaizen runs show RUN [--store PATH]
-    kaizen runs resume RUN module:attr [--answer ID=JSON ...] [--by NAME] [--store PATH]
-    kaizen runs replay RUN module:attr [--store PATH]
-    kaizen runs prune --older-than 7d [--store PATH]
+    kaizen runs list [--store PATH|URL] [--limit N]
+    kaizen runs show RUN [--store PATH|URL]
+    kaizen runs resume RUN module:attr [--answer ID=JSON ...] [--by NAME] [--store PATH|URL]
+    kaizen runs replay RUN module:attr [--store PATH|URL]
+    kaizen runs prune --older-than 7d [--store PATH|URL]
 
-The store is `--store`, else `$KAIZEN_HOME/kaizen.db`, else `.kaizen/kaizen.db`. Resume and
+The store is `--store` (a file, or a ``postgresql://`` URL), else `$KAIZEN_STORE_URL`, else
+`$KAIZEN_HOME/kaizen.db`, else `.kaizen/kaizen.db`. Resume and
 replay need the workflow the run ran, named like `kaizen run` names it.
 """
 
