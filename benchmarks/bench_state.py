@@ -295,12 +295,16 @@ def worker_rows(name: str, quick: bool) -> list[Row]:
     return {KAIZEN: kaizen_rows, LANGGRAPH: langgraph_rows}[name](quick)
 
 
-def added_rows(report: Report, n: int) -> list[Row]:
-    """Checkpointed minus plain, per node, for each implementation that has both."""
-    plain_case, saved_case, added_case = case_names(n)
+def added_rows(
+    report: Report, n: int, saved_case: str, added_case: str, compared_to: str | None = None
+) -> list[Row]:
+    """`saved_case` minus the plain chain, per node, for each implementation that has both;
+    with `compared_to`, each also as a ratio to its own row of that case."""
+    plain_case = case_names(n)[0]
     plain = {r.impl: r for r in report.rows if r.case == plain_case}
     plain[LANGGRAPH_NORMAL] = plain.get(LANGGRAPH, Row(plain_case, LANGGRAPH))
     plain[KAIZEN_ASYNC] = plain.get(KAIZEN, Row(plain_case, KAIZEN))
+    other = {r.impl: r for r in report.rows if r.case == compared_to}
     rows = []
     for row in [r for r in report.rows if r.case == saved_case]:
         base = plain.get(row.impl)
@@ -308,29 +312,10 @@ def added_rows(report: Report, n: int) -> list[Row]:
             rows.append(skipped(added_case, row.impl, "needs both chain rows"))
             continue
         added = row.seconds - base.seconds
-        rows.append(Row(added_case, row.impl, added, added / n * 1e6, row.reps, row.note))
-    return rows
-
-
-def postgres_added_rows(report: Report, n: int) -> list[Row]:
-    """Checkpointed on Postgres minus plain, per node; Kaizen's also as a ratio to SQLite's."""
-    plain_case, _, added_case = case_names(n)
-    pg_saved, pg_added = postgres_cases(n)
-    plain = {r.impl: r for r in report.rows if r.case == plain_case}
-    plain[KAIZEN_ASYNC] = plain.get(KAIZEN, Row(plain_case, KAIZEN))
-    on_sqlite = {r.impl: r for r in report.rows if r.case == added_case}
-    rows = []
-    for row in [r for r in report.rows if r.case == pg_saved]:
-        base = plain.get(row.impl)
-        if row.seconds is None or base is None or base.seconds is None:
-            rows.append(skipped(pg_added, row.impl, "needs both chain rows"))
-            continue
-        added = row.seconds - base.seconds
-        sqlite = on_sqlite.get(row.impl)
-        note = row.note
-        if sqlite is not None and sqlite.per_unit_us:
-            note = f"{added / n * 1e6 / sqlite.per_unit_us:.1f}x its SQLite cost; {note}"
-        rows.append(Row(pg_added, row.impl, added, added / n * 1e6, row.reps, note.strip("; ")))
+        note, than = row.note, other.get(row.impl)
+        if than is not None and than.per_unit_us:
+            note = f"{added / n * 1e6 / than.per_unit_us:.1f}x its SQLite cost; {note}".strip("; ")
+        rows.append(Row(added_case, row.impl, added, added / n * 1e6, row.reps, note))
     return rows
 
 
@@ -365,8 +350,8 @@ def build_report(quick: bool) -> Report:
     finally:
         if server is not None:
             server.stop()
-    report.extend(added_rows(report, n))
-    report.extend(postgres_added_rows(report, n))
+    report.extend(added_rows(report, n, saved_case, added_case))
+    report.extend(added_rows(report, n, pg_saved, pg_added, compared_to=added_case))
     sqlite_cost = next(
         (r.per_unit_us for r in report.rows if r.case == added_case and r.impl == KAIZEN), None
     )

@@ -97,24 +97,15 @@ def _password_of(url: str) -> str:
         return found.group(1) if found else ""
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default: float, kind: type[int] | type[float]) -> Any:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     try:
-        return int(text)
+        return kind(text)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {text!r}") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ConfigError(f"{name} must be {what}, got {text!r}") from None
 
 
 def _import_driver() -> tuple[Any, Any]:
@@ -321,9 +312,15 @@ class PostgresStore(Store):
         self.path = redact_url(self.url)
         self._password = _password_of(self.url)
         self.busy_timeout = busy_timeout
-        self.timeout = timeout if timeout is not None else _env_float("KAIZEN_STORE_TIMEOUT", 30.0)
-        self.pool_min = pool_min if pool_min is not None else _env_int("KAIZEN_STORE_POOL_MIN", 1)
-        self.pool_max = pool_max if pool_max is not None else _env_int("KAIZEN_STORE_POOL_MAX", 10)
+        self.timeout = (
+            timeout if timeout is not None else _env_number("KAIZEN_STORE_TIMEOUT", 30.0, float)
+        )
+        self.pool_min = (
+            pool_min if pool_min is not None else _env_number("KAIZEN_STORE_POOL_MIN", 1, int)
+        )
+        self.pool_max = (
+            pool_max if pool_max is not None else _env_number("KAIZEN_STORE_POOL_MAX", 10, int)
+        )
         if not 0 <= self.pool_min <= self.pool_max or self.pool_max < 1:
             raise ConfigError(
                 f"store {self.path}: the pool needs 0 <= pool_min <= pool_max and pool_max >= 1 "
