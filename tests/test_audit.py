@@ -134,11 +134,11 @@ def gated_workflow(agent: kaizen.Agent) -> kaizen.Workflow:
 
 
 def test_a_pending_approval_lives_in_the_store_of_its_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("KAIZEN_HOME", raising=False)
     monkeypatch.chdir(tmp_path)  # the default store would be ./.kaizen/kaizen.db
-    path = tmp_path / "runs.db"
+    path = store_location
     model = ScriptedModel(lambda messages: {"answer": "approved answer"})
     agent = kaizen.create_agent("sensitive", "question -> answer", {"model": model})
     agent.set_access_policy("team_lead_approval_required")

@@ -45,9 +45,10 @@ def _until(client: httpx.Client, run_id: str, statuses: set[str]) -> dict[str, A
 
 
 def test_a_served_run_waits_streams_its_interrupt_and_resumes_on_another_worker(
+    store_location: str,
     tmp_path: Path,
 ) -> None:
-    store = tmp_path / "runs.db"
+    store = store_location
     exchanges = Exchanges()
     first = create_app(pausing_workflow(), store=store, keys=[])
     second = create_app(pausing_workflow(), store=store, keys=[], recover=False)
@@ -98,8 +99,8 @@ def test_a_served_run_waits_streams_its_interrupt_and_resumes_on_another_worker(
     assert not problems, "\n".join(problems)
 
 
-def test_a_waiting_served_run_can_be_cancelled(tmp_path: Path) -> None:
-    app = create_app(pausing_workflow(), store=tmp_path / "runs.db", keys=[])
+def test_a_waiting_served_run_can_be_cancelled(store_location: str, tmp_path: Path) -> None:
+    app = create_app(pausing_workflow(), store=store_location, keys=[])
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         run_id = client.post("/runs", json={"x": 1}).json()["run_id"]
         _until(client, run_id, {"waiting"})

@@ -184,6 +184,7 @@ def test_a_tool_asking_a_question_pauses_the_loop_and_gets_the_answer() -> None:
 
 
 def test_in_a_checkpointed_workflow_the_pause_is_stored_and_resumed_from_the_store(
+    store_location: str,
     tmp_path: Path,
 ) -> None:
     agent, model = _mailer(EMAIL, {"answer": "done"})
@@ -193,7 +194,7 @@ def test_in_a_checkpointed_workflow_the_pause_is_stored_and_resumed_from_the_sto
         wf.add_node_instance(agent.to_workflow_node("mail"))
         return wf.build()
 
-    store = tmp_path / "runs.db"
+    store = store_location
     _, record = LocalRuntime(checkpoint=store).execute_with_record(build(), {"mail": {"task": "x"}})
     assert record.status == "waiting" and record.interrupts[0].tool == "send_email"
     results, done = LocalRuntime(checkpoint=store).resume_with_record(
