@@ -17,7 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from kaizen import LocalRuntime, WorkflowBuilder
-from kaizen.errors import StoreError, StorePermissionError, StoreUnavailableError
+from kaizen.errors import (
+    StoreError,
+    StoreLockedError,
+    StorePermissionError,
+    StoreUnavailableError,
+)
 from kaizen.store import Store
 from kaizen.store.postgres import PostgresStore, redact_url, to_pyformat
 from kaizen.store.schema import MIGRATIONS
@@ -116,6 +121,23 @@ def test_a_store_of_a_newer_schema_is_refused_rather_than_misread(url: str) -> N
         db.execute("UPDATE kaizen_schema SET version = ?", (len(MIGRATIONS) + 1,))
     with pytest.raises(StoreError, match="newer than this Kaizen knows"):
         Store(url)
+
+
+def test_writers_wait_for_each_other_and_give_up_with_a_locked_error(url: str) -> None:
+    """The writers' advisory lock serialises writes as SQLite does; a writer that waits past
+    its busy timeout gets StoreLockedError, and what the holder wrote lands."""
+    holder, waiter = Store(url), Store(url, busy_timeout=0.2)
+    with holder.write() as db:
+        db.execute("INSERT INTO cache VALUES ('held', 'model', '1', 0, NULL)")
+        with (
+            pytest.raises(StoreLockedError, match="another writer held the store"),
+            waiter.write() as other,
+        ):
+            other.execute("INSERT INTO cache VALUES ('waited', 'model', '1', 0, NULL)")
+    assert holder.read("SELECT key FROM cache") == [("held",)]
+    with waiter.write() as other:  # free again
+        other.execute("INSERT INTO cache VALUES ('later', 'model', '1', 0, NULL)")
+    assert len(holder.read("SELECT key FROM cache")) == 2
 
 
 # -- connections lost ------------------------------------------------------------------------------
