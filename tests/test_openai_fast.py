@@ -188,14 +188,16 @@ def test_a_garbled_event_is_a_malformed_response(event: bytes) -> None:
 class RawServer:
     """A loopback server that answers request N with `respond(N)`: the bytes to send, or None to
     close the connection without an answer. `close_after` closes each connection after that many
-    answers. Counts connections and requests."""
+    answers. Counts connections, requests and the connections it closed (`wait_closed`)."""
 
     def __init__(self, respond: Callable[[int], bytes | None], close_after: int = 0) -> None:
         self.respond = respond
         self.close_after = close_after
         self.connections = 0
         self.requests = 0
+        self.closed = 0
         self._lock = threading.Lock()
+        self._closing = threading.Condition(self._lock)
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -209,7 +211,20 @@ class RawServer:
                 return
             with self._lock:
                 self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve_then_count, args=(conn,), daemon=True).start()
+
+    def _serve_then_count(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)  # (closes `conn` when it returns)
+        finally:
+            with self._closing:
+                self.closed += 1
+                self._closing.notify_all()
+
+    def wait_closed(self, count: int) -> None:
+        """Until this server has closed `count` connections (its FIN is then on its way)."""
+        with self._closing:
+            assert self._closing.wait_for(lambda: self.closed >= count, timeout=30)
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
@@ -328,17 +343,17 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(
 ) -> None:
     server = raw_server(lambda n: completion_bytes(), close_after=1)
     attempts = []
-    for _ in range(3):
+    for n in range(3):
         attempts.append(fast(server).attempts)
-        time.sleep(0.2)  # the server's close arrives (a close racing a request is an error)
+        server.wait_closed(n + 1)  # closed before the next request (racing it is an error)
     assert attempts == [1, 1, 1]  # no failed attempt
     assert server.connections == 3
 
     async def go() -> list[int]:
         replies = []
-        for _ in range(3):
+        for n in range(3, 6):
             replies.append((await afast(server)).attempts)
-            await asyncio.sleep(0.2)  # the loop sees the server's close
+            await asyncio.to_thread(server.wait_closed, n + 1)
         return replies
 
     assert asyncio.run(go()) == [1, 1, 1]
