@@ -192,6 +192,21 @@ def test_words_nearly_every_memory_holds_do_not_bury_the_informative_one(
     assert memory._informative(["task", "result"]) == ["task"]  # all common: the rarest stays
 
 
+def test_a_rarer_word_counts_for_more_than_a_commoner_one(store_location: str) -> None:
+    """Both backends weigh a word by how rare it is (BM25's IDF on SQLite, the same weight
+    summed over the matched words on Postgres): the memory matching the rare word ranks above
+    a newer one matching only the common word."""
+    memory = Memory("a", path=store_location)
+    memory.add("the invoice for falcon")
+    for n in range(12):
+        memory.add(f"project meeting number {n}")
+    for n in range(12):
+        memory.add(f"unrelated note {n}")
+    best = memory.search("falcon project status", k=3)
+    assert best[0].text == "the invoice for falcon"
+    assert {m.text for m in best[1:]} <= {f"project meeting number {n}" for n in range(12)}
+
+
 # -- issue 21 item 10: word forms meet, and nothing unrelated is presented as relevant ----------
 
 ISSUE_MEMORIES = (

@@ -11,18 +11,17 @@ appended to the system message (`memory_block`):
     Other recent interactions (from memory, newest first; none matched this request):
     - task: What is the capital of France? | result: Paris.
 
-Relevance (`Memory.search`): only memories sharing an informative word with the query count
-(words are stemmed: the store's text index spells words by their stems, and the query's words
-are looked up as that index spells them), and for ``"vector_db"`` those whose embeddings are
-near it. Their rankings fuse by reciprocal rank fusion (each list adds 1 / (60 + rank)): the
-text index's ranking (SQLite FTS5 BM25 with the porter tokenizer; on a Postgres store,
-``ts_rank`` over an English ``tsvector``) and the cosine similarity of embeddings, scored in
-numpy (stored with the rows: this platform's sqlite3 cannot load vector extensions and the
-Postgres here has no pgvector); recency orders memories of equal relevance and never makes one
-relevant. When fewer than `k` are relevant, the block adds the newest others under their own
-heading. Embeddings come from wordllama (extra ``vector``; its weights ship in the wheel,
-loaded offline) or any litellm embedding model
-(`embedding_model="openai/text-embedding-3-small"`).
+Relevance (`Memory.search`): only memories sharing an informative word with the query count (words
+are stemmed: the store's text index spells words by their stems, and the query's words are looked
+up as that index spells them), and for ``"vector_db"`` those whose embeddings are near it. Their
+rankings fuse by reciprocal rank fusion (each list adds 1 / (60 + rank)): the text index's ranking
+(SQLite FTS5 BM25 with the porter tokenizer; on a Postgres store, each matched word's BM25 inverse
+document frequency times ``ts_rank`` over an English ``tsvector``) and the cosine similarity of
+embeddings, scored in numpy (stored with the rows: this platform's sqlite3 cannot load vector
+extensions and the Postgres here has no pgvector); recency orders memories of equal relevance and
+never makes one relevant. When fewer than `k` are relevant, the block adds the newest others under
+their own heading. Embeddings come from wordllama (extra ``vector``; its weights ship in the wheel,
+loaded offline) or any litellm embedding model (`embedding_model="openai/text-embedding-3-small"`).
 
 Providers: ``"sqlite"`` and ``"vector_db"`` persist in the store (`path`, else the default
 store); ``"memory"`` lives in this process only. Junk is kept out: failed executions are not

@@ -578,16 +578,24 @@ class PostgresStore(Store):
     def memory_matches(
         self, words: Sequence[str], namespace: str, session: str, since: float | None, limit: int
     ) -> list[tuple[int, float]]:
-        """``ts_rank`` scores (higher is better) of the scope's memories holding any of the
-        words (each stemmed as the index is)."""
-        fresh = " AND created >= ?" if since is not None else ""
+        """Scores (higher is better) of the scope's memories holding any of the words (each
+        stemmed as the index is): for each word a memory holds, BM25's inverse document
+        frequency over every memory, ln(1 + (N - n + 0.5) / (n + 0.5)), summed, times
+        ``ts_rank`` (how often and how densely it holds them), so a rare word counts for more
+        than a common one, as on SQLite."""
+        fresh = " AND m.created >= ?" if since is not None else ""
         rows = self.read(
-            "SELECT id, ts_rank(words, q) AS score FROM memories, (SELECT to_tsquery('english',"
-            " array_to_string(ARRAY(SELECT quote_literal(w) FROM unnest(?::text[]) AS w),"
-            " ' | ')) AS q)"
-            " AS query WHERE namespace = ? AND session = ? AND words @@ q"
+            "WITH q AS (SELECT to_tsquery('english', quote_literal(w)) AS tq"
+            " FROM unnest(?::text[]) AS w),"
+            " total AS (SELECT count(*)::float8 AS n FROM memories),"
+            " weighted AS (SELECT q.tq, ln(1 + (total.n - d.n + 0.5) / (d.n + 0.5)) AS idf"
+            " FROM q, total, LATERAL (SELECT count(*)::float8 AS n FROM memories"
+            " WHERE words @@ q.tq) AS d)"
+            " SELECT m.id, sum(weighted.idf * ts_rank(m.words, weighted.tq)) AS score"
+            " FROM memories m JOIN weighted ON m.words @@ weighted.tq"
+            " WHERE m.namespace = ? AND m.session = ?"
             + fresh
-            + " ORDER BY score DESC, id DESC LIMIT ?",
+            + " GROUP BY m.id ORDER BY score DESC, m.id DESC LIMIT ?",
             (list(words), namespace, session, *([since] if since is not None else []), limit),
         )
         return [(int(i), float(score)) for i, score in rows]
