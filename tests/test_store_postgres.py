@@ -267,6 +267,15 @@ def test_the_password_reaches_no_message_record_or_command_output(
             _password_free(httpx.get(server.url + page, timeout=30).text, postgres_server)
 
 
+def test_kaizen_ui_takes_a_url_and_says_why_it_cannot_open_it(postgres_server: Any) -> None:
+    from kaizen.cli import app
+
+    wrong = postgres_server.database_url("postgres", password="not-the-password")
+    result = CliRunner().invoke(app, ["ui", "--store", wrong])
+    assert result.exit_code == 2 and "password authentication failed" in result.output
+    assert "not-the-password" not in result.output and "no store at" not in result.output
+
+
 def test_redaction_and_placeholders() -> None:
     assert redact_url("postgresql://u:s3cret@h:5/db") == "postgresql://u:***@h:5/db"
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
