@@ -25,7 +25,9 @@ between; readers never wait. A writer that waits longer than `busy_timeout` for 
 network cut) is retried once: a new connection replays the transaction's statements, and goes
 on only if each gives what the first gave; otherwise nothing of it landed and the error is a
 `StoreUnavailableError`. A connection lost during the commit itself leaves the outcome unknown:
-that is said, never guessed.
+that is said, never guessed, except for a write its caller declared idempotent
+(`write(idempotent=True)`: checkpoints, the batch writer's inserts ``ON CONFLICT`` and updates
+to given values), which goes out with its COMMIT in one round trip and is simply sent again.
 
 Followers of served runs (`follow`): one connection per store and process LISTENs on
 ``kaizen_served`` (a run's new events or status, from triggers on its tables) and
@@ -218,16 +220,16 @@ class _Transaction:
 
     def _send(self, batch: list[_Statement], commit: bool = False) -> None:
         try:
-            self._pipeline(batch, commit)
+            self._round_trip(batch, commit)
         except self.store.driver.OperationalError as exc:
             if not _lost(self.connection) or self.replayed:
                 raise
             self._replace(exc)
-            self._pipeline(batch, commit)
+            self._round_trip(batch, commit)
         self.deferred.clear()
         self.statements += batch
 
-    def _pipeline(self, batch: list[_Statement], commit: bool = False) -> None:
+    def _round_trip(self, batch: list[_Statement], commit: bool = False) -> None:
         """Send `batch` (after BEGIN and the writers' lock, when not begun) as one query text,
         its parameters bound by the driver's client-side binding (escaped literals), and read
         each statement's result: one round trip."""
@@ -271,7 +273,7 @@ class _Transaction:
         self.begun = False
         sent, self.statements = self.statements, []
         again = [_Statement(s.sql, s.parameters, s.many) for s in sent]
-        self._pipeline(again)
+        self._round_trip(again)
         for before, after in zip(sent, again, strict=True):
             if (after.rows, after.rowcount) != (before.rows, before.rowcount):
                 raise StoreUnavailableError(
