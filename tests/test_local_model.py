@@ -267,7 +267,9 @@ def test_the_demo_runs_on_the_embedded_model(
         record = json.loads((tmp_path / "out" / f"{name}-results.json").read_text())["record"]
         failed = [n for n, run in record["nodes"].items() if run["status"] != "completed"]
         assert not failed, f"{name}: {failed} did not complete: {console.file.getvalue()[-2000:]}"
-    assert summary["debate"]["verdict"]["position"] in ("for", "against")
+    # the judge's signature allows "undecided": a ruling is checked for structure, never for
+    # which side the model picked (a fresh clone's CI run of 2026-12-04 ruled "undecided")
+    assert summary["debate"]["verdict"]["position"] in ("for", "against", "undecided")
     assert len(summary["consensus"]["result"]["votes"]) == 5
 
 
