@@ -7,7 +7,7 @@
     POST /runs/{id}/resume     answers for a waiting run's interrupts; it goes on
     POST /runs/{id}/retry      a failed or cancelled run resumed from its checkpoints
     POST /runs/{id}/replay     a new run, its model and tool calls from a recorded run's
-    POST /ag-ui                the AG-UI protocol: a RunAgentInput in, its events out (agui.py)
+    POST /ag-ui                the AG-UI protocol: a RunAgentInput in, its events out (agui_route.py)
     GET  /ui                   the run browser (kaizen.serve.ui), unless ui=False
     GET  /openapi.json         request and response schemas from the target's inputs, outputs
     GET  /health               {"status": "ok"} (for load balancers)
@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from kaizen.serve.agui_route import mount_ag_ui
 from kaizen.serve.leases import DEFAULT_LEASE_EXPIRY, DEFAULT_LEASE_INTERVAL, Leases
 from kaizen.serve.openapi import (
     KEY_COOKIE,
@@ -51,6 +51,7 @@ from kaizen.serve.openapi import (
     json_body,
     json_response,
 )
+from kaizen.serve.replies import error_response, no_run_response, read_json_body
 from kaizen.serve.runs import RunManager, ServedRun, live_events
 from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id, stored_frames
 from kaizen.serve.target import RequestProblems, ServedTarget, served_target
@@ -177,13 +178,13 @@ def create_app(
         },
     )
     async def start_run(request: Request) -> Response:
-        body = await _read_json(request, max_body)
+        body = await read_json_body(request, max_body)
         if isinstance(body, Response):
             return body
         try:
             parameters = served.check(body)
         except RequestProblems as problems:
-            return _error(422, f"the inputs do not fit {served.name!r}", problems.problems)
+            return error_response(422, f"the inputs do not fit {served.name!r}", problems.problems)
         run = manager.submit(body, parameters)
         await manager.committed()  # from here on, every worker on the store knows the run
         links = _links(run.run_id)
@@ -209,7 +210,7 @@ def create_app(
             return JSONResponse(_live_state(run, served.name))
         row = await asyncio.to_thread(load_served_run, the_store, run_id)
         if row is None:
-            return _no_run(run_id)
+            return no_run_response(run_id)
         return JSONResponse(
             {
                 "run_id": row.run_id,
@@ -243,7 +244,7 @@ def create_app(
         else:
             row = await asyncio.to_thread(load_served_run, the_store, run_id)
             if row is None:
-                return _no_run(run_id)
+                return no_run_response(run_id)
             frames = stored_frames(the_store, run_id, after, keepalive)
         return StreamingResponse(
             frames,
@@ -267,20 +268,22 @@ def create_app(
         run = manager.live(run_id)
         if run is not None and run.status != "waiting":  # (a waiting run is the store's)
             if run.is_finished or not manager.cancel(run_id):
-                return _error(409, f"run {run_id!r} has finished ({run.status}); nothing to cancel")
+                return error_response(
+                    409, f"run {run_id!r} has finished ({run.status}); nothing to cancel"
+                )
             # ... and in the store, for the worker holding it if its lease moved meanwhile
             await asyncio.to_thread(request_cancel, the_store, run_id)
             return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
         row = await asyncio.to_thread(load_served_run, the_store, run_id)
         if row is None:
-            return _no_run(run_id)
+            return no_run_response(run_id)
         if row.status == "waiting":
             from kaizen.errors import RunNotWaitingError
 
             try:
                 await manager.cancel_waiting(run_id)
             except RunNotWaitingError as exc:  # a resume took it first
-                return _error(409, str(exc))
+                return error_response(409, str(exc))
             if run is not None:
                 manager.forget(run)
             return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
@@ -295,7 +298,7 @@ def create_app(
             or not await asyncio.to_thread(request_cancel, the_store, run_id)
         ):
             status = row.status if row is not None else "gone"
-            return _error(409, f"run {run_id!r} has finished ({status}); nothing to cancel")
+            return error_response(409, f"run {run_id!r} has finished ({status}); nothing to cancel")
         return JSONResponse({"run_id": run_id, "status": "cancelling", **_links(run_id)}, 202)
 
     @app.post(
@@ -324,24 +327,24 @@ def create_app(
             UnknownInterruptError,
         )
 
-        body = await _read_json(request, max_body)
+        body = await read_json_body(request, max_body)
         if isinstance(body, Response):
             return body
         problems = _resume_problems(body)
         if problems:
-            return _error(422, "the body is {\"answers\": {interrupt_id: answer}, \"by\": "
+            return error_response(422, "the body is {\"answers\": {interrupt_id: answer}, \"by\": "
                           "name}", problems)  # fmt: skip
         try:
             run = await manager.resume(run_id, body.get("answers") or {}, body.get("by"))
         except RunNotFoundError:
-            return _no_run(run_id)
+            return no_run_response(run_id)
         except RunNotWaitingError as exc:
-            return _error(409, str(exc))
+            return error_response(409, str(exc))
         except UnknownInterruptError as exc:
-            return _error(422, str(exc), [(f"answers.{exc.interrupt_id}", "no such open "
+            return error_response(422, str(exc), [(f"answers.{exc.interrupt_id}", "no such open "
                                            "interrupt")])  # fmt: skip
         except InterruptAnswerError as exc:
-            return _error(422, str(exc), [(f"answers.{exc.interrupt_id}", exc.problem)])
+            return error_response(422, str(exc), [(f"answers.{exc.interrupt_id}", exc.problem)])
         links = _links(run.run_id)
         return JSONResponse({"run_id": run.run_id, "status": run.status, **links}, 202)
 
@@ -364,9 +367,9 @@ def create_app(
         try:
             run = await manager.retry(run_id)
         except RunNotFoundError:
-            return _no_run(run_id)
+            return no_run_response(run_id)
         except RunConflictError as exc:
-            return _error(409, str(exc))
+            return error_response(409, str(exc))
         await manager.committed()
         return JSONResponse({"run_id": run.run_id, "status": run.status, **_links(run.run_id)},
                             202)  # fmt: skip
@@ -388,109 +391,13 @@ def create_app(
         try:
             run = await manager.replay(run_id)
         except RunNotFoundError as exc:
-            return _error(404, str(exc))
+            return error_response(404, str(exc))
         await manager.committed()
         links = _links(run.run_id)
         return JSONResponse({"run_id": run.run_id, "status": run.status, **links}, 202,
                             headers={"Location": links["url"]})  # fmt: skip
 
-    @app.post(
-        "/ag-ui",
-        summary="Run it with the AG-UI protocol: a RunAgentInput in, AG-UI events out (SSE)",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
-            "responses": {
-                "200": {"description": "AG-UI events", "content": {"text/event-stream": {}}},
-                "400": json_response("The body is not JSON", "Problem"),
-                "404": json_response("A resume names no run of this server", "Problem"),
-                "409": json_response("The resumed run waits for no answer", "Problem"),
-                "413": json_response("The body is too large", "Problem"),
-                "422": json_response("Not a RunAgentInput this target can run", "Problem"),
-                "501": json_response("The ag-ui extra is not installed", "Problem"),
-            },
-        },
-    )
-    async def ag_ui(request: Request) -> Response:
-        try:
-            from kaizen.serve import agui
-        except ModuleNotFoundError as exc:
-            if not (exc.name or "").startswith("ag_ui"):
-                raise
-            return _error(501, "AG-UI needs the ag-ui extra: pip install 'kaizen[ag-ui]'")
-        body = await _read_json(request, max_body)
-        if isinstance(body, Response):
-            return body
-        try:
-            started = await _agui_run(agui, body)
-        except agui.AguiInputError as exc:
-            return _error(422, f"not a RunAgentInput {served.name!r} can run", exc.problems)
-        except RequestProblems as problems:
-            return _error(422, f"the inputs do not fit {served.name!r}", problems.problems)
-        if isinstance(started, Response):
-            return started
-        stream, run, after = started
-        return StreamingResponse(
-            _agui_frames(agui, stream, run, after),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    async def _agui_run(agui: Any, body: Any) -> Any:
-        """(the AG-UI stream, the served run, the events already sent) for a RunAgentInput;
-        an error response for a resume that cannot be taken."""
-        from kaizen.errors import (
-            InterruptAnswerError,
-            RunNotFoundError,
-            RunNotWaitingError,
-            UnknownInterruptError,
-        )
-        from kaizen.store.served import load_served_events
-
-        run_input = agui.parse_input(body)
-        if not run_input.resume:
-            inputs = agui.inputs_of(run_input, served.request_schema)
-            run = manager.submit(inputs, served.check(inputs))
-            await manager.committed()
-            return agui.AguiStream(run_input, run.run_id), run, 0
-        run_id, answers, cancelled = agui.answers_of(run_input)
-        stream = agui.AguiStream(run_input, run_id)
-        events = await asyncio.to_thread(load_served_events, the_store, run_id, 0)
-        try:
-            if cancelled:
-                await manager.cancel_waiting(run_id)
-                return stream, None, 0
-            run = await manager.resume(run_id, answers, None)
-        except RunNotFoundError:
-            return _no_run(run_id)
-        except RunNotWaitingError as exc:
-            return _error(409, str(exc))
-        except UnknownInterruptError as exc:
-            return _error(422, str(exc), [("resume.interruptId", f"{run_id}:{exc.interrupt_id} "
-                                           "is no open interrupt")])  # fmt: skip
-        except InterruptAnswerError as exc:
-            return _error(422, str(exc), [("resume.payload", exc.problem)])
-        return stream, run, events[-1].seq if events else 0
-
-    async def _agui_frames(
-        agui: Any, stream: Any, run: ServedRun | None, after: int
-    ) -> AsyncIterator[bytes]:
-        for event in stream.start():
-            yield agui.encode(event)
-        if run is None:  # a resume that cancelled the run
-            for event in stream.end("cancelled"):
-                yield agui.encode(event)
-            return
-        async for item in live_events(run, after, keepalive, manager.committed):
-            if item is None:
-                yield KEEPALIVE
-                continue
-            for event in stream.feed(item[1], json.loads(item[2])):
-                yield agui.encode(event)
-        for event in stream.end(run.status, run.results, run.error):  # (waiting, or lost)
-            yield agui.encode(event)
+    mount_ag_ui(app, served, manager, the_store, max_body=max_body, keepalive=keepalive)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -544,7 +451,7 @@ class _ReadOnly:
         ):
             from kaizen.serve.ui.app import READ_ONLY
 
-            await _error(403, READ_ONLY)(scope, receive, send)
+            await error_response(403, READ_ONLY)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -576,7 +483,7 @@ class _RequireKey:
             query = scope.get("query_string", b"").decode("latin-1")
             await login_redirect(path + (f"?{query}" if query else ""))(scope, receive, send)
             return
-        denied = _error(401, _DENIED, headers={"WWW-Authenticate": "Bearer"})
+        denied = error_response(401, _DENIED, headers={"WWW-Authenticate": "Bearer"})
         await denied(scope, receive, send)
 
     def _valid(self, scope: Any) -> bool:
@@ -624,46 +531,6 @@ def _resolve(target: Any) -> ServedTarget:
 
 
 # -- requests and responses ------------------------------------------------------------------------
-
-
-async def _read_json(request: Request, limit: int) -> Any:
-    """The JSON body (an empty body is ``{}``), or the error response to send instead."""
-    too_big = f"the request body is larger than {limit} bytes (the server's limit)"
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return _error(413, too_big, [("body", too_big)])
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _error(413, too_big, [("body", too_big)])
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        why = f"is not JSON ({exc})"
-        return _error(400, f"the request body {why}", [("body", why)])
-
-
-def _error(
-    status: int,
-    detail: str,
-    fields: list[tuple[str, str]] | None = None,
-    *,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    content: dict[str, Any] = {"detail": detail}
-    if fields:
-        content["fields"] = [{"field": f, "message": m} for f, m in fields]
-    return JSONResponse(content, status_code=status, headers=headers)
-
-
-def _no_run(run_id: str) -> JSONResponse:
-    return _error(404, f"no run {run_id!r} on this server (or in its store)")
 
 
 def _resume_problems(body: Any) -> list[tuple[str, str]]:
