@@ -7,7 +7,7 @@
     POST /runs/{id}/resume     answers for a waiting run's interrupts; it goes on
     POST /runs/{id}/retry      a failed or cancelled run resumed from its checkpoints
     POST /runs/{id}/replay     a new run, its model and tool calls from a recorded run's
-    POST /ag-ui                the AG-UI protocol: a RunAgentInput in, its events out (agui_route.py)
+    POST /ag-ui                AG-UI: a RunAgentInput in, its events out (agui_route.py)
     GET  /ui                   the run browser (kaizen.serve.ui), unless ui=False
     GET  /openapi.json         request and response schemas from the target's inputs, outputs
     GET  /health               {"status": "ok"} (for load balancers)
