@@ -42,6 +42,7 @@ from kaizen.errors import (
     ConfigError,
     NodeExecutionError,
 )
+from kaizen.flow import Call, Flow, run_async, run_sync
 from kaizen.nodes.base import ExecutionPolicy
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.hooks import Middleware, check_hooks
@@ -418,20 +419,7 @@ class Agent:
         hooks: tuple[object, ...],
         resuming: tuple[dict[int, Any], Any] | None = None,
     ) -> ExecutionResult:
-        values, workflow, report, run_id, settings = self._prepare(inputs, sync=True)
-        started = time.perf_counter()
-        continuing = {self.name: resuming} if resuming is not None else None
-        try:
-            run = self.runtime.run(
-                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks],
-                inline_allowed=True, continuing=continuing,
-            )  # fmt: skip
-            results, _ = run_blocking(run)
-        except (NodeExecutionError, BudgetExceededError) as exc:
-            failure: BaseException = exc
-        else:
-            return self._ended(results, report, run_id, started, values, resuming, False)
-        return failed(self, failure, report, run_id, started, settings, values)
+        return run_sync(self._execution(inputs, hooks, resuming, sync=True))
 
     async def _execute_async(
         self,
@@ -439,19 +427,35 @@ class Agent:
         hooks: tuple[object, ...],
         resuming: tuple[dict[int, Any], Any] | None = None,
     ) -> ExecutionResult:
-        values, workflow, report, run_id, settings = self._prepare(inputs, sync=False)
+        return await run_async(self._execution(inputs, hooks, resuming, sync=False))
+
+    def _execution(
+        self,
+        inputs: Mapping[str, Any],
+        hooks: tuple[object, ...],
+        resuming: tuple[dict[int, Any], Any] | None,
+        *,
+        sync: bool,
+    ) -> Flow[ExecutionResult]:
+        """One execution, for either driver: the one-node engine workflow run on the agent's
+        runtime (`sync`: its nodes are the sync ones, run inline on this thread's loop; else
+        the async ones, on the running loop), then the result, completed, paused or failed."""
+        values, workflow, report, run_id, settings = self._prepare(inputs, sync=sync)
         started = time.perf_counter()
-        continuing = {self.name: resuming} if resuming is not None else None
+        options = {
+            "workflow": workflow, "parameters": {self.name: values}, "run_id": run_id,
+            "hooks": [report, *hooks],
+            "continuing": {self.name: resuming} if resuming is not None else None,
+        }  # fmt: skip
         try:
-            results, _ = await self.runtime.run(
-                workflow, {self.name: values}, run_id=run_id, hooks=[report, *hooks],
-                continuing=continuing,
-            )  # fmt: skip
+            results, _ = yield Call(self._run_inline, self.runtime.run, options)
         except (NodeExecutionError, BudgetExceededError) as exc:
-            failure: BaseException = exc
-        else:
-            return self._ended(results, report, run_id, started, values, resuming, True)
-        return failed(self, failure, report, run_id, started, settings, values)
+            return failed(self, exc, report, run_id, started, settings, values)
+        return self._ended(results, report, run_id, started, values, resuming, not sync)
+
+    def _run_inline(self, **options: Any) -> Any:
+        """The sync side of the run: inline nodes on this thread's event loop."""
+        return run_blocking(self.runtime.run(**options, inline_allowed=True))
 
     def _ended(
         self,
