@@ -68,6 +68,17 @@ def text_of(page: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
 
+def stored_as_completed(client: httpx.Client) -> httpx.Response:
+    """The runs list once it shows the run completed: the list reads the store, where a served
+    run's last row lands with the writer's next group commit, a moment after the API (the
+    run's memory) says completed."""
+    deadline = time.monotonic() + 30
+    while "✓ completed" not in text_of((listing := client.get("/ui")).text):
+        assert time.monotonic() < deadline, "the runs list never showed the run completed"
+        time.sleep(0.02)
+    return listing
+
+
 @pytest.fixture
 def served(store_location: str) -> Iterator[tuple[httpx.Client, str]]:
     """A server with the run browser, on each backend's store."""
@@ -85,7 +96,7 @@ def test_list_run_and_node_pages_show_the_run(served: tuple[httpx.Client, str]) 
     run_id = client.post("/runs", json={"question": "capital of France?"}).json()["run_id"]
     until(client, run_id, {"completed"})
 
-    listing = client.get("/ui")
+    listing = stored_as_completed(client)
     assert listing.status_code == 200
     row = text_of(listing.text)
     assert run_id[:12] in row and "✓ completed" in row and "qa_flow" in row and "served" in row
@@ -141,6 +152,7 @@ def test_missing_runs_nodes_and_statuses_are_pages_that_say_so(
 
     from kaizen.store.runs import prune
 
+    stored_as_completed(client)  # (its served row too, or prune would keep that)
     time.sleep(0.01)
     assert prune(Store.open(store), 0.0) >= 1  # the run was pruned
     pruned = client.get(f"/ui/runs/{run_id}")
