@@ -517,22 +517,23 @@ def ui_command(
         if not is_store_url(where) and not Path(where).exists():
             _fail(f"no store at {where}: run something first (`make demo`, `kaizen demo`), "
                   "or point --store at a Kaizen store")  # fmt: skip
-        browsed = Store(where, busy_timeout=UI_BUSY_TIMEOUT)
         if target is not None:
             from kaizen.mcp.serve import load_target
             from kaizen.serve.app import create_app
 
-            app = create_app(load_target(target), store=browsed, actions=allow_actions)
+            opened = Store.open(where)  # (a server writes runs: the store's own busy timeout)
+            app = create_app(load_target(target), store=opened, actions=allow_actions)
         else:
             from kaizen.serve.ui.app import create_browser_app
 
-            app = create_browser_app(browsed, allow_actions=allow_actions)
+            opened = Store(where, busy_timeout=UI_BUSY_TIMEOUT)
+            app = create_browser_app(opened, allow_actions=allow_actions)
     except ModuleNotFoundError as exc:
         _fail_without_serve_extra(exc, "kaizen ui")
     except (CliError, KaizenError) as exc:
         _fail(str(exc))
     mode = "actions on" if allow_actions else "read-only"
-    typer.echo(f"kaizen ui: {browsed.path} at http://{host}:{port}/ui ({mode}); Ctrl-C stops it")
+    typer.echo(f"kaizen ui: {opened.path} at http://{host}:{port}/ui ({mode}); Ctrl-C stops it")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
     except KeyboardInterrupt:
