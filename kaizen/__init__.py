@@ -32,6 +32,10 @@ _EXPORTS: dict[str, str] = {
     "CircuitOpenError": "kaizen.errors",
     "breakers": "kaizen.llm.resilience",
     "acting_as": "kaizen.observe.audit",
+    "AuditLog": "kaizen.observe.audit",
+    "AccessPolicy": "kaizen.observe.policy",
+    "ExecutionMonitor": "kaizen.observe.monitor",
+    "ExecutionOptimizer": "kaizen.observe.optimizer",
     "verify_audit": "kaizen.observe.audit",
     "allow": "kaizen.observe.policy",
     "deny": "kaizen.observe.policy",
@@ -175,6 +179,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AccessDeniedError",
+    "AccessPolicy",
     "Agent",
     "AgentConfig",
     "AgentLimitError",
@@ -183,6 +188,7 @@ __all__ = [
     "ApprovalDecision",
     "ApprovalRequired",
     "AuditChainError",
+    "AuditLog",
     "BreakerChanged",
     "BreakerHook",
     "Budget",
@@ -201,6 +207,8 @@ __all__ = [
     "Error",
     "EventKind",
     "ExecutionMetadata",
+    "ExecutionMonitor",
+    "ExecutionOptimizer",
     "ExecutionPolicy",
     "ExecutionResult",
     "Failed",
@@ -492,9 +500,17 @@ if TYPE_CHECKING:
         node,
         register_node_type,
     )
-    from kaizen.observe.audit import acting_as, verify_audit
+    from kaizen.observe.audit import AuditLog, acting_as, verify_audit
     from kaizen.observe.metrics import MetricsHook
-    from kaizen.observe.policy import allow, approve, deny, per_user, require_approval
+    from kaizen.observe.optimizer import ExecutionOptimizer
+    from kaizen.observe.policy import (
+        AccessPolicy,
+        allow,
+        approve,
+        deny,
+        per_user,
+        require_approval,
+    )
     from kaizen.observe.telemetry import CorrelationFilter, TracingHook, enable_tracing
     from kaizen.patterns import (
         ConsensusResult,

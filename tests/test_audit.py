@@ -151,3 +151,44 @@ def test_a_pending_approval_lives_in_the_store_of_its_run(
     results, _ = runtime.resume(run_id, workflow)
     assert results["gate"]["answer"] == "approved answer"
     assert not (tmp_path / ".kaizen").exists()  # nothing of this run went anywhere else
+
+
+def answer_a(messages: object) -> dict[str, str]:
+    return {"answer": "a"}
+
+
+def test_layer_4_is_hooks_attached_with_add_hook_and_travels_with_the_agent(home: Path) -> None:
+    import pickle
+
+    model = ScriptedModel(answer_a)
+    agent = kaizen.create_agent("gated", "question -> answer", {"model": model})
+    audit = kaizen.AuditLog("gated", home / "audit.jsonl")
+    agent.add_hook(audit)
+    agent.add_hook(kaizen.AccessPolicy("deny_all"))
+    with pytest.raises(AccessDeniedError, match="denies every execution"):
+        agent.execute(question="q")
+    assert model.calls == []
+    # the policy's decision went to the audit log the agent carries
+    entries = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert [(e["action"], e["decision"]) for e in entries] == [
+        ("access", "AccessDeniedError"),
+        ("execute", "failed: AccessDeniedError"),
+    ]
+    assert agent.enable_audit_logging() is audit  # the agent's own, not a second one
+
+    agent.set_access_policy("allow_all")  # replaces the policy it had
+    assert sum(isinstance(h, kaizen.AccessPolicy) for h in agent.hooks) == 1
+    assert agent.execute(question="q").answer == "a"
+
+    monitor = agent.get_execution_monitor()
+    assert agent.get_execution_monitor() is monitor
+    travelled = pickle.loads(pickle.dumps(agent))  # to a worker process, a Ray actor
+    assert type(travelled.get_execution_monitor()) is kaizen.ExecutionMonitor
+    assert [type(h).__name__ for h in travelled.hooks] == [
+        "AuditLog", "AccessPolicy", "ExecutionMonitor"
+    ]  # fmt: skip
+    copy = agent.with_signature("question -> answer, note")  # keeps its gates too
+    copy.set_access_policy("deny_all")
+    with pytest.raises(AccessDeniedError):
+        copy.execute(question="q")
+    assert agent.execute(question="q").answer == "a"  # the original's policy is its own

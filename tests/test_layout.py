@@ -288,3 +288,19 @@ def test_every_package_is_listed_for_installation() -> None:
             package = ".".join((name, *relative))
             assert package in listed, f"{package} is missing from pyproject's packages"
     assert set(mapping) <= listed
+
+
+def test_no_module_reads_an_agents_private_attributes() -> None:
+    """`Agent`'s state is its own: nodes, outcomes and layer 4 use its public methods."""
+    agent_module = ROOT / "kaizen" / "agents" / "agent.py"
+    for path in (ROOT / "kaizen").rglob("*.py"):
+        if path == agent_module:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            owner = ast.unparse(node.value)
+            if owner.split(".")[-1] == "agent" and not node.attr.startswith("__"):
+                raise AssertionError(
+                    f"{path.relative_to(ROOT)}:{node.lineno} reads {owner}.{node.attr}"
+                )

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kaizen.agents.config import (
     AgentConfig,
@@ -51,11 +51,15 @@ from kaizen.tools.toolset import ToolLike, Toolset, collect_tools
 
 if TYPE_CHECKING:
     from datetime import timedelta
+    from pathlib import Path
 
     from kaizen.agents.node import AgentNode
+    from kaizen.observe.audit import AuditLog
+    from kaizen.observe.monitor import ExecutionMonitor
+    from kaizen.observe.optimizer import ExecutionOptimizer
     from kaizen.runtime.local import LocalRuntime
     from kaizen.signatures import Signature
-    from kaizen.store.db import StorePath
+    from kaizen.store.db import Store, StorePath
     from kaizen.store.memory import Memory, MemoryProvider
     from kaizen.tools.tool import Tool
     from kaizen.workflow.builder import WorkflowBuilder
@@ -75,6 +79,8 @@ DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 # one-node workflows an agent keeps for execute(): one per sync/async and signature (an agent
 # without a signature has one per set of input names it was called with)
 _MAX_ENGINES = 64
+
+_H = TypeVar("_H")
 
 #: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
 AGENT_CONFIG_KEYS = frozenset(valid_keys())
@@ -135,10 +141,6 @@ class Agent:
         self._tool_sources: tuple[ToolLike, ...] = tuple(tools)
         collect_tools(self._tool_sources)  # bad tools and clashing names fail here, not in a run
         self._memory_options: dict[str, Any] | None = None
-        self._policy: Any = None  # layer 4 (kaizen.observe): access policy, audit, monitor
-        self._audit: Any = None
-        self._monitor: Any = None
-        self._optimizer: Any = None
         self._reset()
 
     def _reset(self) -> None:
@@ -163,7 +165,6 @@ class Agent:
             "hooks": self._hooks,
             "tools": self._tool_sources,
             "memory": self._memory_options,
-            "policy": self._policy,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -174,8 +175,6 @@ class Agent:
         self._hooks = state["hooks"]
         self._tool_sources = state.get("tools", ())
         self._memory_options = state.get("memory")
-        self._policy = state.get("policy")
-        self._audit = self._monitor = self._optimizer = None
         self._reset()
 
     def __repr__(self) -> str:
@@ -189,8 +188,14 @@ class Agent:
         return self._hooks
 
     def add_hook(self, hook: object) -> None:
-        """Observe this agent's moments with `hook` from now on."""
+        """Observe (or steer) this agent's moments with `hook` from now on: any lifecycle hook
+        or middleware, and layer 4's (`kaizen.observe`): an `ExecutionMonitor`, an
+        `ExecutionOptimizer`, an `AuditLog`, an `AccessPolicy`."""
         self._hooks = (*self._hooks, *check_hooks([hook]))
+
+    def _hook_of(self, kind: type[_H]) -> _H | None:
+        """The first of this agent's hooks that is a `kind`."""
+        return next((hook for hook in self._hooks if isinstance(hook, kind)), None)
 
     def add_middleware(self, middleware: object) -> None:
         """Steer this agent's node and its model calls with `middleware` (a `kaizen.Middleware`)
@@ -209,7 +214,12 @@ class Agent:
         self._tool_sources = sources
         self._fixed_tools = None
 
-    def _run_tools(self) -> list[Tool]:
+    @property
+    def has_tools(self) -> bool:
+        """Whether this agent acts with tools (a toolset counts, even one now empty)."""
+        return bool(self._tool_sources)
+
+    def tools_for_run(self) -> list[Tool]:
         """The tools for one run: fixed tools are collected once, toolsets on every run."""
         fixed = self._fixed_tools
         if fixed is not None:
@@ -267,46 +277,54 @@ class Agent:
         self.config = update.merged_over(self.config)
         self._settings = None
 
-    def get_execution_monitor(self) -> Any:
-        """This agent's `ExecutionMonitor` (made and registered on first call): summary,
+    def get_execution_monitor(self) -> ExecutionMonitor:
+        """This agent's `ExecutionMonitor` (made and added as a hook on first call): summary,
         alerts (docs/production.md)."""
-        if self._monitor is None:
-            from kaizen.observe.monitor import ExecutionMonitor
+        from kaizen.observe.monitor import ExecutionMonitor
 
-            self._monitor = ExecutionMonitor(self.name)
-            self.add_hook(self._monitor)
-        return self._monitor
+        monitor = self._hook_of(ExecutionMonitor)
+        if monitor is None:
+            monitor = ExecutionMonitor(self.name)
+            self.add_hook(monitor)
+        return monitor
 
-    def get_execution_optimizer(self) -> Any:
-        """This agent's `ExecutionOptimizer`: suggestions with evidence, auto-optimization."""
-        if self._optimizer is None:
-            from kaizen.observe.optimizer import ExecutionOptimizer
+    def get_execution_optimizer(self) -> ExecutionOptimizer:
+        """This agent's `ExecutionOptimizer` (made and added as a hook on first call):
+        suggestions with evidence, auto-optimization."""
+        from kaizen.observe.optimizer import ExecutionOptimizer
 
-            self._optimizer = ExecutionOptimizer(self)
-            self.add_hook(self._optimizer)
-        return self._optimizer
+        optimizer = self._hook_of(ExecutionOptimizer)
+        if optimizer is None:
+            optimizer = ExecutionOptimizer(self)
+            self.add_hook(optimizer)
+        return optimizer
 
-    def enable_audit_logging(self, path: str | Any = None) -> Any:
+    def enable_audit_logging(self, path: str | Path | None = None) -> AuditLog:
         """Append this agent's executions, model and tool calls and access decisions to a
         hash-chained audit file (`path`, default ``$KAIZEN_HOME/audit.jsonl``); returns the
-        `AuditLog`. Check it with ``kaizen audit verify PATH``."""
-        if self._audit is None:
-            from kaizen.observe.audit import AuditLog
+        `AuditLog` (a hook; the one the agent has if it has one). Check it with
+        ``kaizen audit verify PATH``."""
+        from kaizen.observe.audit import AuditLog
 
-            self._audit = AuditLog(self.name, path)
-            self.add_hook(self._audit)
-        return self._audit
+        audit = self._hook_of(AuditLog)
+        if audit is None:
+            audit = AuditLog(self.name, path)
+            self.add_hook(audit)
+        return audit
 
-    def set_access_policy(self, policy: Any, *, store: Any = None) -> None:
+    def set_access_policy(self, policy: Any, *, store: StorePath | Store | None = None) -> None:
         """Check `policy` (a name such as ``"team_lead_approval_required"``, or a callable
         ``(request) -> allow() | deny(reason) | require_approval(who)``) before each execution;
         approvals live in `store` (default: the store of the run, the one its runtime
-        checkpoints into, else the default store). See kaizen.observe.policy."""
-        from kaizen.observe.policy import policy_from
+        checkpoints into, else the default store). Replaces the agent's `AccessPolicy` hook,
+        if it had one. See kaizen.observe.policy."""
+        from kaizen.observe.policy import AccessPolicy
 
-        self._policy = (policy_from(policy), store)
+        gate = AccessPolicy(policy, store=store)
+        kept = tuple(hook for hook in self._hooks if not isinstance(hook, AccessPolicy))
+        self._hooks = (*kept, gate)
 
-    def _check_guards(self, inputs: Mapping[str, Any]) -> None:
+    def guard_inputs(self, inputs: Mapping[str, Any]) -> None:
         """The config's ``input_guards``: `InputGuardError` naming the field, before any call."""
         option = self.config.input_guards
         if option is not None:
@@ -316,16 +334,22 @@ class Agent:
             if guards is not None:
                 check_inputs(guards, self.name, inputs)
 
-    def _check_access(self, inputs: Mapping[str, Any], *, pause: bool = False) -> Budget | None:
-        """Before the node runs: the access policy's decision, audited; returns the user's
-        budget to charge with this execution's usage, if the policy gives one. `pause`: a
-        missing approval pauses the node (a workflow's node) instead of raising."""
-        from kaizen.observe.policy import admit
+    def admit(self, inputs: Mapping[str, Any], *, pause: bool = False) -> Budget | None:
+        """Before this agent's node runs, with its validated inputs: its `AuditLog` remembers
+        them and its `AccessPolicy` decides (audited); returns the user's budget to charge with
+        this execution's usage, if the policy gives one. `pause`: a missing approval pauses the
+        node (a workflow's node) instead of raising `ApprovalRequired`. Without either hook,
+        nothing happens."""
+        if not self._hooks:
+            return None
+        from kaizen.observe.policy import admit, gates_among
 
-        tools = tuple(t.name for t in self._run_tools()) if self._tool_sources else ()
-        model = self.settings().model_name if self._policy is not None else ""
-        return admit(self.name, inputs, model=model, tools=tools, policy=self._policy,
-                     audit=self._audit, pause=pause)  # fmt: skip
+        policy, audit = gates_among(self._hooks)
+        if policy is None and audit is None:
+            return None
+        tools = tuple(t.name for t in self.tools_for_run()) if self._tool_sources else ()
+        return admit(self.name, inputs, model=lambda: self.settings().model_name, tools=tools,
+                     policy=policy, audit=audit, pause=pause)  # fmt: skip
 
     def with_signature(self, signature: Any) -> Agent:
         """A copy of this agent (same name, config, hooks and tools) with another signature."""
@@ -505,7 +529,7 @@ class Agent:
     ) -> tuple[dict[str, Any], Workflow, ExecutionReport, str, ModelSettings]:
         signature = self.call_signature(inputs)
         values = signature.validate_inputs(inputs)  # before anything runs
-        self._check_guards(values)
+        self.guard_inputs(values)
         settings = self.settings()  # a ConfigError before anything runs, too
         workflow = self._engine(sync, signature)
         return values, workflow, ExecutionReport(self.name), uuid.uuid4().hex, settings

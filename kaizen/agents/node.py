@@ -88,14 +88,12 @@ class AgentNode(Node):
         agent, signature = self.agent, self.signature
         if not self._inputs_validated:  # (execute() validated and guarded them already)
             inputs = signature.validate_inputs(inputs)
-            agent._check_guards(inputs)
-        budget = None
-        if agent._policy is not None or agent._audit is not None:
-            # in a workflow a missing approval pauses the node; a direct execute() (which
-            # validated the inputs itself) raises ApprovalRequired, as the ADR documents
-            budget = agent._check_access(inputs, pause=not self._inputs_validated)
+            agent.guard_inputs(inputs)
+        # in a workflow a missing approval pauses the node; a direct execute() (which
+        # validated the inputs itself) raises ApprovalRequired, as the ADR documents
+        budget = agent.admit(inputs, pause=not self._inputs_validated)
         settings = agent.settings()
-        tools = agent._run_tools() if agent._tool_sources else ()
+        tools = agent.tools_for_run() if agent.has_tools else ()
         memory = agent.memory
         # a plan runs as a workflow of its own, on the agent's runtime
         runtime = agent.runtime if settings.strategy == "plan" else None

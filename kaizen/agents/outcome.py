@@ -65,7 +65,7 @@ def plan_parts(
         return None, None
     from kaizen.plans.strategy import last_plan
 
-    return last_plan(node_run.notes, agent, values, agent._run_tools())
+    return last_plan(node_run.notes, agent, values, agent.tools_for_run())
 
 
 def node_run_of(agent: Agent, run_id: str) -> NodeRun | None:
@@ -89,7 +89,7 @@ def failed(
         error = failure.__cause__  # the agent's own error, its chain intact
     node_run = node_run_of(agent, run_id)
     tool_calls = list(node_run.tool_calls) if node_run is not None else []
-    if isinstance(error, BudgetExceededError) and agent._tool_sources:
+    if isinstance(error, BudgetExceededError) and agent.has_tools:
         error = AgentLimitError(
             f"agent {agent.name!r} stopped (budget): {error}",
             agent=agent.name,

@@ -96,7 +96,6 @@ class AuditLog(
         self.agent = agent
         self.path = Path(path) if path is not None else default_audit_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _files_lock
         self._inputs: dict[tuple[str, str], str] = {}  # (run, node) -> input hash
 
     @property
@@ -115,7 +114,7 @@ class AuditLog(
         reason: str = "",
     ) -> dict[str, Any]:  # fmt: skip
         """Add one entry (inputs and outputs are hashed here); returns it."""
-        with self._lock:
+        with _files_lock:
             seq, prev = self._tail()
             entry: dict[str, Any] = {
                 "seq": seq, "time": time.time(), "agent": self.agent, "action": action,

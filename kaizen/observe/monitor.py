@@ -75,6 +75,14 @@ class ExecutionMonitor(ModelCallFinishHook, NodeFinishHook, RunFinishHook):
         self._runs = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # what it has gathered travels with its agent (a worker, a Ray actor); the lock does not
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- the ADR's interface --------------------------------------------------------------------
 
     def enable_real_time_tracking(self) -> None:

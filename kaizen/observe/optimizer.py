@@ -85,6 +85,14 @@ class ExecutionOptimizer(
         self._history = _History()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # what it has gathered travels with its agent (a worker, a Ray actor); the lock does not
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def enable_auto_optimization(self) -> None:
         """Apply safe suggestions (caching) as soon as their evidence is there."""
         self.auto = True
@@ -170,7 +178,7 @@ class ExecutionOptimizer(
             tools = self._history.tool_spans.pop(run_id, [])
             if len(tools) >= SEQUENTIAL_TOOL_CALLS and not _overlapping(tools):
                 self._history.serial_tool_runs.append(len(tools))
-            if calls > 1 and not self.agent._tool_sources:
+            if calls > 1 and not self.agent.has_tools:
                 self._history.reasked += 1
         if self.auto:
             self._maybe_apply()

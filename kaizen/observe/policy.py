@@ -4,8 +4,10 @@ A policy is a name (``"allow_all"``, ``"deny_all"``, ``"team_lead_approval_requi
 callable ``(AccessRequest) -> Decision``: `allow()`, `deny(reason)` or `require_approval(who)`;
 `per_user(...)` restricts models, tools and budgets per user (a user's `kaizen.Budget` is
 charged with the usage of each execution run for them; once it is used up, their next
-execution is denied). `agent.set_access_policy(policy)` checks it
-each time the agent's node starts, before any model call:
+execution is denied). An agent with an `AccessPolicy` among its hooks
+(``agent.add_hook(AccessPolicy(policy))``, which is what ``agent.set_access_policy(policy)``
+does) checks it each time its node starts, once its inputs are validated and before any model
+call:
 
 - deny: the node fails with `AccessDeniedError` naming the reason;
 - require approval: in a workflow, the node pauses for a person (`kaizen.interrupts`: an
@@ -30,22 +32,22 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from kaizen.errors import AccessDeniedError, ApprovalRequired, ConfigError, KaizenError
 from kaizen.flow import Flow
 from kaizen.interrupts import NodePaused, ask_approval, resumption
+from kaizen.observe.audit import AuditLog, current_user
 from kaizen.runtime.budget import Budget
 from kaizen.runtime.context import current_node_context
+from kaizen.runtime.hooks import Middleware
 from kaizen.store.db import Store, StorePath, store_of_run
 from kaizen.store.interrupts import ANSWER_APPROVALS, open_approvals
-
-if TYPE_CHECKING:
-    from kaizen.observe.audit import AuditLog
 
 _T = TypeVar("_T")
 
 __all__ = [
+    "AccessPolicy",
     "AccessRequest",
     "Allow",
     "Decision",
@@ -108,10 +110,23 @@ def require_approval(who: str) -> RequireApproval:
     return RequireApproval(who)
 
 
+def allow_all(request: AccessRequest) -> Decision:
+    return Allow()
+
+
+def deny_all(request: AccessRequest) -> Decision:
+    return Deny("the access policy denies every execution")
+
+
+def team_lead_approval_required(request: AccessRequest) -> Decision:
+    return RequireApproval("team_lead")
+
+
+# functions, not lambdas: an agent with a named policy pickles (to a worker, a Ray actor)
 NAMED: dict[str, Policy] = {
-    "allow_all": lambda request: Allow(),
-    "deny_all": lambda request: Deny("the access policy denies every execution"),
-    "team_lead_approval_required": lambda request: RequireApproval("team_lead"),
+    "allow_all": allow_all,
+    "deny_all": deny_all,
+    "team_lead_approval_required": team_lead_approval_required,
 }
 
 
@@ -163,6 +178,31 @@ def policy_from(policy: str | Policy) -> Policy:
     if not callable(policy):
         raise ConfigError(f"an access policy is a name or a callable, got {policy!r}")
     return policy
+
+
+class AccessPolicy(Middleware):
+    """An access policy on an agent, attached as a hook: ``agent.add_hook(AccessPolicy(policy,
+    store=...))`` (or ``agent.set_access_policy(policy, store=...)``, which replaces the one it
+    had). `policy`: a name in `NAMED` or a callable ``(AccessRequest) -> Decision``; `store`:
+    where approvals live (default: the store of the run).
+
+    It steers the agent's node from inside rather than through `before_node`: a decision needs
+    the agent's model and tools and its validated inputs, which a node call does not carry, so
+    the agent's node asks `admit` (through `Agent.admit`) before its first model call."""
+
+    def __init__(self, policy: str | Policy, *, store: StorePath | Store | None = None) -> None:
+        self.decide = policy_from(policy)
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"AccessPolicy({getattr(self.decide, '__name__', self.decide)!r})"
+
+
+def gates_among(hooks: tuple[object, ...]) -> tuple[AccessPolicy | None, AuditLog | None]:
+    """The access policy and the audit log among an agent's hooks (the first of each)."""
+    policy = next((hook for hook in hooks if isinstance(hook, AccessPolicy)), None)
+    audit = next((hook for hook in hooks if isinstance(hook, AuditLog)), None)
+    return policy, audit
 
 
 def approval_status(store: Store, run_id: str, node_id: str) -> tuple[str, str | None] | None:
@@ -285,16 +325,16 @@ def admit(
     agent: str,
     inputs: Mapping[str, Any],
     *,
-    model: str,
+    model: Callable[[], str],
     tools: tuple[str, ...],
-    policy: tuple[Policy, StorePath | Store | None] | None,
+    policy: AccessPolicy | None,
     audit: AuditLog | None,
     pause: bool = False,
 ) -> Budget | None:
     """Before agent `agent`'s node runs: its inputs remembered for the audit log, the access
-    policy's decision applied and audited. Returns the user's budget to charge with this
-    execution's usage (`charging`), if the policy gives one; raises as `check_access` does."""
-    from kaizen.observe.audit import current_user
+    policy's decision applied and audited. `model` gives the model's name (resolved only when
+    there is a policy to ask). Returns the user's budget to charge with this execution's usage
+    (`charging`), if the policy gives one; raises as `check_access` does."""
 
     context = current_node_context()
     run_id = context.run_id if context is not None else ""
@@ -303,10 +343,9 @@ def admit(
         audit.remember_input(run_id, node_id, dict(inputs))
     if policy is None:
         return None
-    decide, store = policy
-    request = AccessRequest(agent, current_user(), model, tools, inputs, run_id, node_id)
+    request = AccessRequest(agent, current_user(), model(), tools, inputs, run_id, node_id)
     try:
-        decision, detail, budget = check_access(decide, request, store, pause=pause)
+        decision, detail, budget = check_access(policy.decide, request, policy.store, pause=pause)
     except NodePaused:
         if audit is not None:
             audit.append("access", input=dict(inputs), run_id=run_id,
