@@ -12,7 +12,10 @@ rationales):
 - side kept: a sided debater (the optimist for, the pessimist against; see
   ``kaizen.patterns.debate.SIDES``) whose `position` output is its side (the schema forces it);
 - side contradiction: a sided debater whose *argument* the stance rule (`stance`, below) judges
-  to argue the other side;
+  to argue the other side; "side argued" counts those it judges to argue their own (the rest it
+  leaves unclear). On the embedded model a sided argument opens with a phrase of its side
+  (``kaizen.patterns.debate.SIDE_OPENINGS``): the rule judges what follows the opening, the
+  model's own words;
 - vote contradiction: a consensus vote whose rationale the stance rule judges to contradict the
   vote (an "agree" explained by "No, I do not agree ...");
 - empty answers, answers cut mid-word at the string cap, repeated answers (another agent of the
@@ -170,6 +173,18 @@ def stance_error(which: str = "held-out") -> tuple[int, int, int]:
 # --- the other checks ---------------------------------------------------------------------------
 
 
+def without_opening(text: str) -> str:
+    """An argument without the side's opening the embedded model's grammar made it start with
+    (`kaizen.patterns.debate.SIDE_OPENINGS`): what the model wrote itself is judged, so the
+    opening's own words ("benefit", "risk") never count towards the side it was given."""
+    from kaizen.patterns.debate import SIDE_OPENINGS
+
+    for opening in (o for side in SIDE_OPENINGS.values() for o in side):
+        if text.startswith(opening):
+            return text[len(opening) :].lstrip()
+    return text
+
+
 def cut_mid_word(text: str, cap: int) -> bool:
     """True for an answer that ran into the length cap and stops inside a sentence."""
     text = text.strip()
@@ -208,7 +223,7 @@ def check(answer: Answer, names: tuple[str, ...], cap: int) -> None:
     if answer.kind == "argument" and echoes_transcript(text, names):
         answer.problems.append("transcript echo")
     if answer.side is not None:
-        judged = stance(text)
+        judged = stance(without_opening(text) if answer.kind == "argument" else text)
         if judged != "unclear" and judged != answer.side:
             answer.problems.append(
                 "side contradiction" if answer.kind == "argument" else "vote contradiction"
@@ -296,10 +311,15 @@ def main() -> int:
     total = len(answers)
     wrong, unclear, labelled = stance_error()
     out_of_range = sum(not 0 <= c <= 1 for c in confidences)
+    argued = sum(
+        a.kind == "argument" and a.side is not None and stance(without_opening(a.text)) == a.side
+        for a in answers
+    )
     rows = [
         ("degenerate strings", found["degenerate"], total, "0"),
         ("transcript echo", found["transcript echo"], arguments, "0"),
         ("side contradiction", found["side contradiction"], sided, "halved"),
+        ("side argued (content)", argued, sided, ""),
         ("vote contradiction", found["vote contradiction"], votes, ""),
         ("side kept (position)", counts["side kept"], counts["sided arguments"], "all"),
         ("empty answers", found["empty"], total, "0"),

@@ -56,6 +56,14 @@ _SIDE_BRIEF = {
     "for": "You argue FOR the proposition: give a reason it is true or good.",
     "against": "You argue AGAINST the proposition: give a reason it is false or harmful.",
 }
+#: On the embedded model, a sided debater's argument opens with one of its side's phrases (its
+#: grammar admits only those) and goes on in the model's own words. A 135M model otherwise
+#: argues the popular side about a third of the time whatever its instructions say; an opening
+#: that names a benefit or a risk sets the direction of the sentence it then writes.
+SIDE_OPENINGS: dict[str, tuple[str, ...]] = {
+    "for": ("The main benefit is that", "The advantage is that", "What we gain is that"),
+    "against": ("The main risk is that", "The problem is that", "The downside is that"),
+}
 DEFAULT_JUDGE = "moderator"
 # what the debate gives agents whose own signatures lack it
 ARGUMENTS = SignatureField("arguments", list[str], "the debaters' final arguments, one per debater")
@@ -244,13 +252,18 @@ def _on_side(member: Member, side: str) -> Member:
     from typing import Literal
 
     from kaizen.agents.agent import Agent
+    from kaizen.llm.models import is_embedded_model
     from kaizen.signatures import Signature
 
     agent = member.agent
     if not member.has_output("position"):
         return member
     outputs = tuple(
-        replace(f, type=Literal[side]) if f.name == "position" else f
+        replace(f, type=Literal[side])
+        if f.name == "position"
+        else _opening_with(f, side)
+        if f.name == "argument" and f.type is str and is_embedded_model(agent.config.model)
+        else f
         for f in agent.signature.output_fields
     )
     # The side goes right after the persona's sentence: "You are a pessimist: ... You argue
@@ -270,6 +283,19 @@ def _on_side(member: Member, side: str) -> Member:
     signature = Signature(agent.signature.input_fields, outputs, instructions)
     config = agent.config.model_copy(update={"instructions": instructions, "system_prompt": None})
     return Member(member.key, Agent(agent.name, signature, config))
+
+
+def opening_pattern(side: str) -> str:
+    """The pattern of a sided argument on the embedded model: one of the side's openings
+    (`SIDE_OPENINGS`), then a clause in the model's words (a letter first, no quote, backslash
+    or control character), about 100 characters in all, as a prose output is."""
+    openings = "|".join(SIDE_OPENINGS[side])
+    return f'^({openings}) [A-Za-z][^"\\\\\\x00-\\x1f]{{15,70}}$'
+
+
+def _opening_with(field: SignatureField, side: str) -> SignatureField:
+    constraints = {k: v for k, v in field.constraints.items() if k != "min_length"}
+    return replace(field, constraints={**constraints, "pattern": opening_pattern(side)})
 
 
 def _distinct(judge: Member, debaters: Sequence[Member]) -> Member:

@@ -271,6 +271,13 @@ def test_the_demo_runs_on_the_embedded_model(
     # which side the model picked (a fresh clone's CI run of 2026-12-04 ruled "undecided")
     assert summary["debate"]["verdict"]["position"] in ("for", "against", "undecided")
     assert len(summary["consensus"]["result"]["votes"]) == 5
+    # a sided debater's argument opens with its side (structure: the grammar's doing)
+    from kaizen.patterns.debate import SIDE_OPENINGS
+
+    for transcript in summary["debate"]["rounds"]:
+        for entry in transcript:
+            if entry["debater"] == "pessimist":
+                assert entry["argument"].startswith(SIDE_OPENINGS["against"]), entry
 
 
 @pytest.mark.local_model

@@ -129,6 +129,45 @@ def test_role_agents_ask_for_prose_on_the_embedded_model_only() -> None:
     assert all(not f.constraints.get("min_length") for f in scripted.signature.output_fields)
 
 
+def sided_debaters(model: Any) -> dict[str, Any]:
+    from kaizen.patterns import create_debate_workflow
+
+    workflow = create_debate_workflow(
+        ["optimist", "pessimist", "pragmatist"], topic="Tabs beat spaces", rounds=1, model=model
+    ).build()
+    names = ("optimist", "pessimist", "pragmatist")
+    return {name: workflow.nodes[f"round1/{name}"].agent for name in names}  # type: ignore[attr-defined]
+
+
+def test_sided_arguments_open_with_their_side_on_the_embedded_model_only() -> None:
+    from kaizen.patterns.debate import SIDE_OPENINGS, SIDES
+
+    embedded = sided_debaters(LOCAL_MODEL)
+    for name in ("optimist", "pessimist"):
+        pattern = embedded[name].output_schema["properties"]["argument"]["pattern"]
+        side = SIDES[name]
+        for opening in SIDE_OPENINGS[side]:
+            assert re.match(pattern, f"{opening} it keeps the team in one room.")
+        other = next(s for s in SIDE_OPENINGS if s != side)
+        assert not re.match(pattern, f"{SIDE_OPENINGS[other][0]} it keeps the team in one room.")
+        assert not re.match(pattern, "Remote work is better than working in an office.")
+        assert not re.match(pattern, f'{SIDE_OPENINGS[side][0]} "quoted".')
+        # bounded as a prose output is: the grammar can close within the string cap
+        assert not re.match(pattern, f"{SIDE_OPENINGS[side][0]} {'a' * 100}")
+    assert "pattern" not in embedded["pragmatist"].output_schema["properties"]["argument"]
+    scripted = sided_debaters(ScriptedModel(lambda messages: {}))
+    for agent in scripted.values():
+        assert "pattern" not in agent.output_schema["properties"]["argument"]
+
+
+def test_the_side_openings_compile_to_a_grammar_llama_cpp_accepts() -> None:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    schema = sided_debaters(LOCAL_MODEL)["pessimist"].output_schema
+    grammar = json_schema_to_gbnf(json.dumps(bounded_schema(schema)))
+    assert "The main risk is" in grammar and "benefit" not in grammar  # (literals come split)
+
+
 # -- the short tool protocol ---------------------------------------------------------------------
 
 
