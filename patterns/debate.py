@@ -247,8 +247,9 @@ def _hearing(member: Member, field: SignatureField) -> Member:
 
 
 def _on_side(member: Member, side: str) -> Member:
-    """A role-name debater bound to `side`: its instructions name the side, and its `position`
-    output can only be that side (a small model otherwise drifts to the popular one)."""
+    """A role-name debater bound to `side`: its instructions name the side, its `position`
+    output can only be that side (a small model otherwise drifts to the popular one), and on
+    the embedded model its `argument` opens with one of the side's phrases (`SIDE_OPENINGS`)."""
     from typing import Literal
 
     from kaizen.agents.agent import Agent
