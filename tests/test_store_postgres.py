@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from kaizen import LocalRuntime, WorkflowBuilder
 from kaizen.errors import (
+    ConfigError,
     StoreError,
     StoreLockedError,
     StorePermissionError,
@@ -290,3 +291,13 @@ def test_a_postgres_url_opens_the_postgres_backend_and_a_path_the_sqlite_one(
 ) -> None:
     assert isinstance(Store.open(url), PostgresStore) and Store.open(url) is Store.open(url)
     assert Store.open(tmp_path / "k.db").dialect == "sqlite"
+
+
+def test_a_postgres_url_made_a_path_is_refused_rather_than_made_a_folder(tmp_path: Path) -> None:
+    """`Path("postgresql://...")` folds the "//": it must not become an SQLite file in a
+    folder named after the server (with the password in the folder's name)."""
+    folded = Path("postgresql://kaizen:s3cret@127.0.0.1:5432/runs")
+    with pytest.raises(ConfigError, match="folded") as refused:
+        Store.open(folded)
+    assert "s3cret" not in str(refused.value)
+    assert not Path("postgresql:").exists()

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 from kaizen import process
-from kaizen.errors import StoreError
+from kaizen.errors import ConfigError, StoreError
 from kaizen.store.schema import MIGRATIONS, Migration
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "default_store_location",
     "default_store_path",
     "is_store_url",
+    "redact_url",
     "run_store",
     "store_of_run",
 ]
@@ -93,12 +96,42 @@ def is_store_url(where: object) -> bool:
     return isinstance(where, str) and where.strip().lower().startswith(URL_SCHEMES)
 
 
+def redact_url(url: str) -> str:
+    """`url` with its password masked (``postgresql://user:***@host/db``)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed on access: a bad port raises here)
+    except ValueError:  # not a URL urllib can parse: mask whatever stands before the '@'
+        return _masked(url)
+    if not parts.netloc:  # "postgresql:/user:pw@host/db" (a folded '//'): no netloc to read
+        return _masked(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _masked(url: str) -> str:
+    return re.sub(r"(:/+[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def _location(where: StorePath | None) -> str:
     """The key of a store location: a URL as given, a file as its absolute path."""
     if where is None:
         return default_store_location()
     if is_store_url(where):
         return str(where).strip()
+    text = str(where).strip()
+    if text.lower().startswith(tuple(scheme[:-1] for scheme in URL_SCHEMES)):
+        # Path("postgresql://...") folds the "//": it would become an SQLite file in a folder
+        # named after the server
+        raise ConfigError(
+            f"store {redact_url(text)!r} looks like a Postgres URL whose '//' was folded (made "
+            "a Path?): pass the URL as a str, e.g. 'postgresql://user@host/db'"
+        )
     return str(Path(where).expanduser().absolute())
 
 

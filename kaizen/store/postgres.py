@@ -49,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from kaizen import process
 from kaizen.errors import (
@@ -60,7 +60,7 @@ from kaizen.errors import (
     StorePermissionError,
     StoreUnavailableError,
 )
-from kaizen.store.db import DEFAULT_BUSY_TIMEOUT, Follower, Store, StorePath
+from kaizen.store.db import DEFAULT_BUSY_TIMEOUT, Follower, Store, StorePath, redact_url
 from kaizen.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -73,22 +73,6 @@ __all__ = ["MIGRATE_LOCK", "WRITE_LOCK", "PostgresStore", "redact_url"]
 WRITE_LOCK = 0x6B61697A656E01  # held by each write transaction
 MIGRATE_LOCK = 0x6B61697A656E02  # held while the schema is brought up to date
 CHANNELS = ("kaizen_served", "kaizen_cancel")
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password masked (``postgresql://user:***@host/db``)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (parsed on access: a bad port raises here)
-    except ValueError:  # not a URL urllib can parse: mask whatever stands before the '@'
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _password_of(url: str) -> str:
