@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kaizen.moments import ModelCallFinished, NodeFinished, RunFinished
+from kaizen.observe.gathered import Gathered
 from kaizen.runtime.hooks import ModelCallFinishHook, NodeFinishHook, RunFinishHook
 
 __all__ = ["Alert", "ExecutionMonitor", "percentile"]
@@ -57,7 +57,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[rank]
 
 
-class ExecutionMonitor(ModelCallFinishHook, NodeFinishHook, RunFinishHook):
+class ExecutionMonitor(Gathered, ModelCallFinishHook, NodeFinishHook, RunFinishHook):
     """What the model calls of one agent (`node_id` given) or of every run of a runtime did."""
 
     name = "kaizen.monitor"
@@ -73,15 +73,7 @@ class ExecutionMonitor(ModelCallFinishHook, NodeFinishHook, RunFinishHook):
         self._calls: dict[str, list[_Call]] = defaultdict(list)
         self._run_cost: dict[str, float] = defaultdict(float)
         self._runs = 0
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # what it has gathered travels with its agent (a worker, a Ray actor); the lock does not
-        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        super().__init__()  # the lock (kaizen.observe.gathered)
 
     # -- the ADR's interface --------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import statistics
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from kaizen.moments import ModelCallFinished, ModelCallStarted, NodeFinished, ToolCallFinished
+from kaizen.observe.gathered import Gathered
 from kaizen.runtime.hooks import (
     ModelCallFinishHook,
     ModelCallStartHook,
@@ -73,7 +73,7 @@ class _History:
 
 
 class ExecutionOptimizer(
-    ModelCallStartHook, ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook
+    Gathered, ModelCallStartHook, ModelCallFinishHook, NodeFinishHook, ToolCallFinishHook
 ):
     name = "kaizen.optimizer"
 
@@ -83,15 +83,7 @@ class ExecutionOptimizer(
         self.targets: tuple[str, ...] = TARGETS
         self.applied: list[str] = []
         self._history = _History()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # what it has gathered travels with its agent (a worker, a Ray actor); the lock does not
-        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        super().__init__()  # the lock (kaizen.observe.gathered)
 
     def enable_auto_optimization(self) -> None:
         """Apply safe suggestions (caching) as soon as their evidence is there."""

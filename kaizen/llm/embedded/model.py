@@ -23,10 +23,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kaizen import process
 from kaizen.flow import Call, Flow, run_async, run_sync
@@ -79,6 +79,7 @@ REPETITION: dict[str, Any] = {
 #: follows the environment variable ``KAIZEN_LOCAL_BATCH`` (``0`` turns batching off).
 BATCHING: bool | None = None
 
+_T = TypeVar("_T")
 _load_lock = threading.Lock()
 _generate_lock = threading.Lock()
 # Loaded models, by the weights they run (`weights_for`): the embedded model, or a user's GGUF.
@@ -109,38 +110,43 @@ def resolved_weights(model: str = LOCAL_MODEL) -> Path:
 def _model(weights: Path | None = None) -> Any:
     """The loaded `llama_cpp.Llama` (the serialised path), created on first use (thread-safe)."""
     weights = weights or resolved_weights()
-    loaded = _llama.get(weights)
-    if loaded is not None:
-        return loaded
-    with _load_lock:
-        if weights not in _llama:
-            from llama_cpp import Llama
 
-            if not _llama:
-                # Free the models before interpreter teardown: Llama.__del__ at exit finds the
-                # llama.cpp bindings already gone and prints a TypeError.
-                atexit.register(_close)
-            _llama[weights] = Llama(
-                model_path=str(weights), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False
-            )
-    return _llama[weights]
+    def load() -> Any:
+        from llama_cpp import Llama
+
+        return Llama(model_path=str(weights), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
+
+    return _loaded(_llama, weights, load, _close)
 
 
 def _engine(weights: Path | None = None) -> BatchEngine:
     """The batched decoder (`kaizen.llm.embedded.engine`) of `weights` (default: the embedded
     model's), started on first use (thread-safe)."""
     weights = weights or resolved_weights()
-    engine = _batch_engine.get(weights)
-    if engine is not None:
-        return engine
-    with _load_lock:
-        if weights not in _batch_engine:
-            from kaizen.llm.embedded.engine import BatchEngine
 
-            if not _batch_engine:
-                atexit.register(_close_engine)
-            _batch_engine[weights] = BatchEngine(weights, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
-    return _batch_engine[weights]
+    def start() -> BatchEngine:
+        from kaizen.llm.embedded.engine import BatchEngine
+
+        return BatchEngine(weights, n_ctx=N_CTX_BATCH, n_threads=N_THREADS)
+
+    return _loaded(_batch_engine, weights, start, _close_engine)
+
+
+def _loaded(
+    cache: dict[Path, _T], weights: Path, make: Callable[[], _T], close: Callable[[], None]
+) -> _T:
+    """`cache[weights]`, made by `make` on first use under the load lock. The first one made
+    registers `close` at exit: the llama.cpp objects are freed before interpreter teardown
+    (their `__del__` at exit finds the bindings already gone and prints a TypeError)."""
+    found = cache.get(weights)
+    if found is not None:
+        return found
+    with _load_lock:
+        if weights not in cache:
+            if not cache:
+                atexit.register(close)
+            cache[weights] = make()
+    return cache[weights]
 
 
 def _close() -> None:
