@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +140,13 @@ def _json_fallback(value: Any) -> Any:
     return str(value)
 
 
+def builtin_user_message(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What ``templates/user.jinja`` renders for these input rows (each input's name, a colon,
+    its value on the next line; a blank line between inputs), without a template engine:
+    `tests/test_signatures_properties.py` checks the two agree."""
+    return "\n\n".join(f"{row['name']}:\n{row['value']}" for row in rows).strip()
+
+
 def render_messages(
     signature: Signature,
     inputs: Mapping[str, Any],
@@ -170,10 +177,10 @@ def render_messages(
         raise InputValidationError(
             f"cannot render the prompt: missing input(s) {names}", errors=missing
         )
-    if user_template is None:
-        compiled = _builtin_template("user.jinja")
-    else:
-        compiled = compile_user_template(user_template)
+    if user_template is None:  # templates/user.jinja, written out: it runs on every call
+        user = builtin_user_message(rows)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    compiled = compile_user_template(user_template)
     _, outputs = _field_context(signature)
     user = compiled.render(
         instructions=signature.instructions or default_instructions(signature),

@@ -165,3 +165,26 @@ def test_dumped_output_instances_parse_back_to_equal_values(
 ) -> None:
     sig, expected, raw = case
     assert parse_output(sig, raw) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+            st.text(st.characters(codec="utf-8"), max_size=40),
+        ),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda pair: pair[0],
+    )
+)
+def test_the_user_message_written_out_is_what_its_template_renders(
+    pairs: list[tuple[str, str]],
+) -> None:
+    """`render_messages` writes the built-in user template out in Python (it runs on every
+    model call); the template stays the reference."""
+    from kaizen.signatures.render import _builtin_template, builtin_user_message
+
+    rows = [{"name": name, "value": value} for name, value in pairs]
+    rendered = _builtin_template("user.jinja").render(inputs=rows).strip()
+    assert builtin_user_message(rows) == rendered

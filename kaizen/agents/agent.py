@@ -24,7 +24,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kaizen.agents.config import (
@@ -81,6 +82,8 @@ DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 _MAX_ENGINES = 64
 
 _H = TypeVar("_H")
+# (agent, its settings) while one of its executions runs: resolved once per execution
+_settled: ContextVar[tuple[Agent, ModelSettings] | None] = ContextVar("kaizen_settled")
 
 #: The agent config keys (`AgentConfig`'s fields), which an agent node's config may hold.
 AGENT_CONFIG_KEYS = frozenset(valid_keys())
@@ -193,9 +196,13 @@ class Agent:
         `ExecutionOptimizer`, an `AuditLog`, an `AccessPolicy`."""
         self._hooks = (*self._hooks, *check_hooks([hook]))
 
-    def _hook_of(self, kind: type[_H]) -> _H | None:
-        """The first of this agent's hooks that is a `kind`."""
-        return next((hook for hook in self._hooks if isinstance(hook, kind)), None)
+    def _hook_or_new(self, kind: type[_H], make: Callable[[], _H]) -> _H:
+        """The first of this agent's hooks that is a `kind`, else `make()`, added as a hook."""
+        hook = next((hook for hook in self._hooks if isinstance(hook, kind)), None)
+        if hook is None:
+            hook = make()
+            self.add_hook(hook)
+        return hook
 
     def add_middleware(self, middleware: object) -> None:
         """Steer this agent's node and its model calls with `middleware` (a `kaizen.Middleware`)
@@ -282,22 +289,14 @@ class Agent:
         alerts (docs/production.md)."""
         from kaizen.observe.monitor import ExecutionMonitor
 
-        monitor = self._hook_of(ExecutionMonitor)
-        if monitor is None:
-            monitor = ExecutionMonitor(self.name)
-            self.add_hook(monitor)
-        return monitor
+        return self._hook_or_new(ExecutionMonitor, lambda: ExecutionMonitor(self.name))
 
     def get_execution_optimizer(self) -> ExecutionOptimizer:
         """This agent's `ExecutionOptimizer` (made and added as a hook on first call):
         suggestions with evidence, auto-optimization."""
         from kaizen.observe.optimizer import ExecutionOptimizer
 
-        optimizer = self._hook_of(ExecutionOptimizer)
-        if optimizer is None:
-            optimizer = ExecutionOptimizer(self)
-            self.add_hook(optimizer)
-        return optimizer
+        return self._hook_or_new(ExecutionOptimizer, lambda: ExecutionOptimizer(self))
 
     def enable_audit_logging(self, path: str | Path | None = None) -> AuditLog:
         """Append this agent's executions, model and tool calls and access decisions to a
@@ -306,11 +305,7 @@ class Agent:
         ``kaizen audit verify PATH``."""
         from kaizen.observe.audit import AuditLog
 
-        audit = self._hook_of(AuditLog)
-        if audit is None:
-            audit = AuditLog(self.name, path)
-            self.add_hook(audit)
-        return audit
+        return self._hook_or_new(AuditLog, lambda: AuditLog(self.name, path))
 
     def set_access_policy(self, policy: Any, *, store: StorePath | Store | None = None) -> None:
         """Check `policy` (a name such as ``"team_lead_approval_required"``, or a callable
@@ -369,6 +364,9 @@ class Agent:
 
         Raises `ConfigError` when no model is configured and none is installed.
         """
+        settled = _settled.get(None)
+        if settled is not None and settled[0] is self:  # within this agent's own execution
+            return settled[1]
         key = environment_key()
         cached = self._settings
         if cached is None or cached[0] != key:
@@ -465,6 +463,8 @@ class Agent:
         runtime (`sync`: its nodes are the sync ones, run inline on this thread's loop; else
         the async ones, on the running loop), then the result, completed, paused or failed."""
         values, workflow, report, run_id, settings = self._prepare(inputs, sync=sync)
+        # its node reads these (`settings()`), not the environment again: a tenth of a call
+        settled = _settled.set((self, settings))
         started = time.perf_counter()
         options = {
             "workflow": workflow, "parameters": {self.name: values}, "run_id": run_id,
@@ -475,6 +475,8 @@ class Agent:
             results, _ = yield Call(self._run_inline, self.runtime.run, options)
         except (NodeExecutionError, BudgetExceededError) as exc:
             return failed(self, exc, report, run_id, started, settings, values)
+        finally:
+            _settled.reset(settled)
         return self._ended(results, report, run_id, started, values, resuming, not sync)
 
     def _run_inline(self, **options: Any) -> Any:

@@ -123,8 +123,24 @@ def response_format_for(schema: Mapping[str, Any], name: str = "output") -> dict
     """The OpenAI-style ``response_format`` asking for JSON that follows `schema`."""
     return {
         "type": "json_schema",
-        "json_schema": {"name": name, "schema": dict(schema), "strict": _strict_ok(schema)},
+        "json_schema": {"name": name, "schema": dict(schema), "strict": _strict_for(schema)},
     }
+
+
+# schema -> whether strict mode takes it, by identity: an agent sends the same (read-only)
+# output schema on every call, and walking it is a tenth of what Kaizen adds to a call
+_strict_cache: dict[int, tuple[Mapping[str, Any], bool]] = {}
+
+
+def _strict_for(schema: Mapping[str, Any]) -> bool:
+    known = _strict_cache.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    if len(_strict_cache) >= 256:
+        _strict_cache.clear()
+    strict = _strict_ok(schema)
+    _strict_cache[id(schema)] = (schema, strict)  # the schema is kept, so its id stays its own
+    return strict
 
 
 def _strict_ok(schema: Any) -> bool:
