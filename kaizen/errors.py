@@ -436,6 +436,7 @@ __all__ = [
     "PlanStepError",
     "RenderError",
     "ReplayMismatchError",
+    "RunConflictError",
     "RunNotFoundError",
     "RunNotWaitingError",
     "SignatureError",
@@ -451,3 +452,8 @@ __all__ = [
     "WorkflowChangedError",
     "WorkflowValidationError",
 ]
+
+
+class RunConflictError(KaizenError):
+    """What was asked of a served run does not fit its state (resume a run that did not fail;
+    `kaizen serve` answers 409)."""

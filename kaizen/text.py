@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union
 
-__all__ = ["degenerate", "shorten", "type_name"]
+__all__ = ["degenerate", "first_line", "shorten", "type_name"]
 
 _NONE = type(None)
 _MODULE_PREFIXES = ("typing.", "typing_extensions.", "collections.abc.", "builtins.")
@@ -67,6 +67,12 @@ def _class_name(cls: type, name_of: Callable[[type], str | None] | None) -> str:
     if cls.__module__ in ("builtins", "typing", "collections.abc"):
         return cls.__name__
     return cls.__qualname__
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, else the error's class name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def shorten(text: str, width: int) -> str:

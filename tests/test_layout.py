@@ -304,3 +304,13 @@ def test_no_module_reads_an_agents_private_attributes() -> None:
                 raise AssertionError(
                     f"{path.relative_to(ROOT)}:{node.lineno} reads {owner}.{node.attr}"
                 )
+
+
+def test_no_module_is_over_600_lines() -> None:
+    """One room per concern, each small enough to read whole (issue 20)."""
+    long = [
+        f"{path.relative_to(ROOT)}: {count} lines"
+        for path in source_files()
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > 600
+    ]
+    assert not long, "split these modules: " + ", ".join(long)

@@ -43,7 +43,7 @@ STATE = {
 KEPT = {
     # pure caches, keyed on the environment they were made from
     "kaizen.llm.http.session": {"_ssl_contexts", "_proxies"},
-    "kaizen.store.postgres": {"_sql_cache"},  # SQL with ? placeholders as psycopg wants it
+    "kaizen.store.pg_transaction": {"_sql_cache"},  # SQL with ? placeholders as psycopg wants it
     "kaizen.llm.models": {"_strict_cache"},  # whether strict mode takes a schema, by identity
     "kaizen.llm.litellm_adapter": {"_loaded", "_internal_call", "_providers", "_token_prices"},
     "kaizen.llm.resilience": {"node_announcer"},

@@ -34,6 +34,7 @@ from kaizen.cli.support import (
     to_json,
     write_run_files,
 )
+from kaizen.text import first_line
 
 if TYPE_CHECKING:
     from kaizen.runtime.record import RunRecord
@@ -165,7 +166,7 @@ def run(
             results, _ = runtime.execute(workflow, parameters, run_id=run_id, hooks=[display])
         except (NodeExecutionError, BudgetExceededError) as exc:
             write_run_files(workflow, runtime.get_record(run_id), exc.results, out, _note)
-            _fail(_one_line(exc), EXIT_RUN_FAILED)
+            _fail(first_line(exc), EXIT_RUN_FAILED)
         except KeyboardInterrupt:
             write_run_files(workflow, runtime.get_record(run_id), None, out, _note)
             _fail("interrupted; the run record shows what finished", EXIT_INTERRUPTED)
@@ -193,11 +194,6 @@ def _with_cause(exc: BaseException) -> str:
     if cause is not None and str(cause) not in text:
         text += f" (caused by {type(cause).__name__}: {cause})"
     return " ".join(text.split())  # one line
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _summary(record: RunRecord) -> str:

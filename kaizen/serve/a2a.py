@@ -217,7 +217,7 @@ class KaizenExecutor(AgentExecutor):
         )])  # fmt: skip
 
     async def _follow(self, run: ServedRun, after: int, updater: TaskUpdater) -> None:
-        from kaizen.serve.runs import live_events
+        from kaizen.serve.sse import live_events
 
         asked: list[dict[str, Any]] = []
         async for event in live_events(run, after, self.keepalive, self.manager.committed):

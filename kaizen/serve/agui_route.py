@@ -18,8 +18,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from kaizen.serve.openapi import json_response
 from kaizen.serve.replies import error_response, no_run_response, read_json_body
-from kaizen.serve.runs import RunManager, ServedRun, live_events
-from kaizen.serve.sse import KEEPALIVE
+from kaizen.serve.runs import RunManager, ServedRun
+from kaizen.serve.sse import KEEPALIVE, live_events
 from kaizen.serve.target import RequestProblems, ServedTarget
 from kaizen.store.db import Store
 

@@ -52,8 +52,14 @@ from kaizen.serve.openapi import (
     json_response,
 )
 from kaizen.serve.replies import error_response, no_run_response, read_json_body
-from kaizen.serve.runs import RunManager, ServedRun, live_events
-from kaizen.serve.sse import KEEPALIVE, encode_event, parse_last_event_id, stored_frames
+from kaizen.serve.runs import RunManager, ServedRun
+from kaizen.serve.sse import (
+    KEEPALIVE,
+    encode_event,
+    live_events,
+    parse_last_event_id,
+    stored_frames,
+)
 from kaizen.serve.target import RequestProblems, ServedTarget, served_target
 from kaizen.store.db import Store, StorePath
 from kaizen.store.served import load_served_run, request_cancel

@@ -31,16 +31,23 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from kaizen.errors import KaizenError
+from kaizen.errors import RunConflictError, RunNotFoundError
 from kaizen.moments import ChunkReceived, Moment, RunStarted, ToolCallFinished, ToolCallStarted
 from kaizen.runtime.hooks import MomentHook
 from kaizen.serve.leases import Leases
+from kaizen.serve.run import ServedRun
 from kaizen.serve.sse import dumps, frame
-from kaizen.store.served import FINISHED_STATUSES, ClaimedRun, ServedRunLog, cancel_requests
+from kaizen.store.served import (
+    ClaimedRun,
+    ServedRunLog,
+    ServedRunRow,
+    cancel_requests,
+    load_served_run,
+)
+from kaizen.text import first_line
 
 if TYPE_CHECKING:
     from kaizen.runtime.local import LocalRuntime
@@ -49,52 +56,11 @@ if TYPE_CHECKING:
     from kaizen.store.db import Store
     from kaizen.workflow.workflow import Workflow
 
-__all__ = ["RunConflictError", "RunManager", "ServedRun", "live_events"]
+__all__ = ["RunConflictError", "RunManager", "ServedRun"]
 
 log = logging.getLogger("kaizen.serve")
 
 CANCEL_POLL_SECONDS = 1.0  # how often cancels asked through another process are looked for
-
-
-class RunConflictError(KaizenError):
-    """What was asked of a run does not fit its state (resume a run that did not fail)."""
-
-
-@dataclass(eq=False)
-class ServedRun:
-    """One run this process started: its status, results and numbered events."""
-
-    run_id: str
-    parameters: dict[str, Any]
-    status: str = "queued"
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    results: Any = None
-    error: str | None = None
-    record: RunRecord | None = None
-    record_data: dict[str, Any] | None = None  # the record as JSON, once the run ended
-    events: list[tuple[int, str, str]] = field(default_factory=list)  # (id, kind, JSON)
-    task: asyncio.Task[None] | None = None
-    stored: bool = False  # every row of the finished run is committed
-    lost: bool = False  # another worker took it over (its lease expired): no more writes
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
-
-    def record_dict(self) -> dict[str, Any] | None:
-        if self.record_data is not None:
-            return self.record_data
-        return None if self.record is None else self.record.to_dict()
-
-    def changed(self) -> asyncio.Event:
-        """An event set at the next change (a new event, the end)."""
-        return self._changed
-
-    def _notify(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
 
 
 class RunManager:
@@ -191,12 +157,17 @@ class RunManager:
 
     def submit(self, body: dict[str, Any], parameters: Mapping[str, Any]) -> ServedRun:
         """Start a run of the target with checked `parameters` (`body`: as posted)."""
+        run = self._new_run(body)
+        run.task = asyncio.create_task(self._execute(run, parameters))
+        return run
+
+    def _new_run(self, body: dict[str, Any]) -> ServedRun:
+        """A new run (`body`: what was posted), held and written to the store under a lease."""
         assert self._log is not None, "RunManager.open() was not awaited"
         run = ServedRun(os.urandom(16).hex(), body)
         self._runs[run.run_id] = run
         self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created,
                           self.leases.owner, self.leases.until())  # fmt: skip
-        run.task = asyncio.create_task(self._execute(run, parameters))
         return run
 
     async def committed(self) -> None:
@@ -230,13 +201,8 @@ class RunManager:
         goes on; raises, taking nothing: `RunNotFoundError`, `RunNotWaitingError` (finished,
         cancelled, or resumed by another request first), `UnknownInterruptError`,
         `InterruptAnswerError`."""
-        from kaizen.errors import RunNotFoundError
-        from kaizen.store.served import load_served_run
-
         assert self._loop is not None and self._log is not None
-        row = await asyncio.to_thread(load_served_run, self.store, run_id)
-        if row is None:
-            raise RunNotFoundError(f"no run {run_id!r}", path=self.store.path)
+        row = await self._stored_row(run_id)
         run = await self._continued(run_id, row.parameters, row.created, "waiting")
         taken: asyncio.Future[None] = self._loop.create_future()
         run.task = asyncio.create_task(self._execute(run, None, (answers, by, taken)))
@@ -249,13 +215,10 @@ class RunManager:
         completed is not run again. `RunNotFoundError` when the store has no such run;
         `RunConflictError` when it did not fail or was not cancelled, when another request
         resumed it first (compare-and-set in the store), or when its inputs no longer fit."""
-        from kaizen.errors import RunNotFoundError
         from kaizen.serve.target import RequestProblems
-        from kaizen.store.served import load_served_run, reopen
+        from kaizen.store.served import reopen
 
-        row = await asyncio.to_thread(load_served_run, self.store, run_id)
-        if row is None:
-            raise RunNotFoundError(f"no run {run_id!r}", path=self.store.path)
+        row = await self._stored_row(run_id)
         try:
             parameters = self.target.check(row.parameters)
         except RequestProblems as exc:
@@ -278,10 +241,8 @@ class RunManager:
         """A new run with recorded run `run_id`'s parameters, every model and tool call served
         from its recording (`kaizen.replay`). `RunNotFoundError` when the run is unknown or
         was not recorded."""
-        from kaizen.errors import RunNotFoundError
         from kaizen.store.runs import load_run
 
-        assert self._log is not None
         info = await asyncio.to_thread(load_run, self.store, run_id)
         if not info.recorded:
             raise RunNotFoundError(
@@ -289,13 +250,16 @@ class RunManager:
                 "--record`) to replay its runs",
                 path=self.store.path,
             )
-        body = {"replay_of": run_id}
-        run = ServedRun(os.urandom(16).hex(), body)
-        self._runs[run.run_id] = run
-        self._log.created(run.run_id, self.target.name, run.status, dumps(body), run.created,
-                          self.leases.owner, self.leases.until())  # fmt: skip
+        run = self._new_run({"replay_of": run_id})
         run.task = asyncio.create_task(self._execute(run, None, replay_of=run_id))
         return run
+
+    async def _stored_row(self, run_id: str) -> ServedRunRow:
+        """The store's row of run `run_id` (any worker's); `RunNotFoundError` if none."""
+        row = await asyncio.to_thread(load_served_run, self.store, run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r}", path=self.store.path)
+        return row
 
     def forget(self, run: ServedRun) -> None:
         """Stop answering for `run` from memory (the store holds what it became)."""
@@ -388,11 +352,11 @@ class RunManager:
         except asyncio.CancelledError:
             status, error = "cancelled", "the run was cancelled"
         except (NodeExecutionError, BudgetExceededError) as exc:
-            status, error = "failed", _first_line(exc)
+            status, error = "failed", first_line(exc)
             results = self.target.results(exc.results or {})
         except Exception as exc:  # a run's failure is the run's, never the server's
             log.exception("kaizen serve: run %s failed unexpectedly", run.run_id)
-            status, error = "failed", f"{type(exc).__name__}: {_first_line(exc)}"
+            status, error = "failed", f"{type(exc).__name__}: {first_line(exc)}"
         try:
             self._finish(run, status, results, error, record or run.record)
         except Exception:
@@ -410,7 +374,7 @@ class RunManager:
         assert self._log is not None
         if run.lost:  # another worker took it over: the end is that worker's to write
             run.task = None
-            run._notify()
+            run.notify()
             return
         results_text = json.dumps(results, ensure_ascii=False, default=str)
         record_text = record_json(record) if record is not None else None
@@ -427,7 +391,7 @@ class RunManager:
         )  # fmt: skip
         run.task = None
         self._unstored.append(run)
-        run._notify()
+        run.notify()
 
     async def _wait(self, run: ServedRun, record: RunRecord) -> None:
         """The run waits for a person (its interrupt events were sent): the store holds it
@@ -441,7 +405,7 @@ class RunManager:
         self._log.status(run.run_id, "waiting")
         await self._log.aflush()
         run.status = "waiting"
-        run._notify()  # live streams end here; a reconnecting client follows the store
+        run.notify()  # live streams end here; a reconnecting client follows the store
         self._unstored.append(run)
 
     def _set_status(self, run: ServedRun, status: str) -> None:
@@ -458,7 +422,7 @@ class RunManager:
         text = dumps(data)
         run.events.append((seq, kind, text))
         self._log.event(run.run_id, seq, kind, text)
-        run._notify()
+        run.notify()
 
     def _heard(self, run: ServedRun, event: Moment) -> None:
         """A moment of the run (from the driver, or a node's thread): its frame, in order."""
@@ -609,31 +573,3 @@ def _calls_models(workflow: Workflow) -> bool:
 def _failure_of(record: RunRecord) -> str:
     failed = [f"{n.node_id}: {n.error}" for n in record.nodes.values() if n.error]
     return "; ".join(failed) or f"the run ended {record.status}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-async def live_events(
-    run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
-) -> AsyncIterator[tuple[int, str, str] | None]:
-    """A live run's events after the `after`-th, `(seq, kind, JSON)`, None after `keepalive`
-    idle seconds; until it ends or waits. Only once committed (group commit), so a client
-    never saw an event a worker that took the run over would number again."""
-    sent = after
-    while True:
-        changed = run.changed()
-        fresh = run.events[sent:]
-        if fresh:
-            await committed()
-        for event in fresh:
-            yield event
-            sent = event[0]
-        if (run.is_finished or run.status == "waiting" or run.lost) and sent >= len(run.events):
-            return  # (a waiting run's stream ends: a client reconnecting follows the store)
-        try:
-            await asyncio.wait_for(changed.wait(), keepalive)
-        except TimeoutError:
-            yield None

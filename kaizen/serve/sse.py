@@ -20,15 +20,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from kaizen.moments import Moment
 from kaizen.store.db import Store
 from kaizen.store.served import load_served_events, load_served_run
 
+if TYPE_CHECKING:
+    from kaizen.serve.runs import ServedRun
+
 __all__ = [
-    "KEEPALIVE", "STORED_POLL_SECONDS", "encode_event", "frame", "parse_last_event_id",
+    "KEEPALIVE",
+    "STORED_POLL_SECONDS",
+    "encode_event",
+    "frame",
+    "live_events",
+    "parse_last_event_id",
     "stored_frames",
 ]  # fmt: skip
 
@@ -99,3 +107,26 @@ async def stored_frames(
             started = time.monotonic()
             await news.wait(STORED_POLL_SECONDS)
             idle += time.monotonic() - started
+
+
+async def live_events(
+    run: ServedRun, after: int, keepalive: float, committed: Callable[[], Awaitable[None]]
+) -> AsyncIterator[tuple[int, str, str] | None]:
+    """A live run's events after the `after`-th, `(seq, kind, JSON)`, None after `keepalive`
+    idle seconds; until it ends or waits. Only once committed (group commit), so a client
+    never saw an event a worker that took the run over would number again."""
+    sent = after
+    while True:
+        changed = run.changed()
+        fresh = run.events[sent:]
+        if fresh:
+            await committed()
+        for event in fresh:
+            yield event
+            sent = event[0]
+        if (run.is_finished or run.status == "waiting" or run.lost) and sent >= len(run.events):
+            return  # (a waiting run's stream ends: a client reconnecting follows the store)
+        try:
+            await asyncio.wait_for(changed.wait(), keepalive)
+        except TimeoutError:
+            yield None

@@ -53,6 +53,7 @@ __all__ = [
     "default_store_location",
     "default_store_path",
     "is_store_url",
+    "password_of",
     "redact_url",
     "run_store",
     "store_of_run",
@@ -112,6 +113,15 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def password_of(url: str) -> str:
+    """The password in a store URL ("" when it has none), to scrub from messages."""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        found = re.search(r"://[^:/@]*:([^@]*)@", url)
+        return found.group(1) if found else ""
 
 
 def _masked(url: str) -> str:

@@ -40,16 +40,12 @@ from every error message that could carry it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from kaizen import process
 from kaizen.errors import (
@@ -60,27 +56,26 @@ from kaizen.errors import (
     StorePermissionError,
     StoreUnavailableError,
 )
-from kaizen.store.db import DEFAULT_BUSY_TIMEOUT, Follower, Store, StorePath, redact_url
+from kaizen.store.db import (
+    DEFAULT_BUSY_TIMEOUT,
+    Follower,
+    Store,
+    StorePath,
+    password_of,
+    redact_url,
+)
+from kaizen.store.listen import Listener
+from kaizen.store.pg_transaction import WRITE_LOCK, Transaction, lost, pg_sql, to_pyformat
 from kaizen.store.schema import MIGRATIONS
 
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["MIGRATE_LOCK", "WRITE_LOCK", "PostgresStore", "redact_url"]
+__all__ = ["MIGRATE_LOCK", "WRITE_LOCK", "PostgresStore", "redact_url", "to_pyformat"]
 
 # advisory lock keys (any 64-bit numbers no other application is likely to pick)
-WRITE_LOCK = 0x6B61697A656E01  # held by each write transaction
 MIGRATE_LOCK = 0x6B61697A656E02  # held while the schema is brought up to date
-CHANNELS = ("kaizen_served", "kaizen_cancel")
-
-
-def _password_of(url: str) -> str:
-    try:
-        return urlsplit(url).password or ""
-    except ValueError:
-        found = re.search(r"://[^:/@]*:([^@]*)@", url)
-        return found.group(1) if found else ""
 
 
 def _env_number(name: str, default: float, kind: type[int] | type[float]) -> Any:
@@ -106,173 +101,6 @@ def _import_driver() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?|%")
-
-
-def to_pyformat(sql: str) -> str:
-    """SQL written with ``?`` placeholders as psycopg wants it (``%s``; a literal ``%`` doubled);
-    string literals are left as they are."""
-    return _PLACEHOLDER.sub(
-        lambda m: "%s" if m.group() == "?" else "%%" if m.group() == "%" else m.group(), sql
-    )
-
-
-_sql_cache: dict[str, str] = {}
-
-
-def _pg(sql: str) -> str:
-    converted = _sql_cache.get(sql)
-    if converted is None:
-        if len(_sql_cache) > 4096:
-            _sql_cache.clear()
-        converted = _sql_cache[sql] = to_pyformat(sql)
-    return converted
-
-
-class _Rows:
-    """What a statement gave (fetched at once): a cursor's reading methods."""
-
-    __slots__ = ("_at", "rowcount", "rows")
-
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
-        self.rows = rows
-        self.rowcount = rowcount
-        self._at = 0
-
-    def fetchone(self) -> Any:
-        if self._at >= len(self.rows):
-            return None
-        self._at += 1
-        return self.rows[self._at - 1]
-
-    def fetchall(self) -> list[Any]:
-        rest, self._at = self.rows[self._at :], len(self.rows)
-        return rest
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
-@dataclass
-class _Statement:
-    sql: str
-    parameters: Any
-    many: bool
-    rows: list[Any] = field(default_factory=list)
-    rowcount: int = -1
-
-
-class _Transaction:
-    """The connection a `write()` block gets: ``?`` SQL, results fetched at once, and every
-    statement kept so that a lost connection can be replaced and the transaction replayed
-    once (see the module docstring).
-
-    Round trips are what a write costs on a server: the transaction's ``BEGIN`` and lock go
-    out with its first statement, and `executemany` is sent with the next `execute` or the
-    commit (its cursor's `rowcount` is -1: nothing waits for it), all as one query text; the
-    ``COMMIT`` goes alone, so a connection lost before it loses nothing that cannot be
-    replayed; for a write the caller declares idempotent, the ``COMMIT`` goes with the rest (a
-    checkpoint is one round trip)."""
-
-    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
-        self.store = store
-        self.driver = store.driver
-        self.connection = connection
-        self.statements: list[_Statement] = []  # sent and answered, in order
-        self.deferred: list[_Statement] = []  # executemany's not sent yet
-        self.begun = False
-        self.replayed = False
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
-        statement = _Statement(sql, tuple(parameters), many=False)
-        self._send([*self.deferred, statement])
-        return _Rows(list(statement.rows), statement.rowcount)
-
-    def executemany(self, sql: str, parameters: Sequence[Sequence[Any]]) -> _Rows:
-        self.deferred.append(_Statement(sql, [tuple(p) for p in parameters], many=True))
-        return _Rows([], -1)
-
-    def flush(self) -> None:
-        """Send what is deferred (before the commit)."""
-        if self.deferred or not self.begun:
-            self._send(list(self.deferred))
-
-    def flush_and_commit(self) -> None:
-        """Send what is deferred with the COMMIT (an idempotent write: sent again whole on a
-        new connection if this one is lost, whether or not it had landed)."""
-        self._send(list(self.deferred), commit=True)
-
-    def _send(self, batch: list[_Statement], commit: bool = False) -> None:
-        try:
-            self._round_trip(batch, commit)
-        except self.store.driver.OperationalError as exc:
-            if not _lost(self.connection) or self.replayed:
-                raise
-            self._replace(exc)
-            self._round_trip(batch, commit)
-        self.deferred.clear()
-        self.statements += batch
-
-    def _round_trip(self, batch: list[_Statement], commit: bool = False) -> None:
-        """Send `batch` (after BEGIN and the writers' lock, when not begun) as one query text,
-        its parameters bound by the driver's client-side binding (escaped literals), and read
-        each statement's result: one round trip."""
-        cursor = self.driver.ClientCursor(self.connection)
-        parts: list[str] = []
-        if not self.begun:
-            parts += ["BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"]
-        for statement in batch:
-            sql = _pg(statement.sql)
-            rows = statement.parameters if statement.many else [statement.parameters]
-            parts += [cursor.mogrify(sql, row or None) for row in rows]
-        if commit:
-            parts.append("COMMIT")
-        try:
-            cursor.execute(";\n".join(parts).encode(), prepare=False)
-            if not self.begun:
-                cursor.nextset()  # BEGIN
-                cursor.nextset()  # the lock
-            self.begun = True
-            for statement in batch:
-                count = len(statement.parameters) if statement.many else 1
-                statement.rowcount = 0 if statement.many else -1
-                for _ in range(count):
-                    if statement.many:
-                        statement.rowcount += max(cursor.rowcount, 0)
-                    else:
-                        statement.rowcount = cursor.rowcount
-                        statement.rows = (
-                            [tuple(row) for row in cursor.fetchall()] if cursor.description else []
-                        )
-                    cursor.nextset()
-        finally:
-            cursor.close()
-
-    def _replace(self, lost: Exception) -> None:
-        """A new connection, the transaction so far replayed on it (once)."""
-        self.replayed = True
-        self.store.pool.putconn(self.connection)  # the pool discards a broken connection
-        self.store.discard_lost()
-        self.connection = self.store.pool.getconn(timeout=self.store.timeout)
-        self.begun = False
-        sent, self.statements = self.statements, []
-        again = [_Statement(s.sql, s.parameters, s.many) for s in sent]
-        self._round_trip(again)
-        for before, after in zip(sent, again, strict=True):
-            if (after.rows, after.rowcount) != (before.rows, before.rowcount):
-                raise StoreUnavailableError(
-                    f"store {self.store.path}: the connection was lost mid-transaction and the "
-                    "store changed meanwhile, so the transaction was not replayed; nothing of "
-                    "it landed, try again",
-                    path=self.store.path,
-                ) from lost
-        self.statements = again
-
-
-def _lost(connection: psycopg.Connection[Any]) -> bool:
-    return bool(connection.closed or getattr(connection, "broken", False))
-
-
 class PostgresStore(Store):
     """The store on a PostgreSQL server (see the module docstring)."""
 
@@ -296,7 +124,7 @@ class PostgresStore(Store):
         self.driver = driver
         self.url = str(path if path is not None else os.environ.get("KAIZEN_STORE_URL", ""))
         self.path = redact_url(self.url)
-        self._password = _password_of(self.url)
+        self._password = password_of(self.url)
         self.busy_timeout = busy_timeout
         self.timeout = (
             timeout if timeout is not None else _env_number("KAIZEN_STORE_TIMEOUT", 30.0, float)
@@ -316,7 +144,7 @@ class PostgresStore(Store):
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
         self._generation = process.generation
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
         connection = self._connect()  # errors surface here: the URL, the server, the login
         try:
             self._migrate(connection)
@@ -412,14 +240,14 @@ class PostgresStore(Store):
     # -- reading and writing -----------------------------------------------------------------------
 
     @contextmanager
-    def write(self, *, idempotent: bool = False) -> Iterator[_Transaction]:
+    def write(self, *, idempotent: bool = False) -> Iterator[Transaction]:
         """One write transaction (see the module docstring); `idempotent` (see
         `Store.write`): the COMMIT goes with the last statements, one round trip fewer."""
         try:
             connection = self.pool.getconn(timeout=self.timeout)
         except Exception as exc:
             raise self.translate(exc, "write") from None
-        transaction = _Transaction(self, connection)
+        transaction = Transaction(self, connection)
         try:
             try:
                 yield transaction
@@ -441,7 +269,7 @@ class PostgresStore(Store):
         try:
             connection.execute("COMMIT")
         except self.driver.OperationalError as exc:
-            if _lost(connection):
+            if lost(connection):
                 raise StoreUnavailableError(
                     f"store {self.path}: the connection was lost while committing, so this "
                     "write may or may not have landed; check, then try again "
@@ -458,10 +286,10 @@ class PostgresStore(Store):
         for attempt in (1, 2):
             with self._connection("read") as connection:
                 try:
-                    cursor = connection.execute(_pg(sql), tuple(parameters) or None)
+                    cursor = connection.execute(pg_sql(sql), tuple(parameters) or None)
                     return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
                 except self.driver.OperationalError as exc:
-                    if attempt == 1 and _lost(connection):
+                    if attempt == 1 and lost(connection):
                         self.discard_lost()
                         continue
                     raise self.translate(exc, "read") from None
@@ -586,107 +414,21 @@ class PostgresStore(Store):
         )
         return [(int(i), float(score)) for i, score in rows]
 
+    def _listen_connection(self) -> psycopg.Connection[Any]:
+        return self.driver.connect(self.url, autocommit=True, application_name="kaizen listener")
+
     def follow(self, channel: str, key: str | None = None) -> Follower:
         with self._pool_lock:
             if self._generation != process.generation:
                 self._pool, self._listener = None, None
                 self._generation = process.generation
             if self._listener is None or not self._listener.alive():
-                self._listener = _Listener(self)
+                self._listener = Listener(self._listen_connection, self.path)
             listener = self._listener
         return listener.follower(channel, key)
 
 
 def _rollback(connection: psycopg.Connection[Any]) -> None:
-    if not _lost(connection):
+    if not lost(connection):
         with contextlib.suppress(Exception):
             connection.execute("ROLLBACK")
-
-
-class _PostgresFollower(Follower):
-    """Hears `channel` notices for `key` (any, for None) from the store's listener."""
-
-    def __init__(self, listener: _Listener, channel: str, key: str | None) -> None:
-        self.listener = listener
-        self.channel = channel
-        self.key = key
-        self.loop = asyncio.get_running_loop()
-        self.heard = asyncio.Event()
-
-    def wake(self) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            self.loop.call_soon_threadsafe(self.heard.set)
-
-    async def wait(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self.heard.wait(), timeout)
-        except TimeoutError:
-            return False
-        self.heard.clear()
-        return True
-
-    def close(self) -> None:
-        self.listener.forget(self)
-
-
-class _Listener:
-    """One LISTEN connection per store and process, on a daemon thread: wakes the followers
-    of each notice. Reconnects after a lost connection (followers fall back to their timeout
-    meanwhile)."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-        self.followers: set[_PostgresFollower] = set()
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(
-            target=self._listen, name=f"kaizen-store-listener {store.path}", daemon=True
-        )
-        self.thread.start()
-
-    def alive(self) -> bool:
-        return self.thread.is_alive() and not self.stopped.is_set()
-
-    def follower(self, channel: str, key: str | None) -> Follower:
-        follower = _PostgresFollower(self, channel, key)
-        with self.lock:
-            self.followers.add(follower)
-        return follower
-
-    def forget(self, follower: _PostgresFollower) -> None:
-        with self.lock:
-            self.followers.discard(follower)
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-    def _listen(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                connection = self.store.driver.connect(
-                    self.store.url, autocommit=True, application_name="kaizen listener"
-                )
-            except Exception:
-                self.stopped.wait(1.0)
-                continue
-            try:
-                for channel in CHANNELS:
-                    connection.execute(f"LISTEN {channel}")
-                while not self.stopped.is_set():
-                    for notice in connection.notifies(timeout=0.5):
-                        self._heard(notice.channel, notice.payload)
-            except Exception:
-                self.stopped.wait(0.2)  # lost: listen again on a new connection
-            finally:
-                with contextlib.suppress(Exception):
-                    connection.close()
-
-    def _heard(self, channel: str, payload: str) -> None:
-        with self.lock:
-            woken = [
-                f
-                for f in self.followers
-                if f.channel == channel and (f.key is None or f.key == payload)
-            ]
-        for follower in woken:
-            follower.wake()
