@@ -23,6 +23,7 @@ the runtime all use it without importing each other.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -105,17 +106,8 @@ class Interrupt:
 
     @classmethod
     def of(cls, node_id: str, request: InterruptRequest, created_at: float) -> Interrupt:
-        return cls(
-            id=interrupt_id(node_id, request.index),
-            node_id=node_id,
-            index=request.index,
-            payload=request.payload,
-            schema=request.schema,
-            kind=request.kind,
-            tool=request.tool,
-            args=request.args,
-            created_at=created_at,
-        )
+        asked = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
+        return cls(interrupt_id(node_id, request.index), node_id, created_at=created_at, **asked)
 
 
 class NodePaused(BaseException):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from kaizen.errors import ConfigError
 from kaizen.llm.models import (
@@ -176,36 +176,20 @@ class AgentConfig(BaseModel):
                 raise ValueError(f"fallbacks.{number}: {exc}") from None
         return value
 
-    @field_validator("cache")
+    @field_validator("cache", "circuit_breaker", "rate_limit", "input_guards")
     @classmethod
-    def _cache_option_fits(cls, value: Any) -> Any:
+    def _option_fits(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each of these options is read by its own feature's parser, which raises a
+        `ConfigError` (a ValueError) naming what is wrong: parsed here, they fail at once."""
+        from kaizen.agents.guards import input_guards
+        from kaizen.llm.resilience import breaker_settings, rate_limit_settings
         from kaizen.store.calls import cache_policy
 
-        cache_policy(value)  # a ConfigError (a ValueError) names what is wrong
-        return value
-
-    @field_validator("circuit_breaker")
-    @classmethod
-    def _breaker_option_fits(cls, value: Any) -> Any:
-        from kaizen.llm.resilience import breaker_settings
-
-        breaker_settings(value)
-        return value
-
-    @field_validator("rate_limit")
-    @classmethod
-    def _rate_limit_fits(cls, value: Any) -> Any:
-        from kaizen.llm.resilience import rate_limit_settings
-
-        rate_limit_settings(value)
-        return value
-
-    @field_validator("input_guards")
-    @classmethod
-    def _guards_fit(cls, value: Any) -> Any:
-        from kaizen.agents.guards import input_guards
-
-        input_guards(value)
+        parsers: dict[str, Callable[[Any], object]] = {
+            "cache": cache_policy, "circuit_breaker": breaker_settings,
+            "rate_limit": rate_limit_settings, "input_guards": input_guards,
+        }  # fmt: skip
+        parsers[str(info.field_name)](value)
         return value
 
     @field_validator("prompt_template", "system_template")

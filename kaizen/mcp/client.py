@@ -132,19 +132,10 @@ class MCPServer(Toolset):
             errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
             return Client(stdio_client(params, errlog=errlog), cache=None), errlog
 
-        display = name or os.path.basename(command)
-        described = f"MCPServer.stdio({command!r}" + (
-            f", env=[{', '.join(map(repr, sorted(environment)))}]" if environment else ""
-        )
-        return cls(
-            factory,
-            name=display,
-            described=described,
-            secrets=list(environment.values()),
-            prefix=prefix,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
+        return cls(factory, name=name or os.path.basename(command),
+                   described=_described("stdio", command, "env", environment),
+                   secrets=list(environment.values()), prefix=prefix, timeout=timeout,
+                   connect_timeout=connect_timeout)  # fmt: skip
 
     @classmethod
     def http(
@@ -173,19 +164,10 @@ class MCPServer(Toolset):
 
             return Client(_http_transport(url, sent_headers), cache=None), None
 
-        display = name or _safe_url(url)
-        described = f"MCPServer.http({_safe_url(url)!r}" + (
-            f", headers=[{', '.join(map(repr, sorted(sent_headers)))}]" if sent_headers else ""
-        )
-        return cls(
-            factory,
-            name=display,
-            described=described,
-            secrets=secrets,
-            prefix=prefix,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
+        return cls(factory, name=name or _safe_url(url),
+                   described=_described("http", _safe_url(url), "headers", sent_headers),
+                   secrets=secrets, prefix=prefix, timeout=timeout,
+                   connect_timeout=connect_timeout)  # fmt: skip
 
     @classmethod
     def in_memory(
@@ -427,3 +409,10 @@ def _query_pairs(query: str) -> list[tuple[str, str]]:
     from urllib.parse import parse_qsl
 
     return parse_qsl(query, keep_blank_values=False)
+
+
+def _described(factory: str, target: str, label: str, secret: Mapping[str, str]) -> str:
+    """How a server is named in its repr and messages, up to its options: its factory, its
+    command or URL, and the names of its secret values (never the values)."""
+    names = ", ".join(map(repr, sorted(secret)))
+    return f"MCPServer.{factory}({target!r}" + (f", {label}=[{names}]" if secret else "")

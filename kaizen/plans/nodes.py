@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from kaizen.errors import PlanStepError
 from kaizen.flow import Flow, run_async, run_sync
@@ -268,19 +268,12 @@ class StepNode(_Driven):
                 f"{self.step.id!r} ({self.step.tool}): {_text(value)}",
             },
         ]
-        schema = {
-            "type": "object",
-            "properties": {"matches": {"type": "boolean"}, "reason": {"type": "string"}},
-            "required": ["matches", "reason"],
-            "additionalProperties": False,
-        }
-        request = prepare(messages, response_schema=schema, schema_name="step_check",
-                          **agent.settings.call_options)  # fmt: skip
-        reply = yield from model_call(request)
-        try:
-            verdict = _Verdict.model_validate(extract_object(reply.text, ("matches",)) or {})
-        except ValidationError:
-            verdict = _Verdict(matches=False, reason=f"no valid verdict in {reply.text!r}")
+        found = yield from yes_or_no(agent, messages, "matches", "step_check")
+        verdict = (
+            _Verdict(matches=False, reason=found)
+            if isinstance(found, str)
+            else _Verdict(matches=found[0], reason=found[1])
+        )
         _note(context, {"kind": "step_check", "step": self.step.id, **verdict.model_dump()})
         if not verdict.matches:
             raise PlanStepError(
@@ -289,6 +282,29 @@ class StepNode(_Driven):
                 step=self.step.id,
                 outcome="check",
             )
+
+
+def yes_or_no(
+    agent: PlanAgent, messages: list[dict[str, str]], flag: str, name: str
+) -> Flow[tuple[bool, str] | str]:
+    """Ask the planning agent's model a yes/no question about a plan (one structured call):
+    a JSON object ``{flag: bool, "reason": str}``. Returns (the answer, the reason), or why
+    the reply held no valid answer."""
+    schema = {
+        "type": "object",
+        "properties": {flag: {"type": "boolean"}, "reason": {"type": "string"}},
+        "required": [flag, "reason"],
+        "additionalProperties": False,
+    }
+    request = prepare(messages, response_schema=schema, schema_name=name,
+                      **agent.settings.call_options)  # fmt: skip
+    reply = yield from model_call(request)
+    found = extract_object(reply.text, (flag,)) or {}
+    try:  # as lenient as a pydantic bool field: "true" and 1 count
+        said = TypeAdapter(bool).validate_python(found.get(flag))
+    except ValidationError:
+        return f"no valid verdict in {reply.text!r}"
+    return said, str(found.get("reason", ""))
 
 
 class SynthesisNode(_Driven):

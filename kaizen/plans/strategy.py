@@ -28,8 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from kaizen.aio import run_blocking
 from kaizen.errors import AgentLimitError, BudgetExceededError, NodeExecutionError, PlanStepError
 from kaizen.flow import Call, Flow
 from kaizen.llm.call import model_call, prepare
@@ -41,12 +42,11 @@ from kaizen.moments import (
     ToolCallStarted,
 )
 from kaizen.plans.compile import compile_plan
-from kaizen.plans.nodes import PlanAgent
+from kaizen.plans.nodes import PlanAgent, yes_or_no
 from kaizen.plans.plan import SYNTHESIS, Plan, plan_schema, read_plan
 from kaizen.runtime.context import NodeContext, current_node_context
 from kaizen.runtime.hooks import MomentHook
 from kaizen.runtime.record import RunRecord
-from kaizen.signatures import extract_object
 from kaizen.store.memory import with_memory_block
 
 if TYPE_CHECKING:
@@ -233,43 +233,19 @@ def _check_completion(
             f"{json.dumps(dict(outputs), default=str)}",
         },
     ]
-    schema = {
-        "type": "object",
-        "properties": {"complete": {"type": "boolean"}, "reason": {"type": "string"}},
-        "required": ["complete", "reason"],
-        "additionalProperties": False,
-    }
-    request = prepare(messages, response_schema=schema, schema_name="completion",
-                      **agent.settings.call_options)  # fmt: skip
-    reply = yield from model_call(request)
-    try:
-        return _Completion.model_validate(extract_object(reply.text, ("complete",)) or {})
-    except ValidationError:
-        return _Completion(complete=False, reason=f"no valid verdict in {reply.text!r}")
+    found = yield from yes_or_no(agent, messages, "complete", "completion")
+    if isinstance(found, str):
+        return _Completion(complete=False, reason=found)
+    return _Completion(complete=found[0], reason=found[1])
 
 
 # -- running a plan ---------------------------------------------------------------------------
 
 
-def run_plan(
-    plan: Plan,
-    tools: Sequence[Tool],
-    agent: PlanAgent,
-    runtime: LocalRuntime,
-    context: NodeContext | None,
-    name: str,
-) -> PlanOutcome:
-    """Compile `plan` (sync nodes) and run it on `runtime`; a failed run is an outcome too."""
-    workflow = compile_plan(plan, tools, agent=agent, check=agent.settings.validate_plan,
-                            sync=True, name=name).build()  # fmt: skip
-    run_id = f"{context.run_id}-{name}" if context is not None else None
-    try:
-        results, record = runtime.execute_with_record(
-            workflow, run_id=run_id, hooks=_relay(context)
-        )
-    except NodeExecutionError as exc:
-        return _failed(workflow, runtime, exc)
-    return PlanOutcome(workflow, record, results)
+def run_plan(**options: Any) -> PlanOutcome:
+    """The planning flow's sync side: `run_plan_async` with sync nodes, run inline on a loop of
+    this thread's own (`kaizen.aio.run_blocking`), as `LocalRuntime.execute` runs."""
+    return run_blocking(run_plan_async(**options, sync=True))
 
 
 async def run_plan_async(
@@ -279,14 +255,17 @@ async def run_plan_async(
     runtime: LocalRuntime,
     context: NodeContext | None,
     name: str,
+    *,
+    sync: bool = False,
 ) -> PlanOutcome:
-    """`run_plan` with async nodes, on the running event loop."""
+    """Compile `plan` (async nodes, or with `sync` sync ones run inline) and run it on
+    `runtime`; a failed run is an outcome too."""
     workflow = compile_plan(plan, tools, agent=agent, check=agent.settings.validate_plan,
-                            name=name).build()  # fmt: skip
+                            sync=sync, name=name).build()  # fmt: skip
     run_id = f"{context.run_id}-{name}" if context is not None else None
     try:
-        results, record = await runtime.execute_async_with_record(
-            workflow, run_id=run_id, hooks=_relay(context)
+        results, record = await runtime.run(
+            workflow, run_id=run_id, hooks=_relay(context), inline_allowed=sync
         )
     except NodeExecutionError as exc:
         return _failed(workflow, runtime, exc)

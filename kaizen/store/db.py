@@ -198,6 +198,12 @@ class Store:
         """The rows of one query (``?`` placeholders)."""
         raise NotImplementedError
 
+    def changed(self, sql: str, parameters: Sequence[Any] = ()) -> int:
+        """One statement in a write transaction of its own: how many rows it changed (a
+        compare-and-set says whether it won by this)."""
+        with self.write() as db:
+            return int(db.execute(sql, parameters).rowcount)
+
     def translate(self, exc: Exception, doing: str) -> StoreError:
         """A driver's error as the typed error a user can act on."""
         raise NotImplementedError

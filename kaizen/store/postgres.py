@@ -56,14 +56,7 @@ from kaizen.errors import (
     StorePermissionError,
     StoreUnavailableError,
 )
-from kaizen.store.db import (
-    DEFAULT_BUSY_TIMEOUT,
-    Follower,
-    Store,
-    StorePath,
-    password_of,
-    redact_url,
-)
+from kaizen.store.db import DEFAULT_BUSY_TIMEOUT, Store, password_of, redact_url
 from kaizen.store.listen import Listener
 from kaizen.store.pg_transaction import WRITE_LOCK, Transaction, lost, pg_sql, to_pyformat
 from kaizen.store.schema import MIGRATIONS
@@ -71,6 +64,8 @@ from kaizen.store.schema import MIGRATIONS
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
+
+    from kaizen.store.db import Follower, StorePath
 
 __all__ = ["MIGRATE_LOCK", "WRITE_LOCK", "PostgresStore", "redact_url", "to_pyformat"]
 
@@ -304,49 +299,36 @@ class PostgresStore(Store):
 
     def translate(self, exc: Exception, doing: str) -> StoreError:
         """A psycopg error as the typed error a user can act on (no password in it)."""
-        errors = self.driver.errors
+        errors, driver = self.driver.errors, self.driver
         text = self._scrub(str(exc).strip()) or type(exc).__name__
-        where = f"store {self.path}"
+
+        def error(kind: type[StoreError], why: str, advice: str) -> StoreError:
+            return kind(f"store {self.path}: could not {doing}{why} ({text}); {advice}",
+                        path=self.path)  # fmt: skip
+
         if isinstance(exc, errors.InsufficientPrivilege):
-            return StorePermissionError(
-                f"{where}: could not {doing}, the role lacks a permission ({text}); grant it "
-                "what the schema needs (CREATE on the schema, and SELECT, INSERT, UPDATE, "
-                "DELETE on Kaizen's tables), or let the database owner open the store once",
-                path=self.path,
-            )
+            return error(StorePermissionError, ", the role lacks a permission", "grant it what "
+                         "the schema needs (CREATE on the schema, and SELECT, INSERT, UPDATE, "
+                         "DELETE on Kaizen's tables), or let the database owner open the store "
+                         "once")  # fmt: skip
         if isinstance(exc, errors.LockNotAvailable) or "lock timeout" in text:
-            return StoreLockedError(
-                f"{where}: could not {doing}, another writer held the store for "
-                f"{self.busy_timeout:g} s ({text}); wait for it, or give this feature its own "
-                "store",
-                path=self.path,
-            )
+            return error(StoreLockedError, f", another writer held the store for "
+                         f"{self.busy_timeout:g} s", "wait for it, or give this feature its "
+                         "own store")  # fmt: skip
         if isinstance(exc, errors.DiskFull):
-            return StoreFullError(
-                f"{where}: could not {doing}, the server has no space left ({text}); free some "
-                "space or prune old runs (`kaizen runs prune --older-than 7d`); what was "
-                "stored before is intact",
-                path=self.path,
-            )
+            return error(StoreFullError, ", the server has no space left", "free some space "
+                         "or prune old runs (`kaizen runs prune --older-than 7d`); what was "
+                         "stored before is intact")  # fmt: skip
         if type(exc).__name__ == "PoolTimeout":
-            return StoreUnavailableError(
-                f"{where}: could not {doing}, no connection became free within "
-                f"{self.timeout:g} s ({text}); raise KAIZEN_STORE_POOL_MAX or "
-                "KAIZEN_STORE_TIMEOUT, or check that the server is up",
-                path=self.path,
-            )
-        if (
-            doing == "connect"
-            or isinstance(exc, self.driver.OperationalError | self.driver.InterfaceError)
-            or not isinstance(exc, self.driver.Error)
-        ):
-            return StoreUnavailableError(
-                f"{where}: could not {doing} ({text}); check the URL (user, password, host, "
-                "port, database), that the server is running and reachable, and that the "
-                "database exists",
-                path=self.path,
-            )
-        return StoreError(f"{where}: could not {doing}: {text}", path=self.path)
+            return error(StoreUnavailableError, f", no connection became free within "
+                         f"{self.timeout:g} s", "raise KAIZEN_STORE_POOL_MAX or "
+                         "KAIZEN_STORE_TIMEOUT, or check that the server is up")  # fmt: skip
+        lost = isinstance(exc, driver.OperationalError | driver.InterfaceError)
+        if doing == "connect" or lost or not isinstance(exc, driver.Error):
+            return error(StoreUnavailableError, "", "check the URL (user, password, host, "
+                         "port, database), that the server is running and reachable, and "
+                         "that the database exists")  # fmt: skip
+        return StoreError(f"store {self.path}: could not {doing}: {text}", path=self.path)
 
     def release(self) -> None:
         self.close()

@@ -216,13 +216,11 @@ def load_served_events(store: Store, run_id: str, after: int = 0) -> list[Served
 def abandon_unfinished(store: Store, reason: str) -> int:
     """Mark the runs a stopped server left queued or running as failed with `reason`; returns
     how many there were."""
-    with store.write() as db:
-        count = db.execute(
-            "UPDATE served_runs SET status = 'failed', finished = ?, error = ?"
-            " WHERE status IN ('queued', 'running')",
-            (time.time(), reason),
-        ).rowcount
-    return int(count)
+    return store.changed(
+        "UPDATE served_runs SET status = 'failed', finished = ?, error = ?"
+        " WHERE status IN ('queued', 'running')",
+        (time.time(), reason),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,27 +259,19 @@ def claim_expired(store: Store, owner: str, until: float, now: float) -> list[Cl
 
 def request_cancel(store: Store, run_id: str) -> bool:
     """Ask whichever process runs `run_id` to cancel it; False when it is not unfinished."""
-    with store.write() as db:
-        count = db.execute(
-            "UPDATE served_runs SET cancel = 1"
-            " WHERE run_id = ? AND status IN ('queued', 'running')",
-            (run_id,),
-        ).rowcount
-    return bool(count)
+    sql = "UPDATE served_runs SET cancel = 1 WHERE run_id = ? AND status IN ('queued', 'running')"
+    return bool(store.changed(sql, (run_id,)))
 
 
 def reopen(store: Store, run_id: str, owner: str, until: float) -> bool:
     """Take finished-but-not-completed run `run_id` (failed or cancelled) back to ``queued``
     under `owner`'s lease, to resume it from its checkpoints; compare-and-set, so of two
     requests to resume it exactly one gets True."""
-    with store.write() as db:
-        count = db.execute(
-            "UPDATE served_runs SET status = 'queued', finished = NULL, error = NULL,"
-            " cancel = 0, owner = ?, lease_until = ?"
-            " WHERE run_id = ? AND status IN ('failed', 'cancelled')",
-            (owner, until, run_id),
-        ).rowcount
-    return bool(count)
+    sql = (
+        "UPDATE served_runs SET status = 'queued', finished = NULL, error = NULL, cancel = 0,"
+        " owner = ?, lease_until = ? WHERE run_id = ? AND status IN ('failed', 'cancelled')"
+    )
+    return bool(store.changed(sql, (owner, until, run_id)))
 
 
 def cancel_requests(store: Store, run_ids: Iterable[str]) -> list[str]:
