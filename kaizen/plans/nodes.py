@@ -269,11 +269,8 @@ class StepNode(_Driven):
             },
         ]
         found = yield from yes_or_no(agent, messages, "matches", "step_check")
-        verdict = (
-            _Verdict(matches=False, reason=found)
-            if isinstance(found, str)
-            else _Verdict(matches=found[0], reason=found[1])
-        )
+        matches, reason = (False, found) if isinstance(found, str) else found
+        verdict = _Verdict(matches=matches, reason=reason)
         _note(context, {"kind": "step_check", "step": self.step.id, **verdict.model_dump()})
         if not verdict.matches:
             raise PlanStepError(
@@ -282,6 +279,9 @@ class StepNode(_Driven):
                 step=self.step.id,
                 outcome="check",
             )
+
+
+_BOOL = TypeAdapter(bool)
 
 
 def yes_or_no(
@@ -301,7 +301,7 @@ def yes_or_no(
     reply = yield from model_call(request)
     found = extract_object(reply.text, (flag,)) or {}
     try:  # as lenient as a pydantic bool field: "true" and 1 count
-        said = TypeAdapter(bool).validate_python(found.get(flag))
+        said = _BOOL.validate_python(found.get(flag))
     except ValidationError:
         return f"no valid verdict in {reply.text!r}"
     return said, str(found.get("reason", ""))
