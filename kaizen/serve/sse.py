@@ -28,7 +28,7 @@ from kaizen.store.db import Store
 from kaizen.store.served import load_served_events, load_served_run
 
 if TYPE_CHECKING:
-    from kaizen.serve.runs import ServedRun
+    from kaizen.serve.run import ServedRun
 
 __all__ = [
     "KEEPALIVE",

@@ -12,16 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kaizen.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     import psycopg
+    import psycopg_pool
 
-    from kaizen.store.postgres import PostgresStore
-
-__all__ = ["WRITE_LOCK", "Rows", "Transaction", "lost", "pg_sql", "to_pyformat"]
+__all__ = ["WRITE_LOCK", "Connections", "Rows", "Transaction", "lost", "pg_sql", "to_pyformat"]
 
 WRITE_LOCK = 0x6B61697A656E01  # held by each write transaction
 
@@ -82,6 +81,20 @@ class _Statement:
     rowcount: int = -1
 
 
+class Connections(Protocol):
+    """What a transaction needs of its store (`PostgresStore`): the driver, the pool to take a
+    new connection from, how long to wait for one, and the store's name for messages."""
+
+    driver: Any
+    timeout: float
+    path: str
+
+    @property
+    def pool(self) -> psycopg_pool.ConnectionPool[Any]: ...
+
+    def discard_lost(self) -> None: ...
+
+
 class Transaction:
     """The connection a `write()` block gets: ``?`` SQL, results fetched at once, and every
     statement kept so that a lost connection can be replaced and the transaction replayed
@@ -94,7 +107,7 @@ class Transaction:
     replayed; for a write the caller declares idempotent, the ``COMMIT`` goes with the rest (a
     checkpoint is one round trip)."""
 
-    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
+    def __init__(self, store: Connections, connection: psycopg.Connection[Any]) -> None:
         self.store = store
         self.driver = store.driver
         self.connection = connection
