@@ -120,12 +120,16 @@ def password_of(url: str) -> str:
     try:
         return urlsplit(url).password or ""
     except ValueError:
-        found = re.search(r"://[^:/@]*:([^@]*)@", url)
-        return found.group(1) if found else ""
+        found = _CREDENTIALS.search(url)
+        return found.group(2) if found else ""
+
+
+# "scheme://user:password@" (or a folded "scheme:/user:password@"), for URLs urllib cannot read
+_CREDENTIALS = re.compile(r"(:/+[^:/@]*:)([^@]*)@")
 
 
 def _masked(url: str) -> str:
-    return re.sub(r"(:/+[^:/@]*:)[^@]*@", r"\1***@", url)
+    return _CREDENTIALS.sub(r"\1***@", url)
 
 
 def _location(where: StorePath | None) -> str:
