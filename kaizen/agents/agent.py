@@ -21,6 +21,7 @@ When `execute` raises, and when it returns a failed result:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -80,7 +81,6 @@ DEFAULT_SIGNATURE_SPEC = "task: str, context: dict = {} -> result: str"
 # one-node workflows an agent keeps for execute(): one per sync/async and signature (an agent
 # without a signature has one per set of input names it was called with)
 _MAX_ENGINES = 64
-
 _H = TypeVar("_H")
 # (agent, its settings) while one of its executions runs: resolved once per execution
 _settled: ContextVar[tuple[Agent, ModelSettings] | None] = ContextVar("kaizen_settled")
@@ -198,11 +198,10 @@ class Agent:
 
     def _hook_or_new(self, kind: type[_H], make: Callable[[], _H]) -> _H:
         """The first of this agent's hooks that is a `kind`, else `make()`, added as a hook."""
-        hook = next((hook for hook in self._hooks if isinstance(hook, kind)), None)
-        if hook is None:
-            hook = make()
-            self.add_hook(hook)
-        return hook
+        found = next((hook for hook in self._hooks if isinstance(hook, kind)), None)
+        if found is None:
+            self.add_hook(found := make())
+        return found
 
     def add_middleware(self, middleware: object) -> None:
         """Steer this agent's node and its model calls with `middleware` (a `kaizen.Middleware`)
@@ -475,8 +474,9 @@ class Agent:
             results, _ = yield Call(self._run_inline, self.runtime.run, options)
         except (NodeExecutionError, BudgetExceededError) as exc:
             return failed(self, exc, report, run_id, started, settings, values)
-        finally:
-            _settled.reset(settled)
+        finally:  # (closed from another context, an abandoned stream's, it has none to restore)
+            with contextlib.suppress(ValueError):
+                _settled.reset(settled)
         return self._ended(results, report, run_id, started, values, resuming, not sync)
 
     def _run_inline(self, **options: Any) -> Any:
