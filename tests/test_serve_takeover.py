@@ -35,23 +35,25 @@ FLOW = textwrap.dedent(
     from kaizen import WorkflowBuilder
     from kaizen.runtime.context import current_node_context
 
-    def _ran(name):
+    def _ran(name, watched):
         line = f"{current_node_context().run_id} {name}\\n".encode()
         fd = os.open(os.environ["NODE_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line)
         finally:
             os.close(fd)
-        time.sleep(0.15)
+        # the run a client follows (x = 0) is slow, so that it is still going when the server
+        # holding it is killed, however late the client's stream connects
+        time.sleep(1.0 if watched else 0.15)
 
     def first(x: int) -> int:
-        _ran("first"); return x + 1
+        _ran("first", x == 0); return x + 1
 
     def second(value: int) -> int:
-        _ran("second"); return value * 10
+        _ran("second", value == 1); return value * 10
 
     def third(value: int) -> int:
-        _ran("third"); return value - 3
+        _ran("third", value == 10); return value - 3
 
     wf = WorkflowBuilder("takeover")
     wf.add_node("FunctionNode", "first", {"function": first})
@@ -135,6 +137,7 @@ def test_runs_of_a_killed_server_are_finished_by_the_other_exactly_once(
         while len(_committed(store)) < RUNS // 2 or len(seen) < 3:
             assert time.monotonic() < deadline, "the runs never got going"
             time.sleep(0.02)
+        assert seen[-1]["event"] != "done", "the followed run ended before the kill"
         killed.send_signal(signal.SIGKILL)
         killed.wait()
         done_before_kill = _committed(store)
